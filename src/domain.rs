@@ -1,0 +1,215 @@
+//! Parsed values from the outside world. Each type can only be built through its `parse`,
+//! so code that holds one knows it is well-formed.
+
+use std::fmt;
+
+/// A user name: 1 to 64 characters of `a-z 0-9 . _ - @ +`, starting with a letter or digit.
+///
+/// Input is case-folded to lower case, because the seed derived usernames from
+/// `<NAME>_SECRET` variables (`DAIR_SECRET` is user `dair`) and Flask clients sent either case.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Username(String);
+
+pub const USERNAME_MAX_LEN: usize = 64;
+
+impl Username {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let name = raw.trim().to_ascii_lowercase();
+        if name.is_empty() {
+            return Err("username must not be empty".into());
+        }
+        if name.chars().count() > USERNAME_MAX_LEN {
+            return Err(format!("username must be at most {USERNAME_MAX_LEN} characters"));
+        }
+        let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-@+".contains(c);
+        if !name.chars().all(allowed) {
+            return Err("username may only contain a-z, 0-9 and . _ - @ +".into());
+        }
+        if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            return Err("username must start with a letter or a digit".into());
+        }
+        Ok(Self(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A one-time code as typed by a user: 6 to 8 digits. Spaces are dropped, since
+/// authenticator apps display codes as `123 456`.
+///
+/// Its `Debug` does not show the digits, so a code cannot reach a log by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OtpCode(String);
+
+impl OtpCode {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let code: String = raw.chars().filter(|c| *c != ' ').collect();
+        if !(6..=8).contains(&code.len()) || !code.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("token must be a string of 6 to 8 digits".into());
+        }
+        Ok(Self(code))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for OtpCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OtpCode(<redacted>)")
+    }
+}
+
+/// The HMAC hash function of a TOTP secret (RFC 6238 §1.2 allows SHA-1, SHA-256, SHA-512).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+impl Algorithm {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match raw.trim().to_ascii_uppercase().replace('-', "").as_str() {
+            "SHA1" => Ok(Self::Sha1),
+            "SHA256" => Ok(Self::Sha256),
+            "SHA512" => Ok(Self::Sha512),
+            _ => Err(format!("unknown algorithm '{}': use SHA1, SHA256 or SHA512", raw.trim())),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sha1 => "SHA1",
+            Self::Sha256 => "SHA256",
+            Self::Sha512 => "SHA512",
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Number of digits of a code: RFC 4226 §5.3 allows 6 to 8.
+pub fn parse_digits(raw: &str) -> Result<u8, String> {
+    match raw.trim().parse::<u8>() {
+        Ok(d @ 6..=8) => Ok(d),
+        _ => Err(format!("'{}' is not 6, 7 or 8", raw.trim())),
+    }
+}
+
+/// An email address, checked loosely: one `@`, something on both sides, a dot in the
+/// domain, no spaces or control characters. Whether it exists is the mail server's call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailAddress(String);
+
+impl EmailAddress {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let addr = raw.trim();
+        let bad = || Err(format!("'{addr}' is not an email address"));
+        if addr.len() > 254 || addr.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return bad();
+        }
+        match addr.split_once('@') {
+            Some((local, domain))
+                if !local.is_empty()
+                    && !domain.contains('@')
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.') =>
+            {
+                Ok(Self(addr.to_string()))
+            }
+            _ => bad(),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A Telegram chat: a numeric chat id (negative for groups) or a public `@channelname`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelegramChat(String);
+
+impl TelegramChat {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let chat = raw.trim();
+        let numeric = chat.strip_prefix('-').unwrap_or(chat);
+        let is_id = !numeric.is_empty() && numeric.len() <= 20 && numeric.bytes().all(|b| b.is_ascii_digit());
+        let is_channel = chat.strip_prefix('@').is_some_and(|name| {
+            (5..=32).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        });
+        if is_id || is_channel {
+            Ok(Self(chat.to_string()))
+        } else {
+            Err(format!("'{chat}' is not a Telegram chat id or @channel"))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn usernames_are_case_folded_and_checked() {
+        assert_eq!(Username::parse("DAIR").unwrap().as_str(), "dair");
+        assert_eq!(Username::parse("john_doe").unwrap().as_str(), "john_doe");
+        assert!(Username::parse("").is_err());
+        assert!(Username::parse("a\u{7}b").is_err());
+        assert!(Username::parse("_x").is_err());
+        assert!(Username::parse("a:b").is_err());
+        assert!(Username::parse(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn codes_are_six_to_eight_digits_and_never_printed() {
+        assert_eq!(OtpCode::parse("123 456").unwrap().as_str(), "123456");
+        assert!(OtpCode::parse("12345").is_err());
+        assert!(OtpCode::parse("123456789").is_err());
+        assert!(OtpCode::parse("12a456").is_err());
+        assert!(!format!("{:?}", OtpCode::parse("654321").unwrap()).contains("654321"));
+    }
+
+    #[test]
+    fn contacts_are_checked() {
+        assert!(EmailAddress::parse("dair@example.com").is_ok());
+        assert!(EmailAddress::parse("dair@localhost").is_err());
+        assert!(EmailAddress::parse("not-an-email").is_err());
+        assert!(TelegramChat::parse("123456789").is_ok());
+        assert!(TelegramChat::parse("-1001234567890").is_ok());
+        assert!(TelegramChat::parse("@my_channel").is_ok());
+        assert!(TelegramChat::parse("hello").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn parsers_never_panic(s in "\\PC*") {
+            let _ = Username::parse(&s);
+            let _ = OtpCode::parse(&s);
+            let _ = EmailAddress::parse(&s);
+            let _ = TelegramChat::parse(&s);
+            let _ = Algorithm::parse(&s);
+            let _ = parse_digits(&s);
+        }
+    }
+}

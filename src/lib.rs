@@ -1,0 +1,6 @@
+//! A self-hosted multi-factor authentication service: RFC 6238 TOTP and one-time codes
+//! delivered to a user's channels, behind the HTTP API of the original Flask design.
+
+pub mod clock;
+pub mod domain;
+pub mod otp;

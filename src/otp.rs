@@ -1,0 +1,267 @@
+//! HOTP (RFC 4226) and TOTP (RFC 6238): code generation and checking, secrets, otpauth URIs.
+//!
+//! The arithmetic comes from `totp-rs`, which compares codes in constant time and tells which
+//! time step a code matched; the step is what replay protection (RFC 6238 §5.2) records.
+//! Everything here is pure: time is always a parameter.
+
+use std::fmt;
+
+use totp_rs::{Builder, Totp};
+
+use crate::clock::UnixTime;
+use crate::domain::{Algorithm, OtpCode};
+
+/// RFC 4226 §4 R6: "The length of the shared secret MUST be at least 128 bits."
+pub const MIN_RECOMMENDED_SECRET_BYTES: usize = 16;
+/// Shorter than the seed's sample secret `base32secret3232` (80 bits): refused outright.
+pub const MIN_ACCEPTED_SECRET_BYTES: usize = 10;
+/// New secrets are 160 bits, as RFC 4226 §4 recommends.
+pub const NEW_SECRET_BYTES: usize = 20;
+
+/// A shared secret's raw bytes. Never printed: its `Debug` says only how long it is.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretBytes(Vec<u8>);
+
+impl SecretBytes {
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
+    /// A fresh random secret of [`NEW_SECRET_BYTES`] from the operating system's CSPRNG.
+    pub fn generate() -> Self {
+        let mut bytes = vec![0u8; NEW_SECRET_BYTES];
+        rand::fill(&mut bytes[..]);
+        Self(bytes)
+    }
+
+    /// Decodes base32 the way pyotp does: case-insensitive, spaces and `=` padding ignored.
+    /// (totp-rs alone refuses lower case, which would reject the seed's `base32secret3232`.)
+    pub fn from_base32(raw: &str) -> Result<Self, String> {
+        let cleaned: String = raw
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '=' && *c != '-')
+            .map(|c| c.to_ascii_uppercase())
+            .collect();
+        if cleaned.is_empty() {
+            return Err("is empty".into());
+        }
+        let mut spec = data_encoding::BASE32_NOPAD.specification();
+        spec.check_trailing_bits = false; // Python's b32decode ignores them too
+        let decoded = spec
+            .encoding()
+            .map_err(|_| "base32 decoder unavailable".to_string())?
+            .decode(cleaned.as_bytes())
+            .map_err(|_| "is not valid base32 (letters A-Z and digits 2-7)".to_string())?;
+        if decoded.len() < MIN_ACCEPTED_SECRET_BYTES {
+            return Err(format!(
+                "is {} bits long; at least {} bits are required (RFC 4226 asks for 128)",
+                decoded.len() * 8,
+                MIN_ACCEPTED_SECRET_BYTES * 8
+            ));
+        }
+        Ok(Self(decoded))
+    }
+
+    pub fn to_base32(&self) -> String {
+        data_encoding::BASE32_NOPAD.encode(&self.0)
+    }
+
+    pub fn bits(&self) -> usize {
+        self.0.len() * 8
+    }
+
+    pub fn is_below_rfc_minimum(&self) -> bool {
+        self.0.len() < MIN_RECOMMENDED_SECRET_BYTES
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretBytes(<{} bits redacted>)", self.bits())
+    }
+}
+
+/// How a user's codes are made: the parameters an authenticator app is configured with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OtpParams {
+    pub algorithm: Algorithm,
+    pub digits: u8,
+    pub period: u64,
+}
+
+impl Default for OtpParams {
+    fn default() -> Self {
+        Self { algorithm: Algorithm::Sha1, digits: 6, period: 30 }
+    }
+}
+
+fn totp(secret: &SecretBytes, params: OtpParams, window: u16) -> Totp {
+    builder(secret, params, window).build_noncompliant()
+}
+
+fn builder(secret: &SecretBytes, params: OtpParams, window: u16) -> Builder {
+    let algorithm = match params.algorithm {
+        Algorithm::Sha1 => totp_rs::Algorithm::SHA1,
+        Algorithm::Sha256 => totp_rs::Algorithm::SHA256,
+        Algorithm::Sha512 => totp_rs::Algorithm::SHA512,
+    };
+    // `build_noncompliant` because legacy 80-bit secrets must keep working; digits (6..=8)
+    // and period (>= 1) are validated where they are parsed, so nothing here can panic.
+    Builder::new()
+        .with_algorithm(algorithm)
+        .with_digits(params.digits)
+        .with_step_duration(params.period.max(1))
+        .with_skew(window)
+        .with_secret(secret.expose())
+}
+
+/// The TOTP code for the time step that contains `time` (RFC 6238 §4.2).
+pub fn totp_code(secret: &SecretBytes, params: OtpParams, time: UnixTime) -> String {
+    totp(secret, params, 0).generate(time).to_string()
+}
+
+/// The HOTP code for a counter (RFC 4226 §5.3): TOTP is HOTP with counter = time / period.
+pub fn hotp_code(secret: &SecretBytes, algorithm: Algorithm, digits: u8, counter: u64) -> String {
+    let params = OtpParams { algorithm, digits, period: 1 };
+    totp(secret, params, 0).generate(counter).to_string()
+}
+
+/// The time step whose code `code` is, searching `window` steps on each side of `now`'s
+/// step (RFC 6238 §5.2), or `None`. The comparison is constant-time.
+pub fn matching_step(secret: &SecretBytes, params: OtpParams, code: &OtpCode, now: UnixTime, window: u16) -> Option<u64> {
+    if code.as_str().len() != usize::from(params.digits) {
+        return None;
+    }
+    totp(secret, params, window).check(code.as_str(), now)
+}
+
+/// The `otpauth://totp/...` URI that authenticator apps read from a QR code
+/// (the Key Uri Format of Google Authenticator).
+pub fn otpauth_uri(issuer: &str, account: &str, secret: &SecretBytes, params: OtpParams) -> Result<String, String> {
+    builder(secret, params, 0)
+        .with_issuer(Some(issuer.replace(':', "")))
+        .with_account_name(account.replace(':', ""))
+        .build_noncompliant()
+        .to_url()
+        .map_err(|e| e.to_string())
+}
+
+/// A random numeric code of `digits` digits for delivery by email or Telegram, uniformly
+/// distributed and zero-padded.
+pub fn random_code(digits: u8) -> String {
+    let modulus = 10u32.pow(u32::from(digits.clamp(6, 8)));
+    let n: u32 = rand::random_range(0..modulus);
+    format!("{n:0width$}", width = usize::from(digits.clamp(6, 8)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ascii_seed(len: usize) -> SecretBytes {
+        SecretBytes::new(b"1234567890".iter().cycle().take(len).copied().collect())
+    }
+
+    /// RFC 4226 Appendix D: secret "12345678901234567890", counters 0..=9, 6 digits.
+    #[test]
+    fn rfc4226_appendix_d_vectors() {
+        let expected = [
+            "755224", "287082", "359152", "969429", "338314", "254676", "287922", "162583", "399871", "520489",
+        ];
+        let secret = ascii_seed(20);
+        for (counter, want) in expected.iter().enumerate() {
+            assert_eq!(hotp_code(&secret, Algorithm::Sha1, 6, counter as u64), *want, "counter {counter}");
+        }
+    }
+
+    /// RFC 6238 Appendix B: 8 digits, 30 s, seeds of 20/32/64 bytes for SHA1/SHA256/SHA512.
+    #[test]
+    fn rfc6238_appendix_b_vectors() {
+        let table: [(u64, &str, &str, &str); 6] = [
+            (59, "94287082", "46119246", "90693936"),
+            (1111111109, "07081804", "68084774", "25091201"),
+            (1111111111, "14050471", "67062674", "99943326"),
+            (1234567890, "89005924", "91819424", "93441116"),
+            (2000000000, "69279037", "90698825", "38618901"),
+            (20000000000, "65353130", "77737706", "47863826"),
+        ];
+        for (time, sha1, sha256, sha512) in table {
+            for (algorithm, seed_len, want) in
+                [(Algorithm::Sha1, 20, sha1), (Algorithm::Sha256, 32, sha256), (Algorithm::Sha512, 64, sha512)]
+            {
+                let params = OtpParams { algorithm, digits: 8, period: 30 };
+                let secret = ascii_seed(seed_len);
+                assert_eq!(totp_code(&secret, params, time), want, "{algorithm} at {time}");
+                let code = OtpCode::parse(want).unwrap();
+                assert_eq!(matching_step(&secret, params, &code, time, 0), Some(time / 30));
+            }
+        }
+    }
+
+    #[test]
+    fn window_accepts_neighbouring_steps_only() {
+        let secret = SecretBytes::from_base32("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP").unwrap();
+        let params = OtpParams::default();
+        let t = 1_700_000_000;
+        let code = OtpCode::parse(&totp_code(&secret, params, t)).unwrap();
+        assert_eq!(matching_step(&secret, params, &code, t + 30, 1), Some(t / 30));
+        assert_eq!(matching_step(&secret, params, &code, t - 30, 1), Some(t / 30));
+        assert_eq!(matching_step(&secret, params, &code, t + 60, 1), None);
+        assert_eq!(matching_step(&secret, params, &code, t + 30, 0), None);
+        assert_eq!(matching_step(&secret, params, &code, t + 60, 2), Some(t / 30));
+    }
+
+    #[test]
+    fn a_code_of_the_wrong_length_never_matches() {
+        let secret = SecretBytes::generate();
+        let params = OtpParams { digits: 8, ..OtpParams::default() };
+        let six = OtpCode::parse(&totp_code(&secret, OtpParams::default(), 1000)).unwrap();
+        assert_eq!(matching_step(&secret, params, &six, 1000, 1), None);
+    }
+
+    #[test]
+    fn base32_is_read_like_pyotp() {
+        let lower = SecretBytes::from_base32("base32secret3232").unwrap();
+        assert_eq!(lower.bits(), 80);
+        assert!(lower.is_below_rfc_minimum());
+        assert_eq!(SecretBytes::from_base32("BASE 32SE CRET 3232==").unwrap(), lower);
+        assert!(SecretBytes::from_base32("not base32!").is_err());
+        assert!(SecretBytes::from_base32("").is_err());
+        assert!(SecretBytes::from_base32("ABCDEFGH").is_err(), "40 bits is too short");
+        let err = SecretBytes::from_base32("0189!!!!").unwrap_err();
+        assert!(!err.contains("0189"), "errors never echo the secret");
+    }
+
+    #[test]
+    fn generated_secrets_are_160_bits_and_distinct() {
+        let a = SecretBytes::generate();
+        assert_eq!(a.bits(), 160);
+        assert_ne!(a, SecretBytes::generate());
+        assert!(!format!("{a:?}").contains(&a.to_base32()));
+    }
+
+    #[test]
+    fn otpauth_uri_names_issuer_account_and_parameters() {
+        let secret = SecretBytes::from_base32("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP").unwrap();
+        let params = OtpParams { algorithm: Algorithm::Sha256, digits: 8, period: 30 };
+        let uri = otpauth_uri("ACME MFA", "dair", &secret, params).unwrap();
+        assert!(uri.starts_with("otpauth://totp/ACME%20MFA:dair?"), "{uri}");
+        assert!(uri.contains("secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"));
+        assert!(uri.contains("digits=8"));
+        assert!(uri.contains("algorithm=SHA256"));
+        assert!(uri.contains("issuer=ACME%20MFA"));
+    }
+
+    #[test]
+    fn random_codes_have_the_requested_digits() {
+        for digits in 6..=8 {
+            let code = random_code(digits);
+            assert_eq!(code.len(), usize::from(digits));
+            assert!(code.bytes().all(|b| b.is_ascii_digit()));
+        }
+    }
+}
