@@ -1,0 +1,684 @@
+//! Configuration: read once at start-up from `.env` and the process environment, validated
+//! as a whole, and handed to the rest of the program as a typed [`Settings`].
+//!
+//! Precedence: process environment > `.env` file (in the working directory, or the file
+//! named by `MFA_ENV_FILE`) > built-in default. Every error names its variable and never
+//! quotes the value of a secret.
+
+pub mod dotenv;
+pub mod rate_limit;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use crate::domain::{Algorithm, EmailAddress, TelegramChat, Username, parse_digits};
+use crate::otp::{OtpParams, SecretBytes};
+pub use rate_limit::RateLimit;
+
+/// Where a variable's value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    DotenvFile,
+    Environment,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Default => "default",
+            Self::DotenvFile => ".env",
+            Self::Environment => "environment",
+        })
+    }
+}
+
+/// The raw variables: `.env` entries overlaid by the process environment.
+#[derive(Debug, Default, Clone)]
+pub struct EnvMap {
+    values: BTreeMap<String, (String, Source)>,
+    /// Line numbers of `.env` lines that could not be parsed.
+    pub bad_dotenv_lines: Vec<usize>,
+    /// The `.env` file that was read, if any.
+    pub dotenv_path: Option<PathBuf>,
+}
+
+impl EnvMap {
+    /// Reads `MFA_ENV_FILE` (which must exist) or `./.env` (which may not), then the process
+    /// environment on top.
+    pub fn load() -> Result<Self, ConfigErrors> {
+        let process: Vec<(String, String)> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        let explicit = process.iter().find(|(k, _)| k == "MFA_ENV_FILE").map(|(_, v)| PathBuf::from(v));
+        let path = explicit.clone().unwrap_or_else(|| PathBuf::from(".env"));
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => None,
+            Err(e) => {
+                return Err(ConfigErrors::one("MFA_ENV_FILE", format!("cannot read {}: {e}", path.display())));
+            }
+        };
+        let lookup = |name: &str| std::env::var(name).ok();
+        let file = text.as_deref().map(|t| dotenv::parse(t, &lookup)).unwrap_or_default();
+        let mut map = Self::from_pairs(file.entries, process);
+        map.bad_dotenv_lines = file.bad_lines;
+        map.dotenv_path = text.map(|_| path);
+        Ok(map)
+    }
+
+    /// Builds a map from `.env` entries and environment entries; the latter win.
+    pub fn from_pairs(
+        dotenv: impl IntoIterator<Item = (String, String)>,
+        environment: impl IntoIterator<Item = (String, String)>,
+    ) -> Self {
+        let mut values = BTreeMap::new();
+        for (k, v) in dotenv {
+            values.insert(k, (v, Source::DotenvFile));
+        }
+        for (k, v) in environment {
+            values.insert(k, (v, Source::Environment));
+        }
+        Self { values, ..Self::default() }
+    }
+
+    /// A variable's value; an empty value counts as unset, as with python-dotenv's `or` idiom.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(|(v, _)| v.as_str()).filter(|v| !v.trim().is_empty())
+    }
+
+    pub fn source(&self, key: &str) -> Source {
+        match self.values.get(key) {
+            Some((v, source)) if !v.trim().is_empty() => *source,
+            _ => Source::Default,
+        }
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &str> {
+        self.values.keys().map(String::as_str)
+    }
+}
+
+/// One bad variable. The reason never contains a secret's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub var: String,
+    pub reason: String,
+}
+
+/// Every problem found in the configuration, so an operator can fix them in one go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    fn one(var: &str, reason: impl Into<String>) -> Self {
+        Self(vec![ConfigError { var: var.into(), reason: reason.into() }])
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.as_slice() {
+            [one] => write!(f, "invalid configuration: {}: {}", one.var, one.reason),
+            many => {
+                write!(f, "invalid configuration ({} problems):", many.len())?;
+                for e in many {
+                    write!(f, "\n  {}: {}", e.var, e.reason)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// A secret string: prints as `********`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sensitive(String);
+
+impl Sensitive {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Sensitive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("********")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Where users and security state are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseConfig {
+    Sqlite { path: PathBuf },
+}
+
+/// A user defined by `<NAME>_SECRET` (with `<NAME>_EMAIL`, `<NAME>_TELEGRAM_ID`).
+#[derive(Debug, Clone)]
+pub struct EnvUser {
+    pub username: Username,
+    /// The variable that defined it, e.g. `DAIR_SECRET`.
+    pub var: String,
+    pub secret: SecretBytes,
+    pub email: Option<EmailAddress>,
+    pub telegram: Option<TelegramChat>,
+}
+
+/// The seed's notification variables, read now so `check-config` can report them.
+#[derive(Debug, Clone, Default)]
+pub struct NotificationSettings {
+    pub telegram_token: Option<Sensitive>,
+    pub email_sender: Option<EmailAddress>,
+    pub email_password: Option<Sensitive>,
+    pub email_smtp_server: Option<String>,
+    pub email_smtp_port: Option<u16>,
+}
+
+/// The per-user brute-force defence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutPolicy {
+    pub max_failed_attempts: u32,
+    pub lockout_seconds: u64,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bind: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database: DatabaseConfig,
+    /// `SECRET_KEY` or `FLASK_SECRET_KEY`; without it a key file in `data_dir` is used.
+    pub secret_key: Option<Sensitive>,
+    pub rate_limits: Vec<RateLimit>,
+    pub trusted_proxies: Vec<IpAddr>,
+    pub otp: OtpParams,
+    pub valid_window: u16,
+    pub issuer: String,
+    pub lockout: LockoutPolicy,
+    pub resend_seconds: u64,
+    pub code_ttl_seconds: u64,
+    pub log_format: LogFormat,
+    pub users: Vec<EnvUser>,
+    pub notification: NotificationSettings,
+    /// Things worth an operator's attention that do not stop start-up.
+    pub warnings: Vec<String>,
+}
+
+pub const DEFAULT_BIND: &str = "127.0.0.1:6000";
+pub const DEFAULT_DATA_DIR: &str = "./data";
+pub const DEFAULT_RATE_LIMIT: &str = "120 per minute";
+/// OWASP ASVS 2.7.2: out-of-band codes expire after at most 10 minutes.
+pub const MAX_CODE_TTL_SECONDS: u64 = 600;
+
+/// Every variable this program reads, apart from the per-user `<NAME>_*` ones.
+pub const KNOWN_VARIABLES: &[&str] = &[
+    "MFA_ENV_FILE",
+    "MFA_BIND",
+    "MFA_DATA_DIR",
+    "DATABASE_URL",
+    "SECRET_KEY",
+    "FLASK_SECRET_KEY",
+    "RATE_LIMIT",
+    "TRUSTED_PROXIES",
+    "OTP_DIGITS",
+    "OTP_PERIOD",
+    "OTP_ALGORITHM",
+    "OTP_VALID_WINDOW",
+    "OTP_ISSUER",
+    "MAX_FAILED_ATTEMPTS",
+    "LOCKOUT_SECONDS",
+    "OTP_RESEND_SECONDS",
+    "OTP_CODE_TTL",
+    "LOG_FORMAT",
+    "TELEGRAM_TOKEN",
+    "EMAIL_SENDER",
+    "EMAIL_PASSWORD",
+    "EMAIL_SMTP_SERVER",
+    "EMAIL_SMTP_PORT",
+];
+
+/// Collects errors while every variable is read.
+struct Reader<'a> {
+    env: &'a EnvMap,
+    errors: Vec<ConfigError>,
+}
+
+impl Reader<'_> {
+    fn fail(&mut self, var: &str, reason: impl Into<String>) {
+        self.errors.push(ConfigError { var: var.into(), reason: reason.into() });
+    }
+
+    /// Parses a variable, or its default when unset. On error records it and returns `None`.
+    fn parse<T>(&mut self, var: &str, default: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+        let raw = self.env.get(var).unwrap_or(default);
+        match parse(raw) {
+            Ok(value) => Some(value),
+            Err(reason) => {
+                self.fail(var, reason);
+                None
+            }
+        }
+    }
+
+    fn optional<T>(&mut self, var: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+        let raw = self.env.get(var)?;
+        match parse(raw) {
+            Ok(value) => Some(value),
+            Err(reason) => {
+                self.fail(var, reason);
+                None
+            }
+        }
+    }
+}
+
+fn number_in<T>(range: std::ops::RangeInclusive<T>) -> impl Fn(&str) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+{
+    move |raw: &str| match raw.trim().parse::<T>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(format!("'{}' is not a whole number from {} to {}", raw.trim(), range.start(), range.end())),
+    }
+}
+
+fn parse_bind(raw: &str) -> Result<SocketAddr, String> {
+    let raw = raw.trim();
+    let normalized = raw.strip_prefix("localhost:").map(|port| format!("127.0.0.1:{port}"));
+    normalized
+        .as_deref()
+        .unwrap_or(raw)
+        .parse()
+        .map_err(|_| format!("'{raw}' is not an IP:port address (for example 127.0.0.1:6000; ports are 0-65535)"))
+}
+
+fn parse_database(raw: &str) -> Result<DatabaseConfig, String> {
+    let raw = raw.trim();
+    if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+        return Err("PostgreSQL is not supported by this version yet; use sqlite://PATH".into());
+    }
+    let path = raw
+        .strip_prefix("sqlite://")
+        .or_else(|| raw.strip_prefix("sqlite:"))
+        .ok_or_else(|| "must be sqlite://PATH (for example sqlite://./data/mfa.db)".to_string())?;
+    let path = path.split('?').next().unwrap_or("");
+    if path.is_empty() || path.contains(":memory:") {
+        return Err("needs a file path: an in-memory database would lose every user at exit".into());
+    }
+    Ok(DatabaseConfig::Sqlite { path: PathBuf::from(path) })
+}
+
+fn parse_proxies(raw: &str) -> Result<Vec<IpAddr>, String> {
+    raw.split([',', ' '])
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().map_err(|_| format!("'{s}' is not an IP address")))
+        .collect()
+}
+
+impl Settings {
+    /// Reads and validates everything; returns every error at once.
+    pub fn from_env(env: &EnvMap) -> Result<Self, ConfigErrors> {
+        let mut r = Reader { env, errors: Vec::new() };
+        let mut warnings = Vec::new();
+
+        if !env.bad_dotenv_lines.is_empty() {
+            let lines: Vec<String> = env.bad_dotenv_lines.iter().map(ToString::to_string).collect();
+            warnings.push(format!(".env: could not parse line(s) {}; they were skipped", lines.join(", ")));
+        }
+
+        let bind = r.parse("MFA_BIND", DEFAULT_BIND, parse_bind);
+        let data_dir = PathBuf::from(env.get("MFA_DATA_DIR").unwrap_or(DEFAULT_DATA_DIR));
+        let default_db = format!("sqlite://{}", data_dir.join("mfa.db").display());
+        let database = r.parse("DATABASE_URL", &default_db, parse_database);
+
+        let secret_key = match (env.get("SECRET_KEY"), env.get("FLASK_SECRET_KEY")) {
+            (Some(a), Some(b)) if a != b => {
+                r.fail("SECRET_KEY", "SECRET_KEY and FLASK_SECRET_KEY are both set and differ; keep one");
+                None
+            }
+            (Some(key), _) | (None, Some(key)) => Some(Sensitive(key.to_string())),
+            (None, None) => None,
+        };
+        if let Some(key) = &secret_key {
+            let var = if env.get("SECRET_KEY").is_some() { "SECRET_KEY" } else { "FLASK_SECRET_KEY" };
+            if key.expose().len() < 16 || key.expose() == "your-secret-key" {
+                warnings.push(format!(
+                    "{var} is short or a placeholder; the key that encrypts TOTP secrets is derived from it, \
+                     so use 32 or more random characters (e.g. `openssl rand -hex 32`)"
+                ));
+            }
+        }
+
+        let rate_limits = r.parse("RATE_LIMIT", DEFAULT_RATE_LIMIT, rate_limit::parse_rate_limits);
+        let trusted_proxies = r.parse("TRUSTED_PROXIES", "", parse_proxies);
+        let digits = r.parse("OTP_DIGITS", "6", parse_digits);
+        let period = r.parse("OTP_PERIOD", "30", number_in(1..=300u64));
+        let algorithm = r.parse("OTP_ALGORITHM", "SHA1", Algorithm::parse);
+        let valid_window = r.parse("OTP_VALID_WINDOW", "1", number_in(0..=10u16));
+        let issuer = r.parse("OTP_ISSUER", "MFA", |s| {
+            if s.contains(':') { Err("must not contain ':'".into()) } else { Ok(s.trim().to_string()) }
+        });
+        let max_failed_attempts = r.parse("MAX_FAILED_ATTEMPTS", "5", number_in(1..=1_000_000u32));
+        let lockout_seconds = r.parse("LOCKOUT_SECONDS", "300", number_in(1..=31_536_000u64));
+        let resend_seconds = r.parse("OTP_RESEND_SECONDS", "30", number_in(0..=86_400u64));
+        let code_ttl_seconds = r.parse("OTP_CODE_TTL", "300", |raw| {
+            number_in(1..=MAX_CODE_TTL_SECONDS)(raw).map_err(|e| format!("{e} (OWASP ASVS: at most 10 minutes)"))
+        });
+        let log_format = r.parse("LOG_FORMAT", "pretty", |raw| match raw.trim().to_ascii_lowercase().as_str() {
+            "pretty" | "text" => Ok(LogFormat::Pretty),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("'{other}' is not 'pretty' or 'json'")),
+        });
+
+        let notification = NotificationSettings {
+            telegram_token: env.get("TELEGRAM_TOKEN").map(|t| Sensitive(t.to_string())),
+            email_sender: r.optional("EMAIL_SENDER", EmailAddress::parse),
+            email_password: env.get("EMAIL_PASSWORD").map(|p| Sensitive(p.to_string())),
+            email_smtp_server: env.get("EMAIL_SMTP_SERVER").map(|s| s.trim().to_string()),
+            email_smtp_port: r.optional("EMAIL_SMTP_PORT", number_in(1..=65_535u16)),
+        };
+
+        let users = read_env_users(&mut r, &mut warnings);
+
+        for key in env.keys() {
+            let ours = ["MFA_", "OTP_"].iter().any(|p| key.starts_with(p));
+            if ours && !KNOWN_VARIABLES.contains(&key) {
+                warnings.push(format!("{key} is not a variable this program knows; check its spelling"));
+            }
+        }
+
+        if !r.errors.is_empty() {
+            return Err(ConfigErrors(r.errors));
+        }
+        // Every `None` above pushed an error, so all of these are present.
+        match (
+            bind,
+            database,
+            rate_limits,
+            trusted_proxies,
+            digits,
+            period,
+            algorithm,
+            valid_window,
+            issuer,
+            max_failed_attempts,
+            lockout_seconds,
+            resend_seconds,
+            code_ttl_seconds,
+            log_format,
+        ) {
+            (
+                Some(bind),
+                Some(database),
+                Some(rate_limits),
+                Some(trusted_proxies),
+                Some(digits),
+                Some(period),
+                Some(algorithm),
+                Some(valid_window),
+                Some(issuer),
+                Some(max_failed_attempts),
+                Some(lockout_seconds),
+                Some(resend_seconds),
+                Some(code_ttl_seconds),
+                Some(log_format),
+            ) => Ok(Self {
+                bind,
+                data_dir,
+                database,
+                secret_key,
+                rate_limits,
+                trusted_proxies,
+                otp: OtpParams { algorithm, digits, period },
+                valid_window,
+                issuer,
+                lockout: LockoutPolicy { max_failed_attempts, lockout_seconds },
+                resend_seconds,
+                code_ttl_seconds,
+                log_format,
+                users,
+                notification,
+                warnings,
+            }),
+            _ => Err(ConfigErrors::one("configuration", "a value failed to parse")),
+        }
+    }
+
+    /// Path of the generated key file used when no `SECRET_KEY` is set.
+    pub fn key_file(&self) -> PathBuf {
+        self.data_dir.join("secret.key")
+    }
+
+    /// Path of the development notifier's output.
+    pub fn notifications_log(&self) -> PathBuf {
+        self.data_dir.join("notifications.log")
+    }
+
+    /// What `mfa check-config` prints: each setting, its value (secrets masked), its source.
+    pub fn report(&self, env: &EnvMap) -> Vec<(String, String, String)> {
+        let mut rows = Vec::new();
+        let mut row = |var: &str, value: String| rows.push((var.to_string(), value, env.source(var).to_string()));
+        row("MFA_BIND", self.bind.to_string());
+        row("MFA_DATA_DIR", self.data_dir.display().to_string());
+        row("DATABASE_URL", describe_database(&self.database));
+        let key_var = if env.get("SECRET_KEY").is_some() { "SECRET_KEY" } else { "FLASK_SECRET_KEY" };
+        row(
+            key_var,
+            match &self.secret_key {
+                Some(_) => "******** (set)".into(),
+                None => format!("not set: key file {}", self.key_file().display()),
+            },
+        );
+        let limits: Vec<String> = self.rate_limits.iter().map(ToString::to_string).collect();
+        row("RATE_LIMIT", if limits.is_empty() { "off".into() } else { limits.join("; ") });
+        let proxies: Vec<String> = self.trusted_proxies.iter().map(ToString::to_string).collect();
+        row("TRUSTED_PROXIES", if proxies.is_empty() { "none".into() } else { proxies.join(", ") });
+        row("OTP_DIGITS", self.otp.digits.to_string());
+        row("OTP_PERIOD", format!("{} s", self.otp.period));
+        row("OTP_ALGORITHM", self.otp.algorithm.to_string());
+        row("OTP_VALID_WINDOW", format!("{} step(s) each side", self.valid_window));
+        row("OTP_ISSUER", self.issuer.clone());
+        row("MAX_FAILED_ATTEMPTS", self.lockout.max_failed_attempts.to_string());
+        row("LOCKOUT_SECONDS", format!("{} s", self.lockout.lockout_seconds));
+        row("OTP_RESEND_SECONDS", format!("{} s", self.resend_seconds));
+        row("OTP_CODE_TTL", format!("{} s", self.code_ttl_seconds));
+        row("LOG_FORMAT", format!("{:?}", self.log_format).to_lowercase());
+        let n = &self.notification;
+        let masked = |s: &Option<Sensitive>| if s.is_some() { "******** (set)".to_string() } else { "not set".into() };
+        row("TELEGRAM_TOKEN", masked(&n.telegram_token));
+        row("EMAIL_SENDER", n.email_sender.as_ref().map_or("not set".into(), |e| e.as_str().to_string()));
+        row("EMAIL_PASSWORD", masked(&n.email_password));
+        row("EMAIL_SMTP_SERVER", n.email_smtp_server.clone().unwrap_or_else(|| "not set".into()));
+        row("EMAIL_SMTP_PORT", n.email_smtp_port.map_or("not set".into(), |p| p.to_string()));
+        for user in &self.users {
+            let mut contact = Vec::new();
+            if let Some(e) = &user.email {
+                contact.push(format!("email {}", e.as_str()));
+            }
+            if let Some(t) = &user.telegram {
+                contact.push(format!("telegram {}", t.as_str()));
+            }
+            let desc = format!(
+                "user '{}': secret ******** ({} bits){}",
+                user.username,
+                user.secret.bits(),
+                if contact.is_empty() { String::new() } else { format!(", {}", contact.join(", ")) }
+            );
+            rows.push((user.var.clone(), desc, env.source(&user.var).to_string()));
+        }
+        rows
+    }
+}
+
+fn describe_database(db: &DatabaseConfig) -> String {
+    match db {
+        DatabaseConfig::Sqlite { path } => format!("sqlite://{}", path.display()),
+    }
+}
+
+/// Finds `<NAME>_SECRET` variables and their `<NAME>_EMAIL` / `<NAME>_TELEGRAM_ID`.
+fn read_env_users(r: &mut Reader, warnings: &mut Vec<String>) -> Vec<EnvUser> {
+    let env = r.env;
+    let mut users = Vec::new();
+    let names: Vec<String> =
+        env.keys().filter_map(|k| k.strip_suffix("_SECRET")).filter(|n| !n.is_empty()).map(String::from).collect();
+    for name in names {
+        let var = format!("{name}_SECRET");
+        let Some(raw_secret) = env.get(&var) else { continue };
+        let username = match Username::parse(&name) {
+            Ok(u) => u,
+            Err(e) => {
+                r.fail(&var, format!("'{name}' does not make a valid username: {e}"));
+                continue;
+            }
+        };
+        let secret = match SecretBytes::from_base32(raw_secret) {
+            Ok(s) => s,
+            Err(e) => {
+                r.fail(&var, format!("the secret {e}"));
+                continue;
+            }
+        };
+        if secret.is_below_rfc_minimum() {
+            warnings.push(format!(
+                "user '{username}' ({var}) has a {}-bit secret, below RFC 4226's 128-bit minimum; it is accepted for \
+                 compatibility, but re-enroll the user with `mfa user add` (160 bits) when you can",
+                secret.bits()
+            ));
+        }
+        let email = r.optional(&format!("{name}_EMAIL"), EmailAddress::parse);
+        let telegram = r.optional(&format!("{name}_TELEGRAM_ID"), TelegramChat::parse);
+        users.push(EnvUser { username, var, secret, email, telegram });
+    }
+    users
+}
+
+/// Makes sure the data directory exists (mode 0700 on Unix).
+pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.as_os_str().is_empty() || dir.exists() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> EnvMap {
+        EnvMap::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())), [])
+    }
+
+    #[test]
+    fn defaults_without_any_variable() {
+        let s = Settings::from_env(&env(&[])).unwrap();
+        assert_eq!(s.bind.to_string(), "127.0.0.1:6000");
+        assert_eq!(s.database, DatabaseConfig::Sqlite { path: PathBuf::from("./data/mfa.db") });
+        assert_eq!(s.otp, OtpParams::default());
+        assert_eq!(s.valid_window, 1);
+        assert_eq!(s.lockout, LockoutPolicy { max_failed_attempts: 5, lockout_seconds: 300 });
+        assert_eq!((s.resend_seconds, s.code_ttl_seconds), (30, 300));
+        assert_eq!(s.rate_limits.len(), 1);
+        assert!(s.users.is_empty() && s.secret_key.is_none());
+    }
+
+    #[test]
+    fn the_seed_env_gives_two_users_with_warnings_that_name_them() {
+        let file = dotenv::parse(include_str!("../../tests/fixtures/seed.env"), &|_| None);
+        let s = Settings::from_env(&EnvMap::from_pairs(file.entries, [])).unwrap();
+        let names: Vec<&str> = s.users.iter().map(|u| u.username.as_str()).collect();
+        assert_eq!(names, ["bob", "dair"]);
+        let dair = &s.users[1];
+        assert_eq!(dair.email.as_ref().unwrap().as_str(), "dair@example.com");
+        assert_eq!(dair.telegram.as_ref().unwrap().as_str(), "123456789");
+        assert_eq!(s.rate_limits[0].to_string(), "200 per day");
+        assert_eq!(s.secret_key.as_ref().unwrap().expose(), "your-secret-key");
+        assert_eq!(s.notification.email_smtp_port, Some(465));
+        let short: Vec<&String> = s.warnings.iter().filter(|w| w.contains("80-bit")).collect();
+        assert_eq!(short.len(), 2);
+        assert!(short.iter().all(|w| !w.contains("base32secret3232")));
+        assert!(s.warnings.iter().any(|w| w.contains("FLASK_SECRET_KEY is short or a placeholder")));
+    }
+
+    #[test]
+    fn the_environment_wins_over_the_file() {
+        let map = EnvMap::from_pairs(
+            [("OTP_DIGITS".to_string(), "6".to_string())],
+            [("OTP_DIGITS".to_string(), "8".to_string())],
+        );
+        assert_eq!(Settings::from_env(&map).unwrap().otp.digits, 8);
+        assert_eq!(map.source("OTP_DIGITS"), Source::Environment);
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_by_name_without_secret_values() {
+        let err = Settings::from_env(&env(&[
+            ("RATE_LIMIT", "lots"),
+            ("MFA_BIND", "127.0.0.1:70000"),
+            ("DAIR_SECRET", "s3cr3t-not-base32!"),
+            ("OTP_DIGITS", "12"),
+            ("OTP_CODE_TTL", "3600"),
+            ("BOB_SECRET", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"),
+            ("BOB_EMAIL", "bob-at-example"),
+        ]))
+        .unwrap_err();
+        let vars: Vec<&str> = err.0.iter().map(|e| e.var.as_str()).collect();
+        assert_eq!(vars, ["MFA_BIND", "RATE_LIMIT", "OTP_DIGITS", "OTP_CODE_TTL", "BOB_EMAIL", "DAIR_SECRET"]);
+        let text = err.to_string();
+        assert!(text.contains("RATE_LIMIT: cannot read 'lots'"), "{text}");
+        assert!(!text.contains("s3cr3t"), "{text}");
+    }
+
+    #[test]
+    fn a_single_error_is_one_line() {
+        let err = Settings::from_env(&env(&[("RATE_LIMIT", "lots")])).unwrap_err();
+        assert_eq!(err.to_string().lines().count(), 1);
+        assert!(err.to_string().starts_with("invalid configuration: RATE_LIMIT:"));
+    }
+
+    #[test]
+    fn secret_key_aliases() {
+        let s = Settings::from_env(&env(&[("SECRET_KEY", "k1")])).unwrap();
+        assert_eq!(s.secret_key.unwrap().expose(), "k1");
+        assert!(Settings::from_env(&env(&[("SECRET_KEY", "a"), ("FLASK_SECRET_KEY", "b")])).is_err());
+    }
+
+    #[test]
+    fn database_urls() {
+        assert!(parse_database("sqlite:///var/lib/mfa/mfa.db").is_ok());
+        assert!(parse_database("sqlite:data.db").is_ok());
+        assert!(parse_database("sqlite::memory:").is_err());
+        assert!(parse_database("postgres://u:p@h/db").unwrap_err().contains("PostgreSQL"));
+        assert!(parse_database("mysql://x").is_err());
+    }
+
+    #[test]
+    fn report_masks_secrets() {
+        let map = env(&[("SECRET_KEY", "supersecretkeyvalue123"), ("DAIR_SECRET", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")]);
+        let s = Settings::from_env(&map).unwrap();
+        let text = format!("{:?}", s.report(&map));
+        assert!(!text.contains("supersecretkeyvalue123") && !text.contains("JBSWY3DP"), "{text}");
+        assert!(text.contains("DAIR_SECRET"));
+        assert!(!format!("{s:?}").contains("supersecretkeyvalue123"));
+    }
+
+    #[test]
+    fn unknown_mfa_variables_are_warned_about() {
+        let s = Settings::from_env(&env(&[("MFA_BINDD", "x")])).unwrap();
+        assert!(s.warnings.iter().any(|w| w.contains("MFA_BINDD")));
+    }
+}
