@@ -1,0 +1,210 @@
+//! The MFA server's logic, independent of HTTP: send a code, verify a code.
+//!
+//! Two kinds of code are accepted by one `verify`:
+//! - TOTP codes from an authenticator app, within `OTP_VALID_WINDOW` steps, each step at
+//!   most once (RFC 6238 §5.2);
+//! - codes sent by `request_otp`: random, single-use, valid for `OTP_CODE_TTL` seconds,
+//!   stored only as a keyed hash, replaced by the next request.
+//!
+//! Both are charged against the same per-user lockout (see `crate::lockout`).
+
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use crate::clock::Clock;
+use crate::config::{LockoutPolicy, Settings};
+use crate::crypto::Keys;
+use crate::domain::{OtpCode, Username};
+use crate::notify::{Channel, Delivery, Notifier};
+use crate::otp;
+use crate::store::{PutCode, Store, StoreError, UserRecord};
+
+/// Why a request could not be served. `crate::server::error` maps each to a response.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("unknown user")]
+    UnknownUser,
+    #[error("too many failed attempts; locked for {retry_after} s")]
+    TooManyAttempts { retry_after: u64 },
+    #[error("a code was sent less than the resend interval ago")]
+    ResendTooSoon { retry_after: u64 },
+    #[error("the user has no email address or Telegram id to send a code to")]
+    NoDeliveryChannel,
+    #[error("the code could not be delivered on any channel")]
+    DeliveryFailed,
+    #[error("wrong, expired or already used code")]
+    InvalidToken,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+/// How a code was accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    /// An authenticator-app code; `offset` is its step minus the server's current step.
+    Totp { offset: i64 },
+    /// A code sent by `/request-otp`.
+    SentCode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeSent {
+    pub channels: Vec<Channel>,
+    pub expires_in: u64,
+}
+
+/// Tuning that the service needs from [`Settings`].
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub valid_window: u16,
+    pub lockout: LockoutPolicy,
+    pub resend_seconds: u64,
+    pub code_ttl_seconds: u64,
+    pub issuer: String,
+}
+
+impl From<&Settings> for Policy {
+    fn from(s: &Settings) -> Self {
+        Self {
+            valid_window: s.valid_window,
+            lockout: s.lockout,
+            resend_seconds: s.resend_seconds,
+            code_ttl_seconds: s.code_ttl_seconds,
+            issuer: s.issuer.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct MfaService {
+    pub store: Arc<dyn Store>,
+    pub notifier: Arc<dyn Notifier>,
+    pub clock: Arc<dyn Clock>,
+    pub keys: Arc<Keys>,
+    pub policy: Policy,
+}
+
+/// Compare-and-swap retries before giving up; only reached under extreme contention.
+const MAX_CAS_ROUNDS: usize = 64;
+
+impl MfaService {
+    async fn find_user(&self, username: &Username) -> Result<UserRecord, ServiceError> {
+        self.store.user(username).await?.ok_or(ServiceError::UnknownUser)
+    }
+
+    /// Generates a fresh code, stores its hash and delivers it on every channel the user has.
+    pub async fn request_otp(&self, username: &Username) -> Result<CodeSent, ServiceError> {
+        let user = self.find_user(username).await?;
+        let now = self.clock.now();
+        if let Some(retry_after) = self.policy.lockout.locked_for(user.lock, now) {
+            return Err(ServiceError::TooManyAttempts { retry_after });
+        }
+        let recipients: Vec<(Channel, String)> = [
+            user.email.clone().map(|e| (Channel::Email, e)),
+            user.telegram_id.clone().map(|t| (Channel::Telegram, t)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if recipients.is_empty() {
+            return Err(ServiceError::NoDeliveryChannel);
+        }
+
+        let ttl = self.policy.code_ttl_seconds;
+        let code = otp::random_code(user.params.digits);
+        let hash = self.keys.hash_code(username, &code);
+        match self.store.put_sent_code(username, &hash, now, now + ttl, self.policy.resend_seconds).await? {
+            PutCode::Stored => {}
+            PutCode::TooSoon { retry_after } => return Err(ServiceError::ResendTooSoon { retry_after }),
+        }
+
+        let minutes = ttl.div_ceil(60);
+        let message = format!(
+            "Your {} verification code is {code}. It expires in {minutes} minute{}. \
+             If you did not ask for it, ignore this message.",
+            self.policy.issuer,
+            if minutes == 1 { "" } else { "s" }
+        );
+        let mut delivered = Vec::new();
+        for (channel, recipient) in recipients {
+            let delivery = Delivery {
+                channel,
+                recipient,
+                subject: format!("{} verification code", self.policy.issuer),
+                message: message.clone(),
+            };
+            match self.notifier.deliver(&delivery).await {
+                Ok(()) => delivered.push(channel),
+                Err(e) => warn!(event = "delivery_failed", %channel, notifier = self.notifier.name(), error = %e),
+            }
+        }
+        if delivered.is_empty() {
+            // Nothing went out: forget the code so the user may ask again at once.
+            self.store.delete_sent_code(username).await?;
+            return Err(ServiceError::DeliveryFailed);
+        }
+        info!(event = "otp_sent", channels = ?delivered, expires_in = ttl);
+        Ok(CodeSent { channels: delivered, expires_in: ttl })
+    }
+
+    /// Checks a code of either kind. Each call is charged as a failed attempt first and
+    /// refunded on success, so parallel guesses cannot outrun the lockout.
+    pub async fn verify(&self, username: &Username, code: &OtpCode) -> Result<Accepted, ServiceError> {
+        let user = self.find_user(username).await?;
+        let now = self.clock.now();
+        let policy = self.policy.lockout;
+
+        let mut state = user.lock;
+        let mut charged = None;
+        for _ in 0..MAX_CAS_ROUNDS {
+            let next = policy.charge(state, now).map_err(|retry_after| {
+                info!(event = "verify", outcome = "locked", retry_after);
+                ServiceError::TooManyAttempts { retry_after }
+            })?;
+            if self.store.swap_lock(username, state, next).await? {
+                charged = Some(next);
+                break;
+            }
+            state = self.find_user(username).await?.lock;
+        }
+        let charged = charged.ok_or_else(|| ServiceError::Internal("lockout state kept changing".into()))?;
+
+        let secret = self
+            .keys
+            .open_secret(username, &user.sealed_secret)
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let mut replayed = false;
+        if let Some(step) = otp::matching_step(&secret, user.params, code, now, self.policy.valid_window) {
+            if self.store.advance_last_step(username, step).await? {
+                self.store.clear_lock(username).await?;
+                let offset = i64::try_from(step).unwrap_or(i64::MAX) - i64::try_from(now / user.params.period).unwrap_or(0);
+                if offset != 0 {
+                    info!(event = "clock_drift", step_offset = offset, "accepted a code from a neighbouring time step");
+                }
+                info!(event = "verify", outcome = "valid", method = "totp");
+                return Ok(Accepted::Totp { offset });
+            }
+            replayed = true;
+        }
+        let hash = self.keys.hash_code(username, code.as_str());
+        if self.store.take_sent_code(username, &hash, now).await? {
+            self.store.clear_lock(username).await?;
+            info!(event = "verify", outcome = "valid", method = "sent_code");
+            return Ok(Accepted::SentCode);
+        }
+
+        let outcome = if replayed { "replayed" } else { "invalid" };
+        info!(event = "verify", outcome, failed_attempts = charged.failed_attempts);
+        if let Some(until) = charged.locked_until {
+            warn!(event = "lockout", locked_for = until.saturating_sub(now), "user locked out after repeated failures");
+        }
+        Err(ServiceError::InvalidToken)
+    }
+}

@@ -1,0 +1,133 @@
+//! Persistence behind one trait, so the MFA logic never knows which database it runs on.
+//!
+//! Every security-relevant change is a single conditional statement, atomic in the
+//! database: the replay guard only moves the last step forward, the lockout state is
+//! compare-and-swapped, a sent code is consumed by a delete that must hit. That keeps the
+//! guarantees when several processes (the server and the CLI, or several servers) share
+//! one database.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+
+use crate::clock::UnixTime;
+use crate::domain::Username;
+use crate::otp::OtpParams;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("user already exists")]
+    Conflict,
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+}
+
+/// Where a user was defined: `.env` users are kept in step with the file at start-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserSource {
+    Env,
+    Cli,
+}
+
+impl UserSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Env => "env",
+            Self::Cli => "cli",
+        }
+    }
+}
+
+/// The lockout state of a user (see `crate::lockout`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LockState {
+    pub failed_attempts: u32,
+    pub locked_until: Option<UnixTime>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    pub username: Username,
+    pub sealed_secret: Vec<u8>,
+    pub params: OtpParams,
+    pub email: Option<String>,
+    pub telegram_id: Option<String>,
+    pub source: UserSource,
+    pub last_step: Option<u64>,
+    pub lock: LockState,
+    pub created_at: UnixTime,
+    pub updated_at: UnixTime,
+}
+
+/// What is written when a user is created or redefined.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub username: Username,
+    pub sealed_secret: Vec<u8>,
+    pub params: OtpParams,
+    pub email: Option<String>,
+    pub telegram_id: Option<String>,
+    pub source: UserSource,
+}
+
+/// Whether a code could be stored, or the previous one is too recent to replace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutCode {
+    Stored,
+    TooSoon { retry_after: u64 },
+}
+
+/// Whether the database was encrypted with the configured key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyCheck {
+    Matches,
+    Mismatch,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A cheap round trip, for `/healthcheck`.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Closes the connections; later calls fail.
+    async fn close(&self);
+
+    /// Records `check` on first use; afterwards tells whether it is still the same.
+    async fn check_key(&self, check: &str) -> Result<KeyCheck, StoreError>;
+
+    async fn user(&self, username: &Username) -> Result<Option<UserRecord>, StoreError>;
+    async fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
+    async fn count_users(&self) -> Result<u64, StoreError>;
+    /// Fails with [`StoreError::Conflict`] if the name is taken.
+    async fn insert_user(&self, user: &NewUser, now: UnixTime) -> Result<(), StoreError>;
+    /// Rewrites a user's secret, parameters, contacts and source. With `reset_last_step`
+    /// (a new secret) the replay guard starts afresh. False if there is no such user.
+    async fn replace_user(&self, user: &NewUser, reset_last_step: bool, now: UnixTime) -> Result<bool, StoreError>;
+    async fn delete_user(&self, username: &Username) -> Result<bool, StoreError>;
+
+    /// Moves the replay guard to `step` if it is past the last accepted one. False means
+    /// the step (or a later one) was already used: a replay.
+    async fn advance_last_step(&self, username: &Username, step: u64) -> Result<bool, StoreError>;
+    /// Clears failures and any lock (after a right code, or by an operator).
+    async fn clear_lock(&self, username: &Username) -> Result<bool, StoreError>;
+    /// Sets the lockout state if it is still `expected`. False means another request
+    /// changed it first; read again and retry.
+    async fn swap_lock(&self, username: &Username, expected: LockState, new: LockState) -> Result<bool, StoreError>;
+
+    /// Stores the hash of a freshly sent code, replacing the previous one unless that was
+    /// sent less than `resend_seconds` ago.
+    async fn put_sent_code(
+        &self,
+        username: &Username,
+        code_hash: &[u8],
+        now: UnixTime,
+        expires_at: UnixTime,
+        resend_seconds: u64,
+    ) -> Result<PutCode, StoreError>;
+    /// Consumes the user's sent code if it has this hash and has not expired.
+    async fn take_sent_code(&self, username: &Username, code_hash: &[u8], now: UnixTime) -> Result<bool, StoreError>;
+    async fn delete_sent_code(&self, username: &Username) -> Result<(), StoreError>;
+}
