@@ -11,3 +11,7 @@ pub mod lockout;
 pub mod notify;
 pub mod service;
 pub mod users;
+pub mod server;
+pub mod telemetry;
+pub mod app;
+pub mod cli;

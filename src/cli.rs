@@ -1,0 +1,301 @@
+//! The `mfa` command line: each subcommand parses its arguments and calls one library
+//! function. Exit codes: 0 success, 1 failure, 2 bad configuration or usage.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use tracing::{info, warn};
+
+use crate::app::{self, StartupError};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{EnvMap, Settings};
+use crate::domain::{Algorithm, EmailAddress, TelegramChat, Username, parse_digits};
+use crate::otp::OtpParams;
+use crate::server::{Application, shutdown_signal};
+use crate::store::UserRecord;
+use crate::users::{self, Enrollment, NewEnrollment};
+use crate::{service, telemetry};
+
+#[derive(Debug, Parser)]
+#[command(name = "mfa", version, about = "Self-hosted multi-factor authentication: TOTP and one-time codes")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run everything: the MFA server on MFA_BIND (127.0.0.1:6000 by default).
+    Serve,
+    /// Run only the MFA server.
+    Server,
+    /// Manage users: add, list, show, remove, rotate, unlock.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Validate the configuration and print what was found (secrets masked).
+    CheckConfig,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user with a fresh 160-bit secret; prints the otpauth URI and a QR code.
+    Add(AddArgs),
+    /// List every user.
+    List,
+    /// Show one user (never the secret).
+    Show { name: String },
+    /// Delete a user.
+    Remove { name: String },
+    /// Give a user a new secret; the old one stops working at once.
+    Rotate {
+        name: String,
+        /// Do not draw the QR code.
+        #[arg(long)]
+        no_qr: bool,
+    },
+    /// Clear a user's failed attempts and lockout.
+    Unlock { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    pub name: String,
+    /// Address that receives codes from /request-otp.
+    #[arg(long)]
+    pub email: Option<String>,
+    /// Telegram chat id (or @channel) that receives codes.
+    #[arg(long)]
+    pub telegram_id: Option<String>,
+    /// SHA1 (the default, what every app supports), SHA256 or SHA512. Default: OTP_ALGORITHM.
+    #[arg(long)]
+    pub algorithm: Option<String>,
+    /// 6, 7 or 8. Default: OTP_DIGITS.
+    #[arg(long)]
+    pub digits: Option<String>,
+    /// Do not draw the QR code.
+    #[arg(long)]
+    pub no_qr: bool,
+}
+
+/// An error for the user of the command, printed as `mfa: <message>`.
+struct Failure {
+    message: String,
+    code: u8,
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Self { message: e.to_string(), code: 1 }
+    }
+}
+
+fn usage(message: impl Into<String>) -> Failure {
+    Failure { message: message.into(), code: 2 }
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    let outcome = load_settings().and_then(|(env, settings)| {
+        let runtime = tokio::runtime::Runtime::new()?;
+        runtime.block_on(dispatch(cli.command, env, settings))
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("mfa: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn load_settings() -> Result<(EnvMap, Settings), Failure> {
+    let env = EnvMap::load().map_err(|e| usage(e.to_string()))?;
+    let settings = Settings::from_env(&env).map_err(|e| usage(e.to_string()))?;
+    Ok((env, settings))
+}
+
+async fn dispatch(command: Command, env: EnvMap, settings: Settings) -> Result<(), Failure> {
+    let is_server = matches!(command, Command::Serve | Command::Server);
+    let filter = if is_server { telemetry::SERVER_FILTER } else { telemetry::COMMAND_FILTER };
+    telemetry::init(settings.log_format, filter);
+    for warning in &settings.warnings {
+        warn!("{warning}");
+    }
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    match command {
+        Command::Serve | Command::Server => serve(&settings, clock).await,
+        Command::CheckConfig => {
+            check_config(&env, &settings);
+            Ok(())
+        }
+        Command::User(cmd) => user(cmd, &settings, clock).await,
+    }
+}
+
+async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> Result<service::MfaService, Failure> {
+    app::open_service(settings, clock).await.map_err(|e| match e {
+        StartupError::Users(_) | StartupError::KeyMismatch => usage(e.to_string()),
+        other => other.into(),
+    })
+}
+
+async fn serve(settings: &Settings, clock: Arc<dyn Clock>) -> Result<(), Failure> {
+    let service = open(settings, clock).await?;
+    let users = service.store.count_users().await?;
+    let app = Application::build(settings, service)
+        .await
+        .map_err(|e| format!("cannot listen on {} (MFA_BIND): {e}", settings.bind))?;
+    let addr = app.local_addr()?;
+    info!(address = %addr, "MFA server listening on http://{addr}");
+    info!(
+        users,
+        "{users} user(s) enrolled; enroll one with `mfa user add NAME --email ADDRESS` \
+         (or `cargo run --release -- user add NAME --email ADDRESS`), then scan its QR code"
+    );
+    app.run_until(shutdown_signal()).await?;
+    info!("stopped");
+    Ok(())
+}
+
+fn check_config(env: &EnvMap, settings: &Settings) {
+    match &env.dotenv_path {
+        Some(path) => println!("Read {}", path.display()),
+        None => println!("No .env file; using the environment and defaults"),
+    }
+    let rows = settings.report(env);
+    let width = rows.iter().map(|(k, _, _)| k.len()).max().unwrap_or(0);
+    for (var, value, source) in rows {
+        println!("  {var:width$}  {value}  [{source}]");
+    }
+    if settings.warnings.is_empty() {
+        println!("Configuration OK");
+    } else {
+        println!("Configuration OK, with {} warning(s):", settings.warnings.len());
+        for w in &settings.warnings {
+            println!("  - {w}");
+        }
+    }
+}
+
+fn parse_name(raw: &str) -> Result<Username, Failure> {
+    Username::parse(raw).map_err(|e| usage(format!("'{raw}': {e}")))
+}
+
+async fn user(cmd: UserCommand, settings: &Settings, clock: Arc<dyn Clock>) -> Result<(), Failure> {
+    let service = open(settings, clock.clone()).await?;
+    let store = service.store.as_ref();
+    match cmd {
+        UserCommand::Add(args) => {
+            let new = NewEnrollment {
+                username: parse_name(&args.name)?,
+                email: args.email.as_deref().map(EmailAddress::parse).transpose().map_err(|e| usage(format!("--email: {e}")))?,
+                telegram: args
+                    .telegram_id
+                    .as_deref()
+                    .map(TelegramChat::parse)
+                    .transpose()
+                    .map_err(|e| usage(format!("--telegram-id: {e}")))?,
+                params: OtpParams {
+                    algorithm: args
+                        .algorithm
+                        .as_deref()
+                        .map(Algorithm::parse)
+                        .transpose()
+                        .map_err(|e| usage(format!("--algorithm: {e}")))?
+                        .unwrap_or(settings.otp.algorithm),
+                    digits: args
+                        .digits
+                        .as_deref()
+                        .map(parse_digits)
+                        .transpose()
+                        .map_err(|e| usage(format!("--digits: {e}")))?
+                        .unwrap_or(settings.otp.digits),
+                    period: settings.otp.period,
+                },
+            };
+            let enrolled = users::add(store, &service.keys, settings, new, clock.now()).await?;
+            print_enrollment("Enrolled", &enrolled, !args.no_qr);
+        }
+        UserCommand::List => {
+            let all = store.users().await?;
+            if all.is_empty() {
+                println!("No users. Add one with `mfa user add NAME --email ADDRESS`.");
+            }
+            println!("{:<24} {:<6} {:<8} {:<32} {:<16} STATE", "USERNAME", "SOURCE", "OTP", "EMAIL", "TELEGRAM");
+            for u in &all {
+                println!(
+                    "{:<24} {:<6} {:<8} {:<32} {:<16} {}",
+                    u.username.as_str(),
+                    u.source.as_str(),
+                    format!("{}/{}", u.params.algorithm, u.params.digits),
+                    u.email.as_deref().unwrap_or("-"),
+                    u.telegram_id.as_deref().unwrap_or("-"),
+                    lock_state(settings, u, clock.now()),
+                );
+            }
+        }
+        UserCommand::Show { name } => {
+            let username = parse_name(&name)?;
+            let u = store.user(&username).await?.ok_or_else(|| format!("no user '{username}'"))?;
+            println!("username:        {}", u.username);
+            println!("source:          {}", u.source.as_str());
+            println!("algorithm:       {}", u.params.algorithm);
+            println!("digits:          {}", u.params.digits);
+            println!("period:          {} s", u.params.period);
+            println!("email:           {}", u.email.as_deref().unwrap_or("-"));
+            println!("telegram id:     {}", u.telegram_id.as_deref().unwrap_or("-"));
+            println!("failed attempts: {}", u.lock.failed_attempts);
+            println!("state:           {}", lock_state(settings, &u, clock.now()));
+            println!("created at:      {} (unix)", u.created_at);
+        }
+        UserCommand::Remove { name } => {
+            let username = parse_name(&name)?;
+            users::remove(store, settings, &username).await?;
+            println!("Removed user '{username}'.");
+        }
+        UserCommand::Rotate { name, no_qr } => {
+            let username = parse_name(&name)?;
+            let enrolled = users::rotate(store, &service.keys, settings, &username, clock.now()).await?;
+            print_enrollment("Rotated the secret of", &enrolled, !no_qr);
+        }
+        UserCommand::Unlock { name } => {
+            let username = parse_name(&name)?;
+            users::unlock(store, &username).await?;
+            println!("Unlocked user '{username}': failed attempts reset.");
+        }
+    }
+    service.store.close().await;
+    Ok(())
+}
+
+fn lock_state(settings: &Settings, user: &UserRecord, now: u64) -> String {
+    match settings.lockout.locked_for(user.lock, now) {
+        Some(seconds) => format!("locked for {seconds} s"),
+        None => "active".into(),
+    }
+}
+
+fn print_enrollment(verb: &str, e: &Enrollment, qr: bool) {
+    println!(
+        "{verb} user '{}' ({}, {} digits, {} s period).",
+        e.username, e.params.algorithm, e.params.digits, e.params.period
+    );
+    println!();
+    println!("Secret (shown only now): {}", e.secret.to_base32());
+    println!("otpauth URI: {}", e.otpauth_uri);
+    if qr {
+        match qrcode::QrCode::new(e.otpauth_uri.as_bytes()) {
+            Ok(code) => {
+                let art = code
+                    .render::<qrcode::render::unicode::Dense1x2>()
+                    .dark_color(qrcode::render::unicode::Dense1x2::Light)
+                    .light_color(qrcode::render::unicode::Dense1x2::Dark)
+                    .quiet_zone(true)
+                    .build();
+                println!("\n{art}\n");
+            }
+            Err(err) => println!("(cannot draw a QR code: {err})"),
+        }
+    }
+    println!("Scan the QR code (or enter the secret) in Google Authenticator or any RFC 6238 app.");
+}
