@@ -1,0 +1,191 @@
+//! Test harness: the real server on 127.0.0.1 with a random port and a temporary data
+//! directory, a clock the test controls, and typed helpers for each endpoint.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use mfa::app;
+use mfa::clock::{Clock, ManualClock};
+use mfa::config::{EnvMap, Settings};
+use mfa::domain::{Algorithm, EmailAddress, TelegramChat, Username};
+use mfa::otp::{self, OtpParams, SecretBytes};
+use mfa::server::Application;
+use mfa::service::MfaService;
+use mfa::users::{self, NewEnrollment};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+/// 2027-01-15T08:00:10Z: ten seconds into a 30-second step.
+pub const START: u64 = 1_800_000_010;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub clock: ManualClock,
+    pub service: MfaService,
+    pub settings: Settings,
+    pub dir: TempDir,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Reply {
+    pub fn retry_after(&self) -> Option<u64> {
+        self.headers.get("retry-after")?.to_str().ok()?.parse().ok()
+    }
+}
+
+pub fn settings_for(dir: &std::path::Path, vars: &[(&str, &str)]) -> Settings {
+    let mut all: Vec<(String, String)> = vec![
+        ("MFA_BIND".into(), "127.0.0.1:0".into()),
+        ("MFA_DATA_DIR".into(), dir.join("data").display().to_string()),
+        ("SECRET_KEY".into(), "integration-test-key-0123456789abcdef".into()),
+        ("RATE_LIMIT".into(), "off".into()),
+    ];
+    all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Settings::from_env(&EnvMap::from_pairs([], all)).expect("test settings are valid")
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// Starts the server with extra variables (they override the test defaults).
+pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    spawn_in(dir, vars).await
+}
+
+pub async fn spawn_in(dir: TempDir, vars: &[(&str, &str)]) -> TestApp {
+    let settings = settings_for(dir.path(), vars);
+    let clock = ManualClock::new(START);
+    let service = app::open_service(&settings, Arc::new(clock.clone())).await.unwrap();
+    let application = Application::build(&settings, service.clone()).await.unwrap();
+    let addr = application.local_addr().unwrap();
+    tokio::spawn(application.run_until(std::future::pending()));
+    TestApp { addr, client: reqwest::Client::new(), clock, service, settings, dir }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn post_json(&self, path: &str, body: Value) -> Reply {
+        let response = self.client.post(self.url(path)).json(&body).send().await.unwrap();
+        Reply::from(response).await
+    }
+
+    pub async fn verify(&self, username: &str, token: &str) -> Reply {
+        self.post_json("/verify", json!({"username": username, "token": token})).await
+    }
+
+    /// `/verify` as a spawned task, for firing many at once.
+    pub fn verify_task(&self, username: &str, token: &str) -> tokio::task::JoinHandle<Reply> {
+        let request = self.client.post(self.url("/verify")).json(&json!({"username": username, "token": token}));
+        tokio::spawn(async move { Reply::from(request.send().await.unwrap()).await })
+    }
+
+    pub async fn request_otp(&self, username: &str) -> Reply {
+        self.post_json("/request-otp", json!({"username": username})).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        Reply::from(self.client.get(self.url(path)).send().await.unwrap()).await
+    }
+
+    /// Enrolls a user as `mfa user add` does and returns the secret.
+    pub async fn enroll(&self, name: &str, email: Option<&str>, telegram: Option<&str>) -> SecretBytes {
+        self.enroll_with(name, email, telegram, self.settings.otp).await
+    }
+
+    pub async fn enroll_with(&self, name: &str, email: Option<&str>, telegram: Option<&str>, params: OtpParams) -> SecretBytes {
+        let new = NewEnrollment {
+            username: Username::parse(name).unwrap(),
+            email: email.map(|e| EmailAddress::parse(e).unwrap()),
+            telegram: telegram.map(|t| TelegramChat::parse(t).unwrap()),
+            params,
+        };
+        let enrolled = users::add(self.service.store.as_ref(), &self.service.keys, &self.settings, new, self.clock.now())
+            .await
+            .unwrap();
+        enrolled.secret
+    }
+
+    /// The authenticator-app code for `secret` at the test clock's time plus `offset` steps.
+    pub fn totp(&self, secret: &SecretBytes, offset_steps: i64) -> String {
+        self.totp_with(secret, self.settings.otp, offset_steps)
+    }
+
+    pub fn totp_with(&self, secret: &SecretBytes, params: OtpParams, offset_steps: i64) -> String {
+        let t = self.clock.now() as i64 + offset_steps * params.period as i64;
+        otp::totp_code(secret, params, t as u64)
+    }
+
+    pub fn notifications_log(&self) -> PathBuf {
+        self.settings.notifications_log()
+    }
+
+    /// Every message the file notifier wrote, oldest first.
+    pub fn notifications(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.notifications_log())
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The code in the last message sent to `recipient`.
+    pub fn last_code_sent_to(&self, recipient: &str) -> String {
+        let message = self
+            .notifications()
+            .into_iter()
+            .rev()
+            .find(|n| n["recipient"] == recipient)
+            .unwrap_or_else(|| panic!("nothing was sent to {recipient}"));
+        extract_code(message["message"].as_str().unwrap())
+    }
+}
+
+/// The run of 6 to 8 digits in a message.
+pub fn extract_code(message: &str) -> String {
+    message
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|w| (6..=8).contains(&w.len()))
+        .unwrap_or_else(|| panic!("no code in {message:?}"))
+        .to_string()
+}
+
+impl Reply {
+    pub async fn from(response: reqwest::Response) -> Self {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("status {status}: body is not JSON: {text:?}"));
+        Self { status, body, headers }
+    }
+}
+
+/// A code guaranteed to differ from `right`.
+pub fn wrong(right: &str) -> String {
+    right.chars().map(|c| if c == '9' { '0' } else { char::from(c as u8 + 1) }).collect()
+}
+
+pub fn sha256_8() -> OtpParams {
+    OtpParams { algorithm: Algorithm::Sha256, digits: 8, period: 30 }
+}
+
+/// Waits for every task, in order.
+pub async fn join_all(tasks: impl Iterator<Item = tokio::task::JoinHandle<Reply>>) -> Vec<Reply> {
+    let tasks: Vec<_> = tasks.collect();
+    let mut replies = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        replies.push(task.await.unwrap());
+    }
+    replies
+}

@@ -1,0 +1,10 @@
+//! The one integration-test binary (one link step, one run): every file is a module.
+
+mod helpers;
+mod lockout;
+mod malformed;
+mod process;
+mod rate_limit;
+mod replay;
+mod request_otp;
+mod verify;
