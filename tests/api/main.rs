@@ -1,5 +1,6 @@
 //! The one integration-test binary (one link step, one run): every file is a module.
 
+mod env_users;
 mod helpers;
 mod lockout;
 mod malformed;
