@@ -36,9 +36,15 @@ pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, StartupEr
 }
 
 /// Opens everything the MFA logic needs and syncs `.env` users.
-pub async fn open_service(settings: &Settings, clock: Arc<dyn Clock>) -> Result<MfaService, StartupError> {
+pub async fn open_service(
+    settings: &Settings,
+    clock: Arc<dyn Clock>,
+) -> Result<MfaService, StartupError> {
     let store = open_store(settings).await?;
-    let keys = Keys::load(settings.secret_key.as_ref().map(|k| k.expose()), &settings.key_file())?;
+    let keys = Keys::load(
+        settings.secret_key.as_ref().map(|k| k.expose()),
+        &settings.key_file(),
+    )?;
     if keys.origin == KeyOrigin::GeneratedFile {
         warn!(
             key_file = %settings.key_file().display(),
@@ -54,5 +60,11 @@ pub async fn open_service(settings: &Settings, clock: Arc<dyn Clock>) -> Result<
         info!(added = ?report.added, updated = ?report.updated, removed = ?report.removed, "synced users from the environment");
     }
     let notifier: Arc<dyn Notifier> = Arc::new(FileNotifier::new(settings.notifications_log()));
-    Ok(MfaService { store, notifier, clock, keys: Arc::new(keys), policy: Policy::from(settings) })
+    Ok(MfaService {
+        store,
+        notifier,
+        clock,
+        keys: Arc::new(keys),
+        policy: Policy::from(settings),
+    })
 }

@@ -18,7 +18,11 @@ use crate::users::{self, Enrollment, NewEnrollment};
 use crate::{service, telemetry};
 
 #[derive(Debug, Parser)]
-#[command(name = "mfa", version, about = "Self-hosted multi-factor authentication: TOTP and one-time codes")]
+#[command(
+    name = "mfa",
+    version,
+    about = "Self-hosted multi-factor authentication: TOTP and one-time codes"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -86,12 +90,18 @@ struct Failure {
 
 impl<E: std::fmt::Display> From<E> for Failure {
     fn from(e: E) -> Self {
-        Self { message: e.to_string(), code: 1 }
+        Self {
+            message: e.to_string(),
+            code: 1,
+        }
     }
 }
 
 fn usage(message: impl Into<String>) -> Failure {
-    Failure { message: message.into(), code: 2 }
+    Failure {
+        message: message.into(),
+        code: 2,
+    }
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -116,7 +126,11 @@ fn load_settings() -> Result<(EnvMap, Settings), Failure> {
 
 async fn dispatch(command: Command, env: EnvMap, settings: Settings) -> Result<(), Failure> {
     let is_server = matches!(command, Command::Serve | Command::Server);
-    let filter = if is_server { telemetry::SERVER_FILTER } else { telemetry::COMMAND_FILTER };
+    let filter = if is_server {
+        telemetry::SERVER_FILTER
+    } else {
+        telemetry::COMMAND_FILTER
+    };
     telemetry::init(settings.log_format, filter);
     for warning in &settings.warnings {
         warn!("{warning}");
@@ -133,10 +147,12 @@ async fn dispatch(command: Command, env: EnvMap, settings: Settings) -> Result<(
 }
 
 async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> Result<service::MfaService, Failure> {
-    app::open_service(settings, clock).await.map_err(|e| match e {
-        StartupError::Users(_) | StartupError::KeyMismatch => usage(e.to_string()),
-        other => other.into(),
-    })
+    app::open_service(settings, clock)
+        .await
+        .map_err(|e| match e {
+            StartupError::Users(_) | StartupError::KeyMismatch => usage(e.to_string()),
+            other => other.into(),
+        })
 }
 
 async fn serve(settings: &Settings, clock: Arc<dyn Clock>) -> Result<(), Failure> {
@@ -170,7 +186,10 @@ fn check_config(env: &EnvMap, settings: &Settings) {
     if settings.warnings.is_empty() {
         println!("Configuration OK");
     } else {
-        println!("Configuration OK, with {} warning(s):", settings.warnings.len());
+        println!(
+            "Configuration OK, with {} warning(s):",
+            settings.warnings.len()
+        );
         for w in &settings.warnings {
             println!("  - {w}");
         }
@@ -188,7 +207,12 @@ async fn user(cmd: UserCommand, settings: &Settings, clock: Arc<dyn Clock>) -> R
         UserCommand::Add(args) => {
             let new = NewEnrollment {
                 username: parse_name(&args.name)?,
-                email: args.email.as_deref().map(EmailAddress::parse).transpose().map_err(|e| usage(format!("--email: {e}")))?,
+                email: args
+                    .email
+                    .as_deref()
+                    .map(EmailAddress::parse)
+                    .transpose()
+                    .map_err(|e| usage(format!("--email: {e}")))?,
                 telegram: args
                     .telegram_id
                     .as_deref()
@@ -221,7 +245,10 @@ async fn user(cmd: UserCommand, settings: &Settings, clock: Arc<dyn Clock>) -> R
             if all.is_empty() {
                 println!("No users. Add one with `mfa user add NAME --email ADDRESS`.");
             }
-            println!("{:<24} {:<6} {:<8} {:<32} {:<16} STATE", "USERNAME", "SOURCE", "OTP", "EMAIL", "TELEGRAM");
+            println!(
+                "{:<24} {:<6} {:<8} {:<32} {:<16} STATE",
+                "USERNAME", "SOURCE", "OTP", "EMAIL", "TELEGRAM"
+            );
             for u in &all {
                 println!(
                     "{:<24} {:<6} {:<8} {:<32} {:<16} {}",
@@ -236,14 +263,20 @@ async fn user(cmd: UserCommand, settings: &Settings, clock: Arc<dyn Clock>) -> R
         }
         UserCommand::Show { name } => {
             let username = parse_name(&name)?;
-            let u = store.user(&username).await?.ok_or_else(|| format!("no user '{username}'"))?;
+            let u = store
+                .user(&username)
+                .await?
+                .ok_or_else(|| format!("no user '{username}'"))?;
             println!("username:        {}", u.username);
             println!("source:          {}", u.source.as_str());
             println!("algorithm:       {}", u.params.algorithm);
             println!("digits:          {}", u.params.digits);
             println!("period:          {} s", u.params.period);
             println!("email:           {}", u.email.as_deref().unwrap_or("-"));
-            println!("telegram id:     {}", u.telegram_id.as_deref().unwrap_or("-"));
+            println!(
+                "telegram id:     {}",
+                u.telegram_id.as_deref().unwrap_or("-")
+            );
             println!("failed attempts: {}", u.lock.failed_attempts);
             println!("state:           {}", lock_state(settings, &u, clock.now()));
             println!("created at:      {} (unix)", u.created_at);
@@ -255,7 +288,8 @@ async fn user(cmd: UserCommand, settings: &Settings, clock: Arc<dyn Clock>) -> R
         }
         UserCommand::Rotate { name, no_qr } => {
             let username = parse_name(&name)?;
-            let enrolled = users::rotate(store, &service.keys, settings, &username, clock.now()).await?;
+            let enrolled =
+                users::rotate(store, &service.keys, settings, &username, clock.now()).await?;
             print_enrollment("Rotated the secret of", &enrolled, !no_qr);
         }
         UserCommand::Unlock { name } => {

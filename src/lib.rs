@@ -1,17 +1,17 @@
 //! A self-hosted multi-factor authentication service: RFC 6238 TOTP and one-time codes
 //! delivered to a user's channels, behind the HTTP API of the original Flask design.
 
-pub mod clock;
-pub mod domain;
-pub mod otp;
-pub mod config;
-pub mod crypto;
-pub mod store;
-pub mod lockout;
-pub mod notify;
-pub mod service;
-pub mod users;
-pub mod server;
-pub mod telemetry;
 pub mod app;
 pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod lockout;
+pub mod notify;
+pub mod otp;
+pub mod server;
+pub mod service;
+pub mod store;
+pub mod telemetry;
+pub mod users;

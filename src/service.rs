@@ -96,7 +96,10 @@ const MAX_CAS_ROUNDS: usize = 64;
 
 impl MfaService {
     async fn find_user(&self, username: &Username) -> Result<UserRecord, ServiceError> {
-        self.store.user(username).await?.ok_or(ServiceError::UnknownUser)
+        self.store
+            .user(username)
+            .await?
+            .ok_or(ServiceError::UnknownUser)
     }
 
     /// Generates a fresh code, stores its hash and delivers it on every channel the user has.
@@ -120,9 +123,15 @@ impl MfaService {
         let ttl = self.policy.code_ttl_seconds;
         let code = otp::random_code(user.params.digits);
         let hash = self.keys.hash_code(username, &code);
-        match self.store.put_sent_code(username, &hash, now, now + ttl, self.policy.resend_seconds).await? {
+        match self
+            .store
+            .put_sent_code(username, &hash, now, now + ttl, self.policy.resend_seconds)
+            .await?
+        {
             PutCode::Stored => {}
-            PutCode::TooSoon { retry_after } => return Err(ServiceError::ResendTooSoon { retry_after }),
+            PutCode::TooSoon { retry_after } => {
+                return Err(ServiceError::ResendTooSoon { retry_after });
+            }
         }
 
         let minutes = ttl.div_ceil(60);
@@ -142,7 +151,9 @@ impl MfaService {
             };
             match self.notifier.deliver(&delivery).await {
                 Ok(()) => delivered.push(channel),
-                Err(e) => warn!(event = "delivery_failed", %channel, notifier = self.notifier.name(), error = %e),
+                Err(e) => {
+                    warn!(event = "delivery_failed", %channel, notifier = self.notifier.name(), error = %e)
+                }
             }
         }
         if delivered.is_empty() {
@@ -151,12 +162,19 @@ impl MfaService {
             return Err(ServiceError::DeliveryFailed);
         }
         info!(event = "otp_sent", channels = ?delivered, expires_in = ttl);
-        Ok(CodeSent { channels: delivered, expires_in: ttl })
+        Ok(CodeSent {
+            channels: delivered,
+            expires_in: ttl,
+        })
     }
 
     /// Checks a code of either kind. Each call is charged as a failed attempt first and
     /// refunded on success, so parallel guesses cannot outrun the lockout.
-    pub async fn verify(&self, username: &Username, code: &OtpCode) -> Result<Accepted, ServiceError> {
+    pub async fn verify(
+        &self,
+        username: &Username,
+        code: &OtpCode,
+    ) -> Result<Accepted, ServiceError> {
         let user = self.find_user(username).await?;
         let now = self.clock.now();
         let policy = self.policy.lockout;
@@ -174,19 +192,27 @@ impl MfaService {
             }
             state = self.find_user(username).await?.lock;
         }
-        let charged = charged.ok_or_else(|| ServiceError::Internal("lockout state kept changing".into()))?;
+        let charged =
+            charged.ok_or_else(|| ServiceError::Internal("lockout state kept changing".into()))?;
 
         let secret = self
             .keys
             .open_secret(username, &user.sealed_secret)
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let mut replayed = false;
-        if let Some(step) = otp::matching_step(&secret, user.params, code, now, self.policy.valid_window) {
+        if let Some(step) =
+            otp::matching_step(&secret, user.params, code, now, self.policy.valid_window)
+        {
             if self.store.advance_last_step(username, step).await? {
                 self.store.clear_lock(username).await?;
-                let offset = i64::try_from(step).unwrap_or(i64::MAX) - i64::try_from(now / user.params.period).unwrap_or(0);
+                let offset = i64::try_from(step).unwrap_or(i64::MAX)
+                    - i64::try_from(now / user.params.period).unwrap_or(0);
                 if offset != 0 {
-                    info!(event = "clock_drift", step_offset = offset, "accepted a code from a neighbouring time step");
+                    info!(
+                        event = "clock_drift",
+                        step_offset = offset,
+                        "accepted a code from a neighbouring time step"
+                    );
                 }
                 info!(event = "verify", outcome = "valid", method = "totp");
                 return Ok(Accepted::Totp { offset });
@@ -201,9 +227,17 @@ impl MfaService {
         }
 
         let outcome = if replayed { "replayed" } else { "invalid" };
-        info!(event = "verify", outcome, failed_attempts = charged.failed_attempts);
+        info!(
+            event = "verify",
+            outcome,
+            failed_attempts = charged.failed_attempts
+        );
         if let Some(until) = charged.locked_until {
-            warn!(event = "lockout", locked_for = until.saturating_sub(now), "user locked out after repeated failures");
+            warn!(
+                event = "lockout",
+                locked_for = until.saturating_sub(now),
+                "user locked out after repeated failures"
+            );
         }
         Err(ServiceError::InvalidToken)
     }

@@ -52,17 +52,26 @@ impl EnvMap {
         let process: Vec<(String, String)> = std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .collect();
-        let explicit = process.iter().find(|(k, _)| k == "MFA_ENV_FILE").map(|(_, v)| PathBuf::from(v));
+        let explicit = process
+            .iter()
+            .find(|(k, _)| k == "MFA_ENV_FILE")
+            .map(|(_, v)| PathBuf::from(v));
         let path = explicit.clone().unwrap_or_else(|| PathBuf::from(".env"));
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => Some(text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => None,
             Err(e) => {
-                return Err(ConfigErrors::one("MFA_ENV_FILE", format!("cannot read {}: {e}", path.display())));
+                return Err(ConfigErrors::one(
+                    "MFA_ENV_FILE",
+                    format!("cannot read {}: {e}", path.display()),
+                ));
             }
         };
         let lookup = |name: &str| std::env::var(name).ok();
-        let file = text.as_deref().map(|t| dotenv::parse(t, &lookup)).unwrap_or_default();
+        let file = text
+            .as_deref()
+            .map(|t| dotenv::parse(t, &lookup))
+            .unwrap_or_default();
         let mut map = Self::from_pairs(file.entries, process);
         map.bad_dotenv_lines = file.bad_lines;
         map.dotenv_path = text.map(|_| path);
@@ -81,12 +90,18 @@ impl EnvMap {
         for (k, v) in environment {
             values.insert(k, (v, Source::Environment));
         }
-        Self { values, ..Self::default() }
+        Self {
+            values,
+            ..Self::default()
+        }
     }
 
     /// A variable's value; an empty value counts as unset, as with python-dotenv's `or` idiom.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.values.get(key).map(|(v, _)| v.as_str()).filter(|v| !v.trim().is_empty())
+        self.values
+            .get(key)
+            .map(|(v, _)| v.as_str())
+            .filter(|v| !v.trim().is_empty())
     }
 
     pub fn source(&self, key: &str) -> Source {
@@ -114,7 +129,10 @@ pub struct ConfigErrors(pub Vec<ConfigError>);
 
 impl ConfigErrors {
     fn one(var: &str, reason: impl Into<String>) -> Self {
-        Self(vec![ConfigError { var: var.into(), reason: reason.into() }])
+        Self(vec![ConfigError {
+            var: var.into(),
+            reason: reason.into(),
+        }])
     }
 }
 
@@ -255,11 +273,19 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn fail(&mut self, var: &str, reason: impl Into<String>) {
-        self.errors.push(ConfigError { var: var.into(), reason: reason.into() });
+        self.errors.push(ConfigError {
+            var: var.into(),
+            reason: reason.into(),
+        });
     }
 
     /// Parses a variable, or its default when unset. On error records it and returns `None`.
-    fn parse<T>(&mut self, var: &str, default: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+    fn parse<T>(
+        &mut self,
+        var: &str,
+        default: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
         let raw = self.env.get(var).unwrap_or(default);
         match parse(raw) {
             Ok(value) => Some(value),
@@ -270,7 +296,11 @@ impl Reader<'_> {
         }
     }
 
-    fn optional<T>(&mut self, var: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+    fn optional<T>(
+        &mut self,
+        var: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
         let raw = self.env.get(var)?;
         match parse(raw) {
             Ok(value) => Some(value),
@@ -288,18 +318,23 @@ where
 {
     move |raw: &str| match raw.trim().parse::<T>() {
         Ok(n) if range.contains(&n) => Ok(n),
-        _ => Err(format!("'{}' is not a whole number from {} to {}", raw.trim(), range.start(), range.end())),
+        _ => Err(format!(
+            "'{}' is not a whole number from {} to {}",
+            raw.trim(),
+            range.start(),
+            range.end()
+        )),
     }
 }
 
 fn parse_bind(raw: &str) -> Result<SocketAddr, String> {
     let raw = raw.trim();
-    let normalized = raw.strip_prefix("localhost:").map(|port| format!("127.0.0.1:{port}"));
-    normalized
-        .as_deref()
-        .unwrap_or(raw)
-        .parse()
-        .map_err(|_| format!("'{raw}' is not an IP:port address (for example 127.0.0.1:6000; ports are 0-65535)"))
+    let normalized = raw
+        .strip_prefix("localhost:")
+        .map(|port| format!("127.0.0.1:{port}"));
+    normalized.as_deref().unwrap_or(raw).parse().map_err(|_| {
+        format!("'{raw}' is not an IP:port address (for example 127.0.0.1:6000; ports are 0-65535)")
+    })
 }
 
 fn parse_database(raw: &str) -> Result<DatabaseConfig, String> {
@@ -313,9 +348,13 @@ fn parse_database(raw: &str) -> Result<DatabaseConfig, String> {
         .ok_or_else(|| "must be sqlite://PATH (for example sqlite://./data/mfa.db)".to_string())?;
     let path = path.split('?').next().unwrap_or("");
     if path.is_empty() || path.contains(":memory:") {
-        return Err("needs a file path: an in-memory database would lose every user at exit".into());
+        return Err(
+            "needs a file path: an in-memory database would lose every user at exit".into(),
+        );
     }
-    Ok(DatabaseConfig::Sqlite { path: PathBuf::from(path) })
+    Ok(DatabaseConfig::Sqlite {
+        path: PathBuf::from(path),
+    })
 }
 
 fn parse_proxies(raw: &str) -> Result<Vec<IpAddr>, String> {
@@ -328,12 +367,22 @@ fn parse_proxies(raw: &str) -> Result<Vec<IpAddr>, String> {
 impl Settings {
     /// Reads and validates everything; returns every error at once.
     pub fn from_env(env: &EnvMap) -> Result<Self, ConfigErrors> {
-        let mut r = Reader { env, errors: Vec::new() };
+        let mut r = Reader {
+            env,
+            errors: Vec::new(),
+        };
         let mut warnings = Vec::new();
 
         if !env.bad_dotenv_lines.is_empty() {
-            let lines: Vec<String> = env.bad_dotenv_lines.iter().map(ToString::to_string).collect();
-            warnings.push(format!(".env: could not parse line(s) {}; they were skipped", lines.join(", ")));
+            let lines: Vec<String> = env
+                .bad_dotenv_lines
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            warnings.push(format!(
+                ".env: could not parse line(s) {}; they were skipped",
+                lines.join(", ")
+            ));
         }
 
         let bind = r.parse("MFA_BIND", DEFAULT_BIND, parse_bind);
@@ -343,14 +392,21 @@ impl Settings {
 
         let secret_key = match (env.get("SECRET_KEY"), env.get("FLASK_SECRET_KEY")) {
             (Some(a), Some(b)) if a != b => {
-                r.fail("SECRET_KEY", "SECRET_KEY and FLASK_SECRET_KEY are both set and differ; keep one");
+                r.fail(
+                    "SECRET_KEY",
+                    "SECRET_KEY and FLASK_SECRET_KEY are both set and differ; keep one",
+                );
                 None
             }
             (Some(key), _) | (None, Some(key)) => Some(Sensitive(key.to_string())),
             (None, None) => None,
         };
         if let Some(key) = &secret_key {
-            let var = if env.get("SECRET_KEY").is_some() { "SECRET_KEY" } else { "FLASK_SECRET_KEY" };
+            let var = if env.get("SECRET_KEY").is_some() {
+                "SECRET_KEY"
+            } else {
+                "FLASK_SECRET_KEY"
+            };
             if key.expose().len() < 16 || key.expose() == "your-secret-key" {
                 warnings.push(format!(
                     "{var} is short or a placeholder; the key that encrypts TOTP secrets is derived from it, \
@@ -359,25 +415,36 @@ impl Settings {
             }
         }
 
-        let rate_limits = r.parse("RATE_LIMIT", DEFAULT_RATE_LIMIT, rate_limit::parse_rate_limits);
+        let rate_limits = r.parse(
+            "RATE_LIMIT",
+            DEFAULT_RATE_LIMIT,
+            rate_limit::parse_rate_limits,
+        );
         let trusted_proxies = r.parse("TRUSTED_PROXIES", "", parse_proxies);
         let digits = r.parse("OTP_DIGITS", "6", parse_digits);
         let period = r.parse("OTP_PERIOD", "30", number_in(1..=300u64));
         let algorithm = r.parse("OTP_ALGORITHM", "SHA1", Algorithm::parse);
         let valid_window = r.parse("OTP_VALID_WINDOW", "1", number_in(0..=10u16));
         let issuer = r.parse("OTP_ISSUER", "MFA", |s| {
-            if s.contains(':') { Err("must not contain ':'".into()) } else { Ok(s.trim().to_string()) }
+            if s.contains(':') {
+                Err("must not contain ':'".into())
+            } else {
+                Ok(s.trim().to_string())
+            }
         });
         let max_failed_attempts = r.parse("MAX_FAILED_ATTEMPTS", "5", number_in(1..=1_000_000u32));
         let lockout_seconds = r.parse("LOCKOUT_SECONDS", "300", number_in(1..=31_536_000u64));
         let resend_seconds = r.parse("OTP_RESEND_SECONDS", "30", number_in(0..=86_400u64));
         let code_ttl_seconds = r.parse("OTP_CODE_TTL", "300", |raw| {
-            number_in(1..=MAX_CODE_TTL_SECONDS)(raw).map_err(|e| format!("{e} (OWASP ASVS: at most 10 minutes)"))
+            number_in(1..=MAX_CODE_TTL_SECONDS)(raw)
+                .map_err(|e| format!("{e} (OWASP ASVS: at most 10 minutes)"))
         });
-        let log_format = r.parse("LOG_FORMAT", "pretty", |raw| match raw.trim().to_ascii_lowercase().as_str() {
-            "pretty" | "text" => Ok(LogFormat::Pretty),
-            "json" => Ok(LogFormat::Json),
-            other => Err(format!("'{other}' is not 'pretty' or 'json'")),
+        let log_format = r.parse("LOG_FORMAT", "pretty", |raw| {
+            match raw.trim().to_ascii_lowercase().as_str() {
+                "pretty" | "text" => Ok(LogFormat::Pretty),
+                "json" => Ok(LogFormat::Json),
+                other => Err(format!("'{other}' is not 'pretty' or 'json'")),
+            }
         });
 
         let notification = NotificationSettings {
@@ -393,7 +460,9 @@ impl Settings {
         for key in env.keys() {
             let ours = ["MFA_", "OTP_"].iter().any(|p| key.starts_with(p));
             if ours && !KNOWN_VARIABLES.contains(&key) {
-                warnings.push(format!("{key} is not a variable this program knows; check its spelling"));
+                warnings.push(format!(
+                    "{key} is not a variable this program knows; check its spelling"
+                ));
             }
         }
 
@@ -439,10 +508,17 @@ impl Settings {
                 secret_key,
                 rate_limits,
                 trusted_proxies,
-                otp: OtpParams { algorithm, digits, period },
+                otp: OtpParams {
+                    algorithm,
+                    digits,
+                    period,
+                },
                 valid_window,
                 issuer,
-                lockout: LockoutPolicy { max_failed_attempts, lockout_seconds },
+                lockout: LockoutPolicy {
+                    max_failed_attempts,
+                    lockout_seconds,
+                },
                 resend_seconds,
                 code_ttl_seconds,
                 log_format,
@@ -450,7 +526,10 @@ impl Settings {
                 notification,
                 warnings,
             }),
-            _ => Err(ConfigErrors::one("configuration", "a value failed to parse")),
+            _ => Err(ConfigErrors::one(
+                "configuration",
+                "a value failed to parse",
+            )),
         }
     }
 
@@ -467,11 +546,17 @@ impl Settings {
     /// What `mfa check-config` prints: each setting, its value (secrets masked), its source.
     pub fn report(&self, env: &EnvMap) -> Vec<(String, String, String)> {
         let mut rows = Vec::new();
-        let mut row = |var: &str, value: String| rows.push((var.to_string(), value, env.source(var).to_string()));
+        let mut row = |var: &str, value: String| {
+            rows.push((var.to_string(), value, env.source(var).to_string()))
+        };
         row("MFA_BIND", self.bind.to_string());
         row("MFA_DATA_DIR", self.data_dir.display().to_string());
         row("DATABASE_URL", describe_database(&self.database));
-        let key_var = if env.get("SECRET_KEY").is_some() { "SECRET_KEY" } else { "FLASK_SECRET_KEY" };
+        let key_var = if env.get("SECRET_KEY").is_some() {
+            "SECRET_KEY"
+        } else {
+            "FLASK_SECRET_KEY"
+        };
         row(
             key_var,
             match &self.secret_key {
@@ -480,26 +565,76 @@ impl Settings {
             },
         );
         let limits: Vec<String> = self.rate_limits.iter().map(ToString::to_string).collect();
-        row("RATE_LIMIT", if limits.is_empty() { "off".into() } else { limits.join("; ") });
-        let proxies: Vec<String> = self.trusted_proxies.iter().map(ToString::to_string).collect();
-        row("TRUSTED_PROXIES", if proxies.is_empty() { "none".into() } else { proxies.join(", ") });
+        row(
+            "RATE_LIMIT",
+            if limits.is_empty() {
+                "off".into()
+            } else {
+                limits.join("; ")
+            },
+        );
+        let proxies: Vec<String> = self
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        row(
+            "TRUSTED_PROXIES",
+            if proxies.is_empty() {
+                "none".into()
+            } else {
+                proxies.join(", ")
+            },
+        );
         row("OTP_DIGITS", self.otp.digits.to_string());
         row("OTP_PERIOD", format!("{} s", self.otp.period));
         row("OTP_ALGORITHM", self.otp.algorithm.to_string());
-        row("OTP_VALID_WINDOW", format!("{} step(s) each side", self.valid_window));
+        row(
+            "OTP_VALID_WINDOW",
+            format!("{} step(s) each side", self.valid_window),
+        );
         row("OTP_ISSUER", self.issuer.clone());
-        row("MAX_FAILED_ATTEMPTS", self.lockout.max_failed_attempts.to_string());
-        row("LOCKOUT_SECONDS", format!("{} s", self.lockout.lockout_seconds));
+        row(
+            "MAX_FAILED_ATTEMPTS",
+            self.lockout.max_failed_attempts.to_string(),
+        );
+        row(
+            "LOCKOUT_SECONDS",
+            format!("{} s", self.lockout.lockout_seconds),
+        );
         row("OTP_RESEND_SECONDS", format!("{} s", self.resend_seconds));
         row("OTP_CODE_TTL", format!("{} s", self.code_ttl_seconds));
-        row("LOG_FORMAT", format!("{:?}", self.log_format).to_lowercase());
+        row(
+            "LOG_FORMAT",
+            format!("{:?}", self.log_format).to_lowercase(),
+        );
         let n = &self.notification;
-        let masked = |s: &Option<Sensitive>| if s.is_some() { "******** (set)".to_string() } else { "not set".into() };
+        let masked = |s: &Option<Sensitive>| {
+            if s.is_some() {
+                "******** (set)".to_string()
+            } else {
+                "not set".into()
+            }
+        };
         row("TELEGRAM_TOKEN", masked(&n.telegram_token));
-        row("EMAIL_SENDER", n.email_sender.as_ref().map_or("not set".into(), |e| e.as_str().to_string()));
+        row(
+            "EMAIL_SENDER",
+            n.email_sender
+                .as_ref()
+                .map_or("not set".into(), |e| e.as_str().to_string()),
+        );
         row("EMAIL_PASSWORD", masked(&n.email_password));
-        row("EMAIL_SMTP_SERVER", n.email_smtp_server.clone().unwrap_or_else(|| "not set".into()));
-        row("EMAIL_SMTP_PORT", n.email_smtp_port.map_or("not set".into(), |p| p.to_string()));
+        row(
+            "EMAIL_SMTP_SERVER",
+            n.email_smtp_server
+                .clone()
+                .unwrap_or_else(|| "not set".into()),
+        );
+        row(
+            "EMAIL_SMTP_PORT",
+            n.email_smtp_port
+                .map_or("not set".into(), |p| p.to_string()),
+        );
         for user in &self.users {
             let mut contact = Vec::new();
             if let Some(e) = &user.email {
@@ -512,7 +647,11 @@ impl Settings {
                 "user '{}': secret ******** ({} bits){}",
                 user.username,
                 user.secret.bits(),
-                if contact.is_empty() { String::new() } else { format!(", {}", contact.join(", ")) }
+                if contact.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {}", contact.join(", "))
+                }
             );
             rows.push((user.var.clone(), desc, env.source(&user.var).to_string()));
         }
@@ -530,15 +669,24 @@ fn describe_database(db: &DatabaseConfig) -> String {
 fn read_env_users(r: &mut Reader, warnings: &mut Vec<String>) -> Vec<EnvUser> {
     let env = r.env;
     let mut users = Vec::new();
-    let names: Vec<String> =
-        env.keys().filter_map(|k| k.strip_suffix("_SECRET")).filter(|n| !n.is_empty()).map(String::from).collect();
+    let names: Vec<String> = env
+        .keys()
+        .filter_map(|k| k.strip_suffix("_SECRET"))
+        .filter(|n| !n.is_empty())
+        .map(String::from)
+        .collect();
     for name in names {
         let var = format!("{name}_SECRET");
-        let Some(raw_secret) = env.get(&var) else { continue };
+        let Some(raw_secret) = env.get(&var) else {
+            continue;
+        };
         let username = match Username::parse(&name) {
             Ok(u) => u,
             Err(e) => {
-                r.fail(&var, format!("'{name}' does not make a valid username: {e}"));
+                r.fail(
+                    &var,
+                    format!("'{name}' does not make a valid username: {e}"),
+                );
                 continue;
             }
         };
@@ -558,7 +706,13 @@ fn read_env_users(r: &mut Reader, warnings: &mut Vec<String>) -> Vec<EnvUser> {
         }
         let email = r.optional(&format!("{name}_EMAIL"), EmailAddress::parse);
         let telegram = r.optional(&format!("{name}_TELEGRAM_ID"), TelegramChat::parse);
-        users.push(EnvUser { username, var, secret, email, telegram });
+        users.push(EnvUser {
+            username,
+            var,
+            secret,
+            email,
+            telegram,
+        });
     }
     users
 }
@@ -580,17 +734,31 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> EnvMap {
-        EnvMap::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())), [])
+        EnvMap::from_pairs(
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+            [],
+        )
     }
 
     #[test]
     fn defaults_without_any_variable() {
         let s = Settings::from_env(&env(&[])).unwrap();
         assert_eq!(s.bind.to_string(), "127.0.0.1:6000");
-        assert_eq!(s.database, DatabaseConfig::Sqlite { path: PathBuf::from("./data/mfa.db") });
+        assert_eq!(
+            s.database,
+            DatabaseConfig::Sqlite {
+                path: PathBuf::from("./data/mfa.db")
+            }
+        );
         assert_eq!(s.otp, OtpParams::default());
         assert_eq!(s.valid_window, 1);
-        assert_eq!(s.lockout, LockoutPolicy { max_failed_attempts: 5, lockout_seconds: 300 });
+        assert_eq!(
+            s.lockout,
+            LockoutPolicy {
+                max_failed_attempts: 5,
+                lockout_seconds: 300
+            }
+        );
         assert_eq!((s.resend_seconds, s.code_ttl_seconds), (30, 300));
         assert_eq!(s.rate_limits.len(), 1);
         assert!(s.users.is_empty() && s.secret_key.is_none());
@@ -611,7 +779,11 @@ mod tests {
         let short: Vec<&String> = s.warnings.iter().filter(|w| w.contains("80-bit")).collect();
         assert_eq!(short.len(), 2);
         assert!(short.iter().all(|w| !w.contains("base32secret3232")));
-        assert!(s.warnings.iter().any(|w| w.contains("FLASK_SECRET_KEY is short or a placeholder")));
+        assert!(
+            s.warnings
+                .iter()
+                .any(|w| w.contains("FLASK_SECRET_KEY is short or a placeholder"))
+        );
     }
 
     #[test]
@@ -637,7 +809,17 @@ mod tests {
         ]))
         .unwrap_err();
         let vars: Vec<&str> = err.0.iter().map(|e| e.var.as_str()).collect();
-        assert_eq!(vars, ["MFA_BIND", "RATE_LIMIT", "OTP_DIGITS", "OTP_CODE_TTL", "BOB_EMAIL", "DAIR_SECRET"]);
+        assert_eq!(
+            vars,
+            [
+                "MFA_BIND",
+                "RATE_LIMIT",
+                "OTP_DIGITS",
+                "OTP_CODE_TTL",
+                "BOB_EMAIL",
+                "DAIR_SECRET"
+            ]
+        );
         let text = err.to_string();
         assert!(text.contains("RATE_LIMIT: cannot read 'lots'"), "{text}");
         assert!(!text.contains("s3cr3t"), "{text}");
@@ -647,14 +829,19 @@ mod tests {
     fn a_single_error_is_one_line() {
         let err = Settings::from_env(&env(&[("RATE_LIMIT", "lots")])).unwrap_err();
         assert_eq!(err.to_string().lines().count(), 1);
-        assert!(err.to_string().starts_with("invalid configuration: RATE_LIMIT:"));
+        assert!(
+            err.to_string()
+                .starts_with("invalid configuration: RATE_LIMIT:")
+        );
     }
 
     #[test]
     fn secret_key_aliases() {
         let s = Settings::from_env(&env(&[("SECRET_KEY", "k1")])).unwrap();
         assert_eq!(s.secret_key.unwrap().expose(), "k1");
-        assert!(Settings::from_env(&env(&[("SECRET_KEY", "a"), ("FLASK_SECRET_KEY", "b")])).is_err());
+        assert!(
+            Settings::from_env(&env(&[("SECRET_KEY", "a"), ("FLASK_SECRET_KEY", "b")])).is_err()
+        );
     }
 
     #[test]
@@ -662,16 +849,26 @@ mod tests {
         assert!(parse_database("sqlite:///var/lib/mfa/mfa.db").is_ok());
         assert!(parse_database("sqlite:data.db").is_ok());
         assert!(parse_database("sqlite::memory:").is_err());
-        assert!(parse_database("postgres://u:p@h/db").unwrap_err().contains("PostgreSQL"));
+        assert!(
+            parse_database("postgres://u:p@h/db")
+                .unwrap_err()
+                .contains("PostgreSQL")
+        );
         assert!(parse_database("mysql://x").is_err());
     }
 
     #[test]
     fn report_masks_secrets() {
-        let map = env(&[("SECRET_KEY", "supersecretkeyvalue123"), ("DAIR_SECRET", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")]);
+        let map = env(&[
+            ("SECRET_KEY", "supersecretkeyvalue123"),
+            ("DAIR_SECRET", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"),
+        ]);
         let s = Settings::from_env(&map).unwrap();
         let text = format!("{:?}", s.report(&map));
-        assert!(!text.contains("supersecretkeyvalue123") && !text.contains("JBSWY3DP"), "{text}");
+        assert!(
+            !text.contains("supersecretkeyvalue123") && !text.contains("JBSWY3DP"),
+            "{text}"
+        );
         assert!(text.contains("DAIR_SECRET"));
         assert!(!format!("{s:?}").contains("supersecretkeyvalue123"));
     }

@@ -19,7 +19,10 @@ pub struct FileNotifier {
 
 impl FileNotifier {
     pub fn new(path: PathBuf) -> Self {
-        Self { path, lock: tokio::sync::Mutex::new(()) }
+        Self {
+            path,
+            lock: tokio::sync::Mutex::new(()),
+        }
     }
 
     pub fn path(&self) -> &std::path::Path {
@@ -81,7 +84,10 @@ mod tests {
             notifier.deliver(&d).await.unwrap();
         }
         let text = std::fs::read_to_string(notifier.path()).unwrap();
-        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[1]["recipient"], "b@example.com");
         assert_eq!(lines[0]["channel"], "email");

@@ -14,8 +14,13 @@ use crate::service::ServiceError;
 #[derive(Debug)]
 pub enum ApiError {
     /// Malformed input. The status is 400, or 413/415 for an oversized body or wrong type.
-    InvalidRequest { status: StatusCode, detail: String },
-    RateLimited { retry_after: u64 },
+    InvalidRequest {
+        status: StatusCode,
+        detail: String,
+    },
+    RateLimited {
+        retry_after: u64,
+    },
     NotFound,
     MethodNotAllowed,
     Service(ServiceError),
@@ -23,7 +28,10 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn invalid(detail: impl Into<String>) -> Self {
-        Self::InvalidRequest { status: StatusCode::BAD_REQUEST, detail: detail.into() }
+        Self::InvalidRequest {
+            status: StatusCode::BAD_REQUEST,
+            detail: detail.into(),
+        }
     }
 }
 
@@ -43,7 +51,9 @@ impl From<JsonRejection> for ApiError {
             _ => StatusCode::BAD_REQUEST,
         };
         let detail = match &rejection {
-            JsonRejection::MissingJsonContentType(_) => "expected a body with Content-Type: application/json".into(),
+            JsonRejection::MissingJsonContentType(_) => {
+                "expected a body with Content-Type: application/json".into()
+            }
             JsonRejection::BytesRejection(_) if status == StatusCode::PAYLOAD_TOO_LARGE => {
                 "the request body is too large".into()
             }
@@ -65,21 +75,28 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let plain = |status: StatusCode, body: Value| (status, Json(body)).into_response();
         match self {
-            Self::InvalidRequest { status, detail } => {
-                plain(status, json!({"error": "invalid_request", "detail": detail}))
-            }
+            Self::InvalidRequest { status, detail } => plain(
+                status,
+                json!({"error": "invalid_request", "detail": detail}),
+            ),
             Self::RateLimited { retry_after } => with_retry_after(
                 StatusCode::TOO_MANY_REQUESTS,
                 json!({"error": "rate_limited", "retry_after": retry_after}),
                 retry_after,
             ),
             Self::NotFound => plain(StatusCode::NOT_FOUND, json!({"error": "not_found"})),
-            Self::MethodNotAllowed => plain(StatusCode::METHOD_NOT_ALLOWED, json!({"error": "method_not_allowed"})),
+            Self::MethodNotAllowed => plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                json!({"error": "method_not_allowed"}),
+            ),
             Self::Service(e) => match e {
-                ServiceError::UnknownUser => plain(StatusCode::NOT_FOUND, json!({"error": "unknown_user"})),
-                ServiceError::InvalidToken => {
-                    plain(StatusCode::UNAUTHORIZED, json!({"valid": false, "error": "invalid_token"}))
+                ServiceError::UnknownUser => {
+                    plain(StatusCode::NOT_FOUND, json!({"error": "unknown_user"}))
                 }
+                ServiceError::InvalidToken => plain(
+                    StatusCode::UNAUTHORIZED,
+                    json!({"valid": false, "error": "invalid_token"}),
+                ),
                 ServiceError::TooManyAttempts { retry_after } => with_retry_after(
                     StatusCode::TOO_MANY_REQUESTS,
                     json!({"error": "too_many_attempts", "retry_after": retry_after}),
@@ -94,12 +111,16 @@ impl IntoResponse for ApiError {
                     StatusCode::UNPROCESSABLE_ENTITY,
                     json!({"error": "no_delivery_channel", "detail": e.to_string()}),
                 ),
-                ServiceError::DeliveryFailed => {
-                    plain(StatusCode::BAD_GATEWAY, json!({"error": "delivery_failed", "detail": e.to_string()}))
-                }
+                ServiceError::DeliveryFailed => plain(
+                    StatusCode::BAD_GATEWAY,
+                    json!({"error": "delivery_failed", "detail": e.to_string()}),
+                ),
                 ServiceError::Internal(detail) => {
                     tracing::error!(error = %detail, "request failed");
-                    plain(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "internal_error"}))
+                    plain(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        json!({"error": "internal_error"}),
+                    )
                 }
             },
         }

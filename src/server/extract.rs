@@ -32,18 +32,23 @@ where
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
 
-pub fn client_ip(parts_extensions: &axum::http::Extensions, headers: &axum::http::HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+pub fn client_ip(
+    parts_extensions: &axum::http::Extensions,
+    headers: &axum::http::HeaderMap,
+    trusted: &[IpAddr],
+) -> IpAddr {
     let peer = parts_extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(addr)| addr.ip());
     if trusted.contains(&peer) {
+        // The proxy appends the address it saw: the last entry of the last header.
         let forwarded = headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|ip| ip.trim().parse::<IpAddr>().ok())
-            .last();
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|ip| ip.trim().parse::<IpAddr>().ok());
         if let Some(ip) = forwarded {
             return ip;
         }
@@ -54,7 +59,14 @@ pub fn client_ip(parts_extensions: &axum::http::Extensions, headers: &axum::http
 impl FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        Ok(Self(client_ip(&parts.extensions, &parts.headers, &state.trusted_proxies)))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(client_ip(
+            &parts.extensions,
+            &parts.headers,
+            &state.trusted_proxies,
+        )))
     }
 }

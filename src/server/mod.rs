@@ -16,10 +16,12 @@ use axum::http::{HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::LatencyUnit;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::config::Settings;
@@ -45,20 +47,29 @@ struct RandomRequestId;
 impl MakeRequestId for RandomRequestId {
     fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
         let id: u128 = rand::random();
-        HeaderValue::from_str(&format!("{id:032x}")).ok().map(RequestId::new)
+        HeaderValue::from_str(&format!("{id:032x}"))
+            .ok()
+            .map(RequestId::new)
     }
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
-    (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(serde_json::json!({"error": "internal_error"}))).into_response()
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        axum::Json(serde_json::json!({"error": "internal_error"})),
+    )
+        .into_response()
 }
 
 pub fn router(state: AppState) -> Router {
     let limited = Router::new()
         .route("/request-otp", post(routes::request_otp))
         .route("/verify", post(routes::verify))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit_per_ip));
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::limit_per_ip,
+        ));
     // /healthcheck is outside the rate limit so that probes never eat a client's quota.
     Router::new()
         .merge(limited)
@@ -94,8 +105,15 @@ impl Application {
         let listener = TcpListener::bind(settings.bind).await?;
         let limiter = Arc::new(IpRateLimiter::new(&settings.rate_limits));
         limiter.spawn_pruner();
-        let state = AppState { service, limiter, trusted_proxies: Arc::new(settings.trusted_proxies.clone()) };
-        Ok(Self { listener, router: router(state) })
+        let state = AppState {
+            service,
+            limiter,
+            trusted_proxies: Arc::new(settings.trusted_proxies.clone()),
+        };
+        Ok(Self {
+            listener,
+            router: router(state),
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -103,10 +121,17 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then lets requests in flight finish.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
     }
 }
 

@@ -44,8 +44,16 @@ pub async fn request_otp(
 ) -> Result<Json<RequestOtpResponse>, ApiError> {
     let username = parse_username(&body.username)?;
     let span = tracing::info_span!("request_otp", username = %username, client_ip = %ip);
-    let sent = state.service.request_otp(&username).instrument(span).await?;
-    Ok(Json(RequestOtpResponse { status: "sent", channels: sent.channels, expires_in: sent.expires_in }))
+    let sent = state
+        .service
+        .request_otp(&username)
+        .instrument(span)
+        .await?;
+    Ok(Json(RequestOtpResponse {
+        status: "sent",
+        channels: sent.channels,
+        expires_in: sent.expires_in,
+    }))
 }
 
 /// `POST /verify {"username", "token"}`: 200 `{"valid":true}` or an error.
@@ -57,7 +65,11 @@ pub async fn verify(
     let username = parse_username(&body.username)?;
     let code = OtpCode::parse(&body.token).map_err(ApiError::invalid)?;
     let span = tracing::info_span!("verify", username = %username, client_ip = %ip);
-    state.service.verify(&username, &code).instrument(span).await?;
+    state
+        .service
+        .verify(&username, &code)
+        .instrument(span)
+        .await?;
     Ok(Json(json!({"valid": true})))
 }
 
@@ -79,7 +91,11 @@ pub async fn healthcheck(State(state): State<AppState>) -> Response {
         Ok(()) => (StatusCode::OK, Json(body("ok", "ok"))).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "health check: database unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(body("unavailable", "unreachable"))).into_response()
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(body("unavailable", "unreachable")),
+            )
+                .into_response()
         }
     }
 }

@@ -43,8 +43,14 @@ impl Reply {
 pub fn settings_for(dir: &std::path::Path, vars: &[(&str, &str)]) -> Settings {
     let mut all: Vec<(String, String)> = vec![
         ("MFA_BIND".into(), "127.0.0.1:0".into()),
-        ("MFA_DATA_DIR".into(), dir.join("data").display().to_string()),
-        ("SECRET_KEY".into(), "integration-test-key-0123456789abcdef".into()),
+        (
+            "MFA_DATA_DIR".into(),
+            dir.join("data").display().to_string(),
+        ),
+        (
+            "SECRET_KEY".into(),
+            "integration-test-key-0123456789abcdef".into(),
+        ),
         ("RATE_LIMIT".into(), "off".into()),
     ];
     all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
@@ -64,11 +70,22 @@ pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
 pub async fn spawn_in(dir: TempDir, vars: &[(&str, &str)]) -> TestApp {
     let settings = settings_for(dir.path(), vars);
     let clock = ManualClock::new(START);
-    let service = app::open_service(&settings, Arc::new(clock.clone())).await.unwrap();
-    let application = Application::build(&settings, service.clone()).await.unwrap();
+    let service = app::open_service(&settings, Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    let application = Application::build(&settings, service.clone())
+        .await
+        .unwrap();
     let addr = application.local_addr().unwrap();
     tokio::spawn(application.run_until(std::future::pending()));
-    TestApp { addr, client: reqwest::Client::new(), clock, service, settings, dir }
+    TestApp {
+        addr,
+        client: reqwest::Client::new(),
+        clock,
+        service,
+        settings,
+        dir,
+    }
 }
 
 impl TestApp {
@@ -77,22 +94,33 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, path: &str, body: Value) -> Reply {
-        let response = self.client.post(self.url(path)).json(&body).send().await.unwrap();
+        let response = self
+            .client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         Reply::from(response).await
     }
 
     pub async fn verify(&self, username: &str, token: &str) -> Reply {
-        self.post_json("/verify", json!({"username": username, "token": token})).await
+        self.post_json("/verify", json!({"username": username, "token": token}))
+            .await
     }
 
     /// `/verify` as a spawned task, for firing many at once.
     pub fn verify_task(&self, username: &str, token: &str) -> tokio::task::JoinHandle<Reply> {
-        let request = self.client.post(self.url("/verify")).json(&json!({"username": username, "token": token}));
+        let request = self
+            .client
+            .post(self.url("/verify"))
+            .json(&json!({"username": username, "token": token}));
         tokio::spawn(async move { Reply::from(request.send().await.unwrap()).await })
     }
 
     pub async fn request_otp(&self, username: &str) -> Reply {
-        self.post_json("/request-otp", json!({"username": username})).await
+        self.post_json("/request-otp", json!({"username": username}))
+            .await
     }
 
     pub async fn get(&self, path: &str) -> Reply {
@@ -100,20 +128,38 @@ impl TestApp {
     }
 
     /// Enrolls a user as `mfa user add` does and returns the secret.
-    pub async fn enroll(&self, name: &str, email: Option<&str>, telegram: Option<&str>) -> SecretBytes {
-        self.enroll_with(name, email, telegram, self.settings.otp).await
+    pub async fn enroll(
+        &self,
+        name: &str,
+        email: Option<&str>,
+        telegram: Option<&str>,
+    ) -> SecretBytes {
+        self.enroll_with(name, email, telegram, self.settings.otp)
+            .await
     }
 
-    pub async fn enroll_with(&self, name: &str, email: Option<&str>, telegram: Option<&str>, params: OtpParams) -> SecretBytes {
+    pub async fn enroll_with(
+        &self,
+        name: &str,
+        email: Option<&str>,
+        telegram: Option<&str>,
+        params: OtpParams,
+    ) -> SecretBytes {
         let new = NewEnrollment {
             username: Username::parse(name).unwrap(),
             email: email.map(|e| EmailAddress::parse(e).unwrap()),
             telegram: telegram.map(|t| TelegramChat::parse(t).unwrap()),
             params,
         };
-        let enrolled = users::add(self.service.store.as_ref(), &self.service.keys, &self.settings, new, self.clock.now())
-            .await
-            .unwrap();
+        let enrolled = users::add(
+            self.service.store.as_ref(),
+            &self.service.keys,
+            &self.settings,
+            new,
+            self.clock.now(),
+        )
+        .await
+        .unwrap();
         enrolled.secret
     }
 
@@ -166,18 +212,36 @@ impl Reply {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap();
-        let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("status {status}: body is not JSON: {text:?}"));
-        Self { status, body, headers }
+        let body = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("status {status}: body is not JSON: {text:?}"));
+        Self {
+            status,
+            body,
+            headers,
+        }
     }
 }
 
 /// A code guaranteed to differ from `right`.
 pub fn wrong(right: &str) -> String {
-    right.chars().map(|c| if c == '9' { '0' } else { char::from(c as u8 + 1) }).collect()
+    right
+        .chars()
+        .map(|c| {
+            if c == '9' {
+                '0'
+            } else {
+                char::from(c as u8 + 1)
+            }
+        })
+        .collect()
 }
 
 pub fn sha256_8() -> OtpParams {
-    OtpParams { algorithm: Algorithm::Sha256, digits: 8, period: 30 }
+    OtpParams {
+        algorithm: Algorithm::Sha256,
+        digits: 8,
+        period: 30,
+    }
 }
 
 /// Waits for every task, in order.
