@@ -252,11 +252,11 @@ async fn user(cmd: UserCommand, settings: &Settings, clock: Arc<dyn Clock>) -> R
             for u in &all {
                 println!(
                     "{:<24} {:<6} {:<8} {:<32} {:<16} {}",
-                    u.username.as_str(),
-                    u.source.as_str(),
-                    format!("{}/{}", u.params.algorithm, u.params.digits),
-                    u.email.as_deref().unwrap_or("-"),
-                    u.telegram_id.as_deref().unwrap_or("-"),
+                    u.profile.username.as_str(),
+                    u.profile.source.as_str(),
+                    format!("{}/{}", u.profile.params.algorithm, u.profile.params.digits),
+                    u.profile.email.as_deref().unwrap_or("-"),
+                    u.profile.telegram_id.as_deref().unwrap_or("-"),
                     lock_state(settings, u, clock.now()),
                 );
             }
@@ -267,15 +267,18 @@ async fn user(cmd: UserCommand, settings: &Settings, clock: Arc<dyn Clock>) -> R
                 .user(&username)
                 .await?
                 .ok_or_else(|| format!("no user '{username}'"))?;
-            println!("username:        {}", u.username);
-            println!("source:          {}", u.source.as_str());
-            println!("algorithm:       {}", u.params.algorithm);
-            println!("digits:          {}", u.params.digits);
-            println!("period:          {} s", u.params.period);
-            println!("email:           {}", u.email.as_deref().unwrap_or("-"));
+            println!("username:        {}", u.profile.username);
+            println!("source:          {}", u.profile.source.as_str());
+            println!("algorithm:       {}", u.profile.params.algorithm);
+            println!("digits:          {}", u.profile.params.digits);
+            println!("period:          {} s", u.profile.params.period);
+            println!(
+                "email:           {}",
+                u.profile.email.as_deref().unwrap_or("-")
+            );
             println!(
                 "telegram id:     {}",
-                u.telegram_id.as_deref().unwrap_or("-")
+                u.profile.telegram_id.as_deref().unwrap_or("-")
             );
             println!("failed attempts: {}", u.lock.failed_attempts);
             println!("state:           {}", lock_state(settings, &u, clock.now()));

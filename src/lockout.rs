@@ -12,7 +12,7 @@
 //! ```
 //!
 //! An attempt is *charged before it is checked*: [`LockoutPolicy::charge`] counts it as a
-//! failure and [`LockoutPolicy::on_success`] clears the count if the code was right. So a
+//! failure, and a right code clears the count and any lock (`Store::clear_lock`). So a
 //! burst of parallel guesses can never get more than `max` codes checked per lockout
 //! period: each must win a compare-and-swap on the stored state before its code is
 //! looked at, and the one that reaches `max` sets the lock. While locked, even the right
@@ -53,11 +53,6 @@ impl LockoutPolicy {
             })
         }
     }
-
-    /// The state after a right code: no failures, no lock.
-    pub fn on_success(&self) -> LockState {
-        LockState::default()
-    }
 }
 
 #[cfg(test)]
@@ -94,11 +89,6 @@ mod tests {
                 locked_until: None
             }
         );
-    }
-
-    #[test]
-    fn success_clears_everything() {
-        assert_eq!(POLICY.on_success(), LockState::default());
     }
 
     #[test]

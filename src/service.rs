@@ -110,8 +110,11 @@ impl MfaService {
             return Err(ServiceError::TooManyAttempts { retry_after });
         }
         let recipients: Vec<(Channel, String)> = [
-            user.email.clone().map(|e| (Channel::Email, e)),
-            user.telegram_id.clone().map(|t| (Channel::Telegram, t)),
+            user.profile.email.clone().map(|e| (Channel::Email, e)),
+            user.profile
+                .telegram_id
+                .clone()
+                .map(|t| (Channel::Telegram, t)),
         ]
         .into_iter()
         .flatten()
@@ -121,7 +124,7 @@ impl MfaService {
         }
 
         let ttl = self.policy.code_ttl_seconds;
-        let code = otp::random_code(user.params.digits);
+        let code = otp::random_code(user.profile.params.digits);
         let hash = self.keys.hash_code(username, &code);
         match self
             .store
@@ -197,16 +200,20 @@ impl MfaService {
 
         let secret = self
             .keys
-            .open_secret(username, &user.sealed_secret)
+            .open_secret(username, &user.profile.sealed_secret)
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let mut replayed = false;
-        if let Some(step) =
-            otp::matching_step(&secret, user.params, code, now, self.policy.valid_window)
-        {
+        if let Some(step) = otp::matching_step(
+            &secret,
+            user.profile.params,
+            code,
+            now,
+            self.policy.valid_window,
+        ) {
             if self.store.advance_last_step(username, step).await? {
                 self.store.clear_lock(username).await?;
                 let offset = i64::try_from(step).unwrap_or(i64::MAX)
-                    - i64::try_from(now / user.params.period).unwrap_or(0);
+                    - i64::try_from(now / user.profile.params.period).unwrap_or(0);
                 if offset != 0 {
                     info!(
                         event = "clock_drift",

@@ -6,7 +6,7 @@ use crate::config::{EnvUser, Settings};
 use crate::crypto::Keys;
 use crate::domain::{EmailAddress, TelegramChat, Username};
 use crate::otp::{self, OtpParams, SecretBytes};
-use crate::store::{NewUser, Store, StoreError, UserRecord, UserSource};
+use crate::store::{Store, StoreError, UserProfile, UserRecord, UserSource};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnrollError {
@@ -86,7 +86,7 @@ pub async fn add(
         });
     }
     let secret = SecretBytes::generate();
-    let record = NewUser {
+    let record = UserProfile {
         username: new.username.clone(),
         sealed_secret: keys.seal_secret(&new.username, &secret),
         params: new.params,
@@ -110,7 +110,7 @@ async fn existing(
         .user(username)
         .await?
         .ok_or_else(|| EnrollError::NotFound(username.clone()))?;
-    if user.source == UserSource::Env {
+    if user.profile.source == UserSource::Env {
         let var = env_var_of(settings, username)
             .unwrap_or_else(|| format!("{}_SECRET", username.as_str().to_uppercase()));
         return Err(EnrollError::DefinedInEnv {
@@ -129,21 +129,18 @@ pub async fn rotate(
     username: &Username,
     now: UnixTime,
 ) -> Result<Enrollment, EnrollError> {
-    let user = existing(store, settings, username).await?;
+    let current = existing(store, settings, username).await?.profile;
     let secret = SecretBytes::generate();
-    let record = NewUser {
-        username: username.clone(),
+    let params = current.params;
+    let record = UserProfile {
         sealed_secret: keys.seal_secret(username, &secret),
-        params: user.params,
-        email: user.email,
-        telegram_id: user.telegram_id,
-        source: UserSource::Cli,
+        ..current
     };
     if !store.replace_user(&record, true, now).await? {
         return Err(EnrollError::NotFound(username.clone()));
     }
     store.delete_sent_code(username).await?;
-    enrollment(&settings.issuer, username.clone(), secret, user.params)
+    enrollment(&settings.issuer, username.clone(), secret, params)
 }
 
 pub async fn remove(
@@ -192,7 +189,7 @@ pub async fn sync_env_users(
             email,
             telegram,
         } = env_user;
-        let record = NewUser {
+        let record = UserProfile {
             username: username.clone(),
             sealed_secret: keys.seal_secret(username, secret),
             params: settings.otp,
@@ -206,13 +203,15 @@ pub async fn sync_env_users(
                 Err(StoreError::Conflict) => {} // another instance synced it first
                 Err(e) => return Err(e.into()),
             },
-            Some(current) if current.source == UserSource::Cli => {
+            Some(current) if current.profile.source == UserSource::Cli => {
                 return Err(EnrollError::Conflict {
                     username: username.clone(),
                     var: var.clone(),
                 });
             }
-            Some(current) => {
+            Some(UserRecord {
+                profile: current, ..
+            }) => {
                 let secret_changed = keys
                     .open_secret(username, &current.sealed_secret)
                     .ok()
@@ -230,10 +229,13 @@ pub async fn sync_env_users(
         }
     }
     for user in store.users().await? {
-        let still_defined = settings.users.iter().any(|u| u.username == user.username);
-        if user.source == UserSource::Env && !still_defined {
-            store.delete_user(&user.username).await?;
-            report.removed.push(user.username.to_string());
+        let still_defined = settings
+            .users
+            .iter()
+            .any(|u| u.username == user.profile.username);
+        if user.profile.source == UserSource::Env && !still_defined {
+            store.delete_user(&user.profile.username).await?;
+            report.removed.push(user.profile.username.to_string());
         }
     }
     Ok(report)

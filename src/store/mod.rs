@@ -49,29 +49,26 @@ pub struct LockState {
     pub locked_until: Option<UnixTime>,
 }
 
-#[derive(Debug, Clone)]
-pub struct UserRecord {
+/// Who a user is and how their codes are made: what is written when a user is created or
+/// redefined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserProfile {
     pub username: Username,
     pub sealed_secret: Vec<u8>,
     pub params: OtpParams,
     pub email: Option<String>,
     pub telegram_id: Option<String>,
     pub source: UserSource,
+}
+
+/// A stored user: the profile plus the security state the server keeps for it.
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    pub profile: UserProfile,
     pub last_step: Option<u64>,
     pub lock: LockState,
     pub created_at: UnixTime,
     pub updated_at: UnixTime,
-}
-
-/// What is written when a user is created or redefined.
-#[derive(Debug, Clone)]
-pub struct NewUser {
-    pub username: Username,
-    pub sealed_secret: Vec<u8>,
-    pub params: OtpParams,
-    pub email: Option<String>,
-    pub telegram_id: Option<String>,
-    pub source: UserSource,
 }
 
 /// Whether a code could be stored, or the previous one is too recent to replace.
@@ -102,12 +99,12 @@ pub trait Store: Send + Sync + 'static {
     async fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
     async fn count_users(&self) -> Result<u64, StoreError>;
     /// Fails with [`StoreError::Conflict`] if the name is taken.
-    async fn insert_user(&self, user: &NewUser, now: UnixTime) -> Result<(), StoreError>;
+    async fn insert_user(&self, user: &UserProfile, now: UnixTime) -> Result<(), StoreError>;
     /// Rewrites a user's secret, parameters, contacts and source. With `reset_last_step`
     /// (a new secret) the replay guard starts afresh. False if there is no such user.
     async fn replace_user(
         &self,
-        user: &NewUser,
+        user: &UserProfile,
         reset_last_step: bool,
         now: UnixTime,
     ) -> Result<bool, StoreError>;

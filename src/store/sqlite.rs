@@ -17,7 +17,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqlitePool};
 
-use super::{KeyCheck, LockState, NewUser, PutCode, Store, StoreError, UserRecord, UserSource};
+use super::{KeyCheck, LockState, PutCode, Store, StoreError, UserProfile, UserRecord, UserSource};
 use crate::clock::UnixTime;
 use crate::domain::{Algorithm, Username};
 use crate::otp::OtpParams;
@@ -93,26 +93,44 @@ fn to_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
+/// Binds a profile's columns as `$1`..`$8`, in the order of the `users` table.
+fn bind_profile<'q>(
+    query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    user: &'q UserProfile,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    query
+        .bind(user.username.as_str())
+        .bind(&user.sealed_secret)
+        .bind(user.params.algorithm.as_str())
+        .bind(i64::from(user.params.digits))
+        .bind(to_i64(user.params.period))
+        .bind(&user.email)
+        .bind(&user.telegram_id)
+        .bind(user.source.as_str())
+}
+
 fn user_from_row(row: &SqliteRow) -> Result<UserRecord, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(what.to_string());
     let username: String = row.try_get("username")?;
     let algorithm: String = row.try_get("algorithm")?;
     let source: String = row.try_get("source")?;
     Ok(UserRecord {
-        username: Username::parse(&username).map_err(|_| corrupt("username"))?,
-        sealed_secret: row.try_get("sealed_secret")?,
-        params: OtpParams {
-            algorithm: Algorithm::parse(&algorithm).map_err(|_| corrupt("algorithm"))?,
-            digits: u8::try_from(row.try_get::<i64, _>("digits")?)
-                .map_err(|_| corrupt("digits"))?,
-            period: to_u64(row.try_get("period")?),
-        },
-        email: row.try_get("email")?,
-        telegram_id: row.try_get("telegram_id")?,
-        source: if source == "env" {
-            UserSource::Env
-        } else {
-            UserSource::Cli
+        profile: UserProfile {
+            username: Username::parse(&username).map_err(|_| corrupt("username"))?,
+            sealed_secret: row.try_get("sealed_secret")?,
+            params: OtpParams {
+                algorithm: Algorithm::parse(&algorithm).map_err(|_| corrupt("algorithm"))?,
+                digits: u8::try_from(row.try_get::<i64, _>("digits")?)
+                    .map_err(|_| corrupt("digits"))?,
+                period: to_u64(row.try_get("period")?),
+            },
+            email: row.try_get("email")?,
+            telegram_id: row.try_get("telegram_id")?,
+            source: if source == "env" {
+                UserSource::Env
+            } else {
+                UserSource::Cli
+            },
         },
         last_step: row.try_get::<Option<i64>, _>("last_step")?.map(to_u64),
         lock: LockState {
@@ -175,23 +193,16 @@ impl Store for SqliteStore {
         Ok(to_u64(n))
     }
 
-    async fn insert_user(&self, user: &NewUser, now: UnixTime) -> Result<(), StoreError> {
-        let result = sqlx::query(
+    async fn insert_user(&self, user: &UserProfile, now: UnixTime) -> Result<(), StoreError> {
+        let query = sqlx::query(
             "INSERT INTO users (username, sealed_secret, algorithm, digits, period, email, telegram_id, source, \
              created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
              ON CONFLICT (username) DO NOTHING",
-        )
-        .bind(user.username.as_str())
-        .bind(&user.sealed_secret)
-        .bind(user.params.algorithm.as_str())
-        .bind(i64::from(user.params.digits))
-        .bind(to_i64(user.params.period))
-        .bind(&user.email)
-        .bind(&user.telegram_id)
-        .bind(user.source.as_str())
-        .bind(to_i64(now))
-        .execute(&self.pool)
-        .await?;
+        );
+        let result = bind_profile(query, user)
+            .bind(to_i64(now))
+            .execute(&self.pool)
+            .await?;
         if result.rows_affected() == 0 {
             Err(StoreError::Conflict)
         } else {
@@ -201,27 +212,20 @@ impl Store for SqliteStore {
 
     async fn replace_user(
         &self,
-        user: &NewUser,
+        user: &UserProfile,
         reset_last_step: bool,
         now: UnixTime,
     ) -> Result<bool, StoreError> {
-        let result = sqlx::query(
+        let query = sqlx::query(
             "UPDATE users SET sealed_secret = $2, algorithm = $3, digits = $4, period = $5, email = $6, \
              telegram_id = $7, source = $8, updated_at = $9, \
              last_step = CASE WHEN $10 THEN NULL ELSE last_step END WHERE username = $1",
-        )
-        .bind(user.username.as_str())
-        .bind(&user.sealed_secret)
-        .bind(user.params.algorithm.as_str())
-        .bind(i64::from(user.params.digits))
-        .bind(to_i64(user.params.period))
-        .bind(&user.email)
-        .bind(&user.telegram_id)
-        .bind(user.source.as_str())
-        .bind(to_i64(now))
-        .bind(reset_last_step)
-        .execute(&self.pool)
-        .await?;
+        );
+        let result = bind_profile(query, user)
+            .bind(to_i64(now))
+            .bind(reset_last_step)
+            .execute(&self.pool)
+            .await?;
         Ok(result.rows_affected() == 1)
     }
 

@@ -27,7 +27,7 @@ async fn env_users_are_added_updated_and_removed_with_the_environment() {
     ])
     .await;
     assert_eq!(
-        dair(&first).await.unwrap().email.as_deref(),
+        dair(&first).await.unwrap().profile.email.as_deref(),
         Some("dair@example.com")
     );
     let a = mfa::otp::SecretBytes::from_base32(SECRET_A).unwrap();
@@ -41,7 +41,7 @@ async fn env_users_are_added_updated_and_removed_with_the_environment() {
     .await;
     let record = dair(&second).await.unwrap();
     assert_eq!(
-        (record.email, record.telegram_id.as_deref()),
+        (record.profile.email, record.profile.telegram_id.as_deref()),
         (None, Some("777"))
     );
     assert_eq!(
