@@ -132,8 +132,10 @@ async fn dispatch(command: Command, env: EnvMap, settings: Settings) -> Result<(
         telemetry::COMMAND_FILTER
     };
     telemetry::init(settings.log_format, filter);
-    for warning in &settings.warnings {
-        warn!("{warning}");
+    if !matches!(command, Command::CheckConfig) {
+        for warning in &settings.warnings {
+            warn!("{warning}");
+        }
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     match command {
@@ -158,7 +160,7 @@ async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> Result<service::Mfa
 async fn serve(settings: &Settings, clock: Arc<dyn Clock>) -> Result<(), Failure> {
     let service = open(settings, clock).await?;
     let users = service.store.count_users().await?;
-    let app = Application::build(settings, service)
+    let app = Application::build(settings, service.clone())
         .await
         .map_err(|e| format!("cannot listen on {} (MFA_BIND): {e}", settings.bind))?;
     let addr = app.local_addr()?;
@@ -169,6 +171,7 @@ async fn serve(settings: &Settings, clock: Arc<dyn Clock>) -> Result<(), Failure
          (or `cargo run --release -- user add NAME --email ADDRESS`), then scan its QR code"
     );
     app.run_until(shutdown_signal()).await?;
+    service.store.close().await;
     info!("stopped");
     Ok(())
 }

@@ -210,8 +210,7 @@ impl MfaService {
             now,
             self.policy.valid_window,
         ) {
-            if self.store.advance_last_step(username, step).await? {
-                self.store.clear_lock(username).await?;
+            if self.store.accept_totp_step(username, step).await? {
                 let offset = i64::try_from(step).unwrap_or(i64::MAX)
                     - i64::try_from(now / user.profile.params.period).unwrap_or(0);
                 if offset != 0 {

@@ -110,9 +110,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
     async fn delete_user(&self, username: &Username) -> Result<bool, StoreError>;
 
-    /// Moves the replay guard to `step` if it is past the last accepted one. False means
-    /// the step (or a later one) was already used: a replay.
-    async fn advance_last_step(&self, username: &Username, step: u64) -> Result<bool, StoreError>;
+    /// Accepts a TOTP code of time step `step`: moves the replay guard to it and clears
+    /// failures and lock, all in one statement, if `step` is past the last accepted one.
+    /// False means the step (or a later one) was already used: a replay.
+    async fn accept_totp_step(&self, username: &Username, step: u64) -> Result<bool, StoreError>;
     /// Clears failures and any lock (after a right code, or by an operator).
     async fn clear_lock(&self, username: &Username) -> Result<bool, StoreError>;
     /// Sets the lockout state if it is still `expected`. False means another request

@@ -237,9 +237,10 @@ impl Store for SqliteStore {
         Ok(result.rows_affected() == 1)
     }
 
-    async fn advance_last_step(&self, username: &Username, step: u64) -> Result<bool, StoreError> {
+    async fn accept_totp_step(&self, username: &Username, step: u64) -> Result<bool, StoreError> {
         let result = sqlx::query(
-            "UPDATE users SET last_step = $2 WHERE username = $1 AND (last_step IS NULL OR last_step < $2)",
+            "UPDATE users SET last_step = $2, failed_attempts = 0, locked_until = NULL \
+             WHERE username = $1 AND (last_step IS NULL OR last_step < $2)",
         )
         .bind(username.as_str())
         .bind(to_i64(step))
