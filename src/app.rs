@@ -1,14 +1,19 @@
 //! Wiring shared by every subcommand: open the store, load the keys, check that they
 //! match the database, and bring `.env` users into it.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tracing::{info, warn};
 
 use crate::clock::Clock;
 use crate::config::{DatabaseConfig, Settings};
 use crate::crypto::{KeyOrigin, Keys};
-use crate::notify::{FileNotifier, Notifier};
+use crate::notify::email::EmailChannel;
+use crate::notify::retry::RetryPolicy;
+use crate::notify::telegram::TelegramChannel;
+use crate::notify::{Channels, FileNotifier, HttpNotifier, Notifier};
 use crate::service::{MfaService, Policy};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{KeyCheck, Store};
@@ -27,6 +32,8 @@ pub enum StartupError {
     KeyMismatch,
     #[error("{0}")]
     Users(#[from] users::EnrollError),
+    #[error("{0}")]
+    Notifier(String),
 }
 
 pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, StartupError> {
@@ -35,16 +42,61 @@ pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, StartupEr
     }
 }
 
+/// How long the MFA server waits for the notification service: its worst case plus slack.
+fn notification_timeout(settings: &Settings) -> Duration {
+    let n = &settings.notification;
+    let policies = [
+        n.email.as_ref().map(|e| RetryPolicy {
+            max_retries: e.max_retries,
+            base: n.retry_base,
+            attempt_timeout: e.timeout,
+            retry_after_max: Duration::ZERO,
+        }),
+        n.telegram.as_ref().map(|t| RetryPolicy {
+            max_retries: t.max_retries,
+            base: n.retry_base,
+            attempt_timeout: t.timeout,
+            retry_after_max: t.retry_after_max,
+        }),
+    ];
+    let worst = policies.iter().flatten().map(RetryPolicy::worst_case).max().unwrap_or(Duration::from_secs(60));
+    worst + Duration::from_secs(5)
+}
+
+/// The MFA server's way to send codes: the notification service when a channel is configured
+/// or `NOTIFICATION_URL` is set (at `service_addr` when it runs in this process and no URL
+/// was given), otherwise the file notifier.
+pub fn mfa_notifier(settings: &Settings, service_addr: Option<SocketAddr>) -> Result<Arc<dyn Notifier>, StartupError> {
+    let n = &settings.notification;
+    if n.url.is_none() && !n.any_channel() {
+        return Ok(Arc::new(FileNotifier::new(settings.notifications_log())));
+    }
+    let url = match (&n.url, service_addr) {
+        (Some(url), _) => url.clone(),
+        (None, Some(addr)) => format!("http://{addr}"),
+        (None, None) => n.url_or_default().to_string(),
+    };
+    let client =
+        HttpNotifier::new(&url, n.api_token.clone(), notification_timeout(settings)).map_err(StartupError::Notifier)?;
+    Ok(Arc::new(client))
+}
+
+/// The notification service's channels, built once (the SMTP pool lives in them).
+pub fn channels(settings: &Settings) -> Result<Channels, StartupError> {
+    let n = &settings.notification;
+    let email = n.email.as_ref().map(|e| EmailChannel::new(e, n.retry_base)).transpose();
+    let telegram = n.telegram.as_ref().map(|t| TelegramChannel::new(t, n.retry_base)).transpose();
+    Ok(Channels { email: email.map_err(StartupError::Notifier)?, telegram: telegram.map_err(StartupError::Notifier)? })
+}
+
 /// Opens everything the MFA logic needs and syncs `.env` users.
 pub async fn open_service(
     settings: &Settings,
     clock: Arc<dyn Clock>,
+    notifier: Arc<dyn Notifier>,
 ) -> Result<MfaService, StartupError> {
     let store = open_store(settings).await?;
-    let keys = Keys::load(
-        settings.secret_key.as_ref().map(|k| k.expose()),
-        &settings.key_file(),
-    )?;
+    let keys = Keys::load(settings.secret_key.as_ref().map(|k| k.expose()), &settings.key_file())?;
     if keys.origin == KeyOrigin::GeneratedFile {
         warn!(
             key_file = %settings.key_file().display(),
@@ -59,12 +111,5 @@ pub async fn open_service(
     if report != users::SyncReport::default() {
         info!(added = ?report.added, updated = ?report.updated, removed = ?report.removed, "synced users from the environment");
     }
-    let notifier: Arc<dyn Notifier> = Arc::new(FileNotifier::new(settings.notifications_log()));
-    Ok(MfaService {
-        store,
-        notifier,
-        clock,
-        keys: Arc::new(keys),
-        policy: Policy::from(settings),
-    })
+    Ok(MfaService { store, notifier, clock, keys: Arc::new(keys), policy: Policy::from(settings) })
 }

@@ -11,18 +11,17 @@ use crate::app::{self, StartupError};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{EnvMap, Settings};
 use crate::domain::{Algorithm, EmailAddress, TelegramChat, Username, parse_digits};
+use crate::http::shutdown_signal;
+use crate::notify::server::{NotifyApplication, NotifyState};
+use crate::notify::{FileNotifier, Notifier};
 use crate::otp::OtpParams;
-use crate::server::{Application, shutdown_signal};
+use crate::server::Application;
 use crate::store::UserRecord;
 use crate::users::{self, Enrollment, NewEnrollment};
 use crate::{service, telemetry};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "mfa",
-    version,
-    about = "Self-hosted multi-factor authentication: TOTP and one-time codes"
-)]
+#[command(name = "mfa", version, about = "Self-hosted multi-factor authentication: TOTP and one-time codes")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -30,10 +29,13 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run everything: the MFA server on MFA_BIND (127.0.0.1:6000 by default).
+    /// Run everything: the MFA server (MFA_BIND, 127.0.0.1:6000) and the notification
+    /// service (NOTIFY_BIND, 127.0.0.1:6001) in one process.
     Serve,
     /// Run only the MFA server.
     Server,
+    /// Run only the notification service.
+    Notifier,
     /// Manage users: add, list, show, remove, rotate, unlock.
     #[command(subcommand)]
     User(UserCommand),
@@ -90,18 +92,12 @@ struct Failure {
 
 impl<E: std::fmt::Display> From<E> for Failure {
     fn from(e: E) -> Self {
-        Self {
-            message: e.to_string(),
-            code: 1,
-        }
+        Self { message: e.to_string(), code: 1 }
     }
 }
 
 fn usage(message: impl Into<String>) -> Failure {
-    Failure {
-        message: message.into(),
-        code: 2,
-    }
+    Failure { message: message.into(), code: 2 }
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -125,12 +121,8 @@ fn load_settings() -> Result<(EnvMap, Settings), Failure> {
 }
 
 async fn dispatch(command: Command, env: EnvMap, settings: Settings) -> Result<(), Failure> {
-    let is_server = matches!(command, Command::Serve | Command::Server);
-    let filter = if is_server {
-        telemetry::SERVER_FILTER
-    } else {
-        telemetry::COMMAND_FILTER
-    };
+    let is_server = matches!(command, Command::Serve | Command::Server | Command::Notifier);
+    let filter = if is_server { telemetry::SERVER_FILTER } else { telemetry::COMMAND_FILTER };
     telemetry::init(settings.log_format, filter);
     if !matches!(command, Command::CheckConfig) {
         for warning in &settings.warnings {
@@ -139,7 +131,9 @@ async fn dispatch(command: Command, env: EnvMap, settings: Settings) -> Result<(
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     match command {
-        Command::Serve | Command::Server => serve(&settings, clock).await,
+        Command::Serve => serve(&settings, clock, Services { mfa: true, notifier: true }).await,
+        Command::Server => serve(&settings, clock, Services { mfa: true, notifier: false }).await,
+        Command::Notifier => serve(&settings, clock, Services { mfa: false, notifier: true }).await,
         Command::CheckConfig => {
             check_config(&env, &settings);
             Ok(())
@@ -148,32 +142,99 @@ async fn dispatch(command: Command, env: EnvMap, settings: Settings) -> Result<(
     }
 }
 
-async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> Result<service::MfaService, Failure> {
-    app::open_service(settings, clock)
-        .await
-        .map_err(|e| match e {
-            StartupError::Users(_) | StartupError::KeyMismatch => usage(e.to_string()),
-            other => other.into(),
-        })
+async fn open(
+    settings: &Settings,
+    clock: Arc<dyn Clock>,
+    notifier: Arc<dyn Notifier>,
+) -> Result<service::MfaService, Failure> {
+    app::open_service(settings, clock, notifier).await.map_err(startup_failure)
 }
 
-async fn serve(settings: &Settings, clock: Arc<dyn Clock>) -> Result<(), Failure> {
-    let service = open(settings, clock).await?;
-    let users = service.store.count_users().await?;
-    let app = Application::build(settings, service.clone())
-        .await
-        .map_err(|e| format!("cannot listen on {} (MFA_BIND): {e}", settings.bind))?;
-    let addr = app.local_addr()?;
-    info!(address = %addr, "MFA server listening on http://{addr}");
-    info!(
-        users,
-        "{users} user(s) enrolled; enroll one with `mfa user add NAME --email ADDRESS` \
-         (or `cargo run --release -- user add NAME --email ADDRESS`), then scan its QR code"
-    );
-    app.run_until(shutdown_signal()).await?;
-    service.store.close().await;
+fn startup_failure(e: StartupError) -> Failure {
+    match e {
+        StartupError::Users(_) | StartupError::KeyMismatch | StartupError::Notifier(_) => usage(e.to_string()),
+        other => other.into(),
+    }
+}
+
+/// Which services one process runs.
+#[derive(Debug, Clone, Copy)]
+struct Services {
+    mfa: bool,
+    notifier: bool,
+}
+
+async fn serve(settings: &Settings, clock: Arc<dyn Clock>, run: Services) -> Result<(), Failure> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stop = Arc::new(stop);
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let mut servers = tokio::task::JoinSet::new();
+
+    let mut notifier_addr = None;
+    if run.notifier {
+        let channels = app::channels(settings).map_err(startup_failure)?;
+        let n = &settings.notification;
+        info!(email = channels.email.is_some(), telegram = channels.telegram.is_some(), "notification channels");
+        if n.api_token.is_none() {
+            warn!("NOTIFY_API_TOKEN is not set: /send accepts any caller that can reach {}", n.bind);
+        }
+        let state = NotifyState {
+            channels: Arc::new(channels),
+            api_token: n.api_token.clone(),
+            default_subject: format!("{} notification", settings.issuer),
+        };
+        let app = NotifyApplication::build(n.bind, state)
+            .await
+            .map_err(|e| format!("cannot listen on {} (NOTIFY_BIND): {e}", n.bind))?;
+        let addr = app.local_addr()?;
+        info!(address = %addr, "notification service listening on http://{addr}");
+        notifier_addr = Some(addr);
+        servers.spawn(app.run_until(until_stopped()));
+    }
+
+    let mut service = None;
+    if run.mfa {
+        let notifier = app::mfa_notifier(settings, notifier_addr).map_err(startup_failure)?;
+        info!(notifier = notifier.name(), "codes from /request-otp are delivered by the {} notifier", notifier.name());
+        let mfa = open(settings, clock, notifier).await?;
+        let users = mfa.store.count_users().await?;
+        let app = Application::build(settings, mfa.clone())
+            .await
+            .map_err(|e| format!("cannot listen on {} (MFA_BIND): {e}", settings.bind))?;
+        let addr = app.local_addr()?;
+        info!(address = %addr, "MFA server listening on http://{addr}");
+        info!(
+            users,
+            "{users} user(s) enrolled; enroll one with `mfa user add NAME --email ADDRESS` \
+             (or `cargo run --release -- user add NAME --email ADDRESS`), then scan its QR code"
+        );
+        servers.spawn(app.run_until(until_stopped()));
+        service = Some(mfa);
+    }
+
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = on_signal.send(true);
+    });
+    let mut outcome = Ok(());
+    while let Some(finished) = servers.join_next().await {
+        let result = finished.map_err(|e| e.to_string()).and_then(|served| served.map_err(|e| e.to_string()));
+        if let Err(e) = result {
+            let _ = stop.send(true); // one server failed: stop the other too
+            outcome = Err(Failure::from(format!("server stopped: {e}")));
+        }
+    }
+    if let Some(mfa) = service {
+        mfa.store.close().await;
+    }
     info!("stopped");
-    Ok(())
+    outcome
 }
 
 fn check_config(env: &EnvMap, settings: &Settings) {
@@ -189,10 +250,7 @@ fn check_config(env: &EnvMap, settings: &Settings) {
     if settings.warnings.is_empty() {
         println!("Configuration OK");
     } else {
-        println!(
-            "Configuration OK, with {} warning(s):",
-            settings.warnings.len()
-        );
+        println!("Configuration OK, with {} warning(s):", settings.warnings.len());
         for w in &settings.warnings {
             println!("  - {w}");
         }
@@ -204,7 +262,8 @@ fn parse_name(raw: &str) -> Result<Username, Failure> {
 }
 
 async fn user(cmd: UserCommand, settings: &Settings, clock: Arc<dyn Clock>) -> Result<(), Failure> {
-    let service = open(settings, clock.clone()).await?;
+    let files: Arc<dyn Notifier> = Arc::new(FileNotifier::new(settings.notifications_log()));
+    let service = open(settings, clock.clone(), files).await?;
     let store = service.store.as_ref();
     match cmd {
         UserCommand::Add(args) => {
@@ -248,10 +307,7 @@ async fn user(cmd: UserCommand, settings: &Settings, clock: Arc<dyn Clock>) -> R
             if all.is_empty() {
                 println!("No users. Add one with `mfa user add NAME --email ADDRESS`.");
             }
-            println!(
-                "{:<24} {:<6} {:<8} {:<32} {:<16} STATE",
-                "USERNAME", "SOURCE", "OTP", "EMAIL", "TELEGRAM"
-            );
+            println!("{:<24} {:<6} {:<8} {:<32} {:<16} STATE", "USERNAME", "SOURCE", "OTP", "EMAIL", "TELEGRAM");
             for u in &all {
                 println!(
                     "{:<24} {:<6} {:<8} {:<32} {:<16} {}",
@@ -266,23 +322,14 @@ async fn user(cmd: UserCommand, settings: &Settings, clock: Arc<dyn Clock>) -> R
         }
         UserCommand::Show { name } => {
             let username = parse_name(&name)?;
-            let u = store
-                .user(&username)
-                .await?
-                .ok_or_else(|| format!("no user '{username}'"))?;
+            let u = store.user(&username).await?.ok_or_else(|| format!("no user '{username}'"))?;
             println!("username:        {}", u.profile.username);
             println!("source:          {}", u.profile.source.as_str());
             println!("algorithm:       {}", u.profile.params.algorithm);
             println!("digits:          {}", u.profile.params.digits);
             println!("period:          {} s", u.profile.params.period);
-            println!(
-                "email:           {}",
-                u.profile.email.as_deref().unwrap_or("-")
-            );
-            println!(
-                "telegram id:     {}",
-                u.profile.telegram_id.as_deref().unwrap_or("-")
-            );
+            println!("email:           {}", u.profile.email.as_deref().unwrap_or("-"));
+            println!("telegram id:     {}", u.profile.telegram_id.as_deref().unwrap_or("-"));
             println!("failed attempts: {}", u.lock.failed_attempts);
             println!("state:           {}", lock_state(settings, &u, clock.now()));
             println!("created at:      {} (unix)", u.created_at);
@@ -294,8 +341,7 @@ async fn user(cmd: UserCommand, settings: &Settings, clock: Arc<dyn Clock>) -> R
         }
         UserCommand::Rotate { name, no_qr } => {
             let username = parse_name(&name)?;
-            let enrolled =
-                users::rotate(store, &service.keys, settings, &username, clock.now()).await?;
+            let enrolled = users::rotate(store, &service.keys, settings, &username, clock.now()).await?;
             print_enrollment("Rotated the secret of", &enrolled, !no_qr);
         }
         UserCommand::Unlock { name } => {

@@ -26,10 +26,7 @@ const NONCE_LEN: usize = 12;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("cannot read or create the key file {path}: {source}")]
-    KeyFile {
-        path: String,
-        source: std::io::Error,
-    },
+    KeyFile { path: String, source: std::io::Error },
     #[error("the key file {path} must hold 64 hex characters")]
     BadKeyFile { path: String },
 }
@@ -55,9 +52,7 @@ pub struct Keys {
 
 impl std::fmt::Debug for Keys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keys")
-            .field("origin", &self.origin)
-            .finish_non_exhaustive()
+        f.debug_struct("Keys").field("origin", &self.origin).finish_non_exhaustive()
     }
 }
 
@@ -82,12 +77,7 @@ impl Keys {
         let _ = hk.expand(b"totp secrets at rest", &mut seal_key);
         let _ = hk.expand(b"sent one-time codes", &mut code_mac);
         let _ = hk.expand(b"key check value", &mut check);
-        Self {
-            seal: Aes256Gcm::new(&seal_key.into()),
-            code_mac,
-            check: data_encoding::HEXLOWER.encode(&check),
-            origin,
-        }
+        Self { seal: Aes256Gcm::new(&seal_key.into()), code_mac, check: data_encoding::HEXLOWER.encode(&check), origin }
     }
 
     /// A short value that identifies the key without revealing it.
@@ -98,15 +88,9 @@ impl Keys {
     pub fn seal_secret(&self, user: &Username, secret: &SecretBytes) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::fill(&mut nonce);
-        let payload = Payload {
-            msg: secret.expose(),
-            aad: user.as_str().as_bytes(),
-        };
+        let payload = Payload { msg: secret.expose(), aad: user.as_str().as_bytes() };
         // AES-GCM encryption cannot fail for messages this small.
-        let ciphertext = self
-            .seal
-            .encrypt(&Nonce::from(nonce), payload)
-            .unwrap_or_default();
+        let ciphertext = self.seal.encrypt(&Nonce::from(nonce), payload).unwrap_or_default();
         let mut out = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
         out.push(SEAL_VERSION);
         out.extend_from_slice(&nonce);
@@ -121,21 +105,14 @@ impl Keys {
         }
         let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| UnsealError)?;
-        let payload = Payload {
-            msg: ciphertext,
-            aad: user.as_str().as_bytes(),
-        };
-        self.seal
-            .decrypt(&Nonce::from(nonce), payload)
-            .map(SecretBytes::new)
-            .map_err(|_| UnsealError)
+        let payload = Payload { msg: ciphertext, aad: user.as_str().as_bytes() };
+        self.seal.decrypt(&Nonce::from(nonce), payload).map(SecretBytes::new).map_err(|_| UnsealError)
     }
 
     /// The stored form of a sent code. The username is mixed in so equal codes of two users
     /// hash differently.
     pub fn hash_code(&self, user: &Username, code: &str) -> Vec<u8> {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.code_mac)
-            .unwrap_or_else(|_| unreachable_mac());
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.code_mac).unwrap_or_else(|_| unreachable_mac());
         mac.update(user.as_str().as_bytes());
         mac.update(&[0]);
         mac.update(code.as_bytes());
@@ -151,19 +128,14 @@ fn unreachable_mac() -> Hmac<Sha256> {
 
 fn read_or_create_key_file(path: &Path) -> Result<(Vec<u8>, KeyOrigin), KeyError> {
     let shown = path.display().to_string();
-    let io_err = |source| KeyError::KeyFile {
-        path: shown.clone(),
-        source,
-    };
+    let io_err = |source| KeyError::KeyFile { path: shown.clone(), source };
     match std::fs::read_to_string(path) {
         Ok(text) => {
             let bytes = data_encoding::HEXLOWER_PERMISSIVE
                 .decode(text.trim().as_bytes())
                 .ok()
                 .filter(|b| b.len() == 32)
-                .ok_or_else(|| KeyError::BadKeyFile {
-                    path: shown.clone(),
-                })?;
+                .ok_or_else(|| KeyError::BadKeyFile { path: shown.clone() })?;
             Ok((bytes, KeyOrigin::ExistingFile))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -178,16 +150,13 @@ fn read_or_create_key_file(path: &Path) -> Result<(Vec<u8>, KeyOrigin), KeyError
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
             match options.open(path) {
                 Ok(mut file) => {
-                    file.write_all(data_encoding::HEXLOWER.encode(&key).as_bytes())
-                        .map_err(io_err)?;
+                    file.write_all(data_encoding::HEXLOWER.encode(&key).as_bytes()).map_err(io_err)?;
                     file.write_all(b"\n").map_err(io_err)?;
                     file.sync_all().map_err(io_err)?;
                     Ok((key.to_vec(), KeyOrigin::GeneratedFile))
                 }
                 // Another process (the CLI, a second server) created it first: use theirs.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    read_or_create_key_file(path)
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_or_create_key_file(path),
                 Err(e) => Err(io_err(e)),
             }
         }
@@ -208,23 +177,11 @@ mod tests {
         let keys = Keys::derive(b"a key", KeyOrigin::Configured);
         let secret = SecretBytes::generate();
         let sealed = keys.seal_secret(&user("dair"), &secret);
-        assert!(
-            !sealed
-                .windows(secret.expose().len())
-                .any(|w| w == secret.expose())
-        );
+        assert!(!sealed.windows(secret.expose().len()).any(|w| w == secret.expose()));
         assert_eq!(keys.open_secret(&user("dair"), &sealed).unwrap(), secret);
         assert!(keys.open_secret(&user("bob"), &sealed).is_err());
-        assert!(
-            Keys::derive(b"another key", KeyOrigin::Configured)
-                .open_secret(&user("dair"), &sealed)
-                .is_err()
-        );
-        assert_ne!(
-            sealed,
-            keys.seal_secret(&user("dair"), &secret),
-            "nonces are fresh"
-        );
+        assert!(Keys::derive(b"another key", KeyOrigin::Configured).open_secret(&user("dair"), &sealed).is_err());
+        assert_ne!(sealed, keys.seal_secret(&user("dair"), &secret), "nonces are fresh");
     }
 
     #[test]
@@ -246,14 +203,8 @@ mod tests {
         assert_eq!(h, keys.hash_code(&user("dair"), "123456"));
         assert_ne!(h, keys.hash_code(&user("bob"), "123456"));
         assert_ne!(h, keys.hash_code(&user("dair"), "123457"));
-        assert_ne!(
-            h,
-            Keys::derive(b"k2", KeyOrigin::Configured).hash_code(&user("dair"), "123456")
-        );
-        assert_ne!(
-            keys.check_value(),
-            Keys::derive(b"k2", KeyOrigin::Configured).check_value()
-        );
+        assert_ne!(h, Keys::derive(b"k2", KeyOrigin::Configured).hash_code(&user("dair"), "123456"));
+        assert_ne!(keys.check_value(), Keys::derive(b"k2", KeyOrigin::Configured).check_value());
     }
 
     #[test]
@@ -272,9 +223,6 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         std::fs::write(&path, "short").unwrap();
-        assert!(matches!(
-            Keys::load(None, &path),
-            Err(KeyError::BadKeyFile { .. })
-        ));
+        assert!(matches!(Keys::load(None, &path), Err(KeyError::BadKeyFile { .. })));
     }
 }

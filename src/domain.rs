@@ -19,9 +19,7 @@ impl Username {
             return Err("username must not be empty".into());
         }
         if name.chars().count() > USERNAME_MAX_LEN {
-            return Err(format!(
-                "username must be at most {USERNAME_MAX_LEN} characters"
-            ));
+            return Err(format!("username must be at most {USERNAME_MAX_LEN} characters"));
         }
         let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-@+".contains(c);
         if !name.chars().all(allowed) {
@@ -85,10 +83,7 @@ impl Algorithm {
             "SHA1" => Ok(Self::Sha1),
             "SHA256" => Ok(Self::Sha256),
             "SHA512" => Ok(Self::Sha512),
-            _ => Err(format!(
-                "unknown algorithm '{}': use SHA1, SHA256 or SHA512",
-                raw.trim()
-            )),
+            _ => Err(format!("unknown algorithm '{}': use SHA1, SHA256 or SHA512", raw.trim())),
         }
     }
 
@@ -154,12 +149,9 @@ impl TelegramChat {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let chat = raw.trim();
         let numeric = chat.strip_prefix('-').unwrap_or(chat);
-        let is_id = !numeric.is_empty()
-            && numeric.len() <= 20
-            && numeric.bytes().all(|b| b.is_ascii_digit());
+        let is_id = !numeric.is_empty() && numeric.len() <= 20 && numeric.bytes().all(|b| b.is_ascii_digit());
         let is_channel = chat.strip_prefix('@').is_some_and(|name| {
-            (5..=32).contains(&name.len())
-                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            (5..=32).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
         });
         if is_id || is_channel {
             Ok(Self(chat.to_string()))

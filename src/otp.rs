@@ -95,11 +95,7 @@ pub struct OtpParams {
 
 impl Default for OtpParams {
     fn default() -> Self {
-        Self {
-            algorithm: Algorithm::Sha1,
-            digits: 6,
-            period: 30,
-        }
+        Self { algorithm: Algorithm::Sha1, digits: 6, period: 30 }
     }
 }
 
@@ -130,11 +126,7 @@ pub fn totp_code(secret: &SecretBytes, params: OtpParams, time: UnixTime) -> Str
 
 /// The HOTP code for a counter (RFC 4226 §5.3): TOTP is HOTP with counter = time / period.
 pub fn hotp_code(secret: &SecretBytes, algorithm: Algorithm, digits: u8, counter: u64) -> String {
-    let params = OtpParams {
-        algorithm,
-        digits,
-        period: 1,
-    };
+    let params = OtpParams { algorithm, digits, period: 1 };
     totp(secret, params, 0).generate(counter).to_string()
 }
 
@@ -155,12 +147,7 @@ pub fn matching_step(
 
 /// The `otpauth://totp/...` URI that authenticator apps read from a QR code
 /// (the Key Uri Format of Google Authenticator).
-pub fn otpauth_uri(
-    issuer: &str,
-    account: &str,
-    secret: &SecretBytes,
-    params: OtpParams,
-) -> Result<String, String> {
+pub fn otpauth_uri(issuer: &str, account: &str, secret: &SecretBytes, params: OtpParams) -> Result<String, String> {
     builder(secret, params, 0)
         .with_issuer(Some(issuer.replace(':', "")))
         .with_account_name(account.replace(':', ""))
@@ -188,17 +175,11 @@ mod tests {
     /// RFC 4226 Appendix D: secret "12345678901234567890", counters 0..=9, 6 digits.
     #[test]
     fn rfc4226_appendix_d_vectors() {
-        let expected = [
-            "755224", "287082", "359152", "969429", "338314", "254676", "287922", "162583",
-            "399871", "520489",
-        ];
+        let expected =
+            ["755224", "287082", "359152", "969429", "338314", "254676", "287922", "162583", "399871", "520489"];
         let secret = ascii_seed(20);
         for (counter, want) in expected.iter().enumerate() {
-            assert_eq!(
-                hotp_code(&secret, Algorithm::Sha1, 6, counter as u64),
-                *want,
-                "counter {counter}"
-            );
+            assert_eq!(hotp_code(&secret, Algorithm::Sha1, 6, counter as u64), *want, "counter {counter}");
         }
     }
 
@@ -214,27 +195,14 @@ mod tests {
             (20000000000, "65353130", "77737706", "47863826"),
         ];
         for (time, sha1, sha256, sha512) in table {
-            for (algorithm, seed_len, want) in [
-                (Algorithm::Sha1, 20, sha1),
-                (Algorithm::Sha256, 32, sha256),
-                (Algorithm::Sha512, 64, sha512),
-            ] {
-                let params = OtpParams {
-                    algorithm,
-                    digits: 8,
-                    period: 30,
-                };
+            for (algorithm, seed_len, want) in
+                [(Algorithm::Sha1, 20, sha1), (Algorithm::Sha256, 32, sha256), (Algorithm::Sha512, 64, sha512)]
+            {
+                let params = OtpParams { algorithm, digits: 8, period: 30 };
                 let secret = ascii_seed(seed_len);
-                assert_eq!(
-                    totp_code(&secret, params, time),
-                    want,
-                    "{algorithm} at {time}"
-                );
+                assert_eq!(totp_code(&secret, params, time), want, "{algorithm} at {time}");
                 let code = OtpCode::parse(want).unwrap();
-                assert_eq!(
-                    matching_step(&secret, params, &code, time, 0),
-                    Some(time / 30)
-                );
+                assert_eq!(matching_step(&secret, params, &code, time, 0), Some(time / 30));
             }
         }
     }
@@ -259,10 +227,7 @@ mod tests {
         }
         assert_eq!(checked, 72);
         let seed = SecretBytes::from_base32("base32secret3232").unwrap();
-        assert_eq!(
-            totp_code(&seed, OtpParams::default(), 1_234_567_890),
-            "357655"
-        );
+        assert_eq!(totp_code(&seed, OtpParams::default(), 1_234_567_890), "357655");
     }
 
     #[test]
@@ -271,29 +236,17 @@ mod tests {
         let params = OtpParams::default();
         let t = 1_700_000_000;
         let code = OtpCode::parse(&totp_code(&secret, params, t)).unwrap();
-        assert_eq!(
-            matching_step(&secret, params, &code, t + 30, 1),
-            Some(t / 30)
-        );
-        assert_eq!(
-            matching_step(&secret, params, &code, t - 30, 1),
-            Some(t / 30)
-        );
+        assert_eq!(matching_step(&secret, params, &code, t + 30, 1), Some(t / 30));
+        assert_eq!(matching_step(&secret, params, &code, t - 30, 1), Some(t / 30));
         assert_eq!(matching_step(&secret, params, &code, t + 60, 1), None);
         assert_eq!(matching_step(&secret, params, &code, t + 30, 0), None);
-        assert_eq!(
-            matching_step(&secret, params, &code, t + 60, 2),
-            Some(t / 30)
-        );
+        assert_eq!(matching_step(&secret, params, &code, t + 60, 2), Some(t / 30));
     }
 
     #[test]
     fn a_code_of_the_wrong_length_never_matches() {
         let secret = SecretBytes::generate();
-        let params = OtpParams {
-            digits: 8,
-            ..OtpParams::default()
-        };
+        let params = OtpParams { digits: 8, ..OtpParams::default() };
         let six = OtpCode::parse(&totp_code(&secret, OtpParams::default(), 1000)).unwrap();
         assert_eq!(matching_step(&secret, params, &six, 1000, 1), None);
     }
@@ -303,16 +256,10 @@ mod tests {
         let lower = SecretBytes::from_base32("base32secret3232").unwrap();
         assert_eq!(lower.bits(), 80);
         assert!(lower.is_below_rfc_minimum());
-        assert_eq!(
-            SecretBytes::from_base32("BASE 32SE CRET 3232==").unwrap(),
-            lower
-        );
+        assert_eq!(SecretBytes::from_base32("BASE 32SE CRET 3232==").unwrap(), lower);
         assert!(SecretBytes::from_base32("not base32!").is_err());
         assert!(SecretBytes::from_base32("").is_err());
-        assert!(
-            SecretBytes::from_base32("ABCDEFGH").is_err(),
-            "40 bits is too short"
-        );
+        assert!(SecretBytes::from_base32("ABCDEFGH").is_err(), "40 bits is too short");
         let err = SecretBytes::from_base32("0189!!!!").unwrap_err();
         assert!(!err.contains("0189"), "errors never echo the secret");
     }
@@ -328,11 +275,7 @@ mod tests {
     #[test]
     fn otpauth_uri_names_issuer_account_and_parameters() {
         let secret = SecretBytes::from_base32("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP").unwrap();
-        let params = OtpParams {
-            algorithm: Algorithm::Sha256,
-            digits: 8,
-            period: 30,
-        };
+        let params = OtpParams { algorithm: Algorithm::Sha256, digits: 8, period: 30 };
         let uri = otpauth_uri("ACME MFA", "dair", &secret, params).unwrap();
         assert!(uri.starts_with("otpauth://totp/ACME%20MFA:dair?"), "{uri}");
         assert!(uri.contains("secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"));

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 use crate::clock::Clock;
-use crate::config::{LockoutPolicy, Settings};
+use crate::config::{LockoutPolicy, MessageTemplate, Settings};
 use crate::crypto::Keys;
 use crate::domain::{OtpCode, Username};
 use crate::notify::{Channel, Delivery, Notifier};
@@ -29,10 +29,10 @@ pub enum ServiceError {
     TooManyAttempts { retry_after: u64 },
     #[error("a code was sent less than the resend interval ago")]
     ResendTooSoon { retry_after: u64 },
-    #[error("the user has no email address or Telegram id to send a code to")]
-    NoDeliveryChannel,
-    #[error("the code could not be delivered on any channel")]
-    DeliveryFailed,
+    #[error("{0}")]
+    NoDeliveryChannel(String),
+    #[error("the code could not be delivered: {0}")]
+    DeliveryFailed(String),
     #[error("wrong, expired or already used code")]
     InvalidToken,
     #[error("internal error: {0}")]
@@ -68,6 +68,7 @@ pub struct Policy {
     pub resend_seconds: u64,
     pub code_ttl_seconds: u64,
     pub issuer: String,
+    pub message_template: MessageTemplate,
 }
 
 impl From<&Settings> for Policy {
@@ -78,6 +79,7 @@ impl From<&Settings> for Policy {
             resend_seconds: s.resend_seconds,
             code_ttl_seconds: s.code_ttl_seconds,
             issuer: s.issuer.clone(),
+            message_template: s.message_template.clone(),
         }
     }
 }
@@ -96,14 +98,12 @@ const MAX_CAS_ROUNDS: usize = 64;
 
 impl MfaService {
     async fn find_user(&self, username: &Username) -> Result<UserRecord, ServiceError> {
-        self.store
-            .user(username)
-            .await?
-            .ok_or(ServiceError::UnknownUser)
+        self.store.user(username).await?.ok_or(ServiceError::UnknownUser)
     }
 
-    /// Generates a fresh code, stores its hash and delivers it on every channel the user has.
-    pub async fn request_otp(&self, username: &Username) -> Result<CodeSent, ServiceError> {
+    /// Generates a fresh code, stores its hash and delivers it, in parallel, on every channel
+    /// the user has (or only on `only`). Succeeds if at least one channel delivered it.
+    pub async fn request_otp(&self, username: &Username, only: Option<Channel>) -> Result<CodeSent, ServiceError> {
         let user = self.find_user(username).await?;
         let now = self.clock.now();
         if let Some(retry_after) = self.policy.lockout.locked_for(user.lock, now) {
@@ -111,73 +111,61 @@ impl MfaService {
         }
         let recipients: Vec<(Channel, String)> = [
             user.profile.email.clone().map(|e| (Channel::Email, e)),
-            user.profile
-                .telegram_id
-                .clone()
-                .map(|t| (Channel::Telegram, t)),
+            user.profile.telegram_id.clone().map(|t| (Channel::Telegram, t)),
         ]
         .into_iter()
         .flatten()
+        .filter(|(channel, _)| only.is_none_or(|o| o == *channel))
         .collect();
         if recipients.is_empty() {
-            return Err(ServiceError::NoDeliveryChannel);
+            return Err(ServiceError::NoDeliveryChannel(match only {
+                Some(channel) => format!("the user has no {channel} address or chat"),
+                None => "the user has no email address or Telegram id to send a code to".into(),
+            }));
         }
 
         let ttl = self.policy.code_ttl_seconds;
         let code = otp::random_code(user.profile.params.digits);
         let hash = self.keys.hash_code(username, &code);
-        match self
-            .store
-            .put_sent_code(username, &hash, now, now + ttl, self.policy.resend_seconds)
-            .await?
-        {
+        match self.store.put_sent_code(username, &hash, now, now + ttl, self.policy.resend_seconds).await? {
             PutCode::Stored => {}
-            PutCode::TooSoon { retry_after } => {
-                return Err(ServiceError::ResendTooSoon { retry_after });
-            }
+            PutCode::TooSoon { retry_after } => return Err(ServiceError::ResendTooSoon { retry_after }),
         }
 
-        let minutes = ttl.div_ceil(60);
-        let message = format!(
-            "Your {} verification code is {code}. It expires in {minutes} minute{}. \
-             If you did not ask for it, ignore this message.",
-            self.policy.issuer,
-            if minutes == 1 { "" } else { "s" }
-        );
-        let mut delivered = Vec::new();
+        let message = self.policy.message_template.render(&code, ttl, &self.policy.issuer, username.as_str());
+        let subject = format!("{} verification code", self.policy.issuer);
+        let mut tasks = tokio::task::JoinSet::new();
         for (channel, recipient) in recipients {
-            let delivery = Delivery {
-                channel,
-                recipient,
-                subject: format!("{} verification code", self.policy.issuer),
-                message: message.clone(),
-            };
-            match self.notifier.deliver(&delivery).await {
-                Ok(()) => delivered.push(channel),
-                Err(e) => {
-                    warn!(event = "delivery_failed", %channel, notifier = self.notifier.name(), error = %e)
+            let delivery = Delivery { channel, recipient, subject: subject.clone(), message: message.clone() };
+            let notifier = self.notifier.clone();
+            tasks.spawn(async move { (channel, notifier.deliver(&delivery).await) });
+        }
+        let mut delivered = Vec::new();
+        let mut failures = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((channel, Ok(_attempts))) => delivered.push(channel),
+                Ok((channel, Err(e))) => {
+                    warn!(event = "delivery_failed", %channel, notifier = self.notifier.name(), error = %e);
+                    failures.push(format!("{channel}: {e}"));
                 }
+                Err(e) => failures.push(format!("delivery task failed: {e}")),
             }
         }
+        delivered.sort_by_key(|c| c.as_str());
         if delivered.is_empty() {
             // Nothing went out: forget the code so the user may ask again at once.
             self.store.delete_sent_code(username).await?;
-            return Err(ServiceError::DeliveryFailed);
+            failures.sort();
+            return Err(ServiceError::DeliveryFailed(failures.join("; ")));
         }
         info!(event = "otp_sent", channels = ?delivered, expires_in = ttl);
-        Ok(CodeSent {
-            channels: delivered,
-            expires_in: ttl,
-        })
+        Ok(CodeSent { channels: delivered, expires_in: ttl })
     }
 
     /// Checks a code of either kind. Each call is charged as a failed attempt first and
     /// refunded on success, so parallel guesses cannot outrun the lockout.
-    pub async fn verify(
-        &self,
-        username: &Username,
-        code: &OtpCode,
-    ) -> Result<Accepted, ServiceError> {
+    pub async fn verify(&self, username: &Username, code: &OtpCode) -> Result<Accepted, ServiceError> {
         let user = self.find_user(username).await?;
         let now = self.clock.now();
         let policy = self.policy.lockout;
@@ -195,30 +183,19 @@ impl MfaService {
             }
             state = self.find_user(username).await?.lock;
         }
-        let charged =
-            charged.ok_or_else(|| ServiceError::Internal("lockout state kept changing".into()))?;
+        let charged = charged.ok_or_else(|| ServiceError::Internal("lockout state kept changing".into()))?;
 
         let secret = self
             .keys
             .open_secret(username, &user.profile.sealed_secret)
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let mut replayed = false;
-        if let Some(step) = otp::matching_step(
-            &secret,
-            user.profile.params,
-            code,
-            now,
-            self.policy.valid_window,
-        ) {
+        if let Some(step) = otp::matching_step(&secret, user.profile.params, code, now, self.policy.valid_window) {
             if self.store.accept_totp_step(username, step).await? {
                 let offset = i64::try_from(step).unwrap_or(i64::MAX)
                     - i64::try_from(now / user.profile.params.period).unwrap_or(0);
                 if offset != 0 {
-                    info!(
-                        event = "clock_drift",
-                        step_offset = offset,
-                        "accepted a code from a neighbouring time step"
-                    );
+                    info!(event = "clock_drift", step_offset = offset, "accepted a code from a neighbouring time step");
                 }
                 info!(event = "verify", outcome = "valid", method = "totp");
                 return Ok(Accepted::Totp { offset });
@@ -233,17 +210,9 @@ impl MfaService {
         }
 
         let outcome = if replayed { "replayed" } else { "invalid" };
-        info!(
-            event = "verify",
-            outcome,
-            failed_attempts = charged.failed_attempts
-        );
+        info!(event = "verify", outcome, failed_attempts = charged.failed_attempts);
         if let Some(until) = charged.locked_until {
-            warn!(
-                event = "lockout",
-                locked_for = until.saturating_sub(now),
-                "user locked out after repeated failures"
-            );
+            warn!(event = "lockout", locked_for = until.saturating_sub(now), "user locked out after repeated failures");
         }
         Err(ServiceError::InvalidToken)
     }

@@ -14,9 +14,7 @@ pub enum EnrollError {
     Exists(Username),
     #[error("no user '{0}'")]
     NotFound(Username),
-    #[error(
-        "user '{username}' is defined in the environment by {var}; change it there and restart"
-    )]
+    #[error("user '{username}' is defined in the environment by {var}; change it there and restart")]
     DefinedInEnv { username: Username, var: String },
     #[error(
         "user '{username}' is defined both by {var} and in the database (added with `mfa user add`); \
@@ -53,22 +51,12 @@ fn enrollment(
     secret: SecretBytes,
     params: OtpParams,
 ) -> Result<Enrollment, EnrollError> {
-    let otpauth_uri =
-        otp::otpauth_uri(issuer, username.as_str(), &secret, params).map_err(EnrollError::Other)?;
-    Ok(Enrollment {
-        username,
-        secret,
-        params,
-        otpauth_uri,
-    })
+    let otpauth_uri = otp::otpauth_uri(issuer, username.as_str(), &secret, params).map_err(EnrollError::Other)?;
+    Ok(Enrollment { username, secret, params, otpauth_uri })
 }
 
 fn env_var_of(settings: &Settings, username: &Username) -> Option<String> {
-    settings
-        .users
-        .iter()
-        .find(|u| &u.username == username)
-        .map(|u| u.var.clone())
+    settings.users.iter().find(|u| &u.username == username).map(|u| u.var.clone())
 }
 
 /// Creates a user with a fresh 160-bit secret.
@@ -80,10 +68,7 @@ pub async fn add(
     now: UnixTime,
 ) -> Result<Enrollment, EnrollError> {
     if let Some(var) = env_var_of(settings, &new.username) {
-        return Err(EnrollError::DefinedInEnv {
-            username: new.username,
-            var,
-        });
+        return Err(EnrollError::DefinedInEnv { username: new.username, var });
     }
     let secret = SecretBytes::generate();
     let record = UserProfile {
@@ -101,22 +86,12 @@ pub async fn add(
     }
 }
 
-async fn existing(
-    store: &dyn Store,
-    settings: &Settings,
-    username: &Username,
-) -> Result<UserRecord, EnrollError> {
-    let user = store
-        .user(username)
-        .await?
-        .ok_or_else(|| EnrollError::NotFound(username.clone()))?;
+async fn existing(store: &dyn Store, settings: &Settings, username: &Username) -> Result<UserRecord, EnrollError> {
+    let user = store.user(username).await?.ok_or_else(|| EnrollError::NotFound(username.clone()))?;
     if user.profile.source == UserSource::Env {
-        let var = env_var_of(settings, username)
-            .unwrap_or_else(|| format!("{}_SECRET", username.as_str().to_uppercase()));
-        return Err(EnrollError::DefinedInEnv {
-            username: username.clone(),
-            var,
-        });
+        let var =
+            env_var_of(settings, username).unwrap_or_else(|| format!("{}_SECRET", username.as_str().to_uppercase()));
+        return Err(EnrollError::DefinedInEnv { username: username.clone(), var });
     }
     Ok(user)
 }
@@ -132,10 +107,7 @@ pub async fn rotate(
     let current = existing(store, settings, username).await?.profile;
     let secret = SecretBytes::generate();
     let params = current.params;
-    let record = UserProfile {
-        sealed_secret: keys.seal_secret(username, &secret),
-        ..current
-    };
+    let record = UserProfile { sealed_secret: keys.seal_secret(username, &secret), ..current };
     if !store.replace_user(&record, true, now).await? {
         return Err(EnrollError::NotFound(username.clone()));
     }
@@ -143,25 +115,13 @@ pub async fn rotate(
     enrollment(&settings.issuer, username.clone(), secret, params)
 }
 
-pub async fn remove(
-    store: &dyn Store,
-    settings: &Settings,
-    username: &Username,
-) -> Result<(), EnrollError> {
+pub async fn remove(store: &dyn Store, settings: &Settings, username: &Username) -> Result<(), EnrollError> {
     existing(store, settings, username).await?;
-    if store.delete_user(username).await? {
-        Ok(())
-    } else {
-        Err(EnrollError::NotFound(username.clone()))
-    }
+    if store.delete_user(username).await? { Ok(()) } else { Err(EnrollError::NotFound(username.clone())) }
 }
 
 pub async fn unlock(store: &dyn Store, username: &Username) -> Result<(), EnrollError> {
-    if store.clear_lock(username).await? {
-        Ok(())
-    } else {
-        Err(EnrollError::NotFound(username.clone()))
-    }
+    if store.clear_lock(username).await? { Ok(()) } else { Err(EnrollError::NotFound(username.clone())) }
 }
 
 /// What start-up did to bring the database in line with `<NAME>_SECRET` variables.
@@ -182,13 +142,7 @@ pub async fn sync_env_users(
 ) -> Result<SyncReport, EnrollError> {
     let mut report = SyncReport::default();
     for env_user in &settings.users {
-        let EnvUser {
-            username,
-            var,
-            secret,
-            email,
-            telegram,
-        } = env_user;
+        let EnvUser { username, var, secret, email, telegram } = env_user;
         let record = UserProfile {
             username: username.clone(),
             sealed_secret: keys.seal_secret(username, secret),
@@ -204,19 +158,10 @@ pub async fn sync_env_users(
                 Err(e) => return Err(e.into()),
             },
             Some(current) if current.profile.source == UserSource::Cli => {
-                return Err(EnrollError::Conflict {
-                    username: username.clone(),
-                    var: var.clone(),
-                });
+                return Err(EnrollError::Conflict { username: username.clone(), var: var.clone() });
             }
-            Some(UserRecord {
-                profile: current, ..
-            }) => {
-                let secret_changed = keys
-                    .open_secret(username, &current.sealed_secret)
-                    .ok()
-                    .as_ref()
-                    != Some(secret);
+            Some(UserRecord { profile: current, .. }) => {
+                let secret_changed = keys.open_secret(username, &current.sealed_secret).ok().as_ref() != Some(secret);
                 let changed = secret_changed
                     || current.params != record.params
                     || current.email != record.email
@@ -229,10 +174,7 @@ pub async fn sync_env_users(
         }
     }
     for user in store.users().await? {
-        let still_defined = settings
-            .users
-            .iter()
-            .any(|u| u.username == user.profile.username);
+        let still_defined = settings.users.iter().any(|u| u.username == user.profile.username);
         if user.profile.source == UserSource::Env && !still_defined {
             store.delete_user(&user.profile.username).await?;
             report.removed.push(user.profile.username.to_string());

@@ -66,9 +66,7 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> DotenvFile 
         let start = cur.pos;
         match parse_binding(&mut cur) {
             Ok(Some((key, raw))) => {
-                let value = expand(&raw, &|name| {
-                    lookup(name).or_else(|| defined.get(name).cloned())
-                });
+                let value = expand(&raw, &|name| lookup(name).or_else(|| defined.get(name).cloned()));
                 defined.insert(key.clone(), value.clone());
                 out.entries.push((key, value));
             }
@@ -94,28 +92,19 @@ fn parse_binding(cur: &mut Cursor) -> Result<Option<(String, String)>, ()> {
         }
         _ => {}
     }
-    if cur
-        .rest()
-        .strip_prefix("export")
-        .is_some_and(|after| after.starts_with([' ', '\t']))
-    {
+    if cur.rest().strip_prefix("export").is_some_and(|after| after.starts_with([' ', '\t'])) {
         cur.pos += "export".len();
         cur.skip_blanks();
     }
     let key = if cur.peek() == Some('\'') {
         cur.bump();
-        let key: String = std::iter::from_fn(|| cur.bump())
-            .take_while(|c| *c != '\'')
-            .collect();
+        let key: String = std::iter::from_fn(|| cur.bump()).take_while(|c| *c != '\'').collect();
         if key.is_empty() || key.contains('\n') {
             return Err(());
         }
         key
     } else {
-        let len = cur
-            .rest()
-            .find(|c: char| c == '=' || c == '#' || c.is_whitespace())
-            .unwrap_or(cur.rest().len());
+        let len = cur.rest().find(|c: char| c == '=' || c == '#' || c.is_whitespace()).unwrap_or(cur.rest().len());
         let key = cur.rest().get(..len).unwrap_or("").to_string();
         cur.pos += len;
         key
@@ -219,11 +208,7 @@ fn expand(value: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
             out.push_str(rest.get(..start + len + 1).unwrap_or(""));
         } else {
             out.push_str(rest.get(..start).unwrap_or(""));
-            out.push_str(
-                &lookup(name)
-                    .or(default.map(str::to_string))
-                    .unwrap_or_default(),
-            );
+            out.push_str(&lookup(name).or(default.map(str::to_string)).unwrap_or_default());
         }
         rest = rest.get(start + len + 1..).unwrap_or("");
     }
@@ -240,11 +225,7 @@ mod tests {
     }
 
     fn get<'a>(f: &'a DotenvFile, key: &str) -> Option<&'a str> {
-        f.entries
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        f.entries.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     #[test]
@@ -295,10 +276,7 @@ mod tests {
     #[test]
     fn variables_expand_from_environment_first_then_file() {
         let env = |name: &str| (name == "HOME").then(|| "/root".to_string());
-        let f = parse(
-            "HOME=/ignored\nA=${HOME}/x\nB=b\nC=${B}-${MISSING:-dflt}-${NONE}\n",
-            &env,
-        );
+        let f = parse("HOME=/ignored\nA=${HOME}/x\nB=b\nC=${B}-${MISSING:-dflt}-${NONE}\n", &env);
         assert_eq!(get(&f, "A"), Some("/root/x"));
         assert_eq!(get(&f, "C"), Some("b-dflt-"));
     }

@@ -6,7 +6,9 @@
 //! quotes the value of a secret.
 
 pub mod dotenv;
+pub mod notify;
 pub mod rate_limit;
+pub mod template;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,7 +17,9 @@ use std::path::{Path, PathBuf};
 
 use crate::domain::{Algorithm, EmailAddress, TelegramChat, Username, parse_digits};
 use crate::otp::{OtpParams, SecretBytes};
+pub use notify::{EmailSettings, NotificationSettings, SmtpSecurity, TelegramSettings};
 pub use rate_limit::RateLimit;
+pub use template::MessageTemplate;
 
 /// Where a variable's value came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,29 +53,19 @@ impl EnvMap {
     /// Reads `MFA_ENV_FILE` (which must exist) or `./.env` (which may not), then the process
     /// environment on top.
     pub fn load() -> Result<Self, ConfigErrors> {
-        let process: Vec<(String, String)> = std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .collect();
-        let explicit = process
-            .iter()
-            .find(|(k, _)| k == "MFA_ENV_FILE")
-            .map(|(_, v)| PathBuf::from(v));
+        let process: Vec<(String, String)> =
+            std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
+        let explicit = process.iter().find(|(k, _)| k == "MFA_ENV_FILE").map(|(_, v)| PathBuf::from(v));
         let path = explicit.clone().unwrap_or_else(|| PathBuf::from(".env"));
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => Some(text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => None,
             Err(e) => {
-                return Err(ConfigErrors::one(
-                    "MFA_ENV_FILE",
-                    format!("cannot read {}: {e}", path.display()),
-                ));
+                return Err(ConfigErrors::one("MFA_ENV_FILE", format!("cannot read {}: {e}", path.display())));
             }
         };
         let lookup = |name: &str| std::env::var(name).ok();
-        let file = text
-            .as_deref()
-            .map(|t| dotenv::parse(t, &lookup))
-            .unwrap_or_default();
+        let file = text.as_deref().map(|t| dotenv::parse(t, &lookup)).unwrap_or_default();
         let mut map = Self::from_pairs(file.entries, process);
         map.bad_dotenv_lines = file.bad_lines;
         map.dotenv_path = text.map(|_| path);
@@ -90,18 +84,12 @@ impl EnvMap {
         for (k, v) in environment {
             values.insert(k, (v, Source::Environment));
         }
-        Self {
-            values,
-            ..Self::default()
-        }
+        Self { values, ..Self::default() }
     }
 
     /// A variable's value; an empty value counts as unset, as with python-dotenv's `or` idiom.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.values
-            .get(key)
-            .map(|(v, _)| v.as_str())
-            .filter(|v| !v.trim().is_empty())
+        self.values.get(key).map(|(v, _)| v.as_str()).filter(|v| !v.trim().is_empty())
     }
 
     pub fn source(&self, key: &str) -> Source {
@@ -129,10 +117,7 @@ pub struct ConfigErrors(pub Vec<ConfigError>);
 
 impl ConfigErrors {
     fn one(var: &str, reason: impl Into<String>) -> Self {
-        Self(vec![ConfigError {
-            var: var.into(),
-            reason: reason.into(),
-        }])
+        Self(vec![ConfigError { var: var.into(), reason: reason.into() }])
     }
 }
 
@@ -192,16 +177,6 @@ pub struct EnvUser {
     pub telegram: Option<TelegramChat>,
 }
 
-/// The seed's notification variables, read now so `check-config` can report them.
-#[derive(Debug, Clone, Default)]
-pub struct NotificationSettings {
-    pub telegram_token: Option<Sensitive>,
-    pub email_sender: Option<EmailAddress>,
-    pub email_password: Option<Sensitive>,
-    pub email_smtp_server: Option<String>,
-    pub email_smtp_port: Option<u16>,
-}
-
 /// The per-user brute-force defence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LockoutPolicy {
@@ -225,6 +200,7 @@ pub struct Settings {
     pub lockout: LockoutPolicy,
     pub resend_seconds: u64,
     pub code_ttl_seconds: u64,
+    pub message_template: MessageTemplate,
     pub log_format: LogFormat,
     pub users: Vec<EnvUser>,
     pub notification: NotificationSettings,
@@ -258,29 +234,40 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "OTP_RESEND_SECONDS",
     "OTP_CODE_TTL",
     "LOG_FORMAT",
+    "OTP_MESSAGE_TEMPLATE",
     "TELEGRAM_TOKEN",
+    "TELEGRAM_API_URL",
+    "TELEGRAM_TIMEOUT_SECONDS",
+    "TELEGRAM_MAX_RETRIES",
+    "TELEGRAM_RETRY_AFTER_MAX",
     "EMAIL_SENDER",
     "EMAIL_PASSWORD",
+    "EMAIL_USERNAME",
     "EMAIL_SMTP_SERVER",
     "EMAIL_SMTP_PORT",
+    "EMAIL_SMTP_SECURITY",
+    "EMAIL_SMTP_CA_FILE",
+    "EMAIL_TIMEOUT_SECONDS",
+    "EMAIL_MAX_RETRIES",
+    "NOTIFY_BIND",
+    "NOTIFY_API_TOKEN",
+    "NOTIFICATION_URL",
+    "NOTIFY_RETRY_BASE_MS",
 ];
 
 /// Collects errors while every variable is read.
-struct Reader<'a> {
-    env: &'a EnvMap,
+pub(crate) struct Reader<'a> {
+    pub(crate) env: &'a EnvMap,
     errors: Vec<ConfigError>,
 }
 
 impl Reader<'_> {
-    fn fail(&mut self, var: &str, reason: impl Into<String>) {
-        self.errors.push(ConfigError {
-            var: var.into(),
-            reason: reason.into(),
-        });
+    pub(crate) fn fail(&mut self, var: &str, reason: impl Into<String>) {
+        self.errors.push(ConfigError { var: var.into(), reason: reason.into() });
     }
 
     /// Parses a variable, or its default when unset. On error records it and returns `None`.
-    fn parse<T>(
+    pub(crate) fn parse<T>(
         &mut self,
         var: &str,
         default: &str,
@@ -296,11 +283,7 @@ impl Reader<'_> {
         }
     }
 
-    fn optional<T>(
-        &mut self,
-        var: &str,
-        parse: impl FnOnce(&str) -> Result<T, String>,
-    ) -> Option<T> {
+    pub(crate) fn optional<T>(&mut self, var: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
         let raw = self.env.get(var)?;
         match parse(raw) {
             Ok(value) => Some(value),
@@ -312,29 +295,24 @@ impl Reader<'_> {
     }
 }
 
-fn number_in<T>(range: std::ops::RangeInclusive<T>) -> impl Fn(&str) -> Result<T, String>
+pub(crate) fn number_in<T>(range: std::ops::RangeInclusive<T>) -> impl Fn(&str) -> Result<T, String>
 where
     T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
 {
     move |raw: &str| match raw.trim().parse::<T>() {
         Ok(n) if range.contains(&n) => Ok(n),
-        _ => Err(format!(
-            "'{}' is not a whole number from {} to {}",
-            raw.trim(),
-            range.start(),
-            range.end()
-        )),
+        _ => Err(format!("'{}' is not a whole number from {} to {}", raw.trim(), range.start(), range.end())),
     }
 }
 
-fn parse_bind(raw: &str) -> Result<SocketAddr, String> {
+pub(crate) fn parse_bind(raw: &str) -> Result<SocketAddr, String> {
     let raw = raw.trim();
-    let normalized = raw
-        .strip_prefix("localhost:")
-        .map(|port| format!("127.0.0.1:{port}"));
-    normalized.as_deref().unwrap_or(raw).parse().map_err(|_| {
-        format!("'{raw}' is not an IP:port address (for example 127.0.0.1:6000; ports are 0-65535)")
-    })
+    let normalized = raw.strip_prefix("localhost:").map(|port| format!("127.0.0.1:{port}"));
+    normalized
+        .as_deref()
+        .unwrap_or(raw)
+        .parse()
+        .map_err(|_| format!("'{raw}' is not an IP:port address (for example 127.0.0.1:6000; ports are 0-65535)"))
 }
 
 fn parse_database(raw: &str) -> Result<DatabaseConfig, String> {
@@ -348,13 +326,9 @@ fn parse_database(raw: &str) -> Result<DatabaseConfig, String> {
         .ok_or_else(|| "must be sqlite://PATH (for example sqlite://./data/mfa.db)".to_string())?;
     let path = path.split('?').next().unwrap_or("");
     if path.is_empty() || path.contains(":memory:") {
-        return Err(
-            "needs a file path: an in-memory database would lose every user at exit".into(),
-        );
+        return Err("needs a file path: an in-memory database would lose every user at exit".into());
     }
-    Ok(DatabaseConfig::Sqlite {
-        path: PathBuf::from(path),
-    })
+    Ok(DatabaseConfig::Sqlite { path: PathBuf::from(path) })
 }
 
 fn parse_proxies(raw: &str) -> Result<Vec<IpAddr>, String> {
@@ -367,22 +341,12 @@ fn parse_proxies(raw: &str) -> Result<Vec<IpAddr>, String> {
 impl Settings {
     /// Reads and validates everything; returns every error at once.
     pub fn from_env(env: &EnvMap) -> Result<Self, ConfigErrors> {
-        let mut r = Reader {
-            env,
-            errors: Vec::new(),
-        };
+        let mut r = Reader { env, errors: Vec::new() };
         let mut warnings = Vec::new();
 
         if !env.bad_dotenv_lines.is_empty() {
-            let lines: Vec<String> = env
-                .bad_dotenv_lines
-                .iter()
-                .map(ToString::to_string)
-                .collect();
-            warnings.push(format!(
-                ".env: could not parse line(s) {}; they were skipped",
-                lines.join(", ")
-            ));
+            let lines: Vec<String> = env.bad_dotenv_lines.iter().map(ToString::to_string).collect();
+            warnings.push(format!(".env: could not parse line(s) {}; they were skipped", lines.join(", ")));
         }
 
         let bind = r.parse("MFA_BIND", DEFAULT_BIND, parse_bind);
@@ -392,21 +356,14 @@ impl Settings {
 
         let secret_key = match (env.get("SECRET_KEY"), env.get("FLASK_SECRET_KEY")) {
             (Some(a), Some(b)) if a != b => {
-                r.fail(
-                    "SECRET_KEY",
-                    "SECRET_KEY and FLASK_SECRET_KEY are both set and differ; keep one",
-                );
+                r.fail("SECRET_KEY", "SECRET_KEY and FLASK_SECRET_KEY are both set and differ; keep one");
                 None
             }
             (Some(key), _) | (None, Some(key)) => Some(Sensitive(key.to_string())),
             (None, None) => None,
         };
         if let Some(key) = &secret_key {
-            let var = if env.get("SECRET_KEY").is_some() {
-                "SECRET_KEY"
-            } else {
-                "FLASK_SECRET_KEY"
-            };
+            let var = if env.get("SECRET_KEY").is_some() { "SECRET_KEY" } else { "FLASK_SECRET_KEY" };
             if key.expose().len() < 16 || key.expose() == "your-secret-key" {
                 warnings.push(format!(
                     "{var} is short or a placeholder; the key that encrypts TOTP secrets is derived from it, \
@@ -415,122 +372,65 @@ impl Settings {
             }
         }
 
-        let rate_limits = r.parse(
-            "RATE_LIMIT",
-            DEFAULT_RATE_LIMIT,
-            rate_limit::parse_rate_limits,
-        );
+        let rate_limits = r.parse("RATE_LIMIT", DEFAULT_RATE_LIMIT, rate_limit::parse_rate_limits);
         let trusted_proxies = r.parse("TRUSTED_PROXIES", "", parse_proxies);
         let digits = r.parse("OTP_DIGITS", "6", parse_digits);
         let period = r.parse("OTP_PERIOD", "30", number_in(1..=300u64));
         let algorithm = r.parse("OTP_ALGORITHM", "SHA1", Algorithm::parse);
         let valid_window = r.parse("OTP_VALID_WINDOW", "1", number_in(0..=10u16));
         let issuer = r.parse("OTP_ISSUER", "MFA", |s| {
-            if s.contains(':') {
-                Err("must not contain ':'".into())
-            } else {
-                Ok(s.trim().to_string())
-            }
+            if s.contains(':') { Err("must not contain ':'".into()) } else { Ok(s.trim().to_string()) }
         });
         let max_failed_attempts = r.parse("MAX_FAILED_ATTEMPTS", "5", number_in(1..=1_000_000u32));
         let lockout_seconds = r.parse("LOCKOUT_SECONDS", "300", number_in(1..=31_536_000u64));
         let resend_seconds = r.parse("OTP_RESEND_SECONDS", "30", number_in(0..=86_400u64));
         let code_ttl_seconds = r.parse("OTP_CODE_TTL", "300", |raw| {
-            number_in(1..=MAX_CODE_TTL_SECONDS)(raw)
-                .map_err(|e| format!("{e} (OWASP ASVS: at most 10 minutes)"))
+            number_in(1..=MAX_CODE_TTL_SECONDS)(raw).map_err(|e| format!("{e} (OWASP ASVS: at most 10 minutes)"))
         });
-        let log_format = r.parse("LOG_FORMAT", "pretty", |raw| {
-            match raw.trim().to_ascii_lowercase().as_str() {
-                "pretty" | "text" => Ok(LogFormat::Pretty),
-                "json" => Ok(LogFormat::Json),
-                other => Err(format!("'{other}' is not 'pretty' or 'json'")),
-            }
+        let log_format = r.parse("LOG_FORMAT", "pretty", |raw| match raw.trim().to_ascii_lowercase().as_str() {
+            "pretty" | "text" => Ok(LogFormat::Pretty),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("'{other}' is not 'pretty' or 'json'")),
         });
 
-        let notification = NotificationSettings {
-            telegram_token: env.get("TELEGRAM_TOKEN").map(|t| Sensitive(t.to_string())),
-            email_sender: r.optional("EMAIL_SENDER", EmailAddress::parse),
-            email_password: env.get("EMAIL_PASSWORD").map(|p| Sensitive(p.to_string())),
-            email_smtp_server: env.get("EMAIL_SMTP_SERVER").map(|s| s.trim().to_string()),
-            email_smtp_port: r.optional("EMAIL_SMTP_PORT", number_in(1..=65_535u16)),
-        };
+        let notification = notify::read(&mut r);
+        let message_template = r.parse("OTP_MESSAGE_TEMPLATE", template::DEFAULT_TEMPLATE, MessageTemplate::parse);
 
         let users = read_env_users(&mut r, &mut warnings);
 
         for key in env.keys() {
             let ours = ["MFA_", "OTP_"].iter().any(|p| key.starts_with(p));
             if ours && !KNOWN_VARIABLES.contains(&key) {
-                warnings.push(format!(
-                    "{key} is not a variable this program knows; check its spelling"
-                ));
+                warnings.push(format!("{key} is not a variable this program knows; check its spelling"));
             }
         }
 
         if !r.errors.is_empty() {
             return Err(ConfigErrors(r.errors));
         }
-        // Every `None` above pushed an error, so all of these are present.
-        match (
-            bind,
-            database,
-            rate_limits,
-            trusted_proxies,
-            digits,
-            period,
-            algorithm,
-            valid_window,
-            issuer,
-            max_failed_attempts,
-            lockout_seconds,
-            resend_seconds,
-            code_ttl_seconds,
-            log_format,
-        ) {
-            (
-                Some(bind),
-                Some(database),
-                Some(rate_limits),
-                Some(trusted_proxies),
-                Some(digits),
-                Some(period),
-                Some(algorithm),
-                Some(valid_window),
-                Some(issuer),
-                Some(max_failed_attempts),
-                Some(lockout_seconds),
-                Some(resend_seconds),
-                Some(code_ttl_seconds),
-                Some(log_format),
-            ) => Ok(Self {
-                bind,
+        // Every `None` above pushed an error, so with no errors all of these are present.
+        let settings = (|| {
+            Some(Self {
+                bind: bind?,
                 data_dir,
-                database,
+                database: database?,
                 secret_key,
-                rate_limits,
-                trusted_proxies,
-                otp: OtpParams {
-                    algorithm,
-                    digits,
-                    period,
-                },
-                valid_window,
-                issuer,
-                lockout: LockoutPolicy {
-                    max_failed_attempts,
-                    lockout_seconds,
-                },
-                resend_seconds,
-                code_ttl_seconds,
-                log_format,
+                rate_limits: rate_limits?,
+                trusted_proxies: trusted_proxies?,
+                otp: OtpParams { algorithm: algorithm?, digits: digits?, period: period? },
+                valid_window: valid_window?,
+                issuer: issuer?,
+                lockout: LockoutPolicy { max_failed_attempts: max_failed_attempts?, lockout_seconds: lockout_seconds? },
+                resend_seconds: resend_seconds?,
+                code_ttl_seconds: code_ttl_seconds?,
+                message_template: message_template?,
+                log_format: log_format?,
                 users,
-                notification,
+                notification: notification?,
                 warnings,
-            }),
-            _ => Err(ConfigErrors::one(
-                "configuration",
-                "a value failed to parse",
-            )),
-        }
+            })
+        })();
+        settings.ok_or_else(|| ConfigErrors::one("configuration", "a value failed to parse"))
     }
 
     /// Path of the generated key file used when no `SECRET_KEY` is set.
@@ -546,17 +446,11 @@ impl Settings {
     /// What `mfa check-config` prints: each setting, its value (secrets masked), its source.
     pub fn report(&self, env: &EnvMap) -> Vec<(String, String, String)> {
         let mut rows = Vec::new();
-        let mut row = |var: &str, value: String| {
-            rows.push((var.to_string(), value, env.source(var).to_string()))
-        };
+        let mut row = |var: &str, value: String| rows.push((var.to_string(), value, env.source(var).to_string()));
         row("MFA_BIND", self.bind.to_string());
         row("MFA_DATA_DIR", self.data_dir.display().to_string());
         row("DATABASE_URL", describe_database(&self.database));
-        let key_var = if env.get("SECRET_KEY").is_some() {
-            "SECRET_KEY"
-        } else {
-            "FLASK_SECRET_KEY"
-        };
+        let key_var = if env.get("SECRET_KEY").is_some() { "SECRET_KEY" } else { "FLASK_SECRET_KEY" };
         row(
             key_var,
             match &self.secret_key {
@@ -565,76 +459,42 @@ impl Settings {
             },
         );
         let limits: Vec<String> = self.rate_limits.iter().map(ToString::to_string).collect();
-        row(
-            "RATE_LIMIT",
-            if limits.is_empty() {
-                "off".into()
-            } else {
-                limits.join("; ")
-            },
-        );
-        let proxies: Vec<String> = self
-            .trusted_proxies
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        row(
-            "TRUSTED_PROXIES",
-            if proxies.is_empty() {
-                "none".into()
-            } else {
-                proxies.join(", ")
-            },
-        );
+        row("RATE_LIMIT", if limits.is_empty() { "off".into() } else { limits.join("; ") });
+        let proxies: Vec<String> = self.trusted_proxies.iter().map(ToString::to_string).collect();
+        row("TRUSTED_PROXIES", if proxies.is_empty() { "none".into() } else { proxies.join(", ") });
         row("OTP_DIGITS", self.otp.digits.to_string());
         row("OTP_PERIOD", format!("{} s", self.otp.period));
         row("OTP_ALGORITHM", self.otp.algorithm.to_string());
-        row(
-            "OTP_VALID_WINDOW",
-            format!("{} step(s) each side", self.valid_window),
-        );
+        row("OTP_VALID_WINDOW", format!("{} step(s) each side", self.valid_window));
         row("OTP_ISSUER", self.issuer.clone());
-        row(
-            "MAX_FAILED_ATTEMPTS",
-            self.lockout.max_failed_attempts.to_string(),
-        );
-        row(
-            "LOCKOUT_SECONDS",
-            format!("{} s", self.lockout.lockout_seconds),
-        );
+        row("MAX_FAILED_ATTEMPTS", self.lockout.max_failed_attempts.to_string());
+        row("LOCKOUT_SECONDS", format!("{} s", self.lockout.lockout_seconds));
         row("OTP_RESEND_SECONDS", format!("{} s", self.resend_seconds));
         row("OTP_CODE_TTL", format!("{} s", self.code_ttl_seconds));
-        row(
-            "LOG_FORMAT",
-            format!("{:?}", self.log_format).to_lowercase(),
-        );
+        row("LOG_FORMAT", format!("{:?}", self.log_format).to_lowercase());
+        row("OTP_MESSAGE_TEMPLATE", self.message_template.as_str().to_string());
         let n = &self.notification;
-        let masked = |s: &Option<Sensitive>| {
-            if s.is_some() {
-                "******** (set)".to_string()
-            } else {
-                "not set".into()
+        let masked = |s: Option<&Sensitive>| if s.is_some() { "******** (set)".to_string() } else { "not set".into() };
+        row("NOTIFY_BIND", n.bind.to_string());
+        row("NOTIFY_API_TOKEN", masked(n.api_token.as_ref()));
+        row("NOTIFICATION_URL", n.url_or_default().to_string());
+        match &n.email {
+            Some(e) => {
+                row("EMAIL_SMTP_SERVER", format!("{}:{} ({:?})", e.server, e.port, e.security).to_lowercase());
+                row("EMAIL_SENDER", e.sender.as_str().to_string());
+                row("EMAIL_USERNAME", e.username.clone());
+                row("EMAIL_PASSWORD", masked(e.password.as_ref()));
+                row("EMAIL_TIMEOUT_SECONDS", format!("{:?} per attempt, {} retries", e.timeout, e.max_retries));
             }
-        };
-        row("TELEGRAM_TOKEN", masked(&n.telegram_token));
-        row(
-            "EMAIL_SENDER",
-            n.email_sender
-                .as_ref()
-                .map_or("not set".into(), |e| e.as_str().to_string()),
-        );
-        row("EMAIL_PASSWORD", masked(&n.email_password));
-        row(
-            "EMAIL_SMTP_SERVER",
-            n.email_smtp_server
-                .clone()
-                .unwrap_or_else(|| "not set".into()),
-        );
-        row(
-            "EMAIL_SMTP_PORT",
-            n.email_smtp_port
-                .map_or("not set".into(), |p| p.to_string()),
-        );
+            None => row("EMAIL_SMTP_SERVER", "not set: email channel off".into()),
+        }
+        match &n.telegram {
+            Some(t) => {
+                row("TELEGRAM_TOKEN", masked(Some(&t.token)));
+                row("TELEGRAM_API_URL", t.api_url.clone());
+            }
+            None => row("TELEGRAM_TOKEN", "not set: telegram channel off".into()),
+        }
         for user in &self.users {
             let mut contact = Vec::new();
             if let Some(e) = &user.email {
@@ -647,11 +507,7 @@ impl Settings {
                 "user '{}': secret ******** ({} bits){}",
                 user.username,
                 user.secret.bits(),
-                if contact.is_empty() {
-                    String::new()
-                } else {
-                    format!(", {}", contact.join(", "))
-                }
+                if contact.is_empty() { String::new() } else { format!(", {}", contact.join(", ")) }
             );
             rows.push((user.var.clone(), desc, env.source(&user.var).to_string()));
         }
@@ -669,12 +525,8 @@ fn describe_database(db: &DatabaseConfig) -> String {
 fn read_env_users(r: &mut Reader, warnings: &mut Vec<String>) -> Vec<EnvUser> {
     let env = r.env;
     let mut users = Vec::new();
-    let names: Vec<String> = env
-        .keys()
-        .filter_map(|k| k.strip_suffix("_SECRET"))
-        .filter(|n| !n.is_empty())
-        .map(String::from)
-        .collect();
+    let names: Vec<String> =
+        env.keys().filter_map(|k| k.strip_suffix("_SECRET")).filter(|n| !n.is_empty()).map(String::from).collect();
     for name in names {
         let var = format!("{name}_SECRET");
         let Some(raw_secret) = env.get(&var) else {
@@ -683,10 +535,7 @@ fn read_env_users(r: &mut Reader, warnings: &mut Vec<String>) -> Vec<EnvUser> {
         let username = match Username::parse(&name) {
             Ok(u) => u,
             Err(e) => {
-                r.fail(
-                    &var,
-                    format!("'{name}' does not make a valid username: {e}"),
-                );
+                r.fail(&var, format!("'{name}' does not make a valid username: {e}"));
                 continue;
             }
         };
@@ -706,13 +555,7 @@ fn read_env_users(r: &mut Reader, warnings: &mut Vec<String>) -> Vec<EnvUser> {
         }
         let email = r.optional(&format!("{name}_EMAIL"), EmailAddress::parse);
         let telegram = r.optional(&format!("{name}_TELEGRAM_ID"), TelegramChat::parse);
-        users.push(EnvUser {
-            username,
-            var,
-            secret,
-            email,
-            telegram,
-        });
+        users.push(EnvUser { username, var, secret, email, telegram });
     }
     users
 }
@@ -734,31 +577,17 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> EnvMap {
-        EnvMap::from_pairs(
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())),
-            [],
-        )
+        EnvMap::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())), [])
     }
 
     #[test]
     fn defaults_without_any_variable() {
         let s = Settings::from_env(&env(&[])).unwrap();
         assert_eq!(s.bind.to_string(), "127.0.0.1:6000");
-        assert_eq!(
-            s.database,
-            DatabaseConfig::Sqlite {
-                path: PathBuf::from("./data/mfa.db")
-            }
-        );
+        assert_eq!(s.database, DatabaseConfig::Sqlite { path: PathBuf::from("./data/mfa.db") });
         assert_eq!(s.otp, OtpParams::default());
         assert_eq!(s.valid_window, 1);
-        assert_eq!(
-            s.lockout,
-            LockoutPolicy {
-                max_failed_attempts: 5,
-                lockout_seconds: 300
-            }
-        );
+        assert_eq!(s.lockout, LockoutPolicy { max_failed_attempts: 5, lockout_seconds: 300 });
         assert_eq!((s.resend_seconds, s.code_ttl_seconds), (30, 300));
         assert_eq!(s.rate_limits.len(), 1);
         assert!(s.users.is_empty() && s.secret_key.is_none());
@@ -775,15 +604,14 @@ mod tests {
         assert_eq!(dair.telegram.as_ref().unwrap().as_str(), "123456789");
         assert_eq!(s.rate_limits[0].to_string(), "200 per day");
         assert_eq!(s.secret_key.as_ref().unwrap().expose(), "your-secret-key");
-        assert_eq!(s.notification.email_smtp_port, Some(465));
+        let email = s.notification.email.as_ref().unwrap();
+        assert_eq!((email.port, email.security), (465, SmtpSecurity::Tls));
+        assert_eq!(email.username, "your@email.com");
+        assert_eq!(s.notification.telegram.as_ref().unwrap().api_url, "https://api.telegram.org");
         let short: Vec<&String> = s.warnings.iter().filter(|w| w.contains("80-bit")).collect();
         assert_eq!(short.len(), 2);
         assert!(short.iter().all(|w| !w.contains("base32secret3232")));
-        assert!(
-            s.warnings
-                .iter()
-                .any(|w| w.contains("FLASK_SECRET_KEY is short or a placeholder"))
-        );
+        assert!(s.warnings.iter().any(|w| w.contains("FLASK_SECRET_KEY is short or a placeholder")));
     }
 
     #[test]
@@ -809,17 +637,7 @@ mod tests {
         ]))
         .unwrap_err();
         let vars: Vec<&str> = err.0.iter().map(|e| e.var.as_str()).collect();
-        assert_eq!(
-            vars,
-            [
-                "MFA_BIND",
-                "RATE_LIMIT",
-                "OTP_DIGITS",
-                "OTP_CODE_TTL",
-                "BOB_EMAIL",
-                "DAIR_SECRET"
-            ]
-        );
+        assert_eq!(vars, ["MFA_BIND", "RATE_LIMIT", "OTP_DIGITS", "OTP_CODE_TTL", "BOB_EMAIL", "DAIR_SECRET"]);
         let text = err.to_string();
         assert!(text.contains("RATE_LIMIT: cannot read 'lots'"), "{text}");
         assert!(!text.contains("s3cr3t"), "{text}");
@@ -829,19 +647,14 @@ mod tests {
     fn a_single_error_is_one_line() {
         let err = Settings::from_env(&env(&[("RATE_LIMIT", "lots")])).unwrap_err();
         assert_eq!(err.to_string().lines().count(), 1);
-        assert!(
-            err.to_string()
-                .starts_with("invalid configuration: RATE_LIMIT:")
-        );
+        assert!(err.to_string().starts_with("invalid configuration: RATE_LIMIT:"));
     }
 
     #[test]
     fn secret_key_aliases() {
         let s = Settings::from_env(&env(&[("SECRET_KEY", "k1")])).unwrap();
         assert_eq!(s.secret_key.unwrap().expose(), "k1");
-        assert!(
-            Settings::from_env(&env(&[("SECRET_KEY", "a"), ("FLASK_SECRET_KEY", "b")])).is_err()
-        );
+        assert!(Settings::from_env(&env(&[("SECRET_KEY", "a"), ("FLASK_SECRET_KEY", "b")])).is_err());
     }
 
     #[test]
@@ -849,26 +662,16 @@ mod tests {
         assert!(parse_database("sqlite:///var/lib/mfa/mfa.db").is_ok());
         assert!(parse_database("sqlite:data.db").is_ok());
         assert!(parse_database("sqlite::memory:").is_err());
-        assert!(
-            parse_database("postgres://u:p@h/db")
-                .unwrap_err()
-                .contains("PostgreSQL")
-        );
+        assert!(parse_database("postgres://u:p@h/db").unwrap_err().contains("PostgreSQL"));
         assert!(parse_database("mysql://x").is_err());
     }
 
     #[test]
     fn report_masks_secrets() {
-        let map = env(&[
-            ("SECRET_KEY", "supersecretkeyvalue123"),
-            ("DAIR_SECRET", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"),
-        ]);
+        let map = env(&[("SECRET_KEY", "supersecretkeyvalue123"), ("DAIR_SECRET", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")]);
         let s = Settings::from_env(&map).unwrap();
         let text = format!("{:?}", s.report(&map));
-        assert!(
-            !text.contains("supersecretkeyvalue123") && !text.contains("JBSWY3DP"),
-            "{text}"
-        );
+        assert!(!text.contains("supersecretkeyvalue123") && !text.contains("JBSWY3DP"), "{text}");
         assert!(text.contains("DAIR_SECRET"));
         assert!(!format!("{s:?}").contains("supersecretkeyvalue123"));
     }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 
-use super::{Delivery, DeliveryError, Notifier};
+use super::{Delivery, DeliveryError, FailureKind, Notifier};
 use crate::clock::{Clock, SystemClock};
 
 #[derive(Debug)]
@@ -19,10 +19,7 @@ pub struct FileNotifier {
 
 impl FileNotifier {
     pub fn new(path: PathBuf) -> Self {
-        Self {
-            path,
-            lock: tokio::sync::Mutex::new(()),
-        }
+        Self { path, lock: tokio::sync::Mutex::new(()) }
     }
 
     pub fn path(&self) -> &std::path::Path {
@@ -36,7 +33,7 @@ impl Notifier for FileNotifier {
         "file"
     }
 
-    async fn deliver(&self, delivery: &Delivery) -> Result<(), DeliveryError> {
+    async fn deliver(&self, delivery: &Delivery) -> Result<u32, DeliveryError> {
         let line = serde_json::json!({
             "time": SystemClock.now(),
             "channel": delivery.channel,
@@ -60,8 +57,14 @@ impl Notifier for FileNotifier {
             file.sync_data()
         })
         .await
-        .map_err(|e| DeliveryError(format!("file notifier task failed: {e}")))?
-        .map_err(|e| DeliveryError(format!("cannot write {}: {e}", self.path.display())))
+        .map_err(|e| e.to_string())
+        .and_then(|written| written.map_err(|e| e.to_string()))
+        .map(|()| 1)
+        .map_err(|e| DeliveryError {
+            kind: FailureKind::Permanent,
+            detail: format!("cannot write {}: {e}", self.path.display()),
+            attempts: 1,
+        })
     }
 }
 
@@ -84,10 +87,7 @@ mod tests {
             notifier.deliver(&d).await.unwrap();
         }
         let text = std::fs::read_to_string(notifier.path()).unwrap();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[1]["recipient"], "b@example.com");
         assert_eq!(lines[0]["channel"], "email");

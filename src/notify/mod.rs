@@ -1,17 +1,27 @@
-//! Delivery of one-time codes to a user's channels.
+//! Delivery of messages (one-time codes) to email addresses and Telegram chats.
 //!
-//! The MFA server only sees [`Notifier`]. Today's implementation is [`FileNotifier`], the
-//! development default (like Authelia's filesystem notifier); the notification service
-//! (email, Telegram) plugs in behind the same trait.
+//! The MFA server only sees [`Notifier`]. Implementations:
+//! - [`FileNotifier`]: appends to a file, the development default;
+//! - [`Channels`]: the notification service's real channels (SMTP via lettre, the Telegram
+//!   Bot API via reqwest), each attempt bounded by a timeout and retried by [`retry`];
+//! - [`HttpNotifier`]: the MFA server's client of the notification service's `POST /send`.
+//!
+//! This module never imports the MFA side (`service`, `store`).
 
+pub mod client;
+pub mod email;
 mod file;
+pub mod retry;
+pub mod server;
+pub mod telegram;
 
 use std::fmt;
 
 use async_trait::async_trait;
+pub use client::HttpNotifier;
 pub use file::FileNotifier;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Channel {
     Email,
@@ -23,6 +33,14 @@ impl Channel {
         match self {
             Self::Email => "email",
             Self::Telegram => "telegram",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match raw {
+            "email" => Ok(Self::Email),
+            "telegram" => Ok(Self::Telegram),
+            other => Err(format!("unknown channel '{other}': use \"email\" or \"telegram\"")),
         }
     }
 }
@@ -51,13 +69,78 @@ impl fmt::Debug for Delivery {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct DeliveryError(pub String);
+/// Why a delivery failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The channel has no credentials here.
+    NotConfigured,
+    /// Retried until the retries ran out (connection refused, timeouts, SMTP 4xx, HTTP 5xx/429).
+    Transient,
+    /// Not worth retrying (SMTP 5xx, Telegram 400/403, bad credentials or TLS setup).
+    Permanent,
+}
+
+/// A failed delivery. `detail` is meant for an operator and never holds a password,
+/// a token or the message text.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{detail}")]
+pub struct DeliveryError {
+    pub kind: FailureKind,
+    pub detail: String,
+    pub attempts: u32,
+}
+
+impl DeliveryError {
+    pub fn not_configured(channel: Channel) -> Self {
+        Self {
+            kind: FailureKind::NotConfigured,
+            detail: format!("the {channel} channel is not configured"),
+            attempts: 0,
+        }
+    }
+}
 
 #[async_trait]
 pub trait Notifier: Send + Sync + 'static {
     /// A short name for logs and the health check.
     fn name(&self) -> &'static str;
-    async fn deliver(&self, delivery: &Delivery) -> Result<(), DeliveryError>;
+    /// Delivers one message; `Ok` carries the number of attempts it took.
+    async fn deliver(&self, delivery: &Delivery) -> Result<u32, DeliveryError>;
+}
+
+/// The notification service's channels; a channel without credentials is `None`.
+pub struct Channels {
+    pub email: Option<email::EmailChannel>,
+    pub telegram: Option<telegram::TelegramChannel>,
+}
+
+#[async_trait]
+impl Notifier for Channels {
+    fn name(&self) -> &'static str {
+        "channels"
+    }
+
+    async fn deliver(&self, delivery: &Delivery) -> Result<u32, DeliveryError> {
+        match delivery.channel {
+            Channel::Email => match &self.email {
+                Some(email) => email.deliver(delivery).await,
+                None => Err(DeliveryError::not_configured(Channel::Email)),
+            },
+            Channel::Telegram => match &self.telegram {
+                Some(telegram) => telegram.deliver(delivery).await,
+                None => Err(DeliveryError::not_configured(Channel::Telegram)),
+            },
+        }
+    }
+}
+
+/// An HTTP client with rustls on the `ring` provider (reqwest is built without one, to
+/// avoid compiling aws-lc as well; installing it twice is harmless).
+pub fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client, String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {}", e.without_url()))
 }

@@ -1,30 +1,11 @@
-//! Request extractors that fail with our error shape.
+//! The client-IP extractor.
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::Json;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use serde::de::DeserializeOwned;
 
 use super::AppState;
-use super::error::ApiError;
-
-/// `Json<T>` whose rejections become `400 {"error":"invalid_request", ...}` (or 413/415).
-pub struct AppJson<T>(pub T);
-
-impl<T, S> FromRequest<S> for AppJson<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let Json(value) = Json::<T>::from_request(req, state).await?;
-        Ok(Self(value))
-    }
-}
 
 /// The client's IP: the TCP peer, or, when the peer is one of `TRUSTED_PROXIES`, the
 /// right-most `X-Forwarded-For` entry (the address that proxy saw). A client can put
@@ -59,14 +40,7 @@ pub fn client_ip(
 impl FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(Self(client_ip(
-            &parts.extensions,
-            &parts.headers,
-            &state.trusted_proxies,
-        )))
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(Self(client_ip(&parts.extensions, &parts.headers, &state.trusted_proxies)))
     }
 }

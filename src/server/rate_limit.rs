@@ -33,15 +33,10 @@ impl IpRateLimiter {
             .filter_map(|limit| {
                 let count = NonZeroU32::new(limit.count)?;
                 let interval = (limit.per / limit.count).max(Duration::from_nanos(1));
-                Some(RateLimiter::keyed(
-                    Quota::with_period(interval)?.allow_burst(count),
-                ))
+                Some(RateLimiter::keyed(Quota::with_period(interval)?.allow_burst(count)))
             })
             .collect();
-        Self {
-            limiters,
-            clock: DefaultClock::default(),
-        }
+        Self { limiters, clock: DefaultClock::default() }
     }
 
     /// `Err(seconds)` until the client may try again.
@@ -52,11 +47,7 @@ impl IpRateLimiter {
                 wait = wait.max(not_until.wait_time_from(self.clock.now()));
             }
         }
-        if wait.is_zero() {
-            Ok(())
-        } else {
-            Err(wait.as_secs_f64().ceil().max(1.0) as u64)
-        }
+        if wait.is_zero() { Ok(()) } else { Err(wait.as_secs_f64().ceil().max(1.0) as u64) }
     }
 
     /// Forgets clients whose quota has fully refilled, so the map does not grow forever.
@@ -83,11 +74,7 @@ impl IpRateLimiter {
 }
 
 pub async fn limit_per_ip(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let ip = client_ip(
-        request.extensions(),
-        request.headers(),
-        &state.trusted_proxies,
-    );
+    let ip = client_ip(request.extensions(), request.headers(), &state.trusted_proxies);
     match state.limiter.check(ip) {
         Ok(()) => next.run(request).await,
         Err(retry_after) => {
@@ -103,8 +90,7 @@ mod tests {
 
     #[test]
     fn each_ip_has_its_own_quota_and_every_limit_applies() {
-        let limits =
-            crate::config::rate_limit::parse_rate_limits("3 per minute; 100 per day").unwrap();
+        let limits = crate::config::rate_limit::parse_rate_limits("3 per minute; 100 per day").unwrap();
         let limiter = IpRateLimiter::new(&limits);
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();

@@ -10,13 +10,17 @@ use tracing::Instrument;
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{AppJson, ClientIp};
+use super::extract::ClientIp;
 use crate::domain::{OtpCode, Username};
+use crate::http::AppJson;
 use crate::notify::Channel;
 
 #[derive(Debug, Deserialize)]
 pub struct RequestOtpBody {
     pub username: String,
+    /// Only this channel ("email" or "telegram"); all of the user's channels when absent.
+    #[serde(default)]
+    pub channel: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -43,17 +47,10 @@ pub async fn request_otp(
     AppJson(body): AppJson<RequestOtpBody>,
 ) -> Result<Json<RequestOtpResponse>, ApiError> {
     let username = parse_username(&body.username)?;
+    let only = body.channel.as_deref().map(Channel::parse).transpose().map_err(ApiError::invalid)?;
     let span = tracing::info_span!("request_otp", username = %username, client_ip = %ip);
-    let sent = state
-        .service
-        .request_otp(&username)
-        .instrument(span)
-        .await?;
-    Ok(Json(RequestOtpResponse {
-        status: "sent",
-        channels: sent.channels,
-        expires_in: sent.expires_in,
-    }))
+    let sent = state.service.request_otp(&username, only).instrument(span).await?;
+    Ok(Json(RequestOtpResponse { status: "sent", channels: sent.channels, expires_in: sent.expires_in }))
 }
 
 /// `POST /verify {"username", "token"}`: 200 `{"valid":true}` or an error.
@@ -65,11 +62,7 @@ pub async fn verify(
     let username = parse_username(&body.username)?;
     let code = OtpCode::parse(&body.token).map_err(ApiError::invalid)?;
     let span = tracing::info_span!("verify", username = %username, client_ip = %ip);
-    state
-        .service
-        .verify(&username, &code)
-        .instrument(span)
-        .await?;
+    state.service.verify(&username, &code).instrument(span).await?;
     Ok(Json(json!({"valid": true})))
 }
 
@@ -91,19 +84,7 @@ pub async fn healthcheck(State(state): State<AppState>) -> Response {
         Ok(()) => (StatusCode::OK, Json(body("ok", "ok"))).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "health check: database unreachable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(body("unavailable", "unreachable")),
-            )
-                .into_response()
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body("unavailable", "unreachable"))).into_response()
         }
     }
-}
-
-pub async fn not_found() -> ApiError {
-    ApiError::NotFound
-}
-
-pub async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed
 }

@@ -102,12 +102,7 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_user(&self, user: &UserProfile, now: UnixTime) -> Result<(), StoreError>;
     /// Rewrites a user's secret, parameters, contacts and source. With `reset_last_step`
     /// (a new secret) the replay guard starts afresh. False if there is no such user.
-    async fn replace_user(
-        &self,
-        user: &UserProfile,
-        reset_last_step: bool,
-        now: UnixTime,
-    ) -> Result<bool, StoreError>;
+    async fn replace_user(&self, user: &UserProfile, reset_last_step: bool, now: UnixTime) -> Result<bool, StoreError>;
     async fn delete_user(&self, username: &Username) -> Result<bool, StoreError>;
 
     /// Accepts a TOTP code of time step `step`: moves the replay guard to it and clears
@@ -118,12 +113,7 @@ pub trait Store: Send + Sync + 'static {
     async fn clear_lock(&self, username: &Username) -> Result<bool, StoreError>;
     /// Sets the lockout state if it is still `expected`. False means another request
     /// changed it first; read again and retry.
-    async fn swap_lock(
-        &self,
-        username: &Username,
-        expected: LockState,
-        new: LockState,
-    ) -> Result<bool, StoreError>;
+    async fn swap_lock(&self, username: &Username, expected: LockState, new: LockState) -> Result<bool, StoreError>;
 
     /// Stores the hash of a freshly sent code, replacing the previous one unless that was
     /// sent less than `resend_seconds` ago.
@@ -136,11 +126,6 @@ pub trait Store: Send + Sync + 'static {
         resend_seconds: u64,
     ) -> Result<PutCode, StoreError>;
     /// Consumes the user's sent code if it has this hash and has not expired.
-    async fn take_sent_code(
-        &self,
-        username: &Username,
-        code_hash: &[u8],
-        now: UnixTime,
-    ) -> Result<bool, StoreError>;
+    async fn take_sent_code(&self, username: &Username, code_hash: &[u8], now: UnixTime) -> Result<bool, StoreError>;
     async fn delete_sent_code(&self, username: &Username) -> Result<(), StoreError>;
 }

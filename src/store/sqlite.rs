@@ -12,9 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
 use super::{KeyCheck, LockState, PutCode, Store, StoreError, UserProfile, UserRecord, UserSource};
@@ -52,8 +50,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file and applies migrations.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent() {
-            crate::config::ensure_dir(dir)
-                .map_err(|e| StoreError::Corrupt(format!("{}: {e}", dir.display())))?;
+            crate::config::ensure_dir(dir).map_err(|e| StoreError::Corrupt(format!("{}: {e}", dir.display())))?;
         }
         let options = SqliteConnectOptions::from_str("sqlite:")?
             .filename(path)
@@ -120,22 +117,16 @@ fn user_from_row(row: &SqliteRow) -> Result<UserRecord, StoreError> {
             sealed_secret: row.try_get("sealed_secret")?,
             params: OtpParams {
                 algorithm: Algorithm::parse(&algorithm).map_err(|_| corrupt("algorithm"))?,
-                digits: u8::try_from(row.try_get::<i64, _>("digits")?)
-                    .map_err(|_| corrupt("digits"))?,
+                digits: u8::try_from(row.try_get::<i64, _>("digits")?).map_err(|_| corrupt("digits"))?,
                 period: to_u64(row.try_get("period")?),
             },
             email: row.try_get("email")?,
             telegram_id: row.try_get("telegram_id")?,
-            source: if source == "env" {
-                UserSource::Env
-            } else {
-                UserSource::Cli
-            },
+            source: if source == "env" { UserSource::Env } else { UserSource::Cli },
         },
         last_step: row.try_get::<Option<i64>, _>("last_step")?.map(to_u64),
         lock: LockState {
-            failed_attempts: u32::try_from(row.try_get::<i64, _>("failed_attempts")?)
-                .unwrap_or(u32::MAX),
+            failed_attempts: u32::try_from(row.try_get::<i64, _>("failed_attempts")?).unwrap_or(u32::MAX),
             locked_until: row.try_get::<Option<i64>, _>("locked_until")?.map(to_u64),
         },
         created_at: to_u64(row.try_get("created_at")?),
@@ -155,28 +146,18 @@ impl Store for SqliteStore {
     }
 
     async fn check_key(&self, check: &str) -> Result<KeyCheck, StoreError> {
-        sqlx::query(
-            "INSERT INTO meta (key, value) VALUES ('key_check', $1) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(check)
-        .execute(&self.pool)
-        .await?;
-        let stored: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'key_check'")
-            .fetch_one(&self.pool)
+        sqlx::query("INSERT INTO meta (key, value) VALUES ('key_check', $1) ON CONFLICT (key) DO NOTHING")
+            .bind(check)
+            .execute(&self.pool)
             .await?;
-        Ok(if stored == check {
-            KeyCheck::Matches
-        } else {
-            KeyCheck::Mismatch
-        })
+        let stored: String =
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'key_check'").fetch_one(&self.pool).await?;
+        Ok(if stored == check { KeyCheck::Matches } else { KeyCheck::Mismatch })
     }
 
     async fn user(&self, username: &Username) -> Result<Option<UserRecord>, StoreError> {
         const SQL: &str = select_users!("WHERE username = $1");
-        let row = sqlx::query(SQL)
-            .bind(username.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(SQL).bind(username.as_str()).fetch_optional(&self.pool).await?;
         row.as_ref().map(user_from_row).transpose()
     }
 
@@ -187,9 +168,7 @@ impl Store for SqliteStore {
     }
 
     async fn count_users(&self) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
-            .fetch_one(&self.pool)
-            .await?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&self.pool).await?;
         Ok(to_u64(n))
     }
 
@@ -199,41 +178,23 @@ impl Store for SqliteStore {
              created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
              ON CONFLICT (username) DO NOTHING",
         );
-        let result = bind_profile(query, user)
-            .bind(to_i64(now))
-            .execute(&self.pool)
-            .await?;
-        if result.rows_affected() == 0 {
-            Err(StoreError::Conflict)
-        } else {
-            Ok(())
-        }
+        let result = bind_profile(query, user).bind(to_i64(now)).execute(&self.pool).await?;
+        if result.rows_affected() == 0 { Err(StoreError::Conflict) } else { Ok(()) }
     }
 
-    async fn replace_user(
-        &self,
-        user: &UserProfile,
-        reset_last_step: bool,
-        now: UnixTime,
-    ) -> Result<bool, StoreError> {
+    async fn replace_user(&self, user: &UserProfile, reset_last_step: bool, now: UnixTime) -> Result<bool, StoreError> {
         let query = sqlx::query(
             "UPDATE users SET sealed_secret = $2, algorithm = $3, digits = $4, period = $5, email = $6, \
              telegram_id = $7, source = $8, updated_at = $9, \
              last_step = CASE WHEN $10 THEN NULL ELSE last_step END WHERE username = $1",
         );
-        let result = bind_profile(query, user)
-            .bind(to_i64(now))
-            .bind(reset_last_step)
-            .execute(&self.pool)
-            .await?;
+        let result = bind_profile(query, user).bind(to_i64(now)).bind(reset_last_step).execute(&self.pool).await?;
         Ok(result.rows_affected() == 1)
     }
 
     async fn delete_user(&self, username: &Username) -> Result<bool, StoreError> {
-        let result = sqlx::query("DELETE FROM users WHERE username = $1")
-            .bind(username.as_str())
-            .execute(&self.pool)
-            .await?;
+        let result =
+            sqlx::query("DELETE FROM users WHERE username = $1").bind(username.as_str()).execute(&self.pool).await?;
         Ok(result.rows_affected() == 1)
     }
 
@@ -250,21 +211,14 @@ impl Store for SqliteStore {
     }
 
     async fn clear_lock(&self, username: &Username) -> Result<bool, StoreError> {
-        let result = sqlx::query(
-            "UPDATE users SET failed_attempts = 0, locked_until = NULL WHERE username = $1",
-        )
-        .bind(username.as_str())
-        .execute(&self.pool)
-        .await?;
+        let result = sqlx::query("UPDATE users SET failed_attempts = 0, locked_until = NULL WHERE username = $1")
+            .bind(username.as_str())
+            .execute(&self.pool)
+            .await?;
         Ok(result.rows_affected() == 1)
     }
 
-    async fn swap_lock(
-        &self,
-        username: &Username,
-        expected: LockState,
-        new: LockState,
-    ) -> Result<bool, StoreError> {
+    async fn swap_lock(&self, username: &Username, expected: LockState, new: LockState) -> Result<bool, StoreError> {
         let result = sqlx::query(
             "UPDATE users SET failed_attempts = $4, locked_until = $5 \
              WHERE username = $1 AND failed_attempts = $2 AND locked_until IS $3",
@@ -302,41 +256,28 @@ impl Store for SqliteStore {
         if result.rows_affected() == 1 {
             return Ok(PutCode::Stored);
         }
-        let sent_at: Option<i64> =
-            sqlx::query_scalar("SELECT sent_at FROM sent_codes WHERE username = $1")
-                .bind(username.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
+        let sent_at: Option<i64> = sqlx::query_scalar("SELECT sent_at FROM sent_codes WHERE username = $1")
+            .bind(username.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
         let ready_at = sent_at.map_or(now, |t| to_u64(t).saturating_add(resend_seconds));
-        Ok(PutCode::TooSoon {
-            retry_after: ready_at.saturating_sub(now).max(1),
-        })
+        Ok(PutCode::TooSoon { retry_after: ready_at.saturating_sub(now).max(1) })
     }
 
-    async fn take_sent_code(
-        &self,
-        username: &Username,
-        code_hash: &[u8],
-        now: UnixTime,
-    ) -> Result<bool, StoreError> {
+    async fn take_sent_code(&self, username: &Username, code_hash: &[u8], now: UnixTime) -> Result<bool, StoreError> {
         // Comparing keyed hashes in SQL leaks nothing useful through timing: without the
         // key an attacker cannot choose inputs whose hashes share a prefix.
-        let result = sqlx::query(
-            "DELETE FROM sent_codes WHERE username = $1 AND code_hash = $2 AND expires_at > $3",
-        )
-        .bind(username.as_str())
-        .bind(code_hash)
-        .bind(to_i64(now))
-        .execute(&self.pool)
-        .await?;
+        let result = sqlx::query("DELETE FROM sent_codes WHERE username = $1 AND code_hash = $2 AND expires_at > $3")
+            .bind(username.as_str())
+            .bind(code_hash)
+            .bind(to_i64(now))
+            .execute(&self.pool)
+            .await?;
         Ok(result.rows_affected() == 1)
     }
 
     async fn delete_sent_code(&self, username: &Username) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM sent_codes WHERE username = $1")
-            .bind(username.as_str())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("DELETE FROM sent_codes WHERE username = $1").bind(username.as_str()).execute(&self.pool).await?;
         Ok(())
     }
 }

@@ -12,56 +12,28 @@ const SECRET_A: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
 const SECRET_B: &str = "KRUGS4ZANFZSAYJAONSWG4TFOQQGM33S";
 
 async fn dair(app: &TestApp) -> Option<mfa::store::UserRecord> {
-    app.service
-        .store
-        .user(&Username::parse("dair").unwrap())
-        .await
-        .unwrap()
+    app.service.store.user(&Username::parse("dair").unwrap()).await.unwrap()
 }
 
 #[tokio::test]
 async fn env_users_are_added_updated_and_removed_with_the_environment() {
-    let first = spawn_app_with(&[
-        ("DAIR_SECRET", SECRET_A),
-        ("DAIR_EMAIL", "dair@example.com"),
-    ])
-    .await;
-    assert_eq!(
-        dair(&first).await.unwrap().profile.email.as_deref(),
-        Some("dair@example.com")
-    );
+    let first = spawn_app_with(&[("DAIR_SECRET", SECRET_A), ("DAIR_EMAIL", "dair@example.com")]).await;
+    assert_eq!(dair(&first).await.unwrap().profile.email.as_deref(), Some("dair@example.com"));
     let a = mfa::otp::SecretBytes::from_base32(SECRET_A).unwrap();
     assert_eq!(first.verify("dair", &first.totp(&a, 0)).await.status, 200);
     first.service.store.close().await;
 
-    let second = spawn_in(
-        first.dir,
-        &[("DAIR_SECRET", SECRET_B), ("DAIR_TELEGRAM_ID", "777")],
-    )
-    .await;
+    let second = spawn_in(first.dir, &[("DAIR_SECRET", SECRET_B), ("DAIR_TELEGRAM_ID", "777")]).await;
     let record = dair(&second).await.unwrap();
-    assert_eq!(
-        (record.profile.email, record.profile.telegram_id.as_deref()),
-        (None, Some("777"))
-    );
-    assert_eq!(
-        record.last_step, None,
-        "a new secret restarts the replay guard"
-    );
+    assert_eq!((record.profile.email, record.profile.telegram_id.as_deref()), (None, Some("777")));
+    assert_eq!(record.last_step, None, "a new secret restarts the replay guard");
     let b = mfa::otp::SecretBytes::from_base32(SECRET_B).unwrap();
-    assert_eq!(
-        second.verify("dair", &second.totp(&a, 0)).await.status,
-        401,
-        "the old secret is gone"
-    );
+    assert_eq!(second.verify("dair", &second.totp(&a, 0)).await.status, 401, "the old secret is gone");
     assert_eq!(second.verify("dair", &second.totp(&b, 0)).await.status, 200);
     second.service.store.close().await;
 
     let third = spawn_in(second.dir, &[]).await;
-    assert!(
-        dair(&third).await.is_none(),
-        "removed from the environment, removed from the database"
-    );
+    assert!(dair(&third).await.is_none(), "removed from the environment, removed from the database");
 }
 
 #[tokio::test]
@@ -83,10 +55,8 @@ async fn a_name_defined_both_in_env_and_by_the_cli_stops_start_up() {
     app.enroll("dair", None, None).await;
     let settings = settings_for(app.dir.path(), &[("DAIR_SECRET", SECRET_A)]);
 
-    let err = app::open_service(&settings, Arc::new(ManualClock::new(START)))
-        .await
-        .err()
-        .unwrap();
+    let notifier = app::mfa_notifier(&settings, None).unwrap();
+    let err = app::open_service(&settings, Arc::new(ManualClock::new(START)), notifier).await.err().unwrap();
 
     assert!(matches!(err, StartupError::Users(_)), "{err}");
     assert!(err.to_string().contains("DAIR_SECRET"), "{err}");

@@ -9,6 +9,7 @@ use mfa::app;
 use mfa::clock::{Clock, ManualClock};
 use mfa::config::{EnvMap, Settings};
 use mfa::domain::{Algorithm, EmailAddress, TelegramChat, Username};
+use mfa::notify::server::{NotifyApplication, NotifyState};
 use mfa::otp::{self, OtpParams, SecretBytes};
 use mfa::server::Application;
 use mfa::service::MfaService;
@@ -21,6 +22,8 @@ pub const START: u64 = 1_800_000_010;
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The in-process notification service, when a channel is configured.
+    pub notify_addr: Option<SocketAddr>,
     pub client: reqwest::Client,
     pub clock: ManualClock,
     pub service: MfaService,
@@ -43,14 +46,10 @@ impl Reply {
 pub fn settings_for(dir: &std::path::Path, vars: &[(&str, &str)]) -> Settings {
     let mut all: Vec<(String, String)> = vec![
         ("MFA_BIND".into(), "127.0.0.1:0".into()),
-        (
-            "MFA_DATA_DIR".into(),
-            dir.join("data").display().to_string(),
-        ),
-        (
-            "SECRET_KEY".into(),
-            "integration-test-key-0123456789abcdef".into(),
-        ),
+        ("NOTIFY_BIND".into(), "127.0.0.1:0".into()),
+        ("NOTIFY_RETRY_BASE_MS".into(), "10".into()),
+        ("MFA_DATA_DIR".into(), dir.join("data").display().to_string()),
+        ("SECRET_KEY".into(), "integration-test-key-0123456789abcdef".into()),
         ("RATE_LIMIT".into(), "off".into()),
     ];
     all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
@@ -67,25 +66,29 @@ pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
     spawn_in(dir, vars).await
 }
 
+/// Starts the server in `dir`; like `mfa serve`, also the notification service when a
+/// channel is configured.
 pub async fn spawn_in(dir: TempDir, vars: &[(&str, &str)]) -> TestApp {
     let settings = settings_for(dir.path(), vars);
     let clock = ManualClock::new(START);
-    let service = app::open_service(&settings, Arc::new(clock.clone()))
-        .await
-        .unwrap();
-    let application = Application::build(&settings, service.clone())
-        .await
-        .unwrap();
+    let mut notify_addr = None;
+    if settings.notification.any_channel() {
+        let n = &settings.notification;
+        let state = NotifyState {
+            channels: Arc::new(app::channels(&settings).unwrap()),
+            api_token: n.api_token.clone(),
+            default_subject: "MFA notification".into(),
+        };
+        let notifier = NotifyApplication::build(n.bind, state).await.unwrap();
+        notify_addr = Some(notifier.local_addr().unwrap());
+        tokio::spawn(notifier.run_until(std::future::pending()));
+    }
+    let notifier = app::mfa_notifier(&settings, notify_addr).unwrap();
+    let service = app::open_service(&settings, Arc::new(clock.clone()), notifier).await.unwrap();
+    let application = Application::build(&settings, service.clone()).await.unwrap();
     let addr = application.local_addr().unwrap();
     tokio::spawn(application.run_until(std::future::pending()));
-    TestApp {
-        addr,
-        client: reqwest::Client::new(),
-        clock,
-        service,
-        settings,
-        dir,
-    }
+    TestApp { addr, notify_addr, client: crate::helpers::http_client(), clock, service, settings, dir }
 }
 
 impl TestApp {
@@ -94,33 +97,22 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, path: &str, body: Value) -> Reply {
-        let response = self
-            .client
-            .post(self.url(path))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let response = self.client.post(self.url(path)).json(&body).send().await.unwrap();
         Reply::from(response).await
     }
 
     pub async fn verify(&self, username: &str, token: &str) -> Reply {
-        self.post_json("/verify", json!({"username": username, "token": token}))
-            .await
+        self.post_json("/verify", json!({"username": username, "token": token})).await
     }
 
     /// `/verify` as a spawned task, for firing many at once.
     pub fn verify_task(&self, username: &str, token: &str) -> tokio::task::JoinHandle<Reply> {
-        let request = self
-            .client
-            .post(self.url("/verify"))
-            .json(&json!({"username": username, "token": token}));
+        let request = self.client.post(self.url("/verify")).json(&json!({"username": username, "token": token}));
         tokio::spawn(async move { Reply::from(request.send().await.unwrap()).await })
     }
 
     pub async fn request_otp(&self, username: &str) -> Reply {
-        self.post_json("/request-otp", json!({"username": username}))
-            .await
+        self.post_json("/request-otp", json!({"username": username})).await
     }
 
     pub async fn get(&self, path: &str) -> Reply {
@@ -128,14 +120,8 @@ impl TestApp {
     }
 
     /// Enrolls a user as `mfa user add` does and returns the secret.
-    pub async fn enroll(
-        &self,
-        name: &str,
-        email: Option<&str>,
-        telegram: Option<&str>,
-    ) -> SecretBytes {
-        self.enroll_with(name, email, telegram, self.settings.otp)
-            .await
+    pub async fn enroll(&self, name: &str, email: Option<&str>, telegram: Option<&str>) -> SecretBytes {
+        self.enroll_with(name, email, telegram, self.settings.otp).await
     }
 
     pub async fn enroll_with(
@@ -151,15 +137,10 @@ impl TestApp {
             telegram: telegram.map(|t| TelegramChat::parse(t).unwrap()),
             params,
         };
-        let enrolled = users::add(
-            self.service.store.as_ref(),
-            &self.service.keys,
-            &self.settings,
-            new,
-            self.clock.now(),
-        )
-        .await
-        .unwrap();
+        let enrolled =
+            users::add(self.service.store.as_ref(), &self.service.keys, &self.settings, new, self.clock.now())
+                .await
+                .unwrap();
         enrolled.secret
     }
 
@@ -212,36 +193,19 @@ impl Reply {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap();
-        let body = serde_json::from_str(&text)
-            .unwrap_or_else(|_| panic!("status {status}: body is not JSON: {text:?}"));
-        Self {
-            status,
-            body,
-            headers,
-        }
+        let body =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("status {status}: body is not JSON: {text:?}"));
+        Self { status, body, headers }
     }
 }
 
 /// A code guaranteed to differ from `right`.
 pub fn wrong(right: &str) -> String {
-    right
-        .chars()
-        .map(|c| {
-            if c == '9' {
-                '0'
-            } else {
-                char::from(c as u8 + 1)
-            }
-        })
-        .collect()
+    right.chars().map(|c| if c == '9' { '0' } else { char::from(c as u8 + 1) }).collect()
 }
 
 pub fn sha256_8() -> OtpParams {
-    OtpParams {
-        algorithm: Algorithm::Sha256,
-        digits: 8,
-        period: 30,
-    }
+    OtpParams { algorithm: Algorithm::Sha256, digits: 8, period: 30 }
 }
 
 /// Waits for every task, in order.
@@ -252,4 +216,9 @@ pub async fn join_all(tasks: impl Iterator<Item = tokio::task::JoinHandle<Reply>
         replies.push(task.await.unwrap());
     }
     replies
+}
+
+/// reqwest with the crypto provider the crate installs (it is built without a default one).
+pub fn http_client() -> reqwest::Client {
+    mfa::notify::http_client(std::time::Duration::from_secs(60)).unwrap()
 }

@@ -14,10 +14,7 @@ async fn five_failures_lock_the_user_even_against_the_right_code() {
     let locked = app.verify("alice", &app.totp(&secret, 0)).await;
 
     assert_eq!(locked.status, 429);
-    assert_eq!(
-        locked.body,
-        json!({"error": "too_many_attempts", "retry_after": 300})
-    );
+    assert_eq!(locked.body, json!({"error": "too_many_attempts", "retry_after": 300}));
     assert_eq!(locked.retry_after(), Some(300));
 }
 
@@ -49,11 +46,7 @@ async fn a_success_resets_the_failure_count() {
         assert_eq!(app.verify("alice", "000000").await.status, 401);
     }
     app.clock.advance(30);
-    assert_eq!(
-        app.verify("alice", &app.totp(&secret, 0)).await.status,
-        200,
-        "two failures after a reset do not lock"
-    );
+    assert_eq!(app.verify("alice", &app.totp(&secret, 0)).await.status, 200, "two failures after a reset do not lock");
 }
 
 #[tokio::test]
@@ -61,15 +54,11 @@ async fn a_burst_of_parallel_guesses_gets_only_max_attempts_checked() {
     let app = spawn_app().await;
     app.enroll("alice", None, None).await;
 
-    let replies =
-        join_all((0..40).map(|i| app.verify_task("alice", &format!("{:06}", 100_000 + i)))).await;
+    let replies = join_all((0..40).map(|i| app.verify_task("alice", &format!("{:06}", 100_000 + i)))).await;
 
     let checked = replies.iter().filter(|r| r.status == 401).count();
     let refused = replies.iter().filter(|r| r.status == 429).count();
-    assert_eq!(
-        checked, 5,
-        "only MAX_FAILED_ATTEMPTS guesses may be checked"
-    );
+    assert_eq!(checked, 5, "only MAX_FAILED_ATTEMPTS guesses may be checked");
     assert_eq!(refused, 35);
 }
 
@@ -83,11 +72,7 @@ async fn failed_sent_codes_count_against_the_same_lockout() {
         assert_eq!(app.verify("alice", &wrong(&sent)).await.status, 401);
     }
 
-    assert_eq!(
-        app.verify("alice", &sent).await.status,
-        429,
-        "the sent code is refused while locked"
-    );
+    assert_eq!(app.verify("alice", &sent).await.status, 429, "the sent code is refused while locked");
     assert_eq!(app.verify("alice", &app.totp(&secret, 0)).await.status, 429);
     let otp = app.request_otp("alice").await;
     assert_eq!(otp.status, 429, "no codes are sent to a locked user");
@@ -102,9 +87,7 @@ async fn an_operator_unlock_lets_the_user_in_again() {
     assert_eq!(app.verify("alice", &app.totp(&secret, 0)).await.status, 429);
 
     let name = mfa::domain::Username::parse("alice").unwrap();
-    mfa::users::unlock(app.service.store.as_ref(), &name)
-        .await
-        .unwrap();
+    mfa::users::unlock(app.service.store.as_ref(), &name).await.unwrap();
 
     assert_eq!(app.verify("alice", &app.totp(&secret, 0)).await.status, 200);
 }
@@ -118,11 +101,5 @@ async fn lockout_survives_a_restart() {
 
     let second = spawn_in(first.dir, &[("MAX_FAILED_ATTEMPTS", "1")]).await;
 
-    assert_eq!(
-        second
-            .verify("alice", &second.totp(&secret, 0))
-            .await
-            .status,
-        429
-    );
+    assert_eq!(second.verify("alice", &second.totp(&secret, 0)).await.status, 429);
 }

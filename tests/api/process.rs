@@ -19,10 +19,7 @@ const SEED_ENV: &str = include_str!("../fixtures/seed.env");
 
 fn mfa(dir: &Path, env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mfa"));
-    cmd.current_dir(dir)
-        .env_clear()
-        .envs(env.iter().copied())
-        .kill_on_drop(true);
+    cmd.current_dir(dir).env_clear().envs(env.iter().copied()).kill_on_drop(true);
     cmd
 }
 
@@ -56,12 +53,7 @@ impl Server {
     async fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
         let mut all = vec![("MFA_BIND", "127.0.0.1:0")];
         all.extend_from_slice(env);
-        let mut child = mfa(dir, &all)
-            .arg("server")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = mfa(dir, &all).arg("server").stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
         let logs = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
@@ -69,11 +61,8 @@ impl Server {
         tokio::spawn(async move {
             let mut tx = Some(tx);
             while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let addr: String = rest
-                        .chars()
-                        .take_while(|c| !c.is_whitespace() && *c != '"')
-                        .collect();
+                if let Some(rest) = line.split("MFA server listening on http://").nth(1) {
+                    let addr: String = rest.chars().take_while(|c| !c.is_whitespace() && *c != '"').collect();
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(addr);
                     }
@@ -87,12 +76,7 @@ impl Server {
             Ok(Ok(addr)) => addr.parse().unwrap(),
             _ => panic!("server did not start; logs:\n{}", logs.lock().unwrap()),
         };
-        Self {
-            child,
-            addr,
-            logs,
-            client: reqwest::Client::new(),
-        }
+        Self { child, addr, logs, client: crate::helpers::http_client() }
     }
 
     async fn post(&self, path: &str, body: Value) -> Reply {
@@ -101,8 +85,7 @@ impl Server {
     }
 
     async fn verify(&self, username: &str, token: &str) -> Reply {
-        self.post("/verify", json!({"username": username, "token": token}))
-            .await
+        self.post("/verify", json!({"username": username, "token": token})).await
     }
 
     fn logs(&self) -> String {
@@ -123,10 +106,7 @@ fn now_code(secret: &SecretBytes, params: OtpParams) -> String {
 }
 
 fn secret_from_cli(stdout: &str) -> SecretBytes {
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("Secret (shown only now): "))
-        .expect("the secret is printed");
+    let line = stdout.lines().find(|l| l.starts_with("Secret (shown only now): ")).expect("the secret is printed");
     SecretBytes::from_base32(line.rsplit(' ').next().unwrap()).unwrap()
 }
 
@@ -136,33 +116,17 @@ async fn a_fresh_directory_without_env_serves_on_embedded_defaults() {
 
     let server = Server::start(dir.path(), &[]).await;
 
-    let health = Reply::from(
-        server
-            .client
-            .get(format!("http://{}/healthcheck", server.addr))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        (health.status, health.body["database"].as_str()),
-        (200, Some("ok"))
-    );
+    let health =
+        Reply::from(server.client.get(format!("http://{}/healthcheck", server.addr)).send().await.unwrap()).await;
+    assert_eq!((health.status, health.body["database"].as_str()), (200, Some("ok")));
     let logs = server.logs();
-    assert!(
-        logs.contains("mfa user add NAME"),
-        "a log line tells how to enroll:\n{logs}"
-    );
+    assert!(logs.contains("mfa user add NAME"), "a log line tells how to enroll:\n{logs}");
     assert!(logs.contains("no SECRET_KEY set"), "{logs}");
     assert!(dir.path().join("data/mfa.db").exists());
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("data/secret.key"))
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(dir.path().join("data/secret.key")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }
@@ -175,53 +139,31 @@ async fn check_config_reads_the_seed_env_verbatim_and_masks_secrets() {
     let out = cli(dir.path(), &[], &["check-config"]).await;
 
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    for expected in [
-        "200 per day",
-        "user 'dair'",
-        "user 'bob'",
-        "email dair@example.com",
-        "smtp.example.com",
-    ] {
-        assert!(
-            out.stdout.contains(expected),
-            "missing {expected:?}:\n{}",
-            out.stdout
-        );
+    for expected in ["200 per day", "user 'dair'", "user 'bob'", "email dair@example.com", "smtp.example.com"] {
+        assert!(out.stdout.contains(expected), "missing {expected:?}:\n{}", out.stdout);
     }
     let all = format!("{}{}", out.stdout, out.stderr);
-    for secret in [
-        "base32secret3232",
-        "your-email-password",
-        "your-telegram-bot-token",
-        "your-secret-key",
-    ] {
+    for secret in ["base32secret3232", "your-email-password", "your-telegram-bot-token", "your-secret-key"] {
         assert!(!all.contains(secret), "{secret} was printed:\n{all}");
     }
-    assert!(
-        all.contains("user 'dair' (DAIR_SECRET) has a 80-bit secret"),
-        "{all}"
-    );
-    assert!(
-        all.contains("user 'bob' (BOB_SECRET) has a 80-bit secret"),
-        "{all}"
-    );
+    assert!(all.contains("user 'dair' (DAIR_SECRET) has a 80-bit secret"), "{all}");
+    assert!(all.contains("user 'bob' (BOB_SECRET) has a 80-bit secret"), "{all}");
 }
 
 #[tokio::test]
 async fn the_seed_env_serves_its_users_as_the_flask_design_did() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(".env"), SEED_ENV).unwrap();
-    let server = Server::start(dir.path(), &[("RATE_LIMIT", "1000 per minute")]).await;
+    // The seed's channel credentials are placeholders: empty them in the environment (which
+    // wins over .env) so that codes go to the file notifier.
+    let env = [("RATE_LIMIT", "1000 per minute"), ("TELEGRAM_TOKEN", ""), ("EMAIL_SMTP_SERVER", "")];
+    let server = Server::start(dir.path(), &env).await;
     let seed_secret = SecretBytes::from_base32("base32secret3232").unwrap();
 
-    let ok = server
-        .verify("dair", &now_code(&seed_secret, OtpParams::default()))
-        .await;
+    let ok = server.verify("dair", &now_code(&seed_secret, OtpParams::default())).await;
     assert_eq!((ok.status, ok.body), (200, json!({"valid": true})));
 
-    let sent = server
-        .post("/request-otp", json!({"username": "bob"}))
-        .await;
+    let sent = server.post("/request-otp", json!({"username": "bob"})).await;
     assert_eq!(sent.status, 200);
     assert_eq!(sent.body["channels"], json!(["email", "telegram"]));
     let log = std::fs::read_to_string(dir.path().join("data/notifications.log")).unwrap();
@@ -243,27 +185,15 @@ async fn a_bad_value_stops_start_up_with_one_message_naming_the_variable() {
         assert_eq!(out.code, 2, "{var}: {}", out.stderr);
         let lines: Vec<&str> = out.stderr.lines().collect();
         assert_eq!(lines.len(), 1, "{var}: one message: {}", out.stderr);
-        assert!(
-            lines[0].starts_with(&format!("mfa: invalid configuration: {var}: ")),
-            "{}",
-            lines[0]
-        );
+        assert!(lines[0].starts_with(&format!("mfa: invalid configuration: {var}: ")), "{}", lines[0]);
         if var.ends_with("_SECRET") {
-            assert!(
-                !out.stderr.contains(value),
-                "the secret was echoed: {}",
-                out.stderr
-            );
+            assert!(!out.stderr.contains(value), "the secret was echoed: {}", out.stderr);
         }
     }
     std::fs::write(dir.path().join(".env"), "RATE_LIMIT=lots\n").unwrap();
     let from_file = cli(dir.path(), &[], &["check-config"]).await;
     assert_eq!(from_file.code, 2);
-    assert!(
-        from_file.stderr.contains("RATE_LIMIT: cannot read 'lots'"),
-        "{}",
-        from_file.stderr
-    );
+    assert!(from_file.stderr.contains("RATE_LIMIT: cannot read 'lots'"), "{}", from_file.stderr);
 }
 
 #[tokio::test]
@@ -272,35 +202,19 @@ async fn cli_enrollment_works_while_the_server_runs_and_replays_fail_after_kill_
     let env = [("SECRET_KEY", "process-test-key-0123456789abcdef")];
     let server = Server::start(dir.path(), &env).await;
 
-    let added = cli(
-        dir.path(),
-        &env,
-        &["user", "add", "alice", "--email", "alice@example.com"],
-    )
-    .await;
+    let added = cli(dir.path(), &env, &["user", "add", "alice", "--email", "alice@example.com"]).await;
     assert_eq!(added.code, 0, "{}", added.stderr);
-    assert!(
-        added.stdout.contains("otpauth://totp/MFA:alice?secret="),
-        "{}",
-        added.stdout
-    );
+    assert!(added.stdout.contains("otpauth://totp/MFA:alice?secret="), "{}", added.stdout);
     assert!(added.stdout.contains('█'), "a QR code is drawn");
     let secret = secret_from_cli(&added.stdout);
     let code = now_code(&secret, OtpParams::default());
 
-    assert_eq!(
-        server.verify("alice", &code).await.status,
-        200,
-        "no restart needed"
-    );
+    assert_eq!(server.verify("alice", &code).await.status, 200, "no restart needed");
     server.kill9().await;
     let restarted = Server::start(dir.path(), &env).await;
 
     let replay = restarted.verify("alice", &code).await;
-    assert_eq!(
-        (replay.status, replay.body["error"].as_str()),
-        (401, Some("invalid_token"))
-    );
+    assert_eq!((replay.status, replay.body["error"].as_str()), (401, Some("invalid_token")));
 }
 
 #[tokio::test]
@@ -309,51 +223,20 @@ async fn the_user_commands_manage_users_and_protect_env_users() {
     let env = [("DAIR_SECRET", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")];
     let run = |args: &'static [&'static str]| cli(dir.path(), &env, args);
 
-    let added = run(&[
-        "user",
-        "add",
-        "alice",
-        "--telegram-id",
-        "42",
-        "--algorithm",
-        "sha256",
-        "--digits",
-        "8",
-        "--no-qr",
-    ])
-    .await;
+    let added =
+        run(&["user", "add", "alice", "--telegram-id", "42", "--algorithm", "sha256", "--digits", "8", "--no-qr"])
+            .await;
     assert_eq!(added.code, 0, "{}", added.stderr);
-    assert!(
-        added.stdout.contains("algorithm=SHA256") && added.stdout.contains("digits=8"),
-        "{}",
-        added.stdout
-    );
+    assert!(added.stdout.contains("algorithm=SHA256") && added.stdout.contains("digits=8"), "{}", added.stdout);
     let first_secret = secret_from_cli(&added.stdout);
 
     let list = run(&["user", "list"]).await;
-    assert!(
-        list.stdout.contains("alice") && list.stdout.contains("dair"),
-        "{}",
-        list.stdout
-    );
-    assert!(
-        list.stdout
-            .lines()
-            .any(|l| l.starts_with("dair") && l.contains(" env ")),
-        "{}",
-        list.stdout
-    );
+    assert!(list.stdout.contains("alice") && list.stdout.contains("dair"), "{}", list.stdout);
+    assert!(list.stdout.lines().any(|l| l.starts_with("dair") && l.contains(" env ")), "{}", list.stdout);
 
     let show = run(&["user", "show", "alice"]).await;
-    assert!(
-        show.stdout.contains("SHA256") && show.stdout.contains("42"),
-        "{}",
-        show.stdout
-    );
-    assert!(
-        !show.stdout.contains(&first_secret.to_base32()),
-        "show never prints the secret"
-    );
+    assert!(show.stdout.contains("SHA256") && show.stdout.contains("42"), "{}", show.stdout);
+    assert!(!show.stdout.contains(&first_secret.to_base32()), "show never prints the secret");
 
     let twice = run(&["user", "add", "alice"]).await;
     assert_eq!(twice.code, 1);
@@ -361,11 +244,7 @@ async fn the_user_commands_manage_users_and_protect_env_users() {
 
     let env_remove = run(&["user", "remove", "dair"]).await;
     assert_ne!(env_remove.code, 0);
-    assert!(
-        env_remove.stderr.contains("DAIR_SECRET"),
-        "{}",
-        env_remove.stderr
-    );
+    assert!(env_remove.stderr.contains("DAIR_SECRET"), "{}", env_remove.stderr);
 
     let rotated = run(&["user", "rotate", "alice", "--no-qr"]).await;
     assert_eq!(rotated.code, 0, "{}", rotated.stderr);
@@ -383,27 +262,14 @@ async fn the_user_commands_manage_users_and_protect_env_users() {
 #[tokio::test]
 async fn a_changed_secret_key_is_refused_at_start_up() {
     let dir = tempfile::tempdir().unwrap();
-    let first = cli(
-        dir.path(),
-        &[("SECRET_KEY", "first-key-0123456789abcdef")],
-        &["user", "add", "alice", "--no-qr"],
-    )
-    .await;
+    let first =
+        cli(dir.path(), &[("SECRET_KEY", "first-key-0123456789abcdef")], &["user", "add", "alice", "--no-qr"]).await;
     assert_eq!(first.code, 0, "{}", first.stderr);
 
-    let out = cli(
-        dir.path(),
-        &[("SECRET_KEY", "second-key-0123456789abcdef")],
-        &["server"],
-    )
-    .await;
+    let out = cli(dir.path(), &[("SECRET_KEY", "second-key-0123456789abcdef")], &["server"]).await;
 
     assert_eq!(out.code, 2);
-    assert!(
-        out.stderr.contains("encrypted with another key"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("encrypted with another key"), "{}", out.stderr);
 }
 
 /// A full flow with debug logging: no secret, key or code may appear in any log line.
@@ -423,27 +289,14 @@ async fn logs_never_contain_a_secret_or_a_code() {
     let added = cli(dir.path(), &env, &["user", "add", "alice", "--no-qr"]).await;
     let alice = secret_from_cli(&added.stdout);
     let server = Server::start(dir.path(), &env).await;
-    let params = OtpParams {
-        digits: 8,
-        ..OtpParams::default()
-    };
+    let params = OtpParams { digits: 8, ..OtpParams::default() };
 
-    assert_eq!(
-        server
-            .post("/request-otp", json!({"username": "dair"}))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(server.post("/request-otp", json!({"username": "dair"})).await.status, 200);
     let notes = std::fs::read_to_string(dir.path().join("data/notifications.log")).unwrap();
     let sent = extract_code(&notes);
     let dair_secret = SecretBytes::from_base32(env_secret).unwrap();
     let app_code = now_code(&dair_secret, params);
-    let wrong_code = if sent == "00000000" {
-        "11111111"
-    } else {
-        "00000000"
-    };
+    let wrong_code = if sent == "00000000" { "11111111" } else { "00000000" };
     assert_eq!(server.verify("dair", wrong_code).await.status, 401);
     assert_eq!(server.verify("dair", &sent).await.status, 200);
     assert_eq!(server.verify("dair", &app_code).await.status, 200);
@@ -454,34 +307,14 @@ async fn logs_never_contain_a_secret_or_a_code() {
 
     let lines: Vec<&str> = logs.lines().collect();
     assert!(lines.len() > 10, "debug logging produced output:\n{logs}");
-    assert!(
-        lines
-            .iter()
-            .all(|l| serde_json::from_str::<Value>(l).is_ok()),
-        "LOG_FORMAT=json gives JSON lines"
-    );
-    assert!(
-        logs.contains("\"outcome\":\"valid\"") && logs.contains("\"outcome\":\"replayed\""),
-        "{logs}"
-    );
-    let secrets = [
-        key.to_string(),
-        env_secret.to_string(),
-        alice.to_base32(),
-        alice.to_base32().to_lowercase(),
-    ];
+    assert!(lines.iter().all(|l| serde_json::from_str::<Value>(l).is_ok()), "LOG_FORMAT=json gives JSON lines");
+    assert!(logs.contains("\"outcome\":\"valid\"") && logs.contains("\"outcome\":\"replayed\""), "{logs}");
+    let secrets = [key.to_string(), env_secret.to_string(), alice.to_base32(), alice.to_base32().to_lowercase()];
     for secret in &secrets {
         assert!(!logs.contains(secret.as_str()), "a secret reached the logs");
     }
-    for code in [
-        sent.as_str(),
-        app_code.as_str(),
-        alice_code.as_str(),
-        wrong_code,
-    ] {
-        let found = logs
-            .split(|c: char| !c.is_ascii_digit())
-            .any(|run| run == code);
+    for code in [sent.as_str(), app_code.as_str(), alice_code.as_str(), wrong_code] {
+        let found = logs.split(|c: char| !c.is_ascii_digit()).any(|run| run == code);
         assert!(!found, "code {code} reached the logs:\n{logs}");
     }
 }

@@ -14,10 +14,7 @@ async fn requests_over_the_limit_get_429_rate_limited() {
     assert_eq!(limited.status, 429);
     assert_eq!(limited.body["error"], "rate_limited");
     let retry = limited.body["retry_after"].as_u64().unwrap();
-    assert!(
-        (1..=20).contains(&retry),
-        "one request comes back every 20 s: {retry}"
-    );
+    assert!((1..=20).contains(&retry), "one request comes back every 20 s: {retry}");
     assert_eq!(limited.retry_after(), Some(retry));
 }
 
@@ -27,11 +24,7 @@ async fn healthcheck_is_never_rate_limited() {
     for _ in 0..10 {
         assert_eq!(app.get("/healthcheck").await.status, 200);
     }
-    assert_eq!(
-        app.verify("nobody", "123456").await.status,
-        404,
-        "probes did not eat the quota"
-    );
+    assert_eq!(app.verify("nobody", "123456").await.status, 404, "probes did not eat the quota");
 }
 
 #[tokio::test]
@@ -45,20 +38,12 @@ async fn forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy() {
             .send()
     };
     assert_eq!(send("203.0.113.1").await.unwrap().status(), 404);
-    assert_eq!(
-        send("203.0.113.2").await.unwrap().status(),
-        429,
-        "a spoofed header does not buy a new quota"
-    );
+    assert_eq!(send("203.0.113.2").await.unwrap().status(), 429, "a spoofed header does not buy a new quota");
 }
 
 #[tokio::test]
 async fn behind_a_trusted_proxy_each_client_has_its_own_quota() {
-    let app = spawn_app_with(&[
-        ("RATE_LIMIT", "1 per minute"),
-        ("TRUSTED_PROXIES", "127.0.0.1"),
-    ])
-    .await;
+    let app = spawn_app_with(&[("RATE_LIMIT", "1 per minute"), ("TRUSTED_PROXIES", "127.0.0.1")]).await;
     let send = |xff: &'static str| {
         app.client
             .post(app.url("/verify"))
@@ -68,9 +53,5 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_quota() {
     };
     assert_eq!(send("203.0.113.1").await.unwrap().status(), 404);
     assert_eq!(send("203.0.113.2").await.unwrap().status(), 404);
-    assert_eq!(
-        send("6.6.6.6, 203.0.113.1").await.unwrap().status(),
-        429,
-        "the right-most entry is the client"
-    );
+    assert_eq!(send("6.6.6.6, 203.0.113.1").await.unwrap().status(), 429, "the right-most entry is the client");
 }

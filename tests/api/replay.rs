@@ -22,17 +22,9 @@ async fn after_a_step_is_used_earlier_steps_are_refused_too() {
 
     assert_eq!(app.verify("alice", &current).await.status, 200);
 
-    assert_eq!(
-        app.verify("alice", &previous).await.status,
-        401,
-        "an older step is refused"
-    );
+    assert_eq!(app.verify("alice", &previous).await.status, 401, "an older step is refused");
     app.clock.advance(30);
-    assert_eq!(
-        app.verify("alice", &app.totp(&secret, 0)).await.status,
-        200,
-        "the next step works"
-    );
+    assert_eq!(app.verify("alice", &app.totp(&secret, 0)).await.status, 200, "the next step works");
 }
 
 #[tokio::test]
@@ -44,12 +36,7 @@ async fn concurrent_uses_of_one_code_succeed_exactly_once() {
     let replies = join_all((0..20).map(|_| app.verify_task("alice", &code))).await;
 
     let ok = replies.iter().filter(|r| r.status == 200).count();
-    assert_eq!(
-        ok,
-        1,
-        "statuses: {:?}",
-        replies.iter().map(|r| r.status).collect::<Vec<_>>()
-    );
+    assert_eq!(ok, 1, "statuses: {:?}", replies.iter().map(|r| r.status).collect::<Vec<_>>());
 }
 
 #[tokio::test]

@@ -5,26 +5,18 @@ use crate::helpers::*;
 #[tokio::test]
 async fn a_code_is_sent_to_every_channel_and_verifies_once() {
     let app = spawn_app().await;
-    app.enroll("alice", Some("alice@example.com"), Some("123456789"))
-        .await;
+    app.enroll("alice", Some("alice@example.com"), Some("123456789")).await;
 
     let reply = app.request_otp("alice").await;
 
     assert_eq!(reply.status, 200);
-    assert_eq!(
-        reply.body,
-        json!({"status": "sent", "channels": ["email", "telegram"], "expires_in": 300})
-    );
+    assert_eq!(reply.body, json!({"status": "sent", "channels": ["email", "telegram"], "expires_in": 300}));
     let notes = app.notifications();
     assert_eq!(notes.len(), 2);
     assert_eq!(notes[0]["channel"], "email");
     assert_eq!(notes[1]["recipient"], "123456789");
     let code = app.last_code_sent_to("alice@example.com");
-    assert_eq!(
-        code,
-        app.last_code_sent_to("123456789"),
-        "one code, two channels"
-    );
+    assert_eq!(code, app.last_code_sent_to("123456789"), "one code, two channels");
     assert_eq!(code.len(), 6);
     assert_eq!(app.verify("alice", &code).await.status, 200);
     assert_eq!(app.verify("alice", &code).await.status, 401, "single use");
@@ -41,11 +33,7 @@ async fn a_sent_code_outlives_the_totp_window_but_not_its_ttl() {
     let bob = app.last_code_sent_to("bob@example.com");
 
     app.clock.advance(119);
-    assert_eq!(
-        app.verify("alice", &alice).await.status,
-        200,
-        "a slow email still works"
-    );
+    assert_eq!(app.verify("alice", &alice).await.status, 200, "a slow email still works");
     app.clock.advance(1);
     assert_eq!(app.verify("bob", &bob).await.status, 401, "expired");
 }
@@ -60,10 +48,7 @@ async fn asking_again_too_soon_is_429_with_retry_after() {
     let again = app.request_otp("alice").await;
 
     assert_eq!(again.status, 429);
-    assert_eq!(
-        again.body,
-        json!({"error": "resend_too_soon", "retry_after": 20})
-    );
+    assert_eq!(again.body, json!({"error": "resend_too_soon", "retry_after": 20}));
     assert_eq!(again.retry_after(), Some(20));
     assert_eq!(app.notifications().len(), 1, "nothing more was sent");
 }
@@ -90,10 +75,7 @@ async fn unknown_users_and_users_without_channels_get_clear_errors() {
     app.enroll("appuser", None, None).await;
 
     let unknown = app.request_otp("nobody").await;
-    assert_eq!(
-        (unknown.status, unknown.body.clone()),
-        (404, json!({"error": "unknown_user"}))
-    );
+    assert_eq!((unknown.status, unknown.body.clone()), (404, json!({"error": "unknown_user"})));
 
     let no_channel = app.request_otp("appuser").await;
     assert_eq!(no_channel.status, 422);
@@ -103,8 +85,7 @@ async fn unknown_users_and_users_without_channels_get_clear_errors() {
 #[tokio::test]
 async fn codes_follow_the_users_digits() {
     let app = spawn_app().await;
-    app.enroll_with("alice", Some("alice@example.com"), None, sha256_8())
-        .await;
+    app.enroll_with("alice", Some("alice@example.com"), None, sha256_8()).await;
     app.request_otp("alice").await;
     let code = app.last_code_sent_to("alice@example.com");
     assert_eq!(code.len(), 8);
@@ -130,13 +111,7 @@ async fn the_database_holds_no_secret_and_no_code_in_clear() {
     assert!(bytes.len() > 4096);
     let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
     assert!(!contains(secret.expose()), "raw secret found");
-    assert!(
-        !contains(secret.to_base32().as_bytes()),
-        "base32 secret found"
-    );
+    assert!(!contains(secret.to_base32().as_bytes()), "base32 secret found");
     assert!(!contains(code.as_bytes()), "sent code found");
-    assert!(
-        contains(b"alice@example.com"),
-        "the scan does read the data"
-    );
+    assert!(contains(b"alice@example.com"), "the scan does read the data");
 }

@@ -23,10 +23,7 @@ async fn a_wrong_code_is_401_invalid_token() {
     let reply = app.verify("alice", &wrong(&app.totp(&secret, 0))).await;
 
     assert_eq!(reply.status, 401);
-    assert_eq!(
-        reply.body,
-        json!({"valid": false, "error": "invalid_token"})
-    );
+    assert_eq!(reply.body, json!({"valid": false, "error": "invalid_token"}));
 }
 
 #[tokio::test]
@@ -44,36 +41,17 @@ async fn the_window_accepts_one_step_either_side_and_no_more() {
     let bob = app.enroll("bob", None, None).await;
     let carol = app.enroll("carol", None, None).await;
 
-    assert_eq!(
-        app.verify("alice", &app.totp(&secret, -1)).await.status,
-        200,
-        "previous step"
-    );
-    assert_eq!(
-        app.verify("bob", &app.totp(&bob, 1)).await.status,
-        200,
-        "next step"
-    );
-    assert_eq!(
-        app.verify("carol", &app.totp(&carol, -2)).await.status,
-        401,
-        "two steps old"
-    );
-    assert_eq!(
-        app.verify("carol", &app.totp(&carol, 2)).await.status,
-        401,
-        "two steps ahead"
-    );
+    assert_eq!(app.verify("alice", &app.totp(&secret, -1)).await.status, 200, "previous step");
+    assert_eq!(app.verify("bob", &app.totp(&bob, 1)).await.status, 200, "next step");
+    assert_eq!(app.verify("carol", &app.totp(&carol, -2)).await.status, 401, "two steps old");
+    assert_eq!(app.verify("carol", &app.totp(&carol, 2)).await.status, 401, "two steps ahead");
 }
 
 #[tokio::test]
 async fn a_zero_window_accepts_only_the_current_step() {
     let app = spawn_app_with(&[("OTP_VALID_WINDOW", "0")]).await;
     let secret = app.enroll("alice", None, None).await;
-    assert_eq!(
-        app.verify("alice", &app.totp(&secret, -1)).await.status,
-        401
-    );
+    assert_eq!(app.verify("alice", &app.totp(&secret, -1)).await.status, 401);
     assert_eq!(app.verify("alice", &app.totp(&secret, 0)).await.status, 200);
 }
 
@@ -92,11 +70,7 @@ async fn users_with_sha256_and_eight_digits_verify_with_their_own_parameters() {
     let secret = app.enroll_with("alice", None, None, sha256_8()).await;
     let code = app.totp_with(&secret, sha256_8(), 0);
     assert_eq!(code.len(), 8);
-    assert_eq!(
-        app.verify("alice", &app.totp(&secret, 0)).await.status,
-        401,
-        "a SHA1 6-digit code is wrong"
-    );
+    assert_eq!(app.verify("alice", &app.totp(&secret, 0)).await.status, 401, "a SHA1 6-digit code is wrong");
     assert_eq!(app.verify("alice", &code).await.status, 200);
 }
 
@@ -113,11 +87,7 @@ async fn usernames_are_case_insensitive_and_codes_may_contain_spaces() {
 /// `base32secret3232` at t = 1234567890 (tests/fixtures/pyotp.tsv): 357655.
 #[tokio::test]
 async fn the_seed_user_verifies_the_code_pyotp_computes() {
-    let app = spawn_app_with(&[
-        ("DAIR_SECRET", "base32secret3232"),
-        ("DAIR_EMAIL", "dair@example.com"),
-    ])
-    .await;
+    let app = spawn_app_with(&[("DAIR_SECRET", "base32secret3232"), ("DAIR_EMAIL", "dair@example.com")]).await;
     app.clock.set(1_234_567_890);
 
     assert_eq!(app.verify("dair", "357656").await.status, 401);
@@ -137,24 +107,14 @@ async fn a_rotated_secret_replaces_the_old_one_at_once() {
     let app = spawn_app().await;
     let old = app.enroll("alice", None, None).await;
     let name = mfa::domain::Username::parse("alice").unwrap();
-    let rotated = mfa::users::rotate(
-        app.service.store.as_ref(),
-        &app.service.keys,
-        &app.settings,
-        &name,
-        app.clock.now(),
-    )
-    .await
-    .unwrap();
+    let rotated =
+        mfa::users::rotate(app.service.store.as_ref(), &app.service.keys, &app.settings, &name, app.clock.now())
+            .await
+            .unwrap();
     assert_ne!(rotated.secret, old);
     assert!(rotated.otpauth_uri.contains(&rotated.secret.to_base32()));
     assert_eq!(app.verify("alice", &app.totp(&old, 0)).await.status, 401);
-    assert_eq!(
-        app.verify("alice", &app.totp(&rotated.secret, 0))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(app.verify("alice", &app.totp(&rotated.secret, 0)).await.status, 200);
 }
 
 #[tokio::test]
@@ -176,23 +136,9 @@ async fn healthcheck_reports_the_database_and_503_when_it_is_gone() {
 #[tokio::test]
 async fn responses_carry_a_request_id_and_keep_the_clients() {
     let app = spawn_app().await;
-    let generated = app
-        .client
-        .get(app.url("/healthcheck"))
-        .send()
-        .await
-        .unwrap();
-    let id = generated.headers()["x-request-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let generated = app.client.get(app.url("/healthcheck")).send().await.unwrap();
+    let id = generated.headers()["x-request-id"].to_str().unwrap().to_string();
     assert_eq!(id.len(), 32);
-    let echoed = app
-        .client
-        .get(app.url("/healthcheck"))
-        .header("x-request-id", "abc-123")
-        .send()
-        .await
-        .unwrap();
+    let echoed = app.client.get(app.url("/healthcheck")).header("x-request-id", "abc-123").send().await.unwrap();
     assert_eq!(echoed.headers()["x-request-id"], "abc-123");
 }

@@ -1,0 +1,183 @@
+//! The notification service's variables: the seed's `EMAIL_*` and `TELEGRAM_TOKEN`, and ours.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{Reader, Sensitive, number_in, parse_bind};
+use crate::domain::EmailAddress;
+
+pub const DEFAULT_NOTIFY_BIND: &str = "127.0.0.1:6001";
+pub const DEFAULT_NOTIFICATION_URL: &str = "http://127.0.0.1:6001";
+pub const DEFAULT_TELEGRAM_API_URL: &str = "https://api.telegram.org";
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// TLS from the first byte (SMTPS, port 465).
+    Tls,
+    /// Plain connection upgraded with STARTTLS, which is required (port 587).
+    StartTls,
+    /// No encryption: only for a relay on a trusted network.
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct EmailSettings {
+    pub sender: EmailAddress,
+    /// The SMTP login: `EMAIL_USERNAME`, or the sender address as in the seed.
+    pub username: String,
+    /// No password: no AUTH.
+    pub password: Option<Sensitive>,
+    pub server: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    pub ca_file: Option<PathBuf>,
+    pub timeout: Duration,
+    pub max_retries: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct TelegramSettings {
+    pub token: Sensitive,
+    pub api_url: String,
+    pub timeout: Duration,
+    pub max_retries: u32,
+    /// Longest `retry_after` from Telegram that is waited out; longer ones fail at once.
+    pub retry_after_max: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct NotificationSettings {
+    pub bind: SocketAddr,
+    pub api_token: Option<Sensitive>,
+    /// `NOTIFICATION_URL` when set explicitly: the MFA server then always uses it.
+    pub url: Option<String>,
+    pub email: Option<EmailSettings>,
+    pub telegram: Option<TelegramSettings>,
+    /// First retry delay; each next one doubles, with jitter.
+    pub retry_base: Duration,
+}
+
+impl NotificationSettings {
+    /// Whether any channel has credentials, so codes should go through the service.
+    pub fn any_channel(&self) -> bool {
+        self.email.is_some() || self.telegram.is_some()
+    }
+
+    pub fn url_or_default(&self) -> &str {
+        self.url.as_deref().unwrap_or(DEFAULT_NOTIFICATION_URL)
+    }
+}
+
+fn seconds(max: f64) -> impl Fn(&str) -> Result<Duration, String> {
+    move |raw: &str| match raw.trim().parse::<f64>() {
+        Ok(s) if s > 0.0 && s <= max => Ok(Duration::from_secs_f64(s)),
+        _ => Err(format!("'{}' is not a number of seconds above 0 and at most {max}", raw.trim())),
+    }
+}
+
+fn http_url(raw: &str) -> Result<String, String> {
+    let url = raw.trim().trim_end_matches('/');
+    if (url.starts_with("http://") || url.starts_with("https://")) && !url.contains(char::is_whitespace) {
+        Ok(url.to_string())
+    } else {
+        Err(format!("'{url}' is not an http:// or https:// URL"))
+    }
+}
+
+pub(super) fn read(r: &mut Reader) -> Option<NotificationSettings> {
+    let env = r.env;
+    let bind = r.parse("NOTIFY_BIND", DEFAULT_NOTIFY_BIND, parse_bind);
+    let api_token = env.get("NOTIFY_API_TOKEN").map(|t| Sensitive(t.to_string()));
+    if let Some(addr) = bind
+        && !addr.ip().is_loopback()
+        && api_token.is_none()
+    {
+        r.fail(
+            "NOTIFY_BIND",
+            format!(
+                "{addr} is reachable from other machines but NOTIFY_API_TOKEN is not set: /send would be an open \
+                 relay for spam; set NOTIFY_API_TOKEN or bind to 127.0.0.1"
+            ),
+        );
+    }
+    let url = r.optional("NOTIFICATION_URL", http_url);
+    let retry_base = r.parse("NOTIFY_RETRY_BASE_MS", "500", number_in(1..=60_000u64)).map(Duration::from_millis);
+
+    let email = match env.get("EMAIL_SMTP_SERVER") {
+        None => {
+            r.optional("EMAIL_SENDER", EmailAddress::parse);
+            None
+        }
+        Some(server) => {
+            let sender = match env.get("EMAIL_SENDER") {
+                Some(_) => r.optional("EMAIL_SENDER", EmailAddress::parse),
+                None => {
+                    r.fail("EMAIL_SENDER", "is required when EMAIL_SMTP_SERVER is set");
+                    None
+                }
+            };
+            let port = r.optional("EMAIL_SMTP_PORT", number_in(1..=65_535u16));
+            let security = r.optional("EMAIL_SMTP_SECURITY", |raw| match raw.trim().to_ascii_lowercase().as_str() {
+                "tls" | "ssl" | "smtps" => Ok(SmtpSecurity::Tls),
+                "starttls" => Ok(SmtpSecurity::StartTls),
+                "none" | "plain" => Ok(SmtpSecurity::None),
+                other => Err(format!("'{other}' is not tls, starttls or none")),
+            });
+            // The seed gave only a port: 465 is SMTPS, 587 submission with STARTTLS.
+            let (security, port) = match (security, port) {
+                (Some(s), Some(p)) => (s, p),
+                (Some(SmtpSecurity::Tls), None) => (SmtpSecurity::Tls, 465),
+                (Some(SmtpSecurity::StartTls), None) => (SmtpSecurity::StartTls, 587),
+                (Some(SmtpSecurity::None), None) => (SmtpSecurity::None, 25),
+                (None, Some(465)) => (SmtpSecurity::Tls, 465),
+                (None, Some(587)) | (None, None) => (SmtpSecurity::StartTls, 587),
+                (None, Some(p)) => (SmtpSecurity::None, p),
+            };
+            let ca_file = r.optional("EMAIL_SMTP_CA_FILE", |raw| {
+                let path = PathBuf::from(raw.trim());
+                if path.is_file() { Ok(path) } else { Err(format!("{} is not a readable file", path.display())) }
+            });
+            let timeout = r.parse("EMAIL_TIMEOUT_SECONDS", "10", seconds(300.0));
+            let max_retries = r.parse("EMAIL_MAX_RETRIES", "3", number_in(0..=10u32));
+            let password = env.get("EMAIL_PASSWORD").map(|p| Sensitive(p.to_string()));
+            match (sender, timeout, max_retries) {
+                (Some(sender), Some(timeout), Some(max_retries)) => Some(EmailSettings {
+                    username: env.get("EMAIL_USERNAME").map_or_else(|| sender.as_str().to_string(), str::to_string),
+                    sender,
+                    password,
+                    server: server.trim().to_string(),
+                    port,
+                    security,
+                    ca_file,
+                    timeout,
+                    max_retries,
+                }),
+                _ => None,
+            }
+        }
+    };
+
+    let telegram = match env.get("TELEGRAM_TOKEN") {
+        None => None,
+        Some(token) => {
+            let api_url = r.parse("TELEGRAM_API_URL", DEFAULT_TELEGRAM_API_URL, http_url);
+            let timeout = r.parse("TELEGRAM_TIMEOUT_SECONDS", "10", seconds(300.0));
+            let max_retries = r.parse("TELEGRAM_MAX_RETRIES", "3", number_in(0..=10u32));
+            let retry_after_max = r.parse("TELEGRAM_RETRY_AFTER_MAX", "10", seconds(300.0));
+            match (api_url, timeout, max_retries, retry_after_max) {
+                (Some(api_url), Some(timeout), Some(max_retries), Some(retry_after_max)) => Some(TelegramSettings {
+                    token: Sensitive(token.trim().to_string()),
+                    api_url,
+                    timeout,
+                    max_retries,
+                    retry_after_max,
+                }),
+                _ => None,
+            }
+        }
+    };
+
+    Some(NotificationSettings { bind: bind?, api_token, url, email, telegram, retry_base: retry_base? })
+}

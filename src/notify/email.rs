@@ -1,0 +1,191 @@
+//! The email channel: lettre's async SMTP transport over rustls, built once at start-up so
+//! its connection pool is reused across messages.
+//!
+//! Security follows the port unless `EMAIL_SMTP_SECURITY` says otherwise: 465 is TLS from
+//! the first byte, 587 is STARTTLS (required, never silently skipped), anything else plain.
+//! Certificates are verified against Mozilla's roots plus `EMAIL_SMTP_CA_FILE`.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use lettre::message::header::ContentType;
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use super::retry::{AttemptError, RetryPolicy, with_retries};
+use super::{Delivery, DeliveryError};
+use crate::config::{EmailSettings, SmtpSecurity};
+
+/// Whether the SMTP server answered at the last attempt, for `/healthcheck`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reachability {
+    Unknown,
+    Reachable,
+    Unreachable,
+}
+
+pub struct EmailChannel {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    sender: Mailbox,
+    policy: RetryPolicy,
+    reachability: AtomicU8,
+}
+
+impl EmailChannel {
+    pub fn new(settings: &EmailSettings, retry_base: std::time::Duration) -> Result<Self, String> {
+        let tls_parameters = || -> Result<TlsParameters, String> {
+            let mut builder = TlsParameters::builder(settings.server.clone());
+            if let Some(path) = &settings.ca_file {
+                let pem = std::fs::read(path).map_err(|e| format!("EMAIL_SMTP_CA_FILE: {}: {e}", path.display()))?;
+                let cert = Certificate::from_pem(&pem)
+                    .map_err(|e| format!("EMAIL_SMTP_CA_FILE: {} is not a PEM certificate: {e}", path.display()))?;
+                builder = builder.add_root_certificate(cert);
+            }
+            builder.build().map_err(|e| format!("EMAIL_SMTP_SERVER: TLS setup failed: {e}"))
+        };
+        let tls = match settings.security {
+            SmtpSecurity::Tls => Tls::Wrapper(tls_parameters()?),
+            SmtpSecurity::StartTls => Tls::Required(tls_parameters()?),
+            SmtpSecurity::None => Tls::None,
+        };
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(settings.server.clone())
+            .port(settings.port)
+            .tls(tls)
+            .timeout(Some(settings.timeout));
+        if let Some(password) = &settings.password {
+            builder = builder.credentials(Credentials::new(settings.username.clone(), password.expose().to_string()));
+        }
+        let sender: Mailbox = settings
+            .sender
+            .as_str()
+            .parse()
+            .map_err(|e| format!("EMAIL_SENDER: '{}' is not a usable address: {e}", settings.sender.as_str()))?;
+        Ok(Self {
+            transport: builder.build(),
+            sender,
+            policy: RetryPolicy {
+                max_retries: settings.max_retries,
+                base: retry_base,
+                attempt_timeout: settings.timeout,
+                retry_after_max: std::time::Duration::ZERO,
+            },
+            reachability: AtomicU8::new(Reachability::Unknown as u8),
+        })
+    }
+
+    pub fn policy(&self) -> RetryPolicy {
+        self.policy
+    }
+
+    pub fn reachability(&self) -> Reachability {
+        match self.reachability.load(Ordering::Relaxed) {
+            1 => Reachability::Reachable,
+            2 => Reachability::Unreachable,
+            _ => Reachability::Unknown,
+        }
+    }
+
+    fn record(&self, r: Reachability) {
+        self.reachability.store(r as u8, Ordering::Relaxed);
+    }
+
+    /// Subject, text body and the same text as HTML, with Date and Message-ID.
+    pub fn build_message(&self, delivery: &Delivery) -> Result<Message, String> {
+        let to: Mailbox = delivery.recipient.parse().map_err(|e| format!("bad recipient address: {e}"))?;
+        let html = format!(
+            "<!DOCTYPE html>\n<html><body><p style=\"font-family: sans-serif; font-size: 16px\">{}</p></body></html>\n",
+            escape_html(&delivery.message)
+        );
+        Message::builder()
+            .from(self.sender.clone())
+            .to(to)
+            .subject(delivery.subject.clone())
+            .message_id(None)
+            .multipart(
+                MultiPart::alternative()
+                    .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(delivery.message.clone()))
+                    .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(html)),
+            )
+            .map_err(|e| format!("cannot build the message: {e}"))
+    }
+
+    async fn attempt(&self, message: &Message) -> Result<(), AttemptError> {
+        match self.transport.send(message.clone()).await {
+            Ok(_) => {
+                self.record(Reachability::Reachable);
+                Ok(())
+            }
+            Err(e) => {
+                let (reachability, failure) = classify(&e);
+                self.record(reachability);
+                Err(failure)
+            }
+        }
+    }
+
+    pub async fn deliver(&self, delivery: &Delivery) -> Result<u32, DeliveryError> {
+        let message = self.build_message(delivery).map_err(|detail| DeliveryError {
+            kind: super::FailureKind::Permanent,
+            detail,
+            attempts: 0,
+        })?;
+        let result = with_retries(self.policy, || self.attempt(&message)).await;
+        if result.as_ref().is_err_and(|e| e.detail.starts_with("no answer within")) {
+            self.record(Reachability::Unreachable);
+        }
+        result
+    }
+}
+
+/// Sorts lettre's errors into retry-or-not, the way Vaultwarden's mailer does: SMTP 4xx,
+/// timeouts and connection failures are transient; 5xx, TLS and client errors are not.
+fn classify(e: &lettre::transport::smtp::Error) -> (Reachability, AttemptError) {
+    let code = e.status().map(|c| c.to_string());
+    if e.is_permanent() {
+        let detail = format!("SMTP server refused the message ({}): {e}", code.unwrap_or_default());
+        (Reachability::Reachable, AttemptError::permanent(detail))
+    } else if e.is_transient() {
+        let detail = format!("SMTP server deferred the message ({}): {e}", code.unwrap_or_default());
+        (Reachability::Reachable, AttemptError::transient(detail))
+    } else if e.is_tls() {
+        let detail = format!(
+            "TLS with the SMTP server failed: {e} (check EMAIL_SMTP_SECURITY against the port: 465 is tls, 587 is \
+             starttls; and the certificate, EMAIL_SMTP_CA_FILE)"
+        );
+        (Reachability::Reachable, AttemptError::permanent(detail))
+    } else if e.is_client() {
+        (Reachability::Reachable, AttemptError::permanent(format!("SMTP client error: {e}")))
+    } else if e.is_timeout() {
+        (Reachability::Unreachable, AttemptError::transient(format!("SMTP server timed out: {e}")))
+    } else {
+        (Reachability::Unreachable, AttemptError::transient(format!("cannot reach the SMTP server: {e}")))
+    }
+}
+
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            '\n' => out.push_str("<br>"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_is_escaped() {
+        assert_eq!(escape_html("<b>a & 'b'</b>\nx"), "&lt;b&gt;a &amp; &#39;b&#39;&lt;/b&gt;<br>x");
+    }
+}

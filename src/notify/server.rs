@@ -1,0 +1,220 @@
+//! The notification service over HTTP: `POST /send` and `GET /healthcheck`.
+//!
+//! Without `NOTIFY_API_TOKEN`, anyone who can reach `/send` can send mail and Telegram
+//! messages in our name: an open relay. So the service binds to loopback by default, and
+//! configuration refuses a non-loopback address without a token.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use super::email::Reachability;
+use super::{Channel, Channels, Delivery, DeliveryError, FailureKind, Notifier};
+use crate::config::Sensitive;
+use crate::domain::{EmailAddress, TelegramChat};
+use crate::http::{AppJson, BoundServer, InvalidRequest, json_error, with_common_layers};
+
+/// Telegram's limit for one message's text.
+pub const TELEGRAM_MAX_CHARS: usize = 4096;
+/// Our limit for an email body: codes and short notices, not newsletters.
+pub const EMAIL_MAX_CHARS: usize = 32 * 1024;
+pub const SUBJECT_MAX_CHARS: usize = 255;
+const MAX_BODY_BYTES: usize = 256 * 1024;
+
+#[derive(Clone)]
+pub struct NotifyState {
+    pub channels: Arc<Channels>,
+    pub api_token: Option<Sensitive>,
+    pub default_subject: String,
+}
+
+#[derive(Deserialize)]
+pub struct SendBody {
+    pub channel: String,
+    pub recipient: String,
+    pub message: String,
+    #[serde(default)]
+    pub subject: Option<String>,
+}
+
+/// Every failure of `/send`, mapped to its status and body in one place.
+pub enum NotifyError {
+    Invalid(InvalidRequest),
+    Unauthorized,
+    Delivery { channel: Channel, error: DeliveryError },
+}
+
+impl From<InvalidRequest> for NotifyError {
+    fn from(e: InvalidRequest) -> Self {
+        Self::Invalid(e)
+    }
+}
+
+impl IntoResponse for NotifyError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Invalid(e) => e.into_response(),
+            Self::Unauthorized => {
+                let mut r = json_error(StatusCode::UNAUTHORIZED, json!({"error": "unauthorized"}));
+                r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                r
+            }
+            Self::Delivery { channel, error } => match error.kind {
+                FailureKind::NotConfigured => json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({"error": "channel_not_configured", "channel": channel}),
+                ),
+                FailureKind::Transient | FailureKind::Permanent => json_error(
+                    StatusCode::BAD_GATEWAY,
+                    json!({"error": "delivery_failed", "channel": channel, "detail": error.detail, "attempts": error.attempts}),
+                ),
+            },
+        }
+    }
+}
+
+fn invalid(detail: impl Into<String>) -> NotifyError {
+    NotifyError::Invalid(InvalidRequest::new(detail))
+}
+
+/// Checks a request's fields; returns the delivery to make.
+pub fn validate(body: SendBody, default_subject: &str) -> Result<Delivery, NotifyError> {
+    let channel = Channel::parse(&body.channel).map_err(invalid)?;
+    let recipient = match channel {
+        Channel::Email => EmailAddress::parse(&body.recipient).map_err(invalid)?.as_str().to_string(),
+        Channel::Telegram => TelegramChat::parse(&body.recipient).map_err(invalid)?.as_str().to_string(),
+    };
+    let limit = if channel == Channel::Telegram { TELEGRAM_MAX_CHARS } else { EMAIL_MAX_CHARS };
+    let length = body.message.chars().count();
+    if body.message.trim().is_empty() {
+        return Err(invalid("message must not be empty"));
+    }
+    if length > limit {
+        return Err(invalid(format!("message is {length} characters; the {channel} limit is {limit}")));
+    }
+    let subject = body.subject.unwrap_or_else(|| default_subject.to_string());
+    if subject.chars().count() > SUBJECT_MAX_CHARS || subject.chars().any(char::is_control) {
+        return Err(invalid(format!("subject must be one line of at most {SUBJECT_MAX_CHARS} characters")));
+    }
+    Ok(Delivery { channel, recipient, subject, message: body.message })
+}
+
+async fn require_token(State(state): State<NotifyState>, request: Request, next: Next) -> Response {
+    if let Some(expected) = &state.api_token {
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !bool::from(presented.as_bytes().ct_eq(expected.expose().as_bytes())) {
+            tracing::warn!(event = "send_unauthorized", "refused /send without a valid NOTIFY_API_TOKEN");
+            return NotifyError::Unauthorized.into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// `POST /send`: delivers one message, retrying transient failures.
+pub async fn send(
+    State(state): State<NotifyState>,
+    AppJson(body): AppJson<SendBody>,
+) -> Result<Json<serde_json::Value>, NotifyError> {
+    let delivery = validate(body, &state.default_subject)?;
+    let channel = delivery.channel;
+    match state.channels.deliver(&delivery).await {
+        Ok(attempts) => {
+            tracing::info!(event = "delivery", %channel, recipient = %delivery.recipient, outcome = "sent", attempts);
+            Ok(Json(json!({"status": "sent", "channel": channel, "attempts": attempts})))
+        }
+        Err(error) => {
+            tracing::warn!(
+                event = "delivery", %channel, recipient = %delivery.recipient, outcome = "failed",
+                attempts = error.attempts, detail = %error.detail
+            );
+            Err(NotifyError::Delivery { channel, error })
+        }
+    }
+}
+
+/// `GET /healthcheck`: each channel's state; for SMTP whether the server answered last time.
+pub async fn healthcheck(State(state): State<NotifyState>) -> Json<serde_json::Value> {
+    let email = match &state.channels.email {
+        Some(e) => json!({"configured": true, "smtp": e.reachability()}),
+        None => json!({"configured": false}),
+    };
+    let degraded = state.channels.email.as_ref().is_some_and(|e| e.reachability() == Reachability::Unreachable);
+    Json(json!({
+        "status": if degraded { "degraded" } else { "ok" },
+        "channels": {"email": email, "telegram": {"configured": state.channels.telegram.is_some()}},
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+pub fn router(state: NotifyState) -> Router {
+    let guarded = Router::new()
+        .route("/send", post(send))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_token));
+    let routes = Router::new().merge(guarded).route("/healthcheck", get(healthcheck)).with_state(state);
+    with_common_layers(routes, "notifier", MAX_BODY_BYTES)
+}
+
+/// A bound, ready-to-serve notification service.
+pub struct NotifyApplication(BoundServer);
+
+impl NotifyApplication {
+    pub async fn build(bind: SocketAddr, state: NotifyState) -> std::io::Result<Self> {
+        Ok(Self(BoundServer::bind(bind, router(state)).await?))
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        self.0.run_until(shutdown).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(channel: &str, recipient: &str, message: &str) -> SendBody {
+        SendBody { channel: channel.into(), recipient: recipient.into(), message: message.into(), subject: None }
+    }
+
+    fn rejected(b: SendBody) -> String {
+        match validate(b, "s") {
+            Err(NotifyError::Invalid(e)) => e.detail,
+            _ => panic!("expected a validation error"),
+        }
+    }
+
+    #[test]
+    fn requests_are_validated_per_channel() {
+        assert!(validate(body("email", "a@example.com", "hi"), "s").is_ok());
+        assert!(validate(body("telegram", "@my_channel", "hi"), "s").is_ok());
+        assert!(rejected(body("sms", "1", "hi")).contains("unknown channel"));
+        assert!(rejected(body("email", "not-an-address", "hi")).contains("not an email"));
+        assert!(rejected(body("telegram", "a@example.com", "hi")).contains("Telegram"));
+        assert!(rejected(body("telegram", "42", "  ")).contains("empty"));
+        assert!(rejected(body("telegram", "42", &"x".repeat(4097))).contains("4096"));
+        assert!(validate(body("telegram", "42", &"é".repeat(4096)), "s").is_ok(), "characters, not bytes");
+        let mut injected = body("email", "a@example.com", "hi");
+        injected.subject = Some("Hi\r\nBcc: victim@example.com".into());
+        assert!(rejected(injected).contains("subject"));
+    }
+}

@@ -1,0 +1,94 @@
+//! The Telegram channel: `sendMessage` of the Bot API.
+//!
+//! The bot token is part of every request URL, and reqwest's errors print their URL, so
+//! every reqwest error goes through `without_url()` and every detail through `redact`:
+//! the token never reaches a log line or a response.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::retry::{AttemptError, RetryPolicy, with_retries};
+use super::{Delivery, DeliveryError};
+use crate::config::TelegramSettings;
+
+pub struct TelegramChannel {
+    client: reqwest::Client,
+    /// `{api}/bot{token}/sendMessage`: secret, never printed.
+    send_url: String,
+    token: String,
+    policy: RetryPolicy,
+}
+
+/// The Bot API's error shape: `{"ok":false,"error_code":429,"description":"...",
+/// "parameters":{"retry_after":5}}`.
+#[derive(Debug, Deserialize)]
+struct ApiReply {
+    ok: bool,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    parameters: Option<ApiParameters>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ApiParameters {
+    #[serde(default)]
+    retry_after: Option<u64>,
+}
+
+impl TelegramChannel {
+    pub fn new(settings: &TelegramSettings, retry_base: Duration) -> Result<Self, String> {
+        let token = settings.token.expose().to_string();
+        if token.contains(['/', '?', '#', ' ']) {
+            return Err("TELEGRAM_TOKEN: a bot token has no '/', '?', '#' or spaces".into());
+        }
+        Ok(Self {
+            client: super::http_client(settings.timeout)?,
+            send_url: format!("{}/bot{token}/sendMessage", settings.api_url),
+            token,
+            policy: RetryPolicy {
+                max_retries: settings.max_retries,
+                base: retry_base,
+                attempt_timeout: settings.timeout,
+                retry_after_max: settings.retry_after_max,
+            },
+        })
+    }
+
+    pub fn policy(&self) -> RetryPolicy {
+        self.policy
+    }
+
+    fn redact(&self, text: String) -> String {
+        if self.token.is_empty() { text } else { text.replace(&self.token, "<token>") }
+    }
+
+    async fn attempt(&self, delivery: &Delivery) -> Result<(), AttemptError> {
+        let body = serde_json::json!({"chat_id": delivery.recipient, "text": delivery.message});
+        let response =
+            self.client.post(&self.send_url).json(&body).send().await.map_err(|e| {
+                AttemptError::transient(self.redact(format!("cannot reach Telegram: {}", e.without_url())))
+            })?;
+        let status = response.status();
+        let reply: Option<ApiReply> = response.json().await.ok();
+        if status.is_success() && reply.as_ref().is_some_and(|r| r.ok) {
+            return Ok(());
+        }
+        let description = reply.as_ref().and_then(|r| r.description.clone()).unwrap_or_else(|| status.to_string());
+        let detail = self.redact(format!("Telegram answered {}: {description}", status.as_u16()));
+        match status.as_u16() {
+            429 => {
+                let retry_after = reply.and_then(|r| r.parameters).and_then(|p| p.retry_after).unwrap_or(1);
+                Err(AttemptError::Transient { detail, retry_after: Some(Duration::from_secs(retry_after)) })
+            }
+            401 | 404 => Err(AttemptError::permanent(format!("{detail} (check TELEGRAM_TOKEN)"))),
+            s if s >= 500 => Err(AttemptError::transient(detail)),
+            _ => Err(AttemptError::permanent(detail)),
+        }
+    }
+
+    pub async fn deliver(&self, delivery: &Delivery) -> Result<u32, DeliveryError> {
+        with_retries(self.policy, || self.attempt(delivery)).await
+    }
+}
