@@ -149,7 +149,7 @@ fn classify(e: &lettre::transport::smtp::Error) -> (Reachability, AttemptError) 
     } else if e.is_transient() {
         let detail = format!("SMTP server deferred the message ({}): {e}", code.unwrap_or_default());
         (Reachability::Reachable, AttemptError::transient(detail))
-    } else if e.is_tls() {
+    } else if e.is_tls() || is_tls_failure(e) {
         let detail = format!(
             "TLS with the SMTP server failed: {e} (check EMAIL_SMTP_SECURITY against the port: 465 is tls, 587 is \
              starttls; and the certificate, EMAIL_SMTP_CA_FILE)"
@@ -162,6 +162,24 @@ fn classify(e: &lettre::transport::smtp::Error) -> (Reachability, AttemptError) 
     } else {
         (Reachability::Unreachable, AttemptError::transient(format!("cannot reach the SMTP server: {e}")))
     }
+}
+
+/// A failed TLS handshake (an untrusted or wrong certificate) reaches us as a connection
+/// error wrapping a rustls error; retrying cannot fix it.
+fn is_tls_failure(e: &lettre::transport::smtp::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = source {
+        if err.downcast_ref::<rustls::Error>().is_some()
+            || err
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 fn escape_html(text: &str) -> String {

@@ -68,6 +68,12 @@ pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
 
 /// Starts the server in `dir`; like `mfa serve`, also the notification service when a
 /// channel is configured.
+/// As [`spawn_app_with`], for variables built at run time.
+pub async fn spawn_app_owned(vars: Vec<(String, String)>) -> TestApp {
+    let borrowed: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    spawn_app_with(&borrowed).await
+}
+
 pub async fn spawn_in(dir: TempDir, vars: &[(&str, &str)]) -> TestApp {
     let settings = settings_for(dir.path(), vars);
     let clock = ManualClock::new(START);
@@ -113,6 +119,21 @@ impl TestApp {
 
     pub async fn request_otp(&self, username: &str) -> Reply {
         self.post_json("/request-otp", json!({"username": username})).await
+    }
+
+    /// `POST /send` on the in-process notification service, with an optional bearer token.
+    pub async fn send(&self, body: Value, token: Option<&str>) -> Reply {
+        let addr = self.notify_addr.expect("a channel is configured, so the notification service runs");
+        let mut request = self.client.post(format!("http://{addr}/send")).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        Reply::from(request.send().await.unwrap()).await
+    }
+
+    pub async fn notify_health(&self) -> Reply {
+        let addr = self.notify_addr.unwrap();
+        Reply::from(self.client.get(format!("http://{addr}/healthcheck")).send().await.unwrap()).await
     }
 
     pub async fn get(&self, path: &str) -> Reply {

@@ -1,0 +1,173 @@
+//! The email channel against a real SMTP server (aiosmtpd): plain, STARTTLS and implicit
+//! TLS with AUTH, what the server receives, and failures with their retries and bounds.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::helpers::*;
+use crate::support::smtp::{LOGIN, SENDER, SmtpServer};
+use crate::support::{closed_port, silent_server};
+
+fn email(to: &str, message: &str) -> serde_json::Value {
+    json!({"channel": "email", "recipient": to, "subject": "Your code", "message": message})
+}
+
+async fn app_for(smtp: &SmtpServer, extra: &[(&str, &str)]) -> TestApp {
+    let mut vars = smtp.env();
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    spawn_app_owned(vars).await
+}
+
+#[tokio::test]
+async fn a_plain_smtp_server_with_auth_receives_subject_both_bodies_and_headers() {
+    let smtp = SmtpServer::start("plain", true, &[]).await;
+    let app = app_for(&smtp, &[]).await;
+
+    let reply = app.send(email("dair@example.com", "Your code is 123456 <b>now</b>"), None).await;
+
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(reply.body, json!({"status": "sent", "channel": "email", "attempts": 1}));
+    let got = smtp.received();
+    assert_eq!(got.len(), 1);
+    let m = &got[0];
+    assert_eq!(m["mail_from"], SENDER);
+    assert_eq!(m["rcpt_tos"], json!(["dair@example.com"]));
+    assert_eq!(m["from"], SENDER);
+    assert_eq!(m["subject"], "Your code");
+    assert_eq!(m["content_type"], "multipart/alternative");
+    assert_eq!(m["text"].as_str().unwrap().trim_end(), "Your code is 123456 <b>now</b>");
+    assert!(m["html"].as_str().unwrap().contains("Your code is 123456 &lt;b&gt;now&lt;/b&gt;"), "{m}");
+    assert!(m["date"].as_str().is_some_and(|d| !d.is_empty()));
+    assert!(m["message_id"].as_str().is_some_and(|id| id.starts_with('<') && id.contains('@')));
+    assert_eq!(m["auth_login"], LOGIN);
+    assert_eq!(m["tls"], false);
+}
+
+#[tokio::test]
+async fn starttls_is_used_and_email_username_overrides_the_login() {
+    let smtp = SmtpServer::start("starttls", false, &[]).await;
+    let app = app_for(&smtp, &[]).await;
+    assert_eq!(app.send(email("dair@example.com", "hello"), None).await.status, 200);
+    assert_eq!(smtp.received()[0]["tls"], true);
+
+    let with_auth = SmtpServer::start("starttls", true, &[]).await;
+    let mut vars = with_auth.env();
+    vars.push(("EMAIL_USERNAME".into(), "relay-user".into()));
+    let app = spawn_app_owned(vars).await;
+    let refused = app.send(email("dair@example.com", "hello"), None).await;
+    assert_eq!(refused.status, 502, "the relay only knows {LOGIN}");
+    assert_eq!(refused.body["attempts"], 1, "a refused login is permanent: {:?}", refused.body);
+    assert!(refused.body["detail"].as_str().unwrap().contains("535"), "{:?}", refused.body);
+}
+
+#[tokio::test]
+async fn implicit_tls_with_auth_delivers() {
+    let smtp = SmtpServer::start("tls", true, &[]).await;
+    let app = app_for(&smtp, &[]).await;
+
+    let reply = app.send(email("dair@example.com", "over TLS"), None).await;
+
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let m = &smtp.received()[0];
+    assert_eq!((m["tls"].as_bool(), m["auth_login"].as_str()), (Some(true), Some(LOGIN)));
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_is_refused_without_retries() {
+    let smtp = SmtpServer::start("tls", true, &[]).await;
+    let vars: Vec<(String, String)> = smtp.env().into_iter().filter(|(k, _)| k != "EMAIL_SMTP_CA_FILE").collect();
+    let app = spawn_app_owned(vars).await;
+
+    let reply = app.send(email("dair@example.com", "x"), None).await;
+
+    assert_eq!(reply.status, 502);
+    assert_eq!(reply.body["attempts"], 1, "{:?}", reply.body);
+    assert!(reply.body["detail"].as_str().unwrap().contains("TLS"), "{:?}", reply.body);
+    assert!(smtp.received().is_empty());
+}
+
+#[tokio::test]
+async fn an_unknown_mailbox_is_permanent_and_reported_with_its_smtp_code() {
+    let smtp = SmtpServer::start("plain", false, &[]).await;
+    let app = app_for(&smtp, &[]).await;
+
+    let reply = app.send(email("unknown@example.com", "x"), None).await;
+
+    assert_eq!(reply.status, 502);
+    assert_eq!(reply.body["error"], "delivery_failed");
+    assert_eq!(reply.body["attempts"], 1);
+    let detail = reply.body["detail"].as_str().unwrap();
+    assert!(detail.contains("550"), "{detail}");
+    assert!(!detail.contains(crate::support::smtp::PASSWORD));
+}
+
+#[tokio::test]
+async fn a_server_that_answers_451_twice_then_accepts_gets_the_message_on_the_third_attempt() {
+    let smtp = SmtpServer::start("plain", false, &["--fail-first", "2"]).await;
+    let app = app_for(&smtp, &[]).await;
+
+    let reply = app.send(email("dair@example.com", "third time lucky"), None).await;
+
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(reply.body["attempts"], 3);
+    assert_eq!(smtp.received().len(), 1);
+}
+
+#[tokio::test]
+async fn a_server_that_is_down_is_retried_then_reported_within_a_bounded_time() {
+    let port = closed_port().to_string();
+    let app = spawn_app_with(&[
+        ("EMAIL_SMTP_SERVER", "127.0.0.1"),
+        ("EMAIL_SMTP_PORT", &port),
+        ("EMAIL_SMTP_SECURITY", "none"),
+        ("EMAIL_SENDER", SENDER),
+        ("EMAIL_MAX_RETRIES", "2"),
+    ])
+    .await;
+    let started = Instant::now();
+
+    let reply = app.send(email("dair@example.com", "x"), None).await;
+
+    assert_eq!(reply.status, 502);
+    assert_eq!(reply.body["attempts"], 3, "connection refused is transient: 1 + 2 retries");
+    assert!(reply.body["detail"].as_str().unwrap().contains("cannot reach the SMTP server"), "{:?}", reply.body);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(app.notify_health().await.body["channels"]["email"]["smtp"], "unreachable");
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out_each_attempt() {
+    let hung = silent_server().await;
+    let port = hung.port().to_string();
+    let app = spawn_app_with(&[
+        ("EMAIL_SMTP_SERVER", "127.0.0.1"),
+        ("EMAIL_SMTP_PORT", &port),
+        ("EMAIL_SMTP_SECURITY", "none"),
+        ("EMAIL_SENDER", SENDER),
+        ("EMAIL_TIMEOUT_SECONDS", "0.5"),
+        ("EMAIL_MAX_RETRIES", "1"),
+    ])
+    .await;
+    let started = Instant::now();
+
+    let reply = app.send(email("dair@example.com", "x"), None).await;
+
+    let elapsed = started.elapsed();
+    assert_eq!(reply.status, 502);
+    assert_eq!(reply.body["attempts"], 2);
+    assert!(elapsed >= Duration::from_millis(1000) && elapsed < Duration::from_secs(4), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn connections_to_the_smtp_server_are_reused() {
+    let smtp = SmtpServer::start("plain", true, &[]).await;
+    let app = app_for(&smtp, &[]).await;
+    for i in 0..3 {
+        assert_eq!(app.send(email("dair@example.com", &format!("message {i}")), None).await.status, 200);
+    }
+    let peers: Vec<_> = smtp.received().iter().map(|m| m["peer"].clone()).collect();
+    assert_eq!(peers.len(), 3);
+    assert!(peers.iter().all(|p| *p == peers[0]), "one pooled connection: {peers:?}");
+    assert_eq!(app.notify_health().await.body["channels"]["email"]["smtp"], "reachable");
+}
