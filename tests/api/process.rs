@@ -50,10 +50,16 @@ struct Server {
 }
 
 impl Server {
+    /// `mfa server`: the MFA server alone.
     async fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
-        let mut all = vec![("MFA_BIND", "127.0.0.1:0")];
+        Self::run(dir, env, "server").await
+    }
+
+    /// `mfa <subcommand>` on random ports, once the MFA server listens.
+    async fn run(dir: &Path, env: &[(&str, &str)], subcommand: &str) -> Self {
+        let mut all = vec![("MFA_BIND", "127.0.0.1:0"), ("NOTIFY_BIND", "127.0.0.1:0")];
         all.extend_from_slice(env);
-        let mut child = mfa(dir, &all).arg("server").stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+        let mut child = mfa(dir, &all).arg(subcommand).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
         let logs = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
@@ -99,6 +105,11 @@ impl Server {
         tokio::time::sleep(Duration::from_millis(50)).await; // let the log reader drain
         self.logs()
     }
+}
+
+/// Whether `code` appears in `text` as a whole run of digits (not inside a timestamp).
+fn contains_code(text: &str, code: &str) -> bool {
+    text.split(|c: char| !c.is_ascii_digit()).any(|run| run == code)
 }
 
 fn now_code(secret: &SecretBytes, params: OtpParams) -> String {
@@ -314,7 +325,48 @@ async fn logs_never_contain_a_secret_or_a_code() {
         assert!(!logs.contains(secret.as_str()), "a secret reached the logs");
     }
     for code in [sent.as_str(), app_code.as_str(), alice_code.as_str(), wrong_code] {
-        let found = logs.split(|c: char| !c.is_ascii_digit()).any(|run| run == code);
-        assert!(!found, "code {code} reached the logs:\n{logs}");
+        assert!(!contains_code(&logs, code), "code {code} reached the logs:\n{logs}");
     }
+}
+
+/// The whole flow of the seed's architecture in one `mfa serve` process: /request-otp, the
+/// code read out of a real SMTP server's mailbox and the Bot API stand-in, /verify.
+#[tokio::test]
+async fn serve_delivers_a_code_by_email_and_telegram_that_verifies_once() {
+    use crate::support::smtp::{PASSWORD, SmtpServer};
+    use crate::support::telegram::{BotApi, TOKEN};
+
+    let smtp = SmtpServer::start("starttls", true, &[]).await;
+    let bot = BotApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let api_token = "notify-api-token-e2e-51c0";
+    let mut env: Vec<(String, String)> = smtp.env();
+    env.extend(bot.env());
+    env.extend([
+        ("NOTIFY_API_TOKEN".to_string(), api_token.to_string()),
+        ("DAIR_SECRET".into(), "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP".into()),
+        ("DAIR_EMAIL".into(), "dair@example.com".into()),
+        ("DAIR_TELEGRAM_ID".into(), "123456789".into()),
+        ("RUST_LOG".into(), "debug".into()),
+    ]);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let server = Server::run(dir.path(), &env, "serve").await;
+
+    let sent = server.post("/request-otp", json!({"username": "dair"})).await;
+
+    assert_eq!(sent.status, 200, "{:?}\n{}", sent.body, server.logs());
+    assert_eq!(sent.body["channels"], json!(["email", "telegram"]));
+    let mail = smtp.received();
+    assert_eq!(mail.len(), 1);
+    let code = extract_code(mail[0]["text"].as_str().unwrap());
+    assert_eq!(extract_code(bot.received()[0]["text"].as_str().unwrap()), code);
+    assert_eq!(server.verify("dair", &code).await.status, 200);
+    assert_eq!(server.verify("dair", &code).await.status, 401);
+
+    let logs = server.kill9().await;
+    assert!(logs.contains("notification service listening on http://"));
+    for secret in [PASSWORD, TOKEN, api_token] {
+        assert!(!logs.contains(secret), "{secret} reached the logs");
+    }
+    assert!(!contains_code(&logs, &code), "the code reached the logs");
 }

@@ -1,0 +1,121 @@
+//! The Telegram channel against a local Bot API stand-in: success, 429 with retry_after,
+//! 5xx, 400/401/403, and the bot token kept out of every answer.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::helpers::*;
+use crate::support::closed_port;
+use crate::support::telegram::{BotApi, Scripted, TOKEN};
+
+fn telegram(chat: &str, message: &str) -> serde_json::Value {
+    json!({"channel": "telegram", "recipient": chat, "message": message})
+}
+
+async fn app_for(bot: &BotApi, extra: &[(&str, &str)]) -> TestApp {
+    let mut vars = bot.env();
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    spawn_app_owned(vars).await
+}
+
+#[tokio::test]
+async fn a_message_is_sent_with_send_message() {
+    let bot = BotApi::start().await;
+    let app = app_for(&bot, &[]).await;
+
+    let reply = app.send(telegram("123456789", "Your code is 654321"), None).await;
+
+    assert_eq!(reply.body, json!({"status": "sent", "channel": "telegram", "attempts": 1}));
+    assert_eq!(bot.received(), vec![json!({"chat_id": "123456789", "text": "Your code is 654321"})]);
+}
+
+#[tokio::test]
+async fn a_429_is_retried_after_the_time_telegram_asks_for() {
+    let bot = BotApi::start().await;
+    bot.script([Scripted::RetryAfter(1)]);
+    let app = app_for(&bot, &[]).await;
+    let started = Instant::now();
+
+    let reply = app.send(telegram("42", "hello"), None).await;
+
+    assert_eq!((reply.status, reply.body["attempts"].as_u64()), (200, Some(2)));
+    assert!(started.elapsed() >= Duration::from_secs(1), "waited retry_after");
+    assert_eq!(bot.received().len(), 2);
+}
+
+#[tokio::test]
+async fn a_retry_after_beyond_the_cap_fails_at_once() {
+    let bot = BotApi::start().await;
+    bot.script([Scripted::RetryAfter(3600)]);
+    let app = app_for(&bot, &[]).await;
+    let started = Instant::now();
+
+    let reply = app.send(telegram("42", "hello"), None).await;
+
+    assert_eq!((reply.status, reply.body["attempts"].as_u64()), (502, Some(1)));
+    assert!(reply.body["detail"].as_str().unwrap().contains("3600"), "{:?}", reply.body);
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_with_backoff() {
+    let bot = BotApi::start().await;
+    bot.script([Scripted::Error(500, "Internal Server Error"), Scripted::Error(502, "Bad Gateway")]);
+    let app = app_for(&bot, &[]).await;
+
+    let reply = app.send(telegram("42", "hello"), None).await;
+
+    assert_eq!((reply.status, reply.body["attempts"].as_u64()), (200, Some(3)));
+}
+
+#[tokio::test]
+async fn chat_not_found_and_blocked_bots_are_reported_without_retrying() {
+    let bot = BotApi::start().await;
+    bot.script([
+        Scripted::Error(400, "Bad Request: chat not found"),
+        Scripted::Error(403, "Forbidden: bot was blocked by the user"),
+    ]);
+    let app = app_for(&bot, &[]).await;
+
+    let missing = app.send(telegram("42", "hello"), None).await;
+    let blocked = app.send(telegram("43", "hello"), None).await;
+
+    assert_eq!((missing.status, missing.body["attempts"].as_u64()), (502, Some(1)));
+    assert!(missing.body["detail"].as_str().unwrap().contains("chat not found"));
+    assert_eq!((blocked.status, blocked.body["attempts"].as_u64()), (502, Some(1)));
+    assert!(blocked.body["detail"].as_str().unwrap().contains("blocked by the user"));
+    assert_eq!(bot.received().len(), 2);
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_reported_without_showing_any_token() {
+    let bot = BotApi::start().await;
+    let wrong = "999999:WrongTokenValue-abc";
+    let app = spawn_app_owned(vec![
+        ("TELEGRAM_TOKEN".into(), wrong.into()),
+        ("TELEGRAM_API_URL".into(), format!("http://{}", bot.addr)),
+    ])
+    .await;
+
+    let reply = app.send(telegram("42", "hello"), None).await;
+
+    assert_eq!((reply.status, reply.body["attempts"].as_u64()), (502, Some(1)));
+    let detail = reply.body["detail"].as_str().unwrap();
+    assert!(detail.contains("401") && detail.contains("TELEGRAM_TOKEN"), "{detail}");
+    assert!(!detail.contains(wrong) && !detail.contains("WrongTokenValue"));
+}
+
+#[tokio::test]
+async fn an_unreachable_api_is_retried_and_the_token_stays_out_of_the_error() {
+    let url = format!("http://127.0.0.1:{}", closed_port());
+    let app =
+        spawn_app_with(&[("TELEGRAM_TOKEN", TOKEN), ("TELEGRAM_API_URL", &url), ("TELEGRAM_MAX_RETRIES", "2")]).await;
+
+    let reply = app.send(telegram("42", "hello"), None).await;
+
+    assert_eq!((reply.status, reply.body["attempts"].as_u64()), (502, Some(3)));
+    let detail = reply.body["detail"].as_str().unwrap();
+    assert!(detail.contains("cannot reach Telegram"), "{detail}");
+    assert!(!detail.contains(TOKEN) && !detail.contains("AAFakeBotToken"), "{detail}");
+}
