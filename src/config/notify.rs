@@ -181,3 +181,68 @@ pub(super) fn read(r: &mut Reader) -> Option<NotificationSettings> {
 
     Some(NotificationSettings { bind: bind?, api_token, url, email, telegram, retry_base: retry_base? })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{EnvMap, Settings};
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, crate::config::ConfigErrors> {
+        Settings::from_env(&EnvMap::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())), []))
+    }
+
+    fn email(pairs: &[(&str, &str)]) -> EmailSettings {
+        let mut all = vec![("EMAIL_SMTP_SERVER", "smtp.example.com"), ("EMAIL_SENDER", "a@example.com")];
+        all.extend_from_slice(pairs);
+        settings(&all).unwrap().notification.email.unwrap()
+    }
+
+    #[test]
+    fn security_follows_the_port_unless_named() {
+        assert_eq!((email(&[("EMAIL_SMTP_PORT", "465")]).security), SmtpSecurity::Tls);
+        assert_eq!((email(&[("EMAIL_SMTP_PORT", "587")]).security), SmtpSecurity::StartTls);
+        assert_eq!((email(&[("EMAIL_SMTP_PORT", "2525")]).security), SmtpSecurity::None);
+        let e = email(&[]);
+        assert_eq!((e.port, e.security), (587, SmtpSecurity::StartTls));
+        let e = email(&[("EMAIL_SMTP_SECURITY", "tls")]);
+        assert_eq!((e.port, e.security), (465, SmtpSecurity::Tls));
+        let e = email(&[("EMAIL_SMTP_PORT", "2465"), ("EMAIL_SMTP_SECURITY", "tls")]);
+        assert_eq!((e.port, e.security), (2465, SmtpSecurity::Tls));
+        assert_eq!(email(&[("EMAIL_USERNAME", "relay")]).username, "relay");
+        assert!(email(&[]).password.is_none());
+    }
+
+    #[test]
+    fn channels_are_off_without_their_credentials() {
+        let s = settings(&[]).unwrap();
+        assert!(!s.notification.any_channel());
+        assert!(settings(&[("TELEGRAM_TOKEN", "1:abc")]).unwrap().notification.any_channel());
+    }
+
+    #[test]
+    fn an_open_relay_is_refused() {
+        let err = settings(&[("NOTIFY_BIND", "0.0.0.0:6001")]).unwrap_err();
+        assert_eq!(err.0[0].var, "NOTIFY_BIND");
+        assert!(err.0[0].reason.contains("NOTIFY_API_TOKEN"));
+        assert!(settings(&[("NOTIFY_BIND", "0.0.0.0:6001"), ("NOTIFY_API_TOKEN", "t")]).is_ok());
+    }
+
+    #[test]
+    fn bad_notification_values_name_their_variable() {
+        let err = settings(&[
+            ("EMAIL_SMTP_SERVER", "smtp.example.com"),
+            ("EMAIL_SMTP_SECURITY", "maybe"),
+            ("EMAIL_TIMEOUT_SECONDS", "0"),
+            ("TELEGRAM_TOKEN", "1:abc"),
+            ("TELEGRAM_API_URL", "ftp://x"),
+            ("NOTIFICATION_URL", "localhost:6001"),
+        ])
+        .unwrap_err();
+        let vars: Vec<&str> = err.0.iter().map(|e| e.var.as_str()).collect();
+        for var in
+            ["EMAIL_SENDER", "EMAIL_SMTP_SECURITY", "EMAIL_TIMEOUT_SECONDS", "TELEGRAM_API_URL", "NOTIFICATION_URL"]
+        {
+            assert!(vars.contains(&var), "{var} missing from {vars:?}");
+        }
+    }
+}
