@@ -12,13 +12,12 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{EnvMap, Settings};
 use crate::domain::{Algorithm, EmailAddress, TelegramChat, Username, parse_digits};
 use crate::http::shutdown_signal;
-use crate::notify::server::{NotifyApplication, NotifyState};
+use crate::notify::server::NotifyState;
 use crate::notify::{FileNotifier, Notifier};
 use crate::otp::OtpParams;
-use crate::server::Application;
 use crate::store::UserRecord;
 use crate::users::{self, Enrollment, NewEnrollment};
-use crate::{service, telemetry};
+use crate::{notify, server, service, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(name = "mfa", version, about = "Self-hosted multi-factor authentication: TOTP and one-time codes")]
@@ -188,7 +187,7 @@ async fn serve(settings: &Settings, clock: Arc<dyn Clock>, run: Services) -> Res
             api_token: n.api_token.clone(),
             default_subject: format!("{} notification", settings.issuer),
         };
-        let app = NotifyApplication::build(n.bind, state)
+        let app = notify::server::bind(n.bind, state)
             .await
             .map_err(|e| format!("cannot listen on {} (NOTIFY_BIND): {e}", n.bind))?;
         let addr = app.local_addr()?;
@@ -203,7 +202,7 @@ async fn serve(settings: &Settings, clock: Arc<dyn Clock>, run: Services) -> Res
         info!(notifier = notifier.name(), "codes from /request-otp are delivered by the {} notifier", notifier.name());
         let mfa = open(settings, clock, notifier).await?;
         let users = mfa.store.count_users().await?;
-        let app = Application::build(settings, mfa.clone())
+        let app = server::bind(settings, mfa.clone())
             .await
             .map_err(|e| format!("cannot listen on {} (MFA_BIND): {e}", settings.bind))?;
         let addr = app.local_addr()?;

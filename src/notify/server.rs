@@ -168,24 +168,9 @@ pub fn router(state: NotifyState) -> Router {
     with_common_layers(routes, "notifier", MAX_BODY_BYTES)
 }
 
-/// A bound, ready-to-serve notification service.
-pub struct NotifyApplication(BoundServer);
-
-impl NotifyApplication {
-    pub async fn build(bind: SocketAddr, state: NotifyState) -> std::io::Result<Self> {
-        Ok(Self(BoundServer::bind(bind, router(state)).await?))
-    }
-
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.0.local_addr()
-    }
-
-    pub async fn run_until(
-        self,
-        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        self.0.run_until(shutdown).await
-    }
+/// Binds the notification service's routes to `addr` (port 0 picks a free port).
+pub async fn bind(addr: SocketAddr, state: NotifyState) -> std::io::Result<BoundServer> {
+    BoundServer::bind(addr, router(state)).await
 }
 
 #[cfg(test)]

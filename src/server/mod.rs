@@ -5,7 +5,7 @@ pub mod extract;
 pub mod rate_limit;
 pub mod routes;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -36,26 +36,10 @@ pub fn router(state: AppState) -> Router {
     with_common_layers(routes, "mfa", MAX_BODY_BYTES)
 }
 
-/// A bound, ready-to-serve MFA server.
-pub struct Application(BoundServer);
-
-impl Application {
-    /// Binds `settings.bind` (port 0 picks a free port) and builds the router.
-    pub async fn build(settings: &Settings, service: MfaService) -> std::io::Result<Self> {
-        let limiter = Arc::new(IpRateLimiter::new(&settings.rate_limits));
-        limiter.spawn_pruner();
-        let state = AppState { service, limiter, trusted_proxies: Arc::new(settings.trusted_proxies.clone()) };
-        Ok(Self(BoundServer::bind(settings.bind, router(state)).await?))
-    }
-
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.0.local_addr()
-    }
-
-    pub async fn run_until(
-        self,
-        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        self.0.run_until(shutdown).await
-    }
+/// Binds `settings.bind` (port 0 picks a free port) with the MFA server's routes.
+pub async fn bind(settings: &Settings, service: MfaService) -> std::io::Result<BoundServer> {
+    let limiter = Arc::new(IpRateLimiter::new(&settings.rate_limits));
+    limiter.spawn_pruner();
+    let state = AppState { service, limiter, trusted_proxies: Arc::new(settings.trusted_proxies.clone()) };
+    BoundServer::bind(settings.bind, router(state)).await
 }

@@ -9,9 +9,8 @@ use mfa::app;
 use mfa::clock::{Clock, ManualClock};
 use mfa::config::{EnvMap, Settings};
 use mfa::domain::{Algorithm, EmailAddress, TelegramChat, Username};
-use mfa::notify::server::{NotifyApplication, NotifyState};
+use mfa::notify::server::NotifyState;
 use mfa::otp::{self, OtpParams, SecretBytes};
-use mfa::server::Application;
 use mfa::service::MfaService;
 use mfa::users::{self, NewEnrollment};
 use serde_json::{Value, json};
@@ -70,6 +69,12 @@ pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
 /// channel is configured.
 /// As [`spawn_app_with`], for variables built at run time.
 pub async fn spawn_app_owned(vars: Vec<(String, String)>) -> TestApp {
+    spawn_app_extended(vars, &[]).await
+}
+
+/// Variables built at run time (a peer's `env()`), plus a few more.
+pub async fn spawn_app_extended(mut vars: Vec<(String, String)>, extra: &[(&str, &str)]) -> TestApp {
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let borrowed: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     spawn_app_with(&borrowed).await
 }
@@ -85,13 +90,13 @@ pub async fn spawn_in(dir: TempDir, vars: &[(&str, &str)]) -> TestApp {
             api_token: n.api_token.clone(),
             default_subject: "MFA notification".into(),
         };
-        let notifier = NotifyApplication::build(n.bind, state).await.unwrap();
+        let notifier = mfa::notify::server::bind(n.bind, state).await.unwrap();
         notify_addr = Some(notifier.local_addr().unwrap());
         tokio::spawn(notifier.run_until(std::future::pending()));
     }
     let notifier = app::mfa_notifier(&settings, notify_addr).unwrap();
     let service = app::open_service(&settings, Arc::new(clock.clone()), notifier).await.unwrap();
-    let application = Application::build(&settings, service.clone()).await.unwrap();
+    let application = mfa::server::bind(&settings, service.clone()).await.unwrap();
     let addr = application.local_addr().unwrap();
     tokio::spawn(application.run_until(std::future::pending()));
     TestApp { addr, notify_addr, client: crate::helpers::http_client(), clock, service, settings, dir }

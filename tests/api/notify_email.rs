@@ -13,16 +13,10 @@ fn email(to: &str, message: &str) -> serde_json::Value {
     json!({"channel": "email", "recipient": to, "subject": "Your code", "message": message})
 }
 
-async fn app_for(smtp: &SmtpServer, extra: &[(&str, &str)]) -> TestApp {
-    let mut vars = smtp.env();
-    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    spawn_app_owned(vars).await
-}
-
 #[tokio::test]
 async fn a_plain_smtp_server_with_auth_receives_subject_both_bodies_and_headers() {
     let smtp = SmtpServer::start("plain", true, &[]).await;
-    let app = app_for(&smtp, &[]).await;
+    let app = spawn_app_extended(smtp.env(), &[]).await;
 
     let reply = app.send(email("dair@example.com", "Your code is 123456 <b>now</b>"), None).await;
 
@@ -47,7 +41,7 @@ async fn a_plain_smtp_server_with_auth_receives_subject_both_bodies_and_headers(
 #[tokio::test]
 async fn starttls_is_used_and_email_username_overrides_the_login() {
     let smtp = SmtpServer::start("starttls", false, &[]).await;
-    let app = app_for(&smtp, &[]).await;
+    let app = spawn_app_extended(smtp.env(), &[]).await;
     assert_eq!(app.send(email("dair@example.com", "hello"), None).await.status, 200);
     assert_eq!(smtp.received()[0]["tls"], true);
 
@@ -64,7 +58,7 @@ async fn starttls_is_used_and_email_username_overrides_the_login() {
 #[tokio::test]
 async fn implicit_tls_with_auth_delivers() {
     let smtp = SmtpServer::start("tls", true, &[]).await;
-    let app = app_for(&smtp, &[]).await;
+    let app = spawn_app_extended(smtp.env(), &[]).await;
 
     let reply = app.send(email("dair@example.com", "over TLS"), None).await;
 
@@ -90,7 +84,7 @@ async fn an_untrusted_certificate_is_refused_without_retries() {
 #[tokio::test]
 async fn an_unknown_mailbox_is_permanent_and_reported_with_its_smtp_code() {
     let smtp = SmtpServer::start("plain", false, &[]).await;
-    let app = app_for(&smtp, &[]).await;
+    let app = spawn_app_extended(smtp.env(), &[]).await;
 
     let reply = app.send(email("unknown@example.com", "x"), None).await;
 
@@ -105,7 +99,7 @@ async fn an_unknown_mailbox_is_permanent_and_reported_with_its_smtp_code() {
 #[tokio::test]
 async fn a_server_that_answers_451_twice_then_accepts_gets_the_message_on_the_third_attempt() {
     let smtp = SmtpServer::start("plain", false, &["--fail-first", "2"]).await;
-    let app = app_for(&smtp, &[]).await;
+    let app = spawn_app_extended(smtp.env(), &[]).await;
 
     let reply = app.send(email("dair@example.com", "third time lucky"), None).await;
 
@@ -162,7 +156,7 @@ async fn a_server_that_never_answers_times_out_each_attempt() {
 #[tokio::test]
 async fn connections_to_the_smtp_server_are_reused() {
     let smtp = SmtpServer::start("plain", true, &[]).await;
-    let app = app_for(&smtp, &[]).await;
+    let app = spawn_app_extended(smtp.env(), &[]).await;
     for i in 0..3 {
         assert_eq!(app.send(email("dair@example.com", &format!("message {i}")), None).await.status, 200);
     }

@@ -13,16 +13,10 @@ fn telegram(chat: &str, message: &str) -> serde_json::Value {
     json!({"channel": "telegram", "recipient": chat, "message": message})
 }
 
-async fn app_for(bot: &BotApi, extra: &[(&str, &str)]) -> TestApp {
-    let mut vars = bot.env();
-    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    spawn_app_owned(vars).await
-}
-
 #[tokio::test]
 async fn a_message_is_sent_with_send_message() {
     let bot = BotApi::start().await;
-    let app = app_for(&bot, &[]).await;
+    let app = spawn_app_extended(bot.env(), &[]).await;
 
     let reply = app.send(telegram("123456789", "Your code is 654321"), None).await;
 
@@ -34,7 +28,7 @@ async fn a_message_is_sent_with_send_message() {
 async fn a_429_is_retried_after_the_time_telegram_asks_for() {
     let bot = BotApi::start().await;
     bot.script([Scripted::RetryAfter(1)]);
-    let app = app_for(&bot, &[]).await;
+    let app = spawn_app_extended(bot.env(), &[]).await;
     let started = Instant::now();
 
     let reply = app.send(telegram("42", "hello"), None).await;
@@ -48,7 +42,7 @@ async fn a_429_is_retried_after_the_time_telegram_asks_for() {
 async fn a_retry_after_beyond_the_cap_fails_at_once() {
     let bot = BotApi::start().await;
     bot.script([Scripted::RetryAfter(3600)]);
-    let app = app_for(&bot, &[]).await;
+    let app = spawn_app_extended(bot.env(), &[]).await;
     let started = Instant::now();
 
     let reply = app.send(telegram("42", "hello"), None).await;
@@ -62,7 +56,7 @@ async fn a_retry_after_beyond_the_cap_fails_at_once() {
 async fn server_errors_are_retried_with_backoff() {
     let bot = BotApi::start().await;
     bot.script([Scripted::Error(500, "Internal Server Error"), Scripted::Error(502, "Bad Gateway")]);
-    let app = app_for(&bot, &[]).await;
+    let app = spawn_app_extended(bot.env(), &[]).await;
 
     let reply = app.send(telegram("42", "hello"), None).await;
 
@@ -76,7 +70,7 @@ async fn chat_not_found_and_blocked_bots_are_reported_without_retrying() {
         Scripted::Error(400, "Bad Request: chat not found"),
         Scripted::Error(403, "Forbidden: bot was blocked by the user"),
     ]);
-    let app = app_for(&bot, &[]).await;
+    let app = spawn_app_extended(bot.env(), &[]).await;
 
     let missing = app.send(telegram("42", "hello"), None).await;
     let blocked = app.send(telegram("43", "hello"), None).await;
