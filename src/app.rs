@@ -46,18 +46,8 @@ pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, StartupEr
 fn notification_timeout(settings: &Settings) -> Duration {
     let n = &settings.notification;
     let policies = [
-        n.email.as_ref().map(|e| RetryPolicy {
-            max_retries: e.max_retries,
-            base: n.retry_base,
-            attempt_timeout: e.timeout,
-            retry_after_max: Duration::ZERO,
-        }),
-        n.telegram.as_ref().map(|t| RetryPolicy {
-            max_retries: t.max_retries,
-            base: n.retry_base,
-            attempt_timeout: t.timeout,
-            retry_after_max: t.retry_after_max,
-        }),
+        n.email.as_ref().map(|e| RetryPolicy::for_email(e, n.retry_base)),
+        n.telegram.as_ref().map(|t| RetryPolicy::for_telegram(t, n.retry_base)),
     ];
     let worst = policies.iter().flatten().map(RetryPolicy::worst_case).max().unwrap_or(Duration::from_secs(60));
     worst + Duration::from_secs(5)

@@ -65,18 +65,9 @@ impl EmailChannel {
         Ok(Self {
             transport: builder.build(),
             sender,
-            policy: RetryPolicy {
-                max_retries: settings.max_retries,
-                base: retry_base,
-                attempt_timeout: settings.timeout,
-                retry_after_max: std::time::Duration::ZERO,
-            },
+            policy: RetryPolicy::for_email(settings, retry_base),
             reachability: AtomicU8::new(Reachability::Unknown as u8),
         })
-    }
-
-    pub fn policy(&self) -> RetryPolicy {
-        self.policy
     }
 
     pub fn reachability(&self) -> Reachability {

@@ -11,6 +11,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use super::{DeliveryError, FailureKind};
+use crate::config::{EmailSettings, TelegramSettings};
 
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -22,6 +23,25 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// SMTP servers do not tell when to come back, so only backoff applies.
+    pub fn for_email(settings: &EmailSettings, base: Duration) -> Self {
+        Self {
+            max_retries: settings.max_retries,
+            base,
+            attempt_timeout: settings.timeout,
+            retry_after_max: Duration::ZERO,
+        }
+    }
+
+    pub fn for_telegram(settings: &TelegramSettings, base: Duration) -> Self {
+        Self {
+            max_retries: settings.max_retries,
+            base,
+            attempt_timeout: settings.timeout,
+            retry_after_max: settings.retry_after_max,
+        }
+    }
+
     /// The longest one delivery can take, for documentation and the client's timeout.
     pub fn worst_case(&self) -> Duration {
         let attempts = self.max_retries + 1;

@@ -47,17 +47,8 @@ impl TelegramChannel {
             client: super::http_client(settings.timeout)?,
             send_url: format!("{}/bot{token}/sendMessage", settings.api_url),
             token,
-            policy: RetryPolicy {
-                max_retries: settings.max_retries,
-                base: retry_base,
-                attempt_timeout: settings.timeout,
-                retry_after_max: settings.retry_after_max,
-            },
+            policy: RetryPolicy::for_telegram(settings, retry_base),
         })
-    }
-
-    pub fn policy(&self) -> RetryPolicy {
-        self.policy
     }
 
     fn redact(&self, text: String) -> String {
