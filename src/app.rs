@@ -15,6 +15,7 @@ use crate::notify::retry::RetryPolicy;
 use crate::notify::telegram::TelegramChannel;
 use crate::notify::{Channels, FileNotifier, HttpNotifier, Notifier};
 use crate::service::{MfaService, Policy};
+use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{KeyCheck, Store};
 use crate::users;
@@ -39,6 +40,9 @@ pub enum StartupError {
 pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, StartupError> {
     match &settings.database {
         DatabaseConfig::Sqlite { path } => Ok(Arc::new(SqliteStore::open(path).await?)),
+        DatabaseConfig::Postgres { url, max_connections } => {
+            Ok(Arc::new(PgStore::connect(url.expose(), *max_connections).await?))
+        }
     }
 }
 

@@ -163,7 +163,14 @@ pub enum LogFormat {
 /// Where users and security state are kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseConfig {
-    Sqlite { path: PathBuf },
+    Sqlite {
+        path: PathBuf,
+    },
+    /// The URL may hold a password: it is only printed through [`mask_url_password`].
+    Postgres {
+        url: Sensitive,
+        max_connections: u32,
+    },
 }
 
 /// A user defined by `<NAME>_SECRET` (with `<NAME>_EMAIL`, `<NAME>_TELEGRAM_ID`).
@@ -220,6 +227,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "MFA_BIND",
     "MFA_DATA_DIR",
     "DATABASE_URL",
+    "DATABASE_MAX_CONNECTIONS",
     "SECRET_KEY",
     "FLASK_SECRET_KEY",
     "RATE_LIMIT",
@@ -318,12 +326,12 @@ pub(crate) fn parse_bind(raw: &str) -> Result<SocketAddr, String> {
 fn parse_database(raw: &str) -> Result<DatabaseConfig, String> {
     let raw = raw.trim();
     if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
-        return Err("PostgreSQL is not supported by this version yet; use sqlite://PATH".into());
+        return Ok(DatabaseConfig::Postgres { url: Sensitive(raw.to_string()), max_connections: 0 });
     }
     let path = raw
         .strip_prefix("sqlite://")
         .or_else(|| raw.strip_prefix("sqlite:"))
-        .ok_or_else(|| "must be sqlite://PATH (for example sqlite://./data/mfa.db)".to_string())?;
+        .ok_or_else(|| "must be sqlite://PATH or postgres://USER:PASSWORD@HOST/DB".to_string())?;
     let path = path.split('?').next().unwrap_or("");
     if path.is_empty() || path.contains(":memory:") {
         return Err("needs a file path: an in-memory database would lose every user at exit".into());
@@ -353,6 +361,11 @@ impl Settings {
         let data_dir = PathBuf::from(env.get("MFA_DATA_DIR").unwrap_or(DEFAULT_DATA_DIR));
         let default_db = format!("sqlite://{}", data_dir.join("mfa.db").display());
         let database = r.parse("DATABASE_URL", &default_db, parse_database);
+        let pool_size = r.parse("DATABASE_MAX_CONNECTIONS", "10", number_in(1..=1000u32));
+        let database = database.map(|db| match (db, pool_size) {
+            (DatabaseConfig::Postgres { url, .. }, Some(n)) => DatabaseConfig::Postgres { url, max_connections: n },
+            (db, _) => db,
+        });
 
         let secret_key = match (env.get("SECRET_KEY"), env.get("FLASK_SECRET_KEY")) {
             (Some(a), Some(b)) if a != b => {
@@ -518,6 +531,19 @@ impl Settings {
 fn describe_database(db: &DatabaseConfig) -> String {
     match db {
         DatabaseConfig::Sqlite { path } => format!("sqlite://{}", path.display()),
+        DatabaseConfig::Postgres { url, max_connections } => {
+            format!("{} (pool of {max_connections})", mask_url_password(url.expose()))
+        }
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:********@host/db`.
+pub fn mask_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let Some((credentials, host)) = rest.rsplit_once('@') else { return url.to_string() };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:********@{host}"),
+        None => url.to_string(),
     }
 }
 
@@ -662,7 +688,9 @@ mod tests {
         assert!(parse_database("sqlite:///var/lib/mfa/mfa.db").is_ok());
         assert!(parse_database("sqlite:data.db").is_ok());
         assert!(parse_database("sqlite::memory:").is_err());
-        assert!(parse_database("postgres://u:p@h/db").unwrap_err().contains("PostgreSQL"));
+        assert!(matches!(parse_database("postgres://u:p@h/db"), Ok(DatabaseConfig::Postgres { .. })));
+        assert_eq!(mask_url_password("postgres://mfa:s3cret@db:5432/mfa"), "postgres://mfa:********@db:5432/mfa");
+        assert_eq!(mask_url_password("postgres://db/mfa"), "postgres://db/mfa");
         assert!(parse_database("mysql://x").is_err());
     }
 

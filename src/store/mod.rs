@@ -6,6 +6,8 @@
 //! guarantees when several processes (the server and the CLI, or several servers) share
 //! one database.
 
+pub mod postgres;
+mod sql;
 pub mod sqlite;
 
 use async_trait::async_trait;

@@ -42,15 +42,46 @@ impl Reply {
     }
 }
 
+/// Whether this run tests the PostgreSQL store (`scripts/test` sets `MFA_TEST_POSTGRES_URL`
+/// to a throw-away cluster for its second pass).
+pub fn postgres_mode() -> bool {
+    std::env::var("MFA_TEST_POSTGRES_URL").is_ok()
+}
+
+/// The database variables for a test directory: nothing for SQLite (the file lives in the
+/// directory), or a fresh PostgreSQL database, the same one for every call with that
+/// directory (a restarted server must find its data).
+pub fn database_vars(dir: &std::path::Path) -> Vec<(String, String)> {
+    let Ok(admin) = std::env::var("MFA_TEST_POSTGRES_URL") else { return Vec::new() };
+    let marker = dir.join(".test-database-url");
+    let url = match std::fs::read_to_string(&marker) {
+        Ok(url) => url,
+        Err(_) => {
+            let name = format!("mfa_test_{:016x}", rand::random::<u64>());
+            let status = std::process::Command::new("psql")
+                .args(["-q", "-v", "ON_ERROR_STOP=1", &admin, "-c", &format!("CREATE DATABASE {name}")])
+                .status()
+                .expect("psql runs");
+            assert!(status.success(), "cannot create the test database");
+            let (base, _) = admin.rsplit_once('/').unwrap();
+            let url = format!("{base}/{name}");
+            std::fs::write(&marker, &url).unwrap();
+            url
+        }
+    };
+    vec![("DATABASE_URL".into(), url), ("DATABASE_MAX_CONNECTIONS".into(), "4".into())]
+}
+
 pub fn settings_for(dir: &std::path::Path, vars: &[(&str, &str)]) -> Settings {
-    let mut all: Vec<(String, String)> = vec![
+    let mut all: Vec<(String, String)> = database_vars(dir);
+    all.extend::<Vec<(String, String)>>(vec![
         ("MFA_BIND".into(), "127.0.0.1:0".into()),
         ("NOTIFY_BIND".into(), "127.0.0.1:0".into()),
         ("NOTIFY_RETRY_BASE_MS".into(), "10".into()),
         ("MFA_DATA_DIR".into(), dir.join("data").display().to_string()),
         ("SECRET_KEY".into(), "integration-test-key-0123456789abcdef".into()),
         ("RATE_LIMIT".into(), "off".into()),
-    ];
+    ]);
     all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     Settings::from_env(&EnvMap::from_pairs([], all)).expect("test settings are valid")
 }

@@ -1,0 +1,245 @@
+//! The SQL both backends share, stamped out for each by [`sql_store!`].
+//!
+//! SQLite and PostgreSQL accept the same statements here (`$n` placeholders, `ON CONFLICT`,
+//! `excluded.`) except for NULL-safe equality, which the macro takes as a parameter. A
+//! macro rather than generic code: sqlx's generic bounds for "any database that can bind an
+//! i64, a byte slice, ..." take more lines than the queries themselves.
+
+/// `SELECT <every user column> FROM users <tail>` as one string literal.
+macro_rules! select_users {
+    ($tail:literal) => {
+        concat!(
+            "SELECT username, sealed_secret, algorithm, digits, period, email, telegram_id, source, last_step, ",
+            "failed_attempts, locked_until, created_at, updated_at FROM users ",
+            $tail
+        )
+    };
+}
+pub(crate) use select_users;
+
+/// The schema, embedded at compile time (one file per backend under `migrations/`), applied
+/// by sqlx's migrator, which records what ran in `_sqlx_migrations`.
+pub(crate) fn migrator(init_sql: &'static str) -> sqlx::migrate::Migrator {
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "init".into(),
+        MigrationType::Simple,
+        sqlx::SqlSafeStr::into_sql_str(init_sql),
+        false,
+    )])
+}
+
+pub(crate) fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn to_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// Implements [`super::Store`] for `$store { pool: Pool<$db> }`. The calling module imports
+/// what the body names (see `sqlite.rs`): the store types, `sqlx::Row`, and this module's
+/// helpers.
+macro_rules! sql_store {
+    ($store:ty, $db:ty, null_safe_eq = $null_safe_eq:literal) => {
+        impl $store {
+            /// Binds a profile's columns as `$1`..`$8`, in the order of the `users` table.
+            pub(crate) fn bind_profile<'q>(
+                query: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments>,
+                user: &'q UserProfile,
+            ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments> {
+                query
+                    .bind(user.username.as_str())
+                    .bind(&user.sealed_secret)
+                    .bind(user.params.algorithm.as_str())
+                    .bind(i64::from(user.params.digits))
+                    .bind(to_i64(user.params.period))
+                    .bind(&user.email)
+                    .bind(&user.telegram_id)
+                    .bind(user.source.as_str())
+            }
+
+            pub(crate) fn user_from_row(row: &<$db as sqlx::Database>::Row) -> Result<UserRecord, StoreError> {
+                let corrupt = |what: &str| StoreError::Corrupt(what.to_string());
+                let username: String = row.try_get("username")?;
+                let algorithm: String = row.try_get("algorithm")?;
+                let source: String = row.try_get("source")?;
+                Ok(UserRecord {
+                    profile: UserProfile {
+                        username: Username::parse(&username).map_err(|_| corrupt("username"))?,
+                        sealed_secret: row.try_get("sealed_secret")?,
+                        params: OtpParams {
+                            algorithm: Algorithm::parse(&algorithm).map_err(|_| corrupt("algorithm"))?,
+                            digits: u8::try_from(row.try_get::<i64, _>("digits")?).map_err(|_| corrupt("digits"))?,
+                            period: to_u64(row.try_get("period")?),
+                        },
+                        email: row.try_get("email")?,
+                        telegram_id: row.try_get("telegram_id")?,
+                        source: if source == "env" { UserSource::Env } else { UserSource::Cli },
+                    },
+                    last_step: row.try_get::<Option<i64>, _>("last_step")?.map(to_u64),
+                    lock: LockState {
+                        failed_attempts: u32::try_from(row.try_get::<i64, _>("failed_attempts")?).unwrap_or(u32::MAX),
+                        locked_until: row.try_get::<Option<i64>, _>("locked_until")?.map(to_u64),
+                    },
+                    created_at: to_u64(row.try_get("created_at")?),
+                    updated_at: to_u64(row.try_get("updated_at")?),
+                })
+            }
+        }
+
+        #[async_trait]
+        impl Store for $store {
+            async fn ping(&self) -> Result<(), StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn close(&self) {
+                self.pool.close().await;
+            }
+
+            async fn check_key(&self, check: &str) -> Result<KeyCheck, StoreError> {
+                sqlx::query("INSERT INTO meta (key, value) VALUES ('key_check', $1) ON CONFLICT (key) DO NOTHING")
+                    .bind(check)
+                    .execute(&self.pool)
+                    .await?;
+                let stored: String =
+                    sqlx::query_scalar("SELECT value FROM meta WHERE key = 'key_check'").fetch_one(&self.pool).await?;
+                Ok(if stored == check { KeyCheck::Matches } else { KeyCheck::Mismatch })
+            }
+
+            async fn user(&self, username: &Username) -> Result<Option<UserRecord>, StoreError> {
+                const SQL: &str = select_users!("WHERE username = $1");
+                let row = sqlx::query(SQL).bind(username.as_str()).fetch_optional(&self.pool).await?;
+                row.as_ref().map(Self::user_from_row).transpose()
+            }
+
+            async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+                const SQL: &str = select_users!("ORDER BY username");
+                let rows = sqlx::query(SQL).fetch_all(&self.pool).await?;
+                rows.iter().map(Self::user_from_row).collect()
+            }
+
+            async fn count_users(&self) -> Result<u64, StoreError> {
+                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&self.pool).await?;
+                Ok(to_u64(n))
+            }
+
+            async fn insert_user(&self, user: &UserProfile, now: UnixTime) -> Result<(), StoreError> {
+                let query = sqlx::query(
+                    "INSERT INTO users (username, sealed_secret, algorithm, digits, period, email, telegram_id, source, \
+                     created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
+                     ON CONFLICT (username) DO NOTHING",
+                );
+                let result = Self::bind_profile(query, user).bind(to_i64(now)).execute(&self.pool).await?;
+                if result.rows_affected() == 0 { Err(StoreError::Conflict) } else { Ok(()) }
+            }
+
+            async fn replace_user(&self, user: &UserProfile, reset_last_step: bool, now: UnixTime) -> Result<bool, StoreError> {
+                let query = sqlx::query(
+                    "UPDATE users SET sealed_secret = $2, algorithm = $3, digits = $4, period = $5, email = $6, \
+                     telegram_id = $7, source = $8, updated_at = $9, \
+                     last_step = CASE WHEN $10 THEN NULL ELSE last_step END WHERE username = $1",
+                );
+                let result = Self::bind_profile(query, user).bind(to_i64(now)).bind(reset_last_step).execute(&self.pool).await?;
+                Ok(result.rows_affected() == 1)
+            }
+
+            async fn delete_user(&self, username: &Username) -> Result<bool, StoreError> {
+                let result =
+                    sqlx::query("DELETE FROM users WHERE username = $1").bind(username.as_str()).execute(&self.pool).await?;
+                Ok(result.rows_affected() == 1)
+            }
+
+            async fn accept_totp_step(&self, username: &Username, step: u64) -> Result<bool, StoreError> {
+                let result = sqlx::query(
+                    "UPDATE users SET last_step = $2, failed_attempts = 0, locked_until = NULL \
+                     WHERE username = $1 AND (last_step IS NULL OR last_step < $2)",
+                )
+                .bind(username.as_str())
+                .bind(to_i64(step))
+                .execute(&self.pool)
+                .await?;
+                Ok(result.rows_affected() == 1)
+            }
+
+            async fn clear_lock(&self, username: &Username) -> Result<bool, StoreError> {
+                let result = sqlx::query("UPDATE users SET failed_attempts = 0, locked_until = NULL WHERE username = $1")
+                    .bind(username.as_str())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(result.rows_affected() == 1)
+            }
+
+            async fn swap_lock(&self, username: &Username, expected: LockState, new: LockState) -> Result<bool, StoreError> {
+                let result = sqlx::query(
+                    concat!(
+                        "UPDATE users SET failed_attempts = $4, locked_until = $5 \
+                         WHERE username = $1 AND failed_attempts = $2 AND locked_until ",
+                        $null_safe_eq,
+                        " $3"
+                    ),
+                )
+                .bind(username.as_str())
+                .bind(i64::from(expected.failed_attempts))
+                .bind(expected.locked_until.map(to_i64))
+                .bind(i64::from(new.failed_attempts))
+                .bind(new.locked_until.map(to_i64))
+                .execute(&self.pool)
+                .await?;
+                Ok(result.rows_affected() == 1)
+            }
+
+            async fn put_sent_code(
+                &self,
+                username: &Username,
+                code_hash: &[u8],
+                now: UnixTime,
+                expires_at: UnixTime,
+                resend_seconds: u64,
+            ) -> Result<PutCode, StoreError> {
+                let result = sqlx::query(
+                    "INSERT INTO sent_codes (username, code_hash, sent_at, expires_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (username) DO UPDATE SET code_hash = excluded.code_hash, sent_at = excluded.sent_at, \
+                     expires_at = excluded.expires_at WHERE sent_codes.sent_at + $5 <= excluded.sent_at",
+                )
+                .bind(username.as_str())
+                .bind(code_hash)
+                .bind(to_i64(now))
+                .bind(to_i64(expires_at))
+                .bind(to_i64(resend_seconds))
+                .execute(&self.pool)
+                .await?;
+                if result.rows_affected() == 1 {
+                    return Ok(PutCode::Stored);
+                }
+                let sent_at: Option<i64> = sqlx::query_scalar("SELECT sent_at FROM sent_codes WHERE username = $1")
+                    .bind(username.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                let ready_at = sent_at.map_or(now, |t| to_u64(t).saturating_add(resend_seconds));
+                Ok(PutCode::TooSoon { retry_after: ready_at.saturating_sub(now).max(1) })
+            }
+
+            async fn take_sent_code(&self, username: &Username, code_hash: &[u8], now: UnixTime) -> Result<bool, StoreError> {
+                // Comparing keyed hashes in SQL leaks nothing useful through timing: without the
+                // key an attacker cannot choose inputs whose hashes share a prefix.
+                let result = sqlx::query("DELETE FROM sent_codes WHERE username = $1 AND code_hash = $2 AND expires_at > $3")
+                    .bind(username.as_str())
+                    .bind(code_hash)
+                    .bind(to_i64(now))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(result.rows_affected() == 1)
+            }
+
+            async fn delete_sent_code(&self, username: &Username) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM sent_codes WHERE username = $1").bind(username.as_str()).execute(&self.pool).await?;
+                Ok(())
+            }
+        }
+    };
+}
+pub(crate) use sql_store;
