@@ -3,6 +3,7 @@
 
 mod env_users;
 mod helpers;
+mod instances;
 mod lockout;
 mod malformed;
 mod notify_api;

@@ -27,13 +27,13 @@ fn mfa(dir: &Path, env: &[(&str, &str)]) -> Command {
     cmd
 }
 
-struct CliOutput {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub struct CliOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
 }
 
-async fn cli(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> CliOutput {
+pub async fn cli(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> CliOutput {
     let out = tokio::time::timeout(Duration::from_secs(30), mfa(dir, env).args(args).output())
         .await
         .expect("the command finishes")
@@ -46,16 +46,16 @@ async fn cli(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> CliOutput {
 }
 
 /// A running `mfa server` process and everything it has logged so far.
-struct Server {
+pub struct Server {
     child: Child,
-    addr: SocketAddr,
+    pub addr: SocketAddr,
     logs: Arc<Mutex<String>>,
     client: reqwest::Client,
 }
 
 impl Server {
     /// `mfa server`: the MFA server alone.
-    async fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
+    pub async fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
         Self::run(dir, env, "server").await
     }
 
@@ -89,12 +89,12 @@ impl Server {
         Self { child, addr, logs, client: crate::helpers::http_client() }
     }
 
-    async fn post(&self, path: &str, body: Value) -> Reply {
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
         let url = format!("http://{}{path}", self.addr);
         Reply::from(self.client.post(url).json(&body).send().await.unwrap()).await
     }
 
-    async fn verify(&self, username: &str, token: &str) -> Reply {
+    pub async fn verify(&self, username: &str, token: &str) -> Reply {
         self.post("/verify", json!({"username": username, "token": token})).await
     }
 
@@ -103,7 +103,7 @@ impl Server {
     }
 
     /// SIGKILL: no chance to flush or clean up.
-    async fn kill9(mut self) -> String {
+    pub async fn kill9(mut self) -> String {
         self.child.start_kill().unwrap();
         self.child.wait().await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await; // let the log reader drain
@@ -116,11 +116,11 @@ fn contains_code(text: &str, code: &str) -> bool {
     text.split(|c: char| !c.is_ascii_digit()).any(|run| run == code)
 }
 
-fn now_code(secret: &SecretBytes, params: OtpParams) -> String {
+pub fn now_code(secret: &SecretBytes, params: OtpParams) -> String {
     otp::totp_code(secret, params, SystemClock.now())
 }
 
-fn secret_from_cli(stdout: &str) -> SecretBytes {
+pub fn secret_from_cli(stdout: &str) -> SecretBytes {
     let line = stdout.lines().find(|l| l.starts_with("Secret (shown only now): ")).expect("the secret is printed");
     SecretBytes::from_base32(line.rsplit(' ').next().unwrap()).unwrap()
 }
