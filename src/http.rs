@@ -36,6 +36,27 @@ pub fn json_error_retry_after(status: StatusCode, body: Value, retry_after: u64)
     response
 }
 
+/// `401 {"error":"unauthorized"}` with `WWW-Authenticate: Bearer`.
+pub fn unauthorized() -> Response {
+    let mut response = json_error(StatusCode::UNAUTHORIZED, json!({"error": "unauthorized"}));
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+/// Whether the request carries `Authorization: Bearer <one of tokens>`. Every token is
+/// compared in constant time, and all of them are compared, so timing tells nothing about
+/// which one came close.
+pub fn has_bearer(headers: &axum::http::HeaderMap, tokens: &[crate::config::Sensitive]) -> bool {
+    use subtle::ConstantTimeEq;
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .as_bytes();
+    tokens.iter().fold(subtle::Choice::from(0), |found, t| found | presented.ct_eq(t.expose().as_bytes())).into()
+}
+
 /// Malformed input: `{"error":"invalid_request","detail":...}` with 400, or 413/415 for an
 /// oversized body or a wrong content type.
 #[derive(Debug)]

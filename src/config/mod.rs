@@ -201,6 +201,8 @@ pub struct Settings {
     pub secret_key: Option<Sensitive>,
     pub rate_limits: Vec<RateLimit>,
     pub trusted_proxies: Vec<IpAddr>,
+    /// `MFA_API_KEYS`: bearer tokens the MFA endpoints accept; empty means open.
+    pub api_keys: Vec<Sensitive>,
     pub otp: OtpParams,
     pub valid_window: u16,
     pub issuer: String,
@@ -232,6 +234,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "FLASK_SECRET_KEY",
     "RATE_LIMIT",
     "TRUSTED_PROXIES",
+    "MFA_API_KEYS",
     "OTP_DIGITS",
     "OTP_PERIOD",
     "OTP_ALGORITHM",
@@ -385,6 +388,12 @@ impl Settings {
             }
         }
 
+        let api_keys: Vec<Sensitive> = env
+            .get("MFA_API_KEYS")
+            .map(|keys| {
+                keys.split(',').map(str::trim).filter(|k| !k.is_empty()).map(|k| Sensitive(k.to_string())).collect()
+            })
+            .unwrap_or_default();
         let rate_limits = r.parse("RATE_LIMIT", DEFAULT_RATE_LIMIT, rate_limit::parse_rate_limits);
         let trusted_proxies = r.parse("TRUSTED_PROXIES", "", parse_proxies);
         let digits = r.parse("OTP_DIGITS", "6", parse_digits);
@@ -430,6 +439,7 @@ impl Settings {
                 secret_key,
                 rate_limits: rate_limits?,
                 trusted_proxies: trusted_proxies?,
+                api_keys,
                 otp: OtpParams { algorithm: algorithm?, digits: digits?, period: period? },
                 valid_window: valid_window?,
                 issuer: issuer?,
@@ -475,6 +485,13 @@ impl Settings {
         row("RATE_LIMIT", if limits.is_empty() { "off".into() } else { limits.join("; ") });
         let proxies: Vec<String> = self.trusted_proxies.iter().map(ToString::to_string).collect();
         row("TRUSTED_PROXIES", if proxies.is_empty() { "none".into() } else { proxies.join(", ") });
+        row(
+            "MFA_API_KEYS",
+            match self.api_keys.len() {
+                0 => "not set: /request-otp and /verify are open".into(),
+                n => format!("{n} key(s) ********"),
+            },
+        );
         row("OTP_DIGITS", self.otp.digits.to_string());
         row("OTP_PERIOD", format!("{} s", self.otp.period));
         row("OTP_ALGORITHM", self.otp.algorithm.to_string());

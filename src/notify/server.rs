@@ -8,20 +8,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 use super::email::Reachability;
 use super::{Channel, Channels, Delivery, DeliveryError, FailureKind, Notifier};
 use crate::config::Sensitive;
 use crate::domain::{EmailAddress, TelegramChat};
-use crate::http::{AppJson, BoundServer, InvalidRequest, json_error, with_common_layers};
+use crate::http::{AppJson, BoundServer, InvalidRequest, has_bearer, json_error, unauthorized, with_common_layers};
 
 /// Telegram's limit for one message's text.
 pub const TELEGRAM_MAX_CHARS: usize = 4096;
@@ -49,7 +48,6 @@ pub struct SendBody {
 /// Every failure of `/send`, mapped to its status and body in one place.
 pub enum NotifyError {
     Invalid(InvalidRequest),
-    Unauthorized,
     Delivery { channel: Channel, error: DeliveryError },
 }
 
@@ -63,11 +61,6 @@ impl IntoResponse for NotifyError {
     fn into_response(self) -> Response {
         match self {
             Self::Invalid(e) => e.into_response(),
-            Self::Unauthorized => {
-                let mut r = json_error(StatusCode::UNAUTHORIZED, json!({"error": "unauthorized"}));
-                r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                r
-            }
             Self::Delivery { channel, error } => match error.kind {
                 FailureKind::NotConfigured => json_error(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -109,17 +102,11 @@ pub fn validate(body: SendBody, default_subject: &str) -> Result<Delivery, Notif
 }
 
 async fn require_token(State(state): State<NotifyState>, request: Request, next: Next) -> Response {
-    if let Some(expected) = &state.api_token {
-        let presented = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !bool::from(presented.as_bytes().ct_eq(expected.expose().as_bytes())) {
-            tracing::warn!(event = "send_unauthorized", "refused /send without a valid NOTIFY_API_TOKEN");
-            return NotifyError::Unauthorized.into_response();
-        }
+    if let Some(expected) = &state.api_token
+        && !has_bearer(request.headers(), std::slice::from_ref(expected))
+    {
+        tracing::warn!(event = "send_unauthorized", "refused /send without a valid NOTIFY_API_TOKEN");
+        return unauthorized();
     }
     next.run(request).await
 }

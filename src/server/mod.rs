@@ -9,10 +9,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::routing::{get, post};
 
-use crate::config::Settings;
-use crate::http::{BoundServer, with_common_layers};
+use crate::config::{Sensitive, Settings};
+use crate::http::{BoundServer, has_bearer, unauthorized, with_common_layers};
 use crate::service::MfaService;
 use rate_limit::IpRateLimiter;
 
@@ -24,13 +27,24 @@ pub struct AppState {
     pub service: MfaService,
     pub limiter: Arc<IpRateLimiter>,
     pub trusted_proxies: Arc<Vec<IpAddr>>,
+    /// `MFA_API_KEYS`: when not empty, `/request-otp` and `/verify` need one as a bearer token.
+    pub api_keys: Arc<Vec<Sensitive>>,
+}
+
+async fn require_api_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if !state.api_keys.is_empty() && !has_bearer(request.headers(), &state.api_keys) {
+        tracing::warn!(event = "unauthorized", path = %request.uri().path(), "request without a valid MFA API key");
+        return unauthorized();
+    }
+    next.run(request).await
 }
 
 pub fn router(state: AppState) -> Router {
     let limited = Router::new()
         .route("/request-otp", post(routes::request_otp))
         .route("/verify", post(routes::verify))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit_per_ip));
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit_per_ip))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_api_key));
     // /healthcheck is outside the rate limit so that probes never eat a client's quota.
     let routes = Router::new().merge(limited).route("/healthcheck", get(routes::healthcheck)).with_state(state);
     with_common_layers(routes, "mfa", MAX_BODY_BYTES)
@@ -40,6 +54,11 @@ pub fn router(state: AppState) -> Router {
 pub async fn bind(settings: &Settings, service: MfaService) -> std::io::Result<BoundServer> {
     let limiter = Arc::new(IpRateLimiter::new(&settings.rate_limits));
     limiter.spawn_pruner();
-    let state = AppState { service, limiter, trusted_proxies: Arc::new(settings.trusted_proxies.clone()) };
+    let state = AppState {
+        service,
+        limiter,
+        trusted_proxies: Arc::new(settings.trusted_proxies.clone()),
+        api_keys: Arc::new(settings.api_keys.clone()),
+    };
     BoundServer::bind(settings.bind, router(state)).await
 }

@@ -55,3 +55,25 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_quota() {
     assert_eq!(send("203.0.113.2").await.unwrap().status(), 404);
     assert_eq!(send("6.6.6.6, 203.0.113.1").await.unwrap().status(), 429, "the right-most entry is the client");
 }
+
+#[tokio::test]
+async fn with_mfa_api_keys_the_endpoints_need_one_of_them() {
+    let app = spawn_app_with(&[("MFA_API_KEYS", "backend-key-1, backend-key-2")]).await;
+    let call = |key: Option<&'static str>| {
+        let mut request = app.client.post(app.url("/verify")).json(&json!({"username": "nobody", "token": "123456"}));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request.send()
+    };
+
+    let none = Reply::from(call(None).await.unwrap()).await;
+    let wrong = Reply::from(call(Some("backend-key-3")).await.unwrap()).await;
+    let right = Reply::from(call(Some("backend-key-2")).await.unwrap()).await;
+
+    assert_eq!((none.status, none.body), (401, json!({"error": "unauthorized"})));
+    assert_eq!(none.headers["www-authenticate"], "Bearer");
+    assert_eq!(wrong.status, 401);
+    assert_eq!((right.status, right.body["error"].as_str()), (404, Some("unknown_user")));
+    assert_eq!(app.get("/healthcheck").await.status, 200, "health stays open for probes");
+}
