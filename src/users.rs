@@ -120,6 +120,82 @@ pub async fn remove(store: &dyn Store, settings: &Settings, username: &Username)
     if store.delete_user(username).await? { Ok(()) } else { Err(EnrollError::NotFound(username.clone())) }
 }
 
+/// Replaces a CLI/API user's email and Telegram id (`None` clears one).
+pub async fn update_contact(
+    store: &dyn Store,
+    settings: &Settings,
+    username: &Username,
+    email: Option<&EmailAddress>,
+    telegram: Option<&TelegramChat>,
+    now: UnixTime,
+) -> Result<UserRecord, EnrollError> {
+    existing(store, settings, username).await?;
+    let updated = store
+        .update_contact(username, email.map(EmailAddress::as_str), telegram.map(TelegramChat::as_str), now)
+        .await?;
+    if !updated {
+        return Err(EnrollError::NotFound(username.clone()));
+    }
+    store.user(username).await?.ok_or_else(|| EnrollError::NotFound(username.clone()))
+}
+
+/// How long after a secret is issued its QR code can be fetched again, unless the user has
+/// already verified a code with it (then the app is set up and the QR is not needed).
+pub const QR_WINDOW_SECONDS: u64 = 600;
+
+/// The otpauth URI of a user whose secret was issued less than [`QR_WINDOW_SECONDS`] ago and
+/// has not been used yet; `None` otherwise, so the secret cannot be read back later.
+pub fn fresh_enrollment_uri(
+    keys: &Keys,
+    settings: &Settings,
+    user: &UserRecord,
+    now: UnixTime,
+) -> Result<Option<String>, EnrollError> {
+    let fresh =
+        user.last_step.is_none() && user.secret_set_at.is_some_and(|at| now.saturating_sub(at) < QR_WINDOW_SECONDS);
+    if !fresh || user.profile.source == UserSource::Env {
+        return Ok(None);
+    }
+    let p = &user.profile;
+    let secret = keys.open_secret(&p.username, &p.sealed_secret).map_err(|e| EnrollError::Other(e.to_string()))?;
+    otp::otpauth_uri(&settings.issuer, p.username.as_str(), &secret, p.params).map(Some).map_err(EnrollError::Other)
+}
+
+/// The QR code of `uri` as an SVG document.
+pub fn qr_svg(uri: &str) -> Result<String, EnrollError> {
+    let code = qrcode::QrCode::new(uri.as_bytes()).map_err(|e| EnrollError::Other(e.to_string()))?;
+    Ok(code.render::<qrcode::render::svg::Color>().min_dimensions(240, 240).build())
+}
+
+/// The QR code of `uri` as a grayscale PNG: 8 pixels a module, a 4-module quiet zone.
+pub fn qr_png(uri: &str) -> Result<Vec<u8>, EnrollError> {
+    const SCALE: usize = 8;
+    const QUIET: usize = 4;
+    let other = |e: String| EnrollError::Other(e);
+    let code = qrcode::QrCode::new(uri.as_bytes()).map_err(|e| other(e.to_string()))?;
+    let modules = code.width();
+    let colors = code.to_colors();
+    let side = (modules + 2 * QUIET) * SCALE;
+    let mut pixels = vec![255u8; side * side];
+    for (i, color) in colors.iter().enumerate() {
+        if *color == qrcode::Color::Dark {
+            let (x, y) = ((i % modules + QUIET) * SCALE, (i / modules + QUIET) * SCALE);
+            for row in pixels.chunks_mut(side).skip(y).take(SCALE) {
+                row.iter_mut().skip(x).take(SCALE).for_each(|p| *p = 0);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let size = u32::try_from(side).map_err(|e| other(e.to_string()))?;
+    let mut encoder = png::Encoder::new(&mut out, size, size);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().map_err(|e| other(e.to_string()))?;
+    writer.write_image_data(&pixels).map_err(|e| other(e.to_string()))?;
+    writer.finish().map_err(|e| other(e.to_string()))?;
+    Ok(out)
+}
+
 pub async fn unlock(store: &dyn Store, username: &Username) -> Result<(), EnrollError> {
     if store.clear_lock(username).await? { Ok(()) } else { Err(EnrollError::NotFound(username.clone())) }
 }

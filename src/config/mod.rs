@@ -203,6 +203,8 @@ pub struct Settings {
     pub trusted_proxies: Vec<IpAddr>,
     /// `MFA_API_KEYS`: bearer tokens the MFA endpoints accept; empty means open.
     pub api_keys: Vec<Sensitive>,
+    /// `ADMIN_TOKEN`: enables the admin API; unset, `/admin/` does not exist.
+    pub admin_token: Option<Sensitive>,
     pub otp: OtpParams,
     pub valid_window: u16,
     pub issuer: String,
@@ -235,6 +237,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "RATE_LIMIT",
     "TRUSTED_PROXIES",
     "MFA_API_KEYS",
+    "ADMIN_TOKEN",
     "OTP_DIGITS",
     "OTP_PERIOD",
     "OTP_ALGORITHM",
@@ -394,6 +397,13 @@ impl Settings {
                 keys.split(',').map(str::trim).filter(|k| !k.is_empty()).map(|k| Sensitive(k.to_string())).collect()
             })
             .unwrap_or_default();
+        let admin_token = r.optional("ADMIN_TOKEN", |raw| {
+            if raw.trim().len() < 16 {
+                Err("must be at least 16 characters (e.g. `openssl rand -hex 32`)".into())
+            } else {
+                Ok(Sensitive(raw.trim().to_string()))
+            }
+        });
         let rate_limits = r.parse("RATE_LIMIT", DEFAULT_RATE_LIMIT, rate_limit::parse_rate_limits);
         let trusted_proxies = r.parse("TRUSTED_PROXIES", "", parse_proxies);
         let digits = r.parse("OTP_DIGITS", "6", parse_digits);
@@ -440,6 +450,7 @@ impl Settings {
                 rate_limits: rate_limits?,
                 trusted_proxies: trusted_proxies?,
                 api_keys,
+                admin_token,
                 otp: OtpParams { algorithm: algorithm?, digits: digits?, period: period? },
                 valid_window: valid_window?,
                 issuer: issuer?,
@@ -485,6 +496,10 @@ impl Settings {
         row("RATE_LIMIT", if limits.is_empty() { "off".into() } else { limits.join("; ") });
         let proxies: Vec<String> = self.trusted_proxies.iter().map(ToString::to_string).collect();
         row("TRUSTED_PROXIES", if proxies.is_empty() { "none".into() } else { proxies.join(", ") });
+        row(
+            "ADMIN_TOKEN",
+            if self.admin_token.is_some() { "******** (set): /admin/ enabled" } else { "not set: no admin API" }.into(),
+        );
         row(
             "MFA_API_KEYS",
             match self.api_keys.len() {

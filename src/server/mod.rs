@@ -1,5 +1,6 @@
 //! The MFA server over HTTP: its routes and the per-IP rate limit.
 
+pub mod admin;
 pub mod error;
 pub mod extract;
 pub mod rate_limit;
@@ -29,6 +30,7 @@ pub struct AppState {
     pub trusted_proxies: Arc<Vec<IpAddr>>,
     /// `MFA_API_KEYS`: when not empty, `/request-otp` and `/verify` need one as a bearer token.
     pub api_keys: Arc<Vec<Sensitive>>,
+    pub settings: Arc<Settings>,
 }
 
 async fn require_api_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -46,7 +48,11 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit_per_ip))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_api_key));
     // /healthcheck is outside the rate limit so that probes never eat a client's quota.
-    let routes = Router::new().merge(limited).route("/healthcheck", get(routes::healthcheck)).with_state(state);
+    let mut routes = Router::new().merge(limited).route("/healthcheck", get(routes::healthcheck));
+    if state.settings.admin_token.is_some() {
+        routes = routes.merge(admin::routes(state.clone()));
+    }
+    let routes = routes.with_state(state);
     with_common_layers(routes, "mfa", MAX_BODY_BYTES)
 }
 
@@ -59,6 +65,7 @@ pub async fn bind(settings: &Settings, service: MfaService) -> std::io::Result<B
         limiter,
         trusted_proxies: Arc::new(settings.trusted_proxies.clone()),
         api_keys: Arc::new(settings.api_keys.clone()),
+        settings: Arc::new(settings.clone()),
     };
     BoundServer::bind(settings.bind, router(state)).await
 }

@@ -71,6 +71,8 @@ pub struct UserRecord {
     pub lock: LockState,
     pub created_at: UnixTime,
     pub updated_at: UnixTime,
+    /// When the current secret was issued; `None` for rows older than this column.
+    pub secret_set_at: Option<UnixTime>,
 }
 
 /// Whether a code could be stored, or the previous one is too recent to replace.
@@ -99,6 +101,16 @@ pub trait Store: Send + Sync + 'static {
 
     async fn user(&self, username: &Username) -> Result<Option<UserRecord>, StoreError>;
     async fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
+    /// Up to `limit` users after `after`, by name: a page of a listing.
+    async fn users_page(&self, after: Option<&Username>, limit: u32) -> Result<Vec<UserRecord>, StoreError>;
+    /// Replaces a user's email and Telegram id (`None` clears). False if there is no such user.
+    async fn update_contact(
+        &self,
+        username: &Username,
+        email: Option<&str>,
+        telegram_id: Option<&str>,
+        now: UnixTime,
+    ) -> Result<bool, StoreError>;
     async fn count_users(&self) -> Result<u64, StoreError>;
     /// Fails with [`StoreError::Conflict`] if the name is taken.
     async fn insert_user(&self, user: &UserProfile, now: UnixTime) -> Result<(), StoreError>;

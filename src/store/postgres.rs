@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 
-use super::sql::{migrator, select_users, to_i64, to_u64};
+use super::sql::{migrations, select_users, to_i64, to_u64};
 use super::{KeyCheck, LockState, PutCode, Store, StoreError, UserProfile, UserRecord, UserSource};
 use crate::clock::UnixTime;
 use crate::domain::{Algorithm, Username};
@@ -32,7 +32,7 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        migrator(include_str!("../../migrations/postgres/0001_init.sql")).run(&pool).await?;
+        migrations!("postgres").run(&pool).await?;
         Ok(Self { pool })
     }
 }

@@ -10,7 +10,7 @@ macro_rules! select_users {
     ($tail:literal) => {
         concat!(
             "SELECT username, sealed_secret, algorithm, digits, period, email, telegram_id, source, last_step, ",
-            "failed_attempts, locked_until, created_at, updated_at FROM users ",
+            "failed_attempts, locked_until, created_at, updated_at, secret_set_at FROM users ",
             $tail
         )
     };
@@ -19,16 +19,28 @@ pub(crate) use select_users;
 
 /// The schema, embedded at compile time (one file per backend under `migrations/`), applied
 /// by sqlx's migrator, which records what ran in `_sqlx_migrations`.
-pub(crate) fn migrator(init_sql: &'static str) -> sqlx::migrate::Migrator {
+pub(crate) fn migrator(steps: &[(i64, &'static str, &'static str)]) -> sqlx::migrate::Migrator {
     use sqlx::migrate::{Migration, MigrationType, Migrator};
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        sqlx::SqlSafeStr::into_sql_str(init_sql),
-        false,
-    )])
+    Migrator::with_migrations(
+        steps
+            .iter()
+            .map(|&(version, name, sql)| {
+                Migration::new(version, name.into(), MigrationType::Simple, sqlx::SqlSafeStr::into_sql_str(sql), false)
+            })
+            .collect(),
+    )
 }
+
+/// The migrations of one backend's folder, in order.
+macro_rules! migrations {
+    ($dir:literal) => {
+        $crate::store::sql::migrator(&[
+            (1, "init", include_str!(concat!("../../migrations/", $dir, "/0001_init.sql"))),
+            (2, "secret_set_at", include_str!(concat!("../../migrations/", $dir, "/0002_secret_set_at.sql"))),
+        ])
+    };
+}
+pub(crate) use migrations;
 
 pub(crate) fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -85,6 +97,7 @@ macro_rules! sql_store {
                     },
                     created_at: to_u64(row.try_get("created_at")?),
                     updated_at: to_u64(row.try_get("updated_at")?),
+                    secret_set_at: row.try_get::<Option<i64>, _>("secret_set_at")?.map(to_u64),
                 })
             }
         }
@@ -122,6 +135,43 @@ macro_rules! sql_store {
                 rows.iter().map(Self::user_from_row).collect()
             }
 
+            async fn users_page(&self, after: Option<&Username>, limit: u32) -> Result<Vec<UserRecord>, StoreError> {
+                let rows = match after {
+                    Some(after) => {
+                        sqlx::query(select_users!("WHERE username > $1 ORDER BY username LIMIT $2"))
+                            .bind(after.as_str())
+                            .bind(i64::from(limit))
+                            .fetch_all(&self.pool)
+                            .await?
+                    }
+                    None => {
+                        sqlx::query(select_users!("ORDER BY username LIMIT $1"))
+                            .bind(i64::from(limit))
+                            .fetch_all(&self.pool)
+                            .await?
+                    }
+                };
+                rows.iter().map(Self::user_from_row).collect()
+            }
+
+            async fn update_contact(
+                &self,
+                username: &Username,
+                email: Option<&str>,
+                telegram_id: Option<&str>,
+                now: UnixTime,
+            ) -> Result<bool, StoreError> {
+                let result =
+                    sqlx::query("UPDATE users SET email = $2, telegram_id = $3, updated_at = $4 WHERE username = $1")
+                        .bind(username.as_str())
+                        .bind(email)
+                        .bind(telegram_id)
+                        .bind(to_i64(now))
+                        .execute(&self.pool)
+                        .await?;
+                Ok(result.rows_affected() == 1)
+            }
+
             async fn count_users(&self) -> Result<u64, StoreError> {
                 let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&self.pool).await?;
                 Ok(to_u64(n))
@@ -130,7 +180,7 @@ macro_rules! sql_store {
             async fn insert_user(&self, user: &UserProfile, now: UnixTime) -> Result<(), StoreError> {
                 let query = sqlx::query(
                     "INSERT INTO users (username, sealed_secret, algorithm, digits, period, email, telegram_id, source, \
-                     created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
+                     created_at, updated_at, secret_set_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9) \
                      ON CONFLICT (username) DO NOTHING",
                 );
                 let result = Self::bind_profile(query, user).bind(to_i64(now)).execute(&self.pool).await?;
@@ -141,7 +191,8 @@ macro_rules! sql_store {
                 let query = sqlx::query(
                     "UPDATE users SET sealed_secret = $2, algorithm = $3, digits = $4, period = $5, email = $6, \
                      telegram_id = $7, source = $8, updated_at = $9, \
-                     last_step = CASE WHEN $10 THEN NULL ELSE last_step END WHERE username = $1",
+                     last_step = CASE WHEN $10 THEN NULL ELSE last_step END, \
+                     secret_set_at = CASE WHEN $10 THEN $9 ELSE secret_set_at END WHERE username = $1",
                 );
                 let result = Self::bind_profile(query, user).bind(to_i64(now)).bind(reset_last_step).execute(&self.pool).await?;
                 Ok(result.rows_affected() == 1)

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use super::sql::{migrator, select_users, to_i64, to_u64};
+use super::sql::{migrations, select_users, to_i64, to_u64};
 use super::{KeyCheck, LockState, PutCode, Store, StoreError, UserProfile, UserRecord, UserSource};
 use crate::clock::UnixTime;
 use crate::domain::{Algorithm, Username};
@@ -43,7 +43,7 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        migrator(include_str!("../../migrations/sqlite/0001_init.sql")).run(&pool).await?;
+        migrations!("sqlite").run(&pool).await?;
         #[cfg(unix)]
         restrict_permissions(path);
         Ok(Self { pool })

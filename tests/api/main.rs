@@ -1,6 +1,7 @@
 //! The one integration-test binary (one link step, one run): every file is a module.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
+mod admin;
 mod env_users;
 mod helpers;
 mod instances;

@@ -1,0 +1,302 @@
+//! The admin API under `/admin/`, mounted only when `ADMIN_TOKEN` is set (otherwise every
+//! `/admin/...` path is a plain 404). Every request needs `Authorization: Bearer
+//! <ADMIN_TOKEN>`; responses that carry a secret are sent with `Cache-Control: no-store`.
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::AppState;
+use super::extract::ClientIp;
+use crate::domain::{Algorithm, EmailAddress, TelegramChat, Username, parse_digits};
+use crate::http::{AppJson, InvalidRequest, has_bearer, json_error, unauthorized};
+use crate::otp::OtpParams;
+use crate::store::UserRecord;
+use crate::users::{self, EnrollError, Enrollment, NewEnrollment};
+
+pub const DEFAULT_PAGE: u32 = 50;
+pub const MAX_PAGE: u32 = 500;
+
+/// Failures of the admin API, mapped to statuses in one place.
+pub enum AdminError {
+    Invalid(InvalidRequest),
+    Enroll(EnrollError),
+    QrExpired,
+}
+
+impl From<InvalidRequest> for AdminError {
+    fn from(e: InvalidRequest) -> Self {
+        Self::Invalid(e)
+    }
+}
+
+impl From<EnrollError> for AdminError {
+    fn from(e: EnrollError) -> Self {
+        Self::Enroll(e)
+    }
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Invalid(e) => e.into_response(),
+            Self::QrExpired => json_error(
+                StatusCode::GONE,
+                json!({"error": "qr_expired", "detail": "the QR code is only served until the first verification, \
+                       for 10 minutes after the secret was issued; rotate the secret for a new one"}),
+            ),
+            Self::Enroll(e) => {
+                let detail = e.to_string();
+                match e {
+                    EnrollError::NotFound(_) => json_error(StatusCode::NOT_FOUND, json!({"error": "unknown_user"})),
+                    EnrollError::Exists(_) => {
+                        json_error(StatusCode::CONFLICT, json!({"error": "user_exists", "detail": detail}))
+                    }
+                    EnrollError::DefinedInEnv { .. } => {
+                        json_error(StatusCode::CONFLICT, json!({"error": "defined_in_env", "detail": detail}))
+                    }
+                    EnrollError::Conflict { .. } | EnrollError::Store(_) | EnrollError::Other(_) => {
+                        tracing::error!(error = %detail, "admin request failed");
+                        json_error(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "internal_error"}))
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn invalid(detail: impl Into<String>) -> AdminError {
+    AdminError::Invalid(InvalidRequest::new(detail))
+}
+
+fn username(raw: &str) -> Result<Username, AdminError> {
+    Username::parse(raw).map_err(invalid)
+}
+
+/// A user as the admin API shows it: never the secret.
+fn user_json(user: &UserRecord, state: &AppState) -> Value {
+    let p = &user.profile;
+    let now = state.service.clock.now();
+    let locked_for = state.service.policy.lockout.locked_for(user.lock, now);
+    json!({
+        "username": p.username.as_str(),
+        "email": p.email,
+        "telegram_id": p.telegram_id,
+        "algorithm": p.params.algorithm.as_str(),
+        "digits": p.params.digits,
+        "period": p.params.period,
+        "source": p.source.as_str(),
+        "failed_attempts": user.lock.failed_attempts,
+        "locked": locked_for.is_some(),
+        "locked_until": locked_for.and(user.lock.locked_until),
+        "created_at": user.created_at,
+        "updated_at": user.updated_at,
+    })
+}
+
+fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The one-time view of a new secret: the user, the secret, its URI and QR code.
+async fn enrollment_response(state: &AppState, status: StatusCode, e: Enrollment) -> Result<Response, AdminError> {
+    let user = state.service.store.user(&e.username).await.map_err(EnrollError::from)?;
+    let mut body = user.as_ref().map_or_else(|| json!({}), |u| user_json(u, state));
+    body["secret"] = json!(e.secret.to_base32());
+    body["otpauth_uri"] = json!(e.otpauth_uri);
+    body["qr_svg"] = json!(users::qr_svg(&e.otpauth_uri)?);
+    body["qr_png_url"] = json!(format!("/admin/users/{}/qr.png", e.username));
+    Ok(no_store((status, Json(body)).into_response()))
+}
+
+#[derive(Deserialize)]
+pub struct CreateUser {
+    pub username: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub telegram_id: Option<String>,
+    #[serde(default)]
+    pub algorithm: Option<String>,
+    #[serde(default)]
+    pub digits: Option<u8>,
+}
+
+/// `POST /admin/users`: 201 with the secret, otpauth URI and QR code (shown once).
+pub async fn create_user(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    AppJson(body): AppJson<CreateUser>,
+) -> Result<Response, AdminError> {
+    let defaults = state.settings.otp;
+    let new = NewEnrollment {
+        username: username(&body.username)?,
+        email: body.email.as_deref().map(EmailAddress::parse).transpose().map_err(invalid)?,
+        telegram: body.telegram_id.as_deref().map(TelegramChat::parse).transpose().map_err(invalid)?,
+        params: OtpParams {
+            algorithm: body
+                .algorithm
+                .as_deref()
+                .map(Algorithm::parse)
+                .transpose()
+                .map_err(invalid)?
+                .unwrap_or(defaults.algorithm),
+            digits: body
+                .digits
+                .map(|d| parse_digits(&d.to_string()))
+                .transpose()
+                .map_err(|e| invalid(format!("digits: {e}")))?
+                .unwrap_or(defaults.digits),
+            period: defaults.period,
+        },
+    };
+    let service = &state.service;
+    let enrolled = users::add(service.store.as_ref(), &service.keys, &state.settings, new, service.clock.now()).await?;
+    tracing::info!(event = "admin", action = "create_user", username = %enrolled.username, client_ip = %ip);
+    enrollment_response(&state, StatusCode::CREATED, enrolled).await
+}
+
+#[derive(Deserialize)]
+pub struct Page {
+    pub limit: Option<u32>,
+    pub after: Option<String>,
+}
+
+/// `GET /admin/users?limit=&after=`: users by name; `next` is the `after` of the next page.
+pub async fn list_users(State(state): State<AppState>, Query(page): Query<Page>) -> Result<Json<Value>, AdminError> {
+    let limit = page.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(invalid(format!("limit must be from 1 to {MAX_PAGE}")));
+    }
+    let after = page.after.as_deref().map(username).transpose()?;
+    let users = state.service.store.users_page(after.as_ref(), limit).await.map_err(EnrollError::from)?;
+    let next = (users.len() == limit as usize).then(|| users.last().map(|u| u.profile.username.to_string())).flatten();
+    let users: Vec<Value> = users.iter().map(|u| user_json(u, &state)).collect();
+    Ok(Json(json!({"users": users, "next": next})))
+}
+
+async fn find(state: &AppState, name: &str) -> Result<UserRecord, AdminError> {
+    let name = username(name)?;
+    let user = state.service.store.user(&name).await.map_err(EnrollError::from)?;
+    user.ok_or(AdminError::Enroll(EnrollError::NotFound(name)))
+}
+
+/// `GET /admin/users/{username}`.
+pub async fn show_user(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, AdminError> {
+    Ok(Json(user_json(&find(&state, &name).await?, &state)))
+}
+
+/// `PATCH /admin/users/{username}` `{"email": ..., "telegram_id": ...}`: a field that is
+/// absent is kept, `null` clears it.
+pub async fn update_user(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Path(name): Path<String>,
+    AppJson(body): AppJson<Map<String, Value>>,
+) -> Result<Json<Value>, AdminError> {
+    if let Some(unknown) = body.keys().find(|k| *k != "email" && *k != "telegram_id") {
+        return Err(invalid(format!("unknown field '{unknown}': only email and telegram_id can be changed")));
+    }
+    let current = find(&state, &name).await?;
+    let field = |key: &str, now: Option<String>| -> Result<Option<String>, AdminError> {
+        match body.get(key) {
+            None => Ok(now),
+            Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(invalid(format!("{key} must be a string or null"))),
+        }
+    };
+    let email = field("email", current.profile.email.clone())?;
+    let telegram = field("telegram_id", current.profile.telegram_id.clone())?;
+    let email = email.as_deref().map(EmailAddress::parse).transpose().map_err(invalid)?;
+    let telegram = telegram.as_deref().map(TelegramChat::parse).transpose().map_err(invalid)?;
+    let service = &state.service;
+    let name = current.profile.username;
+    let user = users::update_contact(
+        service.store.as_ref(),
+        &state.settings,
+        &name,
+        email.as_ref(),
+        telegram.as_ref(),
+        service.clock.now(),
+    )
+    .await?;
+    tracing::info!(event = "admin", action = "update_user", username = %name, client_ip = %ip);
+    Ok(Json(user_json(&user, &state)))
+}
+
+/// `POST /admin/users/{username}/rotate`: a new secret, shown once.
+pub async fn rotate_user(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Path(name): Path<String>,
+) -> Result<Response, AdminError> {
+    let name = username(&name)?;
+    let service = &state.service;
+    let rotated =
+        users::rotate(service.store.as_ref(), &service.keys, &state.settings, &name, service.clock.now()).await?;
+    tracing::info!(event = "admin", action = "rotate_secret", username = %name, client_ip = %ip);
+    enrollment_response(&state, StatusCode::OK, rotated).await
+}
+
+/// `POST /admin/users/{username}/unlock`: clears failures and lockout.
+pub async fn unlock_user(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, AdminError> {
+    let name = username(&name)?;
+    users::unlock(state.service.store.as_ref(), &name).await?;
+    tracing::info!(event = "admin", action = "unlock", username = %name, client_ip = %ip);
+    Ok(Json(user_json(&find(&state, name.as_str()).await?, &state)))
+}
+
+/// `DELETE /admin/users/{username}`: 204.
+pub async fn delete_user(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Path(name): Path<String>,
+) -> Result<StatusCode, AdminError> {
+    let name = username(&name)?;
+    users::remove(state.service.store.as_ref(), &state.settings, &name).await?;
+    tracing::info!(event = "admin", action = "delete_user", username = %name, client_ip = %ip);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /admin/users/{username}/qr.png`: the enrollment QR code, while the secret is fresh
+/// (see `users::fresh_enrollment_uri`); 410 afterwards.
+pub async fn qr_png(State(state): State<AppState>, Path(name): Path<String>) -> Result<Response, AdminError> {
+    let user = find(&state, &name).await?;
+    let now = state.service.clock.now();
+    let uri =
+        users::fresh_enrollment_uri(&state.service.keys, &state.settings, &user, now)?.ok_or(AdminError::QrExpired)?;
+    let png = users::qr_png(&uri)?;
+    Ok(no_store(([(header::CONTENT_TYPE, "image/png")], png).into_response()))
+}
+
+async fn require_admin_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match &state.settings.admin_token {
+        Some(token) if has_bearer(request.headers(), std::slice::from_ref(token)) => next.run(request).await,
+        _ => {
+            tracing::warn!(event = "admin_unauthorized", path = %request.uri().path(), "admin request without ADMIN_TOKEN");
+            unauthorized()
+        }
+    }
+}
+
+/// The admin routes, guarded by `ADMIN_TOKEN`.
+pub fn routes(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/admin/users", post(create_user).get(list_users))
+        .route("/admin/users/{username}", get(show_user).patch(update_user).delete(delete_user))
+        .route("/admin/users/{username}/rotate", post(rotate_user))
+        .route("/admin/users/{username}/unlock", post(unlock_user))
+        .route("/admin/users/{username}/qr.png", get(qr_png))
+        .route_layer(axum::middleware::from_fn_with_state(state, require_admin_token))
+}
