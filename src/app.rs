@@ -10,6 +10,7 @@ use tracing::{info, warn};
 use crate::clock::Clock;
 use crate::config::{DatabaseConfig, Settings};
 use crate::crypto::{KeyOrigin, Keys};
+use crate::metrics::Metrics;
 use crate::notify::email::EmailChannel;
 use crate::notify::retry::RetryPolicy;
 use crate::notify::telegram::TelegramChannel;
@@ -105,5 +106,12 @@ pub async fn open_service(
     if report != users::SyncReport::default() {
         info!(added = ?report.added, updated = ?report.updated, removed = ?report.removed, "synced users from the environment");
     }
-    Ok(MfaService { store, notifier, clock, keys: Arc::new(keys), policy: Policy::from(settings) })
+    Ok(MfaService {
+        store,
+        notifier,
+        clock,
+        keys: Arc::new(keys),
+        policy: Policy::from(settings),
+        metrics: Arc::new(Metrics::mfa()),
+    })
 }

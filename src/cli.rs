@@ -186,6 +186,7 @@ async fn serve(settings: &Settings, clock: Arc<dyn Clock>, run: Services) -> Res
             channels: Arc::new(channels),
             api_token: n.api_token.clone(),
             default_subject: format!("{} notification", settings.issuer),
+            metrics: Arc::new(crate::metrics::Metrics::notifier()),
         };
         let app = notify::server::bind(n.bind, state)
             .await

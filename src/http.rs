@@ -139,10 +139,16 @@ async fn method_not_allowed() -> Response {
 
 /// Wraps a service's routes in the middleware both services share. `service` names the
 /// service in every request's log span.
-pub fn with_common_layers(router: Router, service: &'static str, max_body_bytes: usize) -> Router {
+pub fn with_common_layers(
+    router: Router,
+    service: &'static str,
+    max_body_bytes: usize,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+) -> Router {
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(metrics, crate::metrics::track_http))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         .layer(CatchPanicLayer::custom(panic_response))

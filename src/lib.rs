@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod domain;
 pub mod http;
 pub mod lockout;
+pub mod metrics;
 pub mod notify;
 pub mod otp;
 pub mod server;

@@ -16,6 +16,7 @@ use crate::clock::Clock;
 use crate::config::{LockoutPolicy, MessageTemplate, Settings};
 use crate::crypto::Keys;
 use crate::domain::{OtpCode, Username};
+use crate::metrics::Metrics;
 use crate::notify::{Channel, Delivery, Notifier};
 use crate::otp;
 use crate::store::{PutCode, Store, StoreError, UserRecord};
@@ -91,6 +92,7 @@ pub struct MfaService {
     pub clock: Arc<dyn Clock>,
     pub keys: Arc<Keys>,
     pub policy: Policy,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Compare-and-swap retries before giving up; only reached under extreme contention.
@@ -144,8 +146,12 @@ impl MfaService {
         let mut failures = Vec::new();
         while let Some(joined) = tasks.join_next().await {
             match joined {
-                Ok((channel, Ok(_attempts))) => delivered.push(channel),
+                Ok((channel, Ok(_attempts))) => {
+                    self.metrics.code_sent(channel.as_str(), "sent");
+                    delivered.push(channel);
+                }
                 Ok((channel, Err(e))) => {
+                    self.metrics.code_sent(channel.as_str(), "failed");
                     warn!(event = "delivery_failed", %channel, notifier = self.notifier.name(), error = %e);
                     failures.push(format!("{channel}: {e}"));
                 }
@@ -175,6 +181,7 @@ impl MfaService {
         for _ in 0..MAX_CAS_ROUNDS {
             let next = policy.charge(state, now).map_err(|retry_after| {
                 info!(event = "verify", outcome = "locked", retry_after);
+                self.metrics.verification("locked");
                 ServiceError::TooManyAttempts { retry_after }
             })?;
             if self.store.swap_lock(username, state, next).await? {
@@ -198,6 +205,7 @@ impl MfaService {
                     info!(event = "clock_drift", step_offset = offset, "accepted a code from a neighbouring time step");
                 }
                 info!(event = "verify", outcome = "valid", method = "totp");
+                self.metrics.verification("valid");
                 return Ok(Accepted::Totp { offset });
             }
             replayed = true;
@@ -206,12 +214,15 @@ impl MfaService {
         if self.store.take_sent_code(username, &hash, now).await? {
             self.store.clear_lock(username).await?;
             info!(event = "verify", outcome = "valid", method = "sent_code");
+            self.metrics.verification("valid");
             return Ok(Accepted::SentCode);
         }
 
         let outcome = if replayed { "replayed" } else { "invalid" };
         info!(event = "verify", outcome, failed_attempts = charged.failed_attempts);
+        self.metrics.verification(outcome);
         if let Some(until) = charged.locked_until {
+            self.metrics.lockout();
             warn!(event = "lockout", locked_for = until.saturating_sub(now), "user locked out after repeated failures");
         }
         Err(ServiceError::InvalidToken)

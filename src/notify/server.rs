@@ -21,6 +21,7 @@ use super::{Channel, Channels, Delivery, DeliveryError, FailureKind, Notifier};
 use crate::config::Sensitive;
 use crate::domain::{EmailAddress, TelegramChat};
 use crate::http::{AppJson, BoundServer, InvalidRequest, has_bearer, json_error, unauthorized, with_common_layers};
+use crate::metrics::Metrics;
 
 /// Telegram's limit for one message's text.
 pub const TELEGRAM_MAX_CHARS: usize = 4096;
@@ -34,6 +35,7 @@ pub struct NotifyState {
     pub channels: Arc<Channels>,
     pub api_token: Option<Sensitive>,
     pub default_subject: String,
+    pub metrics: Arc<Metrics>,
 }
 
 #[derive(Deserialize)]
@@ -120,10 +122,13 @@ pub async fn send(
     let channel = delivery.channel;
     match state.channels.deliver(&delivery).await {
         Ok(attempts) => {
+            state.metrics.delivery(channel.as_str(), "sent", attempts);
             tracing::info!(event = "delivery", %channel, recipient = %delivery.recipient, outcome = "sent", attempts);
             Ok(Json(json!({"status": "sent", "channel": channel, "attempts": attempts})))
         }
         Err(error) => {
+            let outcome = if error.kind == FailureKind::NotConfigured { "not_configured" } else { "failed" };
+            state.metrics.delivery(channel.as_str(), outcome, error.attempts);
             tracing::warn!(
                 event = "delivery", %channel, recipient = %delivery.recipient, outcome = "failed",
                 attempts = error.attempts, detail = %error.detail
@@ -151,8 +156,13 @@ pub fn router(state: NotifyState) -> Router {
     let guarded = Router::new()
         .route("/send", post(send))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_token));
-    let routes = Router::new().merge(guarded).route("/healthcheck", get(healthcheck)).with_state(state);
-    with_common_layers(routes, "notifier", MAX_BODY_BYTES)
+    let metrics = state.metrics.clone();
+    let routes = Router::new()
+        .merge(guarded)
+        .route("/healthcheck", get(healthcheck))
+        .route("/metrics", get(|State(s): State<NotifyState>| async move { s.metrics.response() }))
+        .with_state(state);
+    with_common_layers(routes, "notifier", MAX_BODY_BYTES, metrics)
 }
 
 /// Binds the notification service's routes to `addr` (port 0 picks a free port).

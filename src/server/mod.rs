@@ -48,12 +48,16 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit_per_ip))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_api_key));
     // /healthcheck is outside the rate limit so that probes never eat a client's quota.
-    let mut routes = Router::new().merge(limited).route("/healthcheck", get(routes::healthcheck));
+    let mut routes = Router::new()
+        .merge(limited)
+        .route("/healthcheck", get(routes::healthcheck))
+        .route("/metrics", get(routes::metrics));
     if state.settings.admin_token.is_some() {
         routes = routes.merge(admin::routes(state.clone()));
     }
+    let metrics = state.service.metrics.clone();
     let routes = routes.with_state(state);
-    with_common_layers(routes, "mfa", MAX_BODY_BYTES)
+    with_common_layers(routes, "mfa", MAX_BODY_BYTES, metrics)
 }
 
 /// Binds `settings.bind` (port 0 picks a free port) with the MFA server's routes.

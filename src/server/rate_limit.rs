@@ -79,6 +79,7 @@ pub async fn limit_per_ip(State(state): State<AppState>, request: Request, next:
         Ok(()) => next.run(request).await,
         Err(retry_after) => {
             tracing::info!(event = "rate_limited", client_ip = %ip, retry_after);
+            state.service.metrics.rate_limited();
             ApiError::RateLimited { retry_after }.into_response()
         }
     }

@@ -66,6 +66,13 @@ pub async fn verify(
     Ok(Json(json!({"valid": true})))
 }
 
+/// `GET /metrics`: Prometheus metrics, with the database pool's state read now.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let (size, idle) = state.service.store.pool_stats();
+    state.service.metrics.set_pool(size, idle);
+    state.service.metrics.response()
+}
+
 /// `GET /healthcheck`: 200 when the database answers, 503 when it does not. The server's
 /// clock is included because a skewed clock is the usual cause of "invalid code" reports.
 pub async fn healthcheck(State(state): State<AppState>) -> Response {

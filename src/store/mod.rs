@@ -95,6 +95,8 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
     /// Closes the connections; later calls fail.
     async fn close(&self);
+    /// Connections in the pool: (open, idle).
+    fn pool_stats(&self) -> (u32, u32);
 
     /// Records `check` on first use; afterwards tells whether it is still the same.
     async fn check_key(&self, check: &str) -> Result<KeyCheck, StoreError>;

@@ -113,6 +113,10 @@ macro_rules! sql_store {
                 self.pool.close().await;
             }
 
+            fn pool_stats(&self) -> (u32, u32) {
+                (self.pool.size(), u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX))
+            }
+
             async fn check_key(&self, check: &str) -> Result<KeyCheck, StoreError> {
                 sqlx::query("INSERT INTO meta (key, value) VALUES ('key_check', $1) ON CONFLICT (key) DO NOTHING")
                     .bind(check)

@@ -120,6 +120,7 @@ pub async fn spawn_in(dir: TempDir, vars: &[(&str, &str)]) -> TestApp {
             channels: Arc::new(app::channels(&settings).unwrap()),
             api_token: n.api_token.clone(),
             default_subject: "MFA notification".into(),
+            metrics: Arc::new(mfa::metrics::Metrics::notifier()),
         };
         let notifier = mfa::notify::server::bind(n.bind, state).await.unwrap();
         notify_addr = Some(notifier.local_addr().unwrap());

@@ -7,6 +7,7 @@ mod helpers;
 mod instances;
 mod lockout;
 mod malformed;
+mod metrics;
 mod notify_api;
 mod notify_email;
 mod notify_telegram;
