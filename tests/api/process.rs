@@ -102,6 +102,16 @@ impl Server {
         self.logs.lock().unwrap().clone()
     }
 
+    /// SIGTERM, then the exit code.
+    pub async fn terminate(mut self) -> (i32, String) {
+        let pid = self.child.id().unwrap().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+        assert!(sent.success());
+        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.expect("exits").unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        (status.code().unwrap_or(-1), self.logs())
+    }
+
     /// SIGKILL: no chance to flush or clean up.
     pub async fn kill9(mut self) -> String {
         self.child.start_kill().unwrap();
@@ -375,4 +385,33 @@ async fn serve_delivers_a_code_by_email_and_telegram_that_verifies_once() {
         assert!(!logs.contains(secret), "{secret} reached the logs");
     }
     assert!(!contains_code(&logs, &code), "the code reached the logs");
+}
+
+/// SIGTERM while a request is in flight: the request still gets its answer, new
+/// connections are refused, and the process exits cleanly.
+#[tokio::test]
+async fn sigterm_lets_requests_in_flight_finish() {
+    use crate::support::telegram::{BotApi, Scripted};
+
+    let bot = BotApi::start().await;
+    bot.script([Scripted::Delay(Duration::from_millis(1500))]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut env: Vec<(String, String)> = bot.env();
+    env.extend([("DAIR_SECRET".to_string(), "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP".to_string())]);
+    env.push(("DAIR_TELEGRAM_ID".into(), "42".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let server = Server::run(dir.path(), &env, "serve").await;
+    let url = format!("http://{}/request-otp", server.addr);
+    let client = server.client.clone();
+    let in_flight = tokio::spawn(async move { client.post(&url).json(&json!({"username": "dair"})).send().await });
+    tokio::time::sleep(Duration::from_millis(500)).await; // the request is now waiting on Telegram
+    let addr = server.addr;
+
+    let (code, logs) = server.terminate().await;
+
+    let answered = in_flight.await.unwrap().expect("the in-flight request was answered");
+    assert_eq!(answered.status(), 200, "{logs}");
+    assert_eq!(code, 0, "{logs}");
+    assert!(logs.contains("shutting down") && logs.contains("stopped"), "{logs}");
+    assert!(crate::helpers::http_client().get(format!("http://{addr}/healthcheck")).send().await.is_err());
 }

@@ -19,6 +19,8 @@ pub const TOKEN: &str = "123456:AAFakeBotTokenForTests-x9Yz";
 pub enum Scripted {
     Error(u16, &'static str),
     RetryAfter(u64),
+    /// Answer normally, after this long: a slow request.
+    Delay(std::time::Duration),
 }
 
 #[derive(Default)]
@@ -49,9 +51,13 @@ async fn send_message(
     if bot != format!("bot{TOKEN}") {
         return api_error(401, "Unauthorized", None);
     }
-    let mut inner = inner.lock().unwrap();
-    inner.received.push(body.clone());
-    match inner.script.pop_front() {
+    let next = {
+        let mut inner = inner.lock().unwrap();
+        inner.received.push(body.clone());
+        inner.script.pop_front()
+    };
+    match next {
+        Some(Scripted::Delay(pause)) => tokio::time::sleep(pause).await,
         Some(Scripted::Error(code, description)) => return api_error(code, description, None),
         Some(Scripted::RetryAfter(seconds)) => {
             let description = format!("Too Many Requests: retry after {seconds}");
@@ -66,7 +72,7 @@ async fn send_message(
     if text.is_empty() {
         return api_error(400, "Bad Request: message text is empty", None);
     }
-    let message_id = inner.received.len();
+    let message_id = inner.lock().unwrap().received.len();
     (
         StatusCode::OK,
         Json(json!({"ok": true, "result": {
