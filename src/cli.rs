@@ -40,6 +40,12 @@ pub enum Command {
     User(UserCommand),
     /// Validate the configuration and print what was found (secrets masked).
     CheckConfig,
+    /// Ask a running server's /healthcheck; exit 0 when healthy (for container health checks).
+    Healthcheck {
+        /// Default: the MFA server at MFA_BIND.
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -137,6 +143,7 @@ async fn dispatch(command: Command, env: EnvMap, settings: Settings) -> Result<(
             check_config(&env, &settings);
             Ok(())
         }
+        Command::Healthcheck { url } => healthcheck(&settings, url).await,
         Command::User(cmd) => user(cmd, &settings, clock).await,
     }
 }
@@ -235,6 +242,21 @@ async fn serve(settings: &Settings, clock: Arc<dyn Clock>, run: Services) -> Res
     }
     info!("stopped");
     outcome
+}
+
+async fn healthcheck(settings: &Settings, url: Option<String>) -> Result<(), Failure> {
+    let url = url.unwrap_or_else(|| {
+        let addr = settings.bind;
+        // A server listening on every interface is reached through loopback.
+        let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
+        format!("http://{host}:{}/healthcheck", addr.port())
+    });
+    let client = notify::http_client(std::time::Duration::from_secs(5))?;
+    let response = client.get(&url).send().await.map_err(|e| format!("{url}: {}", e.without_url()))?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    println!("{body}");
+    if status.is_success() { Ok(()) } else { Err(Failure::from(format!("{url} answered {status}"))) }
 }
 
 fn check_config(env: &EnvMap, settings: &Settings) {
