@@ -415,3 +415,18 @@ async fn sigterm_lets_requests_in_flight_finish() {
     assert!(logs.contains("shutting down") && logs.contains("stopped"), "{logs}");
     assert!(crate::helpers::http_client().get(format!("http://{addr}/healthcheck")).send().await.is_err());
 }
+
+#[tokio::test]
+async fn the_healthcheck_command_reports_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]).await;
+    let url = format!("http://{}/healthcheck", server.addr);
+
+    let up = cli(dir.path(), &[], &["healthcheck", "--url", &url]).await;
+    assert_eq!(up.code, 0, "{}", up.stderr);
+    assert!(up.stdout.contains("\"status\":\"ok\""));
+
+    server.kill9().await;
+    let down = cli(dir.path(), &[], &["healthcheck", "--url", &url]).await;
+    assert_eq!(down.code, 1);
+}
