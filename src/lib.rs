@@ -11,6 +11,7 @@ pub mod http;
 pub mod lockout;
 pub mod metrics;
 pub mod notify;
+pub mod openapi;
 pub mod otp;
 pub mod server;
 pub mod service;

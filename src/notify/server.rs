@@ -11,10 +11,13 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::email::Reachability;
 use super::{Channel, Channels, Delivery, DeliveryError, FailureKind, Notifier};
@@ -22,6 +25,7 @@ use crate::config::Sensitive;
 use crate::domain::{EmailAddress, TelegramChat};
 use crate::http::{AppJson, BoundServer, InvalidRequest, has_bearer, json_error, unauthorized, with_common_layers};
 use crate::metrics::Metrics;
+use crate::openapi::{self, DeliveryFailed, DetailedError, ErrorBody};
 
 /// Telegram's limit for one message's text.
 pub const TELEGRAM_MAX_CHARS: usize = 4096;
@@ -38,13 +42,31 @@ pub struct NotifyState {
     pub metrics: Arc<Metrics>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct SendBody {
+    /// `email` or `telegram`
+    #[schema(example = "telegram")]
     pub channel: String,
+    /// An email address, or a Telegram chat id / `@channel`.
+    #[schema(example = "123456789")]
     pub recipient: String,
+    /// At most 4096 characters for Telegram, 32768 for email.
+    #[schema(example = "Your code is 123456")]
     pub message: String,
+    /// Email subject (one line); default "<OTP_ISSUER> notification".
     #[serde(default)]
     pub subject: Option<String>,
+}
+
+/// `{"status": "sent", "channel", "attempts"}`
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents the JSON `send` builds
+pub struct Sent {
+    #[schema(example = "sent")]
+    status: String,
+    channel: Channel,
+    #[schema(example = 1)]
+    attempts: u32,
 }
 
 /// Every failure of `/send`, mapped to its status and body in one place.
@@ -113,7 +135,17 @@ async fn require_token(State(state): State<NotifyState>, request: Request, next:
     next.run(request).await
 }
 
-/// `POST /send`: delivers one message, retrying transient failures.
+/// Delivers one message, retrying transient failures within a bounded time.
+#[utoipa::path(post, path = "/send", tag = "notifier", request_body = SendBody,
+    security((), ("notify_token" = [])),
+    responses(
+        (status = 200, body = Sent),
+        (status = 400, description = "invalid_request", body = DetailedError),
+        (status = 401, description = "NOTIFY_API_TOKEN is set and was not sent", body = ErrorBody),
+        (status = 413, body = DetailedError), (status = 415, body = DetailedError),
+        (status = 502, description = "failed after its retries", body = DeliveryFailed),
+        (status = 503, description = "channel_not_configured", body = ErrorBody),
+    ))]
 pub async fn send(
     State(state): State<NotifyState>,
     AppJson(body): AppJson<SendBody>,
@@ -138,7 +170,9 @@ pub async fn send(
     }
 }
 
-/// `GET /healthcheck`: each channel's state; for SMTP whether the server answered last time.
+/// Each channel's state; for SMTP, whether the server answered at the last attempt.
+#[utoipa::path(get, path = "/healthcheck", tag = "monitoring",
+    responses((status = 200, description = "`{\"status\":\"ok\"|\"degraded\",\"channels\":{...}}`", body = Object)))]
 pub async fn healthcheck(State(state): State<NotifyState>) -> Json<serde_json::Value> {
     let email = match &state.channels.email {
         Some(e) => json!({"configured": true, "smtp": e.reachability()}),
@@ -152,22 +186,31 @@ pub async fn healthcheck(State(state): State<NotifyState>) -> Json<serde_json::V
     }))
 }
 
-pub fn router(state: NotifyState) -> Router {
-    let guarded = Router::new()
-        .route("/send", post(send))
+/// Prometheus metrics (OpenMetrics text).
+#[utoipa::path(get, path = "/metrics", tag = "monitoring",
+    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text")))]
+pub async fn metrics(State(state): State<NotifyState>) -> Response {
+    state.metrics.response()
+}
+
+pub fn router(state: NotifyState, bind: SocketAddr) -> Router {
+    let guarded = OpenApiRouter::new()
+        .routes(routes!(send))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_token));
-    let metrics = state.metrics.clone();
-    let routes = Router::new()
+    let (routes, doc) = OpenApiRouter::with_openapi(openapi::NotifierDoc::openapi())
         .merge(guarded)
-        .route("/healthcheck", get(healthcheck))
-        .route("/metrics", get(|State(s): State<NotifyState>| async move { s.metrics.response() }))
-        .with_state(state);
-    with_common_layers(routes, "notifier", MAX_BODY_BYTES, metrics)
+        .routes(routes!(healthcheck))
+        .routes(routes!(metrics))
+        .split_for_parts();
+    let doc = openapi::finish(doc, &format!("http://{bind}"));
+    let routes = routes.route("/openapi.json", get(move || async move { openapi::response(&doc) }));
+    let metrics = state.metrics.clone();
+    with_common_layers(routes.with_state(state), "notifier", MAX_BODY_BYTES, metrics)
 }
 
 /// Binds the notification service's routes to `addr` (port 0 picks a free port).
 pub async fn bind(addr: SocketAddr, state: NotifyState) -> std::io::Result<BoundServer> {
-    BoundServer::bind(addr, router(state)).await
+    BoundServer::bind(addr, router(state, addr)).await
 }
 
 #[cfg(test)]

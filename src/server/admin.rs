@@ -2,19 +2,21 @@
 //! `/admin/...` path is a plain 404). Every request needs `Authorization: Bearer
 //! <ADMIN_TOKEN>`; responses that carry a secret are sent with `Cache-Control: no-store`.
 
+use axum::Json;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::extract::ClientIp;
 use crate::domain::{Algorithm, EmailAddress, TelegramChat, Username, parse_digits};
 use crate::http::{AppJson, InvalidRequest, has_bearer, json_error, unauthorized};
+use crate::openapi::{DetailedError, ErrorBody};
 use crate::otp::OtpParams;
 use crate::store::UserRecord;
 use crate::users::{self, EnrollError, Enrollment, NewEnrollment};
@@ -115,7 +117,56 @@ async fn enrollment_response(state: &AppState, status: StatusCode, e: Enrollment
     Ok(no_store((status, Json(body)).into_response()))
 }
 
-#[derive(Deserialize)]
+/// A user as the admin API shows it (never the secret).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents the JSON that `user_json` builds
+pub struct AdminUser {
+    username: String,
+    email: Option<String>,
+    telegram_id: Option<String>,
+    #[schema(example = "SHA1")]
+    algorithm: String,
+    digits: u8,
+    period: u64,
+    /// `env` (defined in .env) or `cli` (CLI or admin API)
+    source: String,
+    failed_attempts: u32,
+    locked: bool,
+    locked_until: Option<u64>,
+    created_at: u64,
+    updated_at: u64,
+}
+
+/// An [`AdminUser`] plus its new secret, shown once (`Cache-Control: no-store`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct AdminEnrollment {
+    #[schema(inline)]
+    user: AdminUser,
+    /// base32
+    secret: String,
+    otpauth_uri: String,
+    qr_svg: String,
+    qr_png_url: String,
+}
+
+/// `{"users": [...], "next": "NAME" | null}`
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct UserPage {
+    users: Vec<AdminUser>,
+    next: Option<String>,
+}
+
+/// Fields to change; absent: kept, `null`: cleared.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ContactUpdate {
+    email: Option<String>,
+    telegram_id: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct CreateUser {
     pub username: String,
     #[serde(default)]
@@ -128,7 +179,14 @@ pub struct CreateUser {
     pub digits: Option<u8>,
 }
 
-/// `POST /admin/users`: 201 with the secret, otpauth URI and QR code (shown once).
+/// Enrolls a user with a fresh 160-bit secret: 201 with the secret, otpauth URI and QR code,
+/// shown once.
+#[utoipa::path(post, path = "/admin/users", tag = "admin", request_body = CreateUser, security(("admin_token" = [])),
+    responses(
+        (status = 201, body = AdminEnrollment, headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 400, body = DetailedError), (status = 401, body = ErrorBody),
+        (status = 409, description = "user_exists, or defined_in_env", body = DetailedError),
+    ))]
 pub async fn create_user(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -162,13 +220,17 @@ pub async fn create_user(
     enrollment_response(&state, StatusCode::CREATED, enrolled).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
+    /// 1 to 500, default 50
     pub limit: Option<u32>,
     pub after: Option<String>,
 }
 
-/// `GET /admin/users?limit=&after=`: users by name; `next` is the `after` of the next page.
+/// Users by name, a page at a time; `next` is the `after` of the next page.
+#[utoipa::path(get, path = "/admin/users", tag = "admin", params(Page), security(("admin_token" = [])),
+    responses((status = 200, body = UserPage), (status = 400, body = DetailedError), (status = 401, body = ErrorBody)))]
 pub async fn list_users(State(state): State<AppState>, Query(page): Query<Page>) -> Result<Json<Value>, AdminError> {
     let limit = page.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
@@ -187,13 +249,21 @@ async fn find(state: &AppState, name: &str) -> Result<UserRecord, AdminError> {
     user.ok_or(AdminError::Enroll(EnrollError::NotFound(name)))
 }
 
-/// `GET /admin/users/{username}`.
+/// One user, never the secret.
+#[utoipa::path(get, path = "/admin/users/{username}", tag = "admin", security(("admin_token" = [])),
+    params(("username" = String, Path)),
+    responses((status = 200, body = AdminUser), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn show_user(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, AdminError> {
     Ok(Json(user_json(&find(&state, &name).await?, &state)))
 }
 
-/// `PATCH /admin/users/{username}` `{"email": ..., "telegram_id": ...}`: a field that is
-/// absent is kept, `null` clears it.
+/// Changes contact details: a field that is absent is kept, `null` clears it.
+#[utoipa::path(patch, path = "/admin/users/{username}", tag = "admin", request_body = ContactUpdate,
+    security(("admin_token" = [])), params(("username" = String, Path)),
+    responses(
+        (status = 200, body = AdminUser), (status = 400, body = DetailedError), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "defined_in_env", body = DetailedError),
+    ))]
 pub async fn update_user(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -231,7 +301,14 @@ pub async fn update_user(
     Ok(Json(user_json(&user, &state)))
 }
 
-/// `POST /admin/users/{username}/rotate`: a new secret, shown once.
+/// Issues a new secret, shown once; the old one stops working at once.
+#[utoipa::path(post, path = "/admin/users/{username}/rotate", tag = "admin", security(("admin_token" = [])),
+    params(("username" = String, Path)),
+    responses(
+        (status = 200, body = AdminEnrollment, headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "defined_in_env", body = DetailedError),
+    ))]
 pub async fn rotate_user(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -245,7 +322,10 @@ pub async fn rotate_user(
     enrollment_response(&state, StatusCode::OK, rotated).await
 }
 
-/// `POST /admin/users/{username}/unlock`: clears failures and lockout.
+/// Clears failed attempts and any lockout.
+#[utoipa::path(post, path = "/admin/users/{username}/unlock", tag = "admin", security(("admin_token" = [])),
+    params(("username" = String, Path)),
+    responses((status = 200, body = AdminUser), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn unlock_user(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -257,7 +337,13 @@ pub async fn unlock_user(
     Ok(Json(user_json(&find(&state, name.as_str()).await?, &state)))
 }
 
-/// `DELETE /admin/users/{username}`: 204.
+/// Removes a user.
+#[utoipa::path(delete, path = "/admin/users/{username}", tag = "admin", security(("admin_token" = [])),
+    params(("username" = String, Path)),
+    responses(
+        (status = 204, description = "removed"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "defined_in_env", body = DetailedError),
+    ))]
 pub async fn delete_user(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -269,8 +355,16 @@ pub async fn delete_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET /admin/users/{username}/qr.png`: the enrollment QR code, while the secret is fresh
-/// (see `users::fresh_enrollment_uri`); 410 afterwards.
+/// The enrollment QR code, while the secret is fresh: until the first verification, for at
+/// most 10 minutes after it was issued; 410 afterwards.
+#[utoipa::path(get, path = "/admin/users/{username}/qr.png", tag = "admin", security(("admin_token" = [])),
+    params(("username" = String, Path)),
+    responses(
+        (status = 200, description = "PNG image", content_type = "image/png",
+            headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 410, description = "qr_expired", body = DetailedError),
+    ))]
 pub async fn qr_png(State(state): State<AppState>, Path(name): Path<String>) -> Result<Response, AdminError> {
     let user = find(&state, &name).await?;
     let now = state.service.clock.now();
@@ -291,12 +385,12 @@ async fn require_admin_token(State(state): State<AppState>, request: Request, ne
 }
 
 /// The admin routes, guarded by `ADMIN_TOKEN`.
-pub fn routes(state: AppState) -> Router<AppState> {
-    Router::new()
-        .route("/admin/users", post(create_user).get(list_users))
-        .route("/admin/users/{username}", get(show_user).patch(update_user).delete(delete_user))
-        .route("/admin/users/{username}/rotate", post(rotate_user))
-        .route("/admin/users/{username}/unlock", post(unlock_user))
-        .route("/admin/users/{username}/qr.png", get(qr_png))
+pub fn routes(state: AppState) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_user, list_users))
+        .routes(routes!(show_user, update_user, delete_user))
+        .routes(routes!(rotate_user))
+        .routes(routes!(unlock_user))
+        .routes(routes!(qr_png))
         .route_layer(axum::middleware::from_fn_with_state(state, require_admin_token))
 }

@@ -13,10 +13,14 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::get;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::config::{Sensitive, Settings};
 use crate::http::{BoundServer, has_bearer, unauthorized, with_common_layers};
+use crate::openapi;
 use crate::service::MfaService;
 use rate_limit::IpRateLimiter;
 
@@ -42,22 +46,28 @@ async fn require_api_key(State(state): State<AppState>, request: Request, next: 
 }
 
 pub fn router(state: AppState) -> Router {
-    let limited = Router::new()
-        .route("/request-otp", post(routes::request_otp))
-        .route("/verify", post(routes::verify))
+    let limited = OpenApiRouter::new()
+        .routes(routes!(routes::request_otp))
+        .routes(routes!(routes::verify))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit_per_ip))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_api_key));
-    // /healthcheck is outside the rate limit so that probes never eat a client's quota.
-    let mut routes = Router::new()
+    // /healthcheck, /metrics and /openapi.json are outside the rate limit so that probes
+    // never eat a client's quota.
+    let (routes, mut doc) = OpenApiRouter::with_openapi(openapi::MfaDoc::openapi())
         .merge(limited)
-        .route("/healthcheck", get(routes::healthcheck))
-        .route("/metrics", get(routes::metrics));
+        .routes(routes!(routes::healthcheck))
+        .routes(routes!(routes::metrics))
+        .split_for_parts();
+    // The admin API is always documented, and only served with ADMIN_TOKEN.
+    let (admin_routes, admin_doc) = admin::routes(state.clone()).split_for_parts();
+    doc.merge(admin_doc);
+    let doc = openapi::finish(doc, &format!("http://{}", state.settings.bind));
+    let mut routes = routes.route("/openapi.json", get(move || async move { openapi::response(&doc) }));
     if state.settings.admin_token.is_some() {
-        routes = routes.merge(admin::routes(state.clone()));
+        routes = routes.merge(admin_routes);
     }
     let metrics = state.service.metrics.clone();
-    let routes = routes.with_state(state);
-    with_common_layers(routes, "mfa", MAX_BODY_BYTES, metrics)
+    with_common_layers(routes.with_state(state), "mfa", MAX_BODY_BYTES, metrics)
 }
 
 /// Binds `settings.bind` (port 0 picks a free port) with the MFA server's routes.

@@ -14,23 +14,29 @@ use super::extract::ClientIp;
 use crate::domain::{OtpCode, Username};
 use crate::http::AppJson;
 use crate::notify::Channel;
+use crate::openapi::{DetailedError, ErrorBody, InvalidToken, RetryLater, Valid};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct RequestOtpBody {
+    #[schema(example = "dair")]
     pub username: String,
     /// Only this channel ("email" or "telegram"); all of the user's channels when absent.
     #[serde(default)]
     pub channel: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct VerifyBody {
+    #[schema(example = "dair")]
     pub username: String,
+    /// 6 to 8 digits; spaces are ignored.
+    #[schema(example = "123456")]
     pub token: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RequestOtpResponse {
+    #[schema(example = "sent")]
     pub status: &'static str,
     pub channels: Vec<Channel>,
     pub expires_in: u64,
@@ -40,7 +46,21 @@ fn parse_username(raw: &str) -> Result<Username, ApiError> {
     Username::parse(raw).map_err(ApiError::invalid)
 }
 
-/// `POST /request-otp {"username"}`: sends a fresh code to the user's channels.
+/// Sends a fresh one-time code to the user's channels (or the one named), in parallel.
+#[utoipa::path(post, path = "/request-otp", tag = "mfa", request_body = RequestOtpBody,
+    security((), ("api_key" = [])),
+    responses(
+        (status = 200, description = "sent on at least one channel", body = RequestOtpResponse),
+        (status = 400, description = "malformed request", body = DetailedError),
+        (status = 401, description = "MFA_API_KEYS is set and no valid key was sent", body = ErrorBody),
+        (status = 404, description = "unknown user", body = ErrorBody),
+        (status = 413, description = "body over 16 KiB", body = DetailedError),
+        (status = 415, description = "not application/json", body = DetailedError),
+        (status = 422, description = "the user has no channel to send to", body = DetailedError),
+        (status = 429, description = "resend_too_soon, too_many_attempts or rate_limited", body = RetryLater,
+            headers(("Retry-After" = u64, description = "seconds"))),
+        (status = 502, description = "no channel could deliver", body = DetailedError),
+    ))]
 pub async fn request_otp(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -53,7 +73,19 @@ pub async fn request_otp(
     Ok(Json(RequestOtpResponse { status: "sent", channels: sent.channels, expires_in: sent.expires_in }))
 }
 
-/// `POST /verify {"username", "token"}`: 200 `{"valid":true}` or an error.
+/// Checks an authenticator-app code or a sent code; each is accepted once.
+#[utoipa::path(post, path = "/verify", tag = "mfa", request_body = VerifyBody,
+    security((), ("api_key" = [])),
+    responses(
+        (status = 200, description = "the code is right", body = Valid),
+        (status = 400, description = "malformed request", body = DetailedError),
+        (status = 401, description = "wrong, expired or used code (or no valid API key: `unauthorized`)", body = InvalidToken),
+        (status = 404, description = "unknown user", body = ErrorBody),
+        (status = 413, description = "body over 16 KiB", body = DetailedError),
+        (status = 415, description = "not application/json", body = DetailedError),
+        (status = 429, description = "too_many_attempts (locked out) or rate_limited", body = RetryLater,
+            headers(("Retry-After" = u64, description = "seconds"))),
+    ))]
 pub async fn verify(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -66,15 +98,22 @@ pub async fn verify(
     Ok(Json(json!({"valid": true})))
 }
 
-/// `GET /metrics`: Prometheus metrics, with the database pool's state read now.
+/// Prometheus metrics (OpenMetrics text), with the database pool's state read now.
+#[utoipa::path(get, path = "/metrics", tag = "monitoring",
+    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let (size, idle) = state.service.store.pool_stats();
     state.service.metrics.set_pool(size, idle);
     state.service.metrics.response()
 }
 
-/// `GET /healthcheck`: 200 when the database answers, 503 when it does not. The server's
-/// clock is included because a skewed clock is the usual cause of "invalid code" reports.
+/// 200 when the database answers, 503 when it does not. The server's clock is included
+/// because a skewed clock is the usual cause of "invalid code" reports. Never rate-limited.
+#[utoipa::path(get, path = "/healthcheck", tag = "monitoring",
+    responses(
+        (status = 200, description = "`{\"status\":\"ok\",\"database\":\"ok\",\"notifier\",\"time\",\"version\"}`", body = Object),
+        (status = 503, description = "`{\"status\":\"unavailable\",\"database\":\"unreachable\",...}`", body = Object),
+    ))]
 pub async fn healthcheck(State(state): State<AppState>) -> Response {
     let service = &state.service;
     let database = service.store.ping().await;

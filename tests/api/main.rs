@@ -11,6 +11,7 @@ mod metrics;
 mod notify_api;
 mod notify_email;
 mod notify_telegram;
+mod openapi;
 mod process;
 mod rate_limit;
 mod replay;
