@@ -322,6 +322,7 @@ async fn user(cmd: UserCommand, settings: &Settings, clock: Arc<dyn Clock>) -> R
                 },
             };
             let enrolled = users::add(store, &service.keys, settings, new, clock.now()).await?;
+            tracing::info!(target: "audit", event = "enroll", username = %enrolled.username, via = "cli");
             print_enrollment("Enrolled", &enrolled, !args.no_qr);
         }
         UserCommand::List => {
@@ -359,16 +360,19 @@ async fn user(cmd: UserCommand, settings: &Settings, clock: Arc<dyn Clock>) -> R
         UserCommand::Remove { name } => {
             let username = parse_name(&name)?;
             users::remove(store, settings, &username).await?;
+            tracing::info!(target: "audit", event = "remove_user", username = %username, via = "cli");
             println!("Removed user '{username}'.");
         }
         UserCommand::Rotate { name, no_qr } => {
             let username = parse_name(&name)?;
             let enrolled = users::rotate(store, &service.keys, settings, &username, clock.now()).await?;
+            tracing::info!(target: "audit", event = "rotate_secret", username = %username, via = "cli");
             print_enrollment("Rotated the secret of", &enrolled, !no_qr);
         }
         UserCommand::Unlock { name } => {
             let username = parse_name(&name)?;
             users::unlock(store, &username).await?;
+            tracing::info!(target: "audit", event = "unlock", username = %username, via = "cli");
             println!("Unlocked user '{username}': failed attempts reset.");
         }
     }

@@ -121,10 +121,19 @@ impl Metrics {
         out
     }
 
-    /// The `/metrics` response.
-    pub fn response(&self) -> Response {
-        ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], self.encode())
-            .into_response()
+    /// The `/metrics` response: OpenMetrics when the scraper asks for it (Prometheus does),
+    /// otherwise labelled as the classic Prometheus text format, which this text also parses as.
+    pub fn response(&self, headers: &axum::http::HeaderMap) -> Response {
+        let wants_openmetrics = headers
+            .get(axum::http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("application/openmetrics-text"));
+        let content_type = if wants_openmetrics {
+            "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        } else {
+            "text/plain; version=0.0.4; charset=utf-8"
+        };
+        ([("content-type", content_type)], self.encode()).into_response()
     }
 }
 

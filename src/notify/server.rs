@@ -186,11 +186,11 @@ pub async fn healthcheck(State(state): State<NotifyState>) -> Json<serde_json::V
     }))
 }
 
-/// Prometheus metrics (OpenMetrics text).
+/// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "monitoring",
-    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text")))]
-pub async fn metrics(State(state): State<NotifyState>) -> Response {
-    state.metrics.response()
+    responses((status = 200, description = "Prometheus text format (OpenMetrics when asked for)", content_type = "text/plain")))]
+pub async fn metrics(State(state): State<NotifyState>, headers: axum::http::HeaderMap) -> Response {
+    state.metrics.response(&headers)
 }
 
 pub fn router(state: NotifyState, bind: SocketAddr) -> Router {

@@ -98,13 +98,13 @@ pub async fn verify(
     Ok(Json(json!({"valid": true})))
 }
 
-/// Prometheus metrics (OpenMetrics text), with the database pool's state read now.
+/// Prometheus metrics, with the database pool's state read now.
 #[utoipa::path(get, path = "/metrics", tag = "monitoring",
-    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text")))]
-pub async fn metrics(State(state): State<AppState>) -> Response {
+    responses((status = 200, description = "Prometheus text format (OpenMetrics when asked for)", content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     let (size, idle) = state.service.store.pool_stats();
     state.service.metrics.set_pool(size, idle);
-    state.service.metrics.response()
+    state.service.metrics.response(&headers)
 }
 
 /// 200 when the database answers, 503 when it does not. The server's clock is included

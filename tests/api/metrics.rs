@@ -5,8 +5,12 @@ use crate::helpers::*;
 use crate::support::telegram::{BotApi, Scripted};
 
 async fn scrape(app: &TestApp, addr: std::net::SocketAddr) -> String {
-    let response = app.client.get(format!("http://{addr}/metrics")).send().await.unwrap();
-    assert_eq!(response.status(), 200);
+    let url = format!("http://{addr}/metrics");
+    let plain = app.client.get(&url).send().await.unwrap();
+    assert_eq!(plain.status(), 200);
+    assert!(plain.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    let accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+    let response = app.client.get(&url).header("accept", accept).send().await.unwrap();
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
     response.text().await.unwrap()
 }
