@@ -67,6 +67,9 @@ pub enum UserCommand {
     },
     /// Clear a user's failed attempts and lockout.
     Unlock { name: String },
+    /// Import users with their existing secrets from CSV: username,base32secret[,email[,telegram_id]]
+    /// ("-" reads standard input). Names that exist are skipped.
+    Import { file: String },
 }
 
 #[derive(Debug, Args)]
@@ -368,6 +371,19 @@ async fn user(cmd: UserCommand, settings: &Settings, clock: Arc<dyn Clock>) -> R
             let enrolled = users::rotate(store, &service.keys, settings, &username, clock.now()).await?;
             tracing::info!(target: "audit", event = "rotate_secret", username = %username, via = "cli");
             print_enrollment("Rotated the secret of", &enrolled, !no_qr);
+        }
+        UserCommand::Import { file } => {
+            let text = if file == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&file).map_err(|e| format!("{file}: {e}"))?
+            };
+            let report = users::import(store, &service.keys, settings, &text, clock.now()).await?;
+            tracing::info!(target: "audit", event = "import", imported = report.imported, via = "cli");
+            println!(
+                "Imported {} user(s); {} already existed and were left as they were.",
+                report.imported, report.existing
+            );
         }
         UserCommand::Unlock { name } => {
             let username = parse_name(&name)?;

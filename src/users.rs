@@ -200,6 +200,65 @@ pub async fn unlock(store: &dyn Store, username: &Username) -> Result<(), Enroll
     if store.clear_lock(username).await? { Ok(()) } else { Err(EnrollError::NotFound(username.clone())) }
 }
 
+/// What `import` did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    pub imported: u64,
+    pub existing: u64,
+}
+
+/// Users per transaction when importing.
+const IMPORT_BATCH: usize = 1000;
+
+/// Imports users from CSV lines `username,base32secret[,email[,telegram_id]]` (blank lines,
+/// `#` comments and a `username,...` header are skipped), for moving users with their
+/// existing secrets from another system. The whole input is checked before anything is
+/// written; an error names the line, never the secret.
+pub async fn import(
+    store: &dyn Store,
+    keys: &Keys,
+    settings: &Settings,
+    text: &str,
+    now: UnixTime,
+) -> Result<ImportReport, EnrollError> {
+    let mut profiles = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with("username,") {
+            continue;
+        }
+        let bad = |what: String| EnrollError::Other(format!("line {}: {what}", index + 1));
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let (name, secret) = match fields.as_slice() {
+            [name, secret, ..] if fields.len() <= 4 => (*name, *secret),
+            _ => return Err(bad("expected username,secret[,email[,telegram_id]]".into())),
+        };
+        let username = Username::parse(name).map_err(bad)?;
+        if settings.users.iter().any(|u| u.username == username) {
+            return Err(bad(format!("user '{username}' is defined in the environment")));
+        }
+        let secret = SecretBytes::from_base32(secret).map_err(|e| bad(format!("the secret {e}")))?;
+        let optional = |i: usize| fields.get(i).copied().filter(|s| !s.is_empty());
+        let email = optional(2).map(EmailAddress::parse).transpose().map_err(bad)?;
+        let telegram = optional(3).map(TelegramChat::parse).transpose().map_err(bad)?;
+        profiles.push(UserProfile {
+            sealed_secret: keys.seal_secret(&username, &secret),
+            username,
+            params: settings.otp,
+            email: email.map(|e| e.as_str().to_string()),
+            telegram_id: telegram.map(|t| t.as_str().to_string()),
+            source: UserSource::Cli,
+        });
+    }
+    let mut report = ImportReport::default();
+    for batch in profiles.chunks(IMPORT_BATCH) {
+        let inserted = store.insert_users(batch, now).await?;
+        report.imported += inserted;
+        report.existing += batch.len() as u64 - inserted;
+    }
+    Ok(report)
+}
+
 /// What start-up did to bring the database in line with `<NAME>_SECRET` variables.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct SyncReport {

@@ -116,6 +116,9 @@ pub trait Store: Send + Sync + 'static {
     async fn count_users(&self) -> Result<u64, StoreError>;
     /// Fails with [`StoreError::Conflict`] if the name is taken.
     async fn insert_user(&self, user: &UserProfile, now: UnixTime) -> Result<(), StoreError>;
+    /// Inserts many users in one transaction, skipping names that exist; returns how many
+    /// were inserted.
+    async fn insert_users(&self, users: &[UserProfile], now: UnixTime) -> Result<u64, StoreError>;
     /// Rewrites a user's secret, parameters, contacts and source. With `reset_last_step`
     /// (a new secret) the replay guard starts afresh. False if there is no such user.
     async fn replace_user(&self, user: &UserProfile, reset_last_step: bool, now: UnixTime) -> Result<bool, StoreError>;

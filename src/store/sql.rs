@@ -191,6 +191,21 @@ macro_rules! sql_store {
                 if result.rows_affected() == 0 { Err(StoreError::Conflict) } else { Ok(()) }
             }
 
+            async fn insert_users(&self, users: &[UserProfile], now: UnixTime) -> Result<u64, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let mut inserted = 0;
+                for user in users {
+                    let query = sqlx::query(
+                        "INSERT INTO users (username, sealed_secret, algorithm, digits, period, email, telegram_id, \
+                         source, created_at, updated_at, secret_set_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9) ON CONFLICT (username) DO NOTHING",
+                    );
+                    inserted += Self::bind_profile(query, user).bind(to_i64(now)).execute(&mut *tx).await?.rows_affected();
+                }
+                tx.commit().await?;
+                Ok(inserted)
+            }
+
             async fn replace_user(&self, user: &UserProfile, reset_last_step: bool, now: UnixTime) -> Result<bool, StoreError> {
                 let query = sqlx::query(
                     "UPDATE users SET sealed_secret = $2, algorithm = $3, digits = $4, period = $5, email = $6, \

@@ -430,3 +430,29 @@ async fn the_healthcheck_command_reports_a_running_server() {
     let down = cli(dir.path(), &[], &["healthcheck", "--url", &url]).await;
     assert_eq!(down.code, 1);
 }
+
+#[tokio::test]
+async fn users_are_imported_from_csv_with_their_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = "username,secret,email,telegram_id\n# moved from the old system\n\
+               alice,JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP,alice@example.com,\n\
+               bob,KRUGS4ZANFZSAYJAONSWG4TFOQQGM33S,,42\n";
+    std::fs::write(dir.path().join("users.csv"), csv).unwrap();
+
+    let out = cli(dir.path(), &[], &["user", "import", "users.csv"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("Imported 2 user(s); 0 already existed"), "{}", out.stdout);
+    let again = cli(dir.path(), &[], &["user", "import", "users.csv"]).await;
+    assert!(again.stdout.contains("Imported 0 user(s); 2 already existed"), "{}", again.stdout);
+
+    let server = Server::start(dir.path(), &[]).await;
+    let alice = SecretBytes::from_base32("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP").unwrap();
+    assert_eq!(server.verify("alice", &now_code(&alice, OtpParams::default())).await.status, 200);
+    let sent = server.post("/request-otp", json!({"username": "bob"})).await;
+    assert_eq!(sent.body["channels"], json!(["telegram"]));
+
+    std::fs::write(dir.path().join("bad.csv"), "carol,not*base32*at*all\n").unwrap();
+    let bad = cli(dir.path(), &[], &["user", "import", "bad.csv"]).await;
+    assert_eq!(bad.code, 1);
+    assert!(bad.stderr.contains("line 1") && !bad.stderr.contains("not*base32"), "{}", bad.stderr);
+}
