@@ -308,11 +308,10 @@ pub async fn sync_env_users(
             }
         }
     }
-    for user in store.users().await? {
-        let still_defined = settings.users.iter().any(|u| u.username == user.profile.username);
-        if user.profile.source == UserSource::Env && !still_defined {
-            store.delete_user(&user.profile.username).await?;
-            report.removed.push(user.profile.username.to_string());
+    for username in store.env_usernames().await? {
+        if !settings.users.iter().any(|u| u.username == username) {
+            store.delete_user(&username).await?;
+            report.removed.push(username.to_string());
         }
     }
     Ok(report)

@@ -113,6 +113,8 @@ pub trait Store: Send + Sync + 'static {
         telegram_id: Option<&str>,
         now: UnixTime,
     ) -> Result<bool, StoreError>;
+    /// Names of the users defined by `.env` (indexed: start-up stays fast with many users).
+    async fn env_usernames(&self) -> Result<Vec<Username>, StoreError>;
     async fn count_users(&self) -> Result<u64, StoreError>;
     /// Fails with [`StoreError::Conflict`] if the name is taken.
     async fn insert_user(&self, user: &UserProfile, now: UnixTime) -> Result<(), StoreError>;

@@ -37,6 +37,7 @@ macro_rules! migrations {
         $crate::store::sql::migrator(&[
             (1, "init", include_str!(concat!("../../migrations/", $dir, "/0001_init.sql"))),
             (2, "secret_set_at", include_str!(concat!("../../migrations/", $dir, "/0002_secret_set_at.sql"))),
+            (3, "env_source_index", include_str!(concat!("../../migrations/", $dir, "/0003_env_source_index.sql"))),
         ])
     };
 }
@@ -174,6 +175,13 @@ macro_rules! sql_store {
                         .execute(&self.pool)
                         .await?;
                 Ok(result.rows_affected() == 1)
+            }
+
+            async fn env_usernames(&self) -> Result<Vec<Username>, StoreError> {
+                let names: Vec<String> = sqlx::query_scalar("SELECT username FROM users WHERE source = 'env'")
+                    .fetch_all(&self.pool)
+                    .await?;
+                names.iter().map(|n| Username::parse(n).map_err(StoreError::Corrupt)).collect()
             }
 
             async fn count_users(&self) -> Result<u64, StoreError> {
