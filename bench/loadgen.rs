@@ -2,7 +2,7 @@
 //! `/verify` paths need a different body per request (a right code for a user not used
 //! before), computed at send time.
 //!
-//!   loadgen users N FILE                      write N users (name,base32 secret) as CSV
+//!   loadgen users N FILE                      write N users (name,base32 secret,email) as CSV
 //!   loadgen run --url URL --mode MODE [...]   load a server, print one JSON line of results
 //!
 //! Modes: health (GET), ceiling (POST a verify-shaped body), verify-right (each user once,
@@ -116,8 +116,11 @@ async fn run(args: RunArgs) -> Value {
         std::fs::read_to_string(&args.users)
             .expect("users file")
             .lines()
-            .filter_map(|l| l.split_once(','))
-            .map(|(n, s)| (n.to_string(), SecretBytes::from_base32(s).expect("base32")))
+            .filter_map(|l| {
+                let mut fields = l.split(',');
+                Some((fields.next()?.to_string(), fields.next()?.to_string()))
+            })
+            .map(|(n, s)| (n, SecretBytes::from_base32(&s).expect("base32")))
             .collect()
     };
     let work = Arc::new(Workload { mode: args.mode.clone(), users, next: AtomicUsize::new(0) });
@@ -227,7 +230,7 @@ async fn main() {
         Cmd::Users { count, file } => {
             let mut out = String::with_capacity(count * 48);
             for i in 0..count {
-                out.push_str(&format!("u{i},{}\n", SecretBytes::generate().to_base32()));
+                out.push_str(&format!("u{i},{},u{i}@example.com\n", SecretBytes::generate().to_base32()));
             }
             std::fs::write(file, out).expect("write users");
         }
