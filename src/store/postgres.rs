@@ -37,4 +37,14 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    /// PostgreSQL already shares WAL flushes between concurrent commits: run writes directly.
+    async fn execute_write(
+        &self,
+        query: sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<u64, StoreError> {
+        Ok(query.execute(&self.pool).await?.rows_affected())
+    }
+}
+
 super::sql::sql_store!(PgStore, sqlx::Postgres, null_safe_eq = "IS NOT DISTINCT FROM");

@@ -51,7 +51,9 @@ pub(crate) fn to_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
-/// Implements [`super::Store`] for `$store { pool: Pool<$db> }`. The calling module imports
+/// Implements [`super::Store`] for `$store { pool: Pool<$db> }`, whose inherent
+/// `execute_write(query) -> Result<u64 rows affected, StoreError>` runs the writes of the
+/// hot path (SQLite batches them into group commits; PostgreSQL runs them as they come). The calling module imports
 /// what the body names (see `sqlite.rs`): the store types, `sqlx::Row`, and this module's
 /// helpers.
 macro_rules! sql_store {
@@ -236,19 +238,19 @@ macro_rules! sql_store {
                     "UPDATE users SET last_step = $2, failed_attempts = 0, locked_until = NULL \
                      WHERE username = $1 AND (last_step IS NULL OR last_step < $2)",
                 )
-                .bind(username.as_str())
+                .bind(username.as_str().to_owned())
                 .bind(to_i64(step))
-                .execute(&self.pool)
-                .await?;
-                Ok(result.rows_affected() == 1)
+                ;
+                let result = self.execute_write(result).await?;
+                Ok(result == 1)
             }
 
             async fn clear_lock(&self, username: &Username) -> Result<bool, StoreError> {
                 let result = sqlx::query("UPDATE users SET failed_attempts = 0, locked_until = NULL WHERE username = $1")
-                    .bind(username.as_str())
-                    .execute(&self.pool)
-                    .await?;
-                Ok(result.rows_affected() == 1)
+                    .bind(username.as_str().to_owned())
+                    ;
+                let result = self.execute_write(result).await?;
+                Ok(result == 1)
             }
 
             async fn swap_lock(&self, username: &Username, expected: LockState, new: LockState) -> Result<bool, StoreError> {
@@ -260,14 +262,14 @@ macro_rules! sql_store {
                         " $3"
                     ),
                 )
-                .bind(username.as_str())
+                .bind(username.as_str().to_owned())
                 .bind(i64::from(expected.failed_attempts))
                 .bind(expected.locked_until.map(to_i64))
                 .bind(i64::from(new.failed_attempts))
                 .bind(new.locked_until.map(to_i64))
-                .execute(&self.pool)
-                .await?;
-                Ok(result.rows_affected() == 1)
+                ;
+                let result = self.execute_write(result).await?;
+                Ok(result == 1)
             }
 
             async fn put_sent_code(
@@ -283,18 +285,18 @@ macro_rules! sql_store {
                      ON CONFLICT (username) DO UPDATE SET code_hash = excluded.code_hash, sent_at = excluded.sent_at, \
                      expires_at = excluded.expires_at WHERE sent_codes.sent_at + $5 <= excluded.sent_at",
                 )
-                .bind(username.as_str())
-                .bind(code_hash)
+                .bind(username.as_str().to_owned())
+                .bind(code_hash.to_vec())
                 .bind(to_i64(now))
                 .bind(to_i64(expires_at))
                 .bind(to_i64(resend_seconds))
-                .execute(&self.pool)
-                .await?;
-                if result.rows_affected() == 1 {
+                ;
+                let result = self.execute_write(result).await?;
+                if result == 1 {
                     return Ok(PutCode::Stored);
                 }
                 let sent_at: Option<i64> = sqlx::query_scalar("SELECT sent_at FROM sent_codes WHERE username = $1")
-                    .bind(username.as_str())
+                    .bind(username.as_str().to_owned())
                     .fetch_optional(&self.pool)
                     .await?;
                 let ready_at = sent_at.map_or(now, |t| to_u64(t).saturating_add(resend_seconds));
@@ -305,16 +307,16 @@ macro_rules! sql_store {
                 // Comparing keyed hashes in SQL leaks nothing useful through timing: without the
                 // key an attacker cannot choose inputs whose hashes share a prefix.
                 let result = sqlx::query("DELETE FROM sent_codes WHERE username = $1 AND code_hash = $2 AND expires_at > $3")
-                    .bind(username.as_str())
-                    .bind(code_hash)
+                    .bind(username.as_str().to_owned())
+                    .bind(code_hash.to_vec())
                     .bind(to_i64(now))
-                    .execute(&self.pool)
-                    .await?;
-                Ok(result.rows_affected() == 1)
+                    ;
+                let result = self.execute_write(result).await?;
+                Ok(result == 1)
             }
 
             async fn delete_sent_code(&self, username: &Username) -> Result<(), StoreError> {
-                sqlx::query("DELETE FROM sent_codes WHERE username = $1").bind(username.as_str()).execute(&self.pool).await?;
+                self.execute_write(sqlx::query("DELETE FROM sent_codes WHERE username = $1").bind(username.as_str().to_owned())).await?;
                 Ok(())
             }
         }
