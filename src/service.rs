@@ -36,13 +36,15 @@ pub enum ServiceError {
     DeliveryFailed(String),
     #[error("wrong, expired or already used code")]
     InvalidToken,
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
-        Self::Internal(e.to_string())
+        if e.is_unavailable() { Self::Unavailable(e.to_string()) } else { Self::Internal(e.to_string()) }
     }
 }
 

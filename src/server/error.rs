@@ -70,6 +70,14 @@ impl IntoResponse for ApiError {
                 ServiceError::DeliveryFailed(_) => {
                     plain(StatusCode::BAD_GATEWAY, json!({"error": "delivery_failed", "detail": e.to_string()}))
                 }
+                ServiceError::Unavailable(detail) => {
+                    tracing::error!(error = %detail, "database unavailable");
+                    json_error_retry_after(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        json!({"error": "database_unavailable", "retry_after": 5}),
+                        5,
+                    )
+                }
                 ServiceError::Internal(detail) => {
                     tracing::error!(error = %detail, "request failed");
                     plain(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "internal_error"}))

@@ -60,6 +60,8 @@ fn parse_username(raw: &str) -> Result<Username, ApiError> {
         (status = 429, description = "resend_too_soon, too_many_attempts or rate_limited", body = RetryLater,
             headers(("Retry-After" = u64, description = "seconds"))),
         (status = 502, description = "no channel could deliver", body = DetailedError),
+        (status = 503, description = "database_unavailable: the database cannot be reached", body = RetryLater,
+            headers(("Retry-After" = u64, description = "seconds"))),
     ))]
 pub async fn request_otp(
     State(state): State<AppState>,
@@ -84,6 +86,8 @@ pub async fn request_otp(
         (status = 413, description = "body over 16 KiB", body = DetailedError),
         (status = 415, description = "not application/json", body = DetailedError),
         (status = 429, description = "too_many_attempts (locked out) or rate_limited", body = RetryLater,
+            headers(("Retry-After" = u64, description = "seconds"))),
+        (status = 503, description = "database_unavailable: the database cannot be reached", body = RetryLater,
             headers(("Retry-After" = u64, description = "seconds"))),
     ))]
 pub async fn verify(

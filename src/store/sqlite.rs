@@ -31,7 +31,7 @@ use crate::otp::OtpParams;
 pub const MAX_BATCH: usize = 256;
 
 type WriteQuery = sqlx::query::Query<'static, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
-type WriteJob = (WriteQuery, tokio::sync::oneshot::Sender<Result<u64, String>>);
+type WriteJob = (WriteQuery, tokio::sync::oneshot::Sender<Result<u64, StoreError>>);
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -68,9 +68,9 @@ impl SqliteStore {
     /// Queues a write for the next group commit and waits until it is committed.
     async fn execute_write(&self, query: WriteQuery) -> Result<u64, StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let closed = || StoreError::Corrupt("the database writer has stopped".into());
+        let closed = || StoreError::Unavailable("the database writer has stopped".into());
         self.writer.send((query, reply)).await.map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?.map_err(|e| StoreError::Corrupt(format!("database write failed: {e}")))
+        answer.await.map_err(|_| closed())?
     }
 }
 
@@ -92,8 +92,9 @@ async fn group_commits(pool: SqlitePool, mut jobs: tokio::sync::mpsc::Receiver<W
                 }
             }
             Err(e) => {
+                // No transaction (the pool is closed, the disk failed): nothing was written.
                 for reply in replies {
-                    let _ = reply.send(Err(e.to_string()));
+                    let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
                 }
             }
         }
@@ -102,12 +103,15 @@ async fn group_commits(pool: SqlitePool, mut jobs: tokio::sync::mpsc::Receiver<W
 
 /// Runs the writes in order in one transaction. A failing statement fails alone (SQLite
 /// keeps the transaction); a failing commit fails them all, and nothing was written.
-async fn commit_batch(pool: &SqlitePool, queries: Vec<WriteQuery>) -> Result<Vec<Result<u64, String>>, sqlx::Error> {
+async fn commit_batch(
+    pool: &SqlitePool,
+    queries: Vec<WriteQuery>,
+) -> Result<Vec<Result<u64, StoreError>>, sqlx::Error> {
     let mut conn = pool.acquire().await?;
     sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
     let mut results = Vec::with_capacity(queries.len());
     for query in queries {
-        results.push(query.execute(&mut *conn).await.map(|r| r.rows_affected()).map_err(|e| e.to_string()));
+        results.push(query.execute(&mut *conn).await.map(|r| r.rows_affected()).map_err(StoreError::from));
     }
     if let Err(e) = sqlx::query("COMMIT").execute(&mut *conn).await {
         let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;

@@ -131,6 +131,9 @@ async fn healthcheck_reports_the_database_and_503_when_it_is_gone() {
     let down = app.get("/healthcheck").await;
     assert_eq!(down.status, 503);
     assert_eq!(down.body["database"], "unreachable");
+    let verify = app.verify("alice", "123456").await;
+    assert_eq!((verify.status, verify.body["error"].as_str()), (503, Some("database_unavailable")));
+    assert_eq!(verify.retry_after(), Some(5));
 }
 
 #[tokio::test]
