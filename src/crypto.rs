@@ -45,6 +45,7 @@ pub enum KeyOrigin {
 
 pub struct Keys {
     seal: Aes256Gcm,
+    /// Wiped on drop (`Drop` below); `seal` wipes its key schedule itself (aes-gcm `zeroize`).
     code_mac: [u8; 32],
     check: String,
     pub origin: KeyOrigin,
@@ -53,6 +54,12 @@ pub struct Keys {
 impl std::fmt::Debug for Keys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Keys").field("origin", &self.origin).finish_non_exhaustive()
+    }
+}
+
+impl Drop for Keys {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.code_mac);
     }
 }
 
@@ -70,14 +77,15 @@ impl Keys {
 
     pub fn derive(master: &[u8], origin: KeyOrigin) -> Self {
         let hk = Hkdf::<Sha256>::new(Some(b"mfa-server/v1"), master);
-        let mut seal_key = [0u8; 32];
+        let mut seal_key = zeroize::Zeroizing::new([0u8; 32]);
         let mut code_mac = [0u8; 32];
         let mut check = [0u8; 8];
         // HKDF-Expand only fails for outputs over 255 * 32 bytes; these are fixed and small.
-        let _ = hk.expand(b"totp secrets at rest", &mut seal_key);
+        let _ = hk.expand(b"totp secrets at rest", seal_key.as_mut());
         let _ = hk.expand(b"sent one-time codes", &mut code_mac);
         let _ = hk.expand(b"key check value", &mut check);
-        Self { seal: Aes256Gcm::new(&seal_key.into()), code_mac, check: data_encoding::HEXLOWER.encode(&check), origin }
+        let seal = Aes256Gcm::new(&(*seal_key).into());
+        Self { seal, code_mac, check: data_encoding::HEXLOWER.encode(&check), origin }
     }
 
     /// A short value that identifies the key without revealing it.

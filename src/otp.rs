@@ -18,8 +18,9 @@ pub const MIN_ACCEPTED_SECRET_BYTES: usize = 10;
 /// New secrets are 160 bits, as RFC 4226 §4 recommends.
 pub const NEW_SECRET_BYTES: usize = 20;
 
-/// A shared secret's raw bytes. Never printed: its `Debug` says only how long it is.
-#[derive(Clone, PartialEq, Eq)]
+/// A shared secret's raw bytes. Never printed: its `Debug` says only how long it is; wiped
+/// from memory when dropped.
+#[derive(Clone, PartialEq, Eq, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 pub struct SecretBytes(Vec<u8>);
 
 impl SecretBytes {

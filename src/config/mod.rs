@@ -138,8 +138,8 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// A secret string: prints as `********`.
-#[derive(Clone, PartialEq, Eq)]
+/// A secret string: prints as `********`, wiped from memory when dropped.
+#[derive(Clone, PartialEq, Eq, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 pub struct Sensitive(String);
 
 impl Sensitive {
