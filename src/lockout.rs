@@ -11,12 +11,13 @@
 //!      └────────┴──────────────────────────────────────────┘ (count starts at 0)
 //! ```
 //!
-//! An attempt is *charged before it is checked*: [`LockoutPolicy::charge`] counts it as a
-//! failure, and a right code clears the count and any lock (`Store::clear_lock`). So a
-//! burst of parallel guesses can never get more than `max` codes checked per lockout
-//! period: each must win a compare-and-swap on the stored state before its code is
-//! looked at, and the one that reaches `max` sets the lock. While locked, even the right
-//! code is refused.
+//! Every attempt is a compare-and-swap on the stored state it was decided on: a wrong
+//! code swaps in [`LockoutPolicy::charge`]'s next state, a right code swaps to "no
+//! failures" in the same statement that records its time step. A request whose swap loses
+//! re-reads the state and decides again. So a burst of parallel guesses can never get more
+//! than `max` effective attempts per lockout period: the swap that reaches `max` sets the
+//! lock, and every request still in flight then sees it and is refused, even with the right
+//! code. While locked, even the right code is refused.
 
 use crate::clock::UnixTime;
 pub use crate::config::LockoutPolicy;

@@ -171,47 +171,61 @@ impl MfaService {
         Ok(CodeSent { channels: delivered, expires_in: ttl })
     }
 
-    /// Checks a code of either kind. Each call is charged as a failed attempt first and
-    /// refunded on success, so parallel guesses cannot outrun the lockout.
+    /// Checks a code of either kind; parallel guesses cannot outrun the lockout (see below).
+    /// A right app code costs one write; any other code one write to count the failure.
     pub async fn verify(&self, username: &Username, code: &OtpCode) -> Result<Accepted, ServiceError> {
-        let user = self.find_user(username).await?;
+        let mut user = self.find_user(username).await?;
         let now = self.clock.now();
         let policy = self.policy.lockout;
+        let secret = self
+            .keys
+            .open_secret(username, &user.profile.sealed_secret)
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let totp_step = otp::matching_step(&secret, user.profile.params, code, now, self.policy.valid_window);
 
-        let mut state = user.lock;
+        // Every outcome is a compare-and-swap on the lockout state read with the user: an
+        // accepted code swaps it to "no failures", any other code swaps in one more failure.
+        // So each lockout period sees at most `max_failed_attempts` effective attempts, however
+        // many arrive in parallel: a request whose swap loses re-reads the state, and once
+        // the user is locked it gets 429 whatever its code was.
+        let mut replayed = false;
         let mut charged = None;
         for _ in 0..MAX_CAS_ROUNDS {
+            let state = user.lock;
             let next = policy.charge(state, now).map_err(|retry_after| {
                 info!(event = "verify", outcome = "locked", retry_after);
                 self.metrics.verification("locked");
                 ServiceError::TooManyAttempts { retry_after }
             })?;
+            if let Some(step) = totp_step.filter(|_| !replayed) {
+                if self.store.accept_totp_step(username, step, state).await? {
+                    let offset = i64::try_from(step).unwrap_or(i64::MAX)
+                        - i64::try_from(now / user.profile.params.period).unwrap_or(0);
+                    if offset != 0 {
+                        info!(
+                            event = "clock_drift",
+                            step_offset = offset,
+                            "accepted a code from a neighbouring time step"
+                        );
+                    }
+                    info!(event = "verify", outcome = "valid", method = "totp");
+                    self.metrics.verification("valid");
+                    return Ok(Accepted::Totp { offset });
+                }
+                user = self.find_user(username).await?;
+                if user.lock != state {
+                    continue; // another request changed the state first: decide again
+                }
+                replayed = true; // same state, so the step itself was already used
+            }
             if self.store.swap_lock(username, state, next).await? {
                 charged = Some(next);
                 break;
             }
-            state = self.find_user(username).await?.lock;
+            user = self.find_user(username).await?;
         }
         let charged = charged.ok_or_else(|| ServiceError::Internal("lockout state kept changing".into()))?;
 
-        let secret = self
-            .keys
-            .open_secret(username, &user.profile.sealed_secret)
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
-        let mut replayed = false;
-        if let Some(step) = otp::matching_step(&secret, user.profile.params, code, now, self.policy.valid_window) {
-            if self.store.accept_totp_step(username, step).await? {
-                let offset = i64::try_from(step).unwrap_or(i64::MAX)
-                    - i64::try_from(now / user.profile.params.period).unwrap_or(0);
-                if offset != 0 {
-                    info!(event = "clock_drift", step_offset = offset, "accepted a code from a neighbouring time step");
-                }
-                info!(event = "verify", outcome = "valid", method = "totp");
-                self.metrics.verification("valid");
-                return Ok(Accepted::Totp { offset });
-            }
-            replayed = true;
-        }
         let hash = self.keys.hash_code(username, code.as_str());
         if self.store.take_sent_code(username, &hash, now).await? {
             self.store.clear_lock(username).await?;

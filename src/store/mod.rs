@@ -148,9 +148,9 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_user(&self, username: &Username) -> Result<bool, StoreError>;
 
     /// Accepts a TOTP code of time step `step`: moves the replay guard to it and clears
-    /// failures and lock, all in one statement, if `step` is past the last accepted one.
-    /// False means the step (or a later one) was already used: a replay.
-    async fn accept_totp_step(&self, username: &Username, step: u64) -> Result<bool, StoreError>;
+    /// failures and lock, all in one statement, if `step` is past the last accepted one and
+    /// the lockout state is still `expected`. False means one of the two did not hold.
+    async fn accept_totp_step(&self, username: &Username, step: u64, expected: LockState) -> Result<bool, StoreError>;
     /// Clears failures and any lock (after a right code, or by an operator).
     async fn clear_lock(&self, username: &Username) -> Result<bool, StoreError>;
     /// Sets the lockout state if it is still `expected`. False means another request

@@ -233,14 +233,18 @@ macro_rules! sql_store {
                 Ok(result.rows_affected() == 1)
             }
 
-            async fn accept_totp_step(&self, username: &Username, step: u64) -> Result<bool, StoreError> {
-                let result = sqlx::query(
+            async fn accept_totp_step(&self, username: &Username, step: u64, expected: LockState) -> Result<bool, StoreError> {
+                let result = sqlx::query(concat!(
                     "UPDATE users SET last_step = $2, failed_attempts = 0, locked_until = NULL \
-                     WHERE username = $1 AND (last_step IS NULL OR last_step < $2)",
-                )
+                     WHERE username = $1 AND (last_step IS NULL OR last_step < $2) AND failed_attempts = $3 \
+                     AND locked_until ",
+                    $null_safe_eq,
+                    " $4"
+                ))
                 .bind(username.as_str().to_owned())
                 .bind(to_i64(step))
-                ;
+                .bind(i64::from(expected.failed_attempts))
+                .bind(expected.locked_until.map(to_i64));
                 let result = self.execute_write(result).await?;
                 Ok(result == 1)
             }
