@@ -177,6 +177,12 @@ impl MfaService {
         let mut user = self.find_user(username).await?;
         let now = self.clock.now();
         let policy = self.policy.lockout;
+        if let Some(retry_after) = policy.locked_for(user.lock, now) {
+            // Refused before any cryptography: this is the path an attacker hammers.
+            info!(event = "verify", outcome = "locked", retry_after);
+            self.metrics.verification("locked");
+            return Err(ServiceError::TooManyAttempts { retry_after });
+        }
         let secret = self
             .keys
             .open_secret(username, &user.profile.sealed_secret)
