@@ -111,7 +111,7 @@ pub async fn open_service(
         notifier,
         clock,
         keys: Arc::new(keys),
-        policy: Policy::from(settings),
+        policy: Arc::new(Policy::from(settings)),
         metrics: Arc::new(Metrics::mfa()),
     })
 }

@@ -93,7 +93,8 @@ pub struct MfaService {
     pub notifier: Arc<dyn Notifier>,
     pub clock: Arc<dyn Clock>,
     pub keys: Arc<Keys>,
-    pub policy: Policy,
+    /// Behind an `Arc`: axum clones the state for every request.
+    pub policy: Arc<Policy>,
     pub metrics: Arc<Metrics>,
 }
 
