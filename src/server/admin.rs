@@ -15,8 +15,8 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::extract::ClientIp;
 use crate::domain::{Algorithm, EmailAddress, TelegramChat, Username, parse_digits};
-use crate::http::{AppJson, InvalidRequest, has_bearer, json_error, unauthorized};
-use crate::openapi::{DetailedError, ErrorBody};
+use crate::http::{AppJson, InvalidRequest, has_bearer, json_error, json_error_retry_after, unauthorized};
+use crate::openapi::{DetailedError, ErrorBody, RetryLater};
 use crate::otp::OtpParams;
 use crate::store::UserRecord;
 use crate::users::{self, EnrollError, Enrollment, NewEnrollment};
@@ -62,6 +62,11 @@ impl IntoResponse for AdminError {
                     EnrollError::DefinedInEnv { .. } => {
                         json_error(StatusCode::CONFLICT, json!({"error": "defined_in_env", "detail": detail}))
                     }
+                    EnrollError::Store(store) if store.is_unavailable() => json_error_retry_after(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        json!({"error": "database_unavailable", "retry_after": 5}),
+                        5,
+                    ),
                     EnrollError::Conflict { .. } | EnrollError::Store(_) | EnrollError::Other(_) => {
                         tracing::error!(error = %detail, "admin request failed");
                         json_error(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "internal_error"}))
@@ -185,6 +190,7 @@ pub struct CreateUser {
     responses(
         (status = 201, body = AdminEnrollment, headers(("Cache-Control" = String, description = "no-store"))),
         (status = 400, body = DetailedError), (status = 401, body = ErrorBody),
+        (status = 503, description = "database_unavailable", body = RetryLater),
         (status = 409, description = "user_exists, or defined_in_env", body = DetailedError),
     ))]
 pub async fn create_user(
@@ -230,7 +236,8 @@ pub struct Page {
 
 /// Users by name, a page at a time; `next` is the `after` of the next page.
 #[utoipa::path(get, path = "/admin/users", tag = "admin", params(Page), security(("admin_token" = [])),
-    responses((status = 200, body = UserPage), (status = 400, body = DetailedError), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = UserPage), (status = 400, body = DetailedError), (status = 401, body = ErrorBody),
+        (status = 503, description = "database_unavailable", body = RetryLater)))]
 pub async fn list_users(State(state): State<AppState>, Query(page): Query<Page>) -> Result<Json<Value>, AdminError> {
     let limit = page.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
@@ -252,7 +259,8 @@ async fn find(state: &AppState, name: &str) -> Result<UserRecord, AdminError> {
 /// One user, never the secret.
 #[utoipa::path(get, path = "/admin/users/{username}", tag = "admin", security(("admin_token" = [])),
     params(("username" = String, Path)),
-    responses((status = 200, body = AdminUser), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = AdminUser), (status = 401, body = ErrorBody),
+        (status = 503, description = "database_unavailable", body = RetryLater), (status = 404, body = ErrorBody)))]
 pub async fn show_user(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, AdminError> {
     Ok(Json(user_json(&find(&state, &name).await?, &state)))
 }
@@ -262,6 +270,7 @@ pub async fn show_user(State(state): State<AppState>, Path(name): Path<String>) 
     security(("admin_token" = [])), params(("username" = String, Path)),
     responses(
         (status = 200, body = AdminUser), (status = 400, body = DetailedError), (status = 401, body = ErrorBody),
+        (status = 503, description = "database_unavailable", body = RetryLater),
         (status = 404, body = ErrorBody), (status = 409, description = "defined_in_env", body = DetailedError),
     ))]
 pub async fn update_user(
@@ -306,7 +315,8 @@ pub async fn update_user(
     params(("username" = String, Path)),
     responses(
         (status = 200, body = AdminEnrollment, headers(("Cache-Control" = String, description = "no-store"))),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 503, description = "database_unavailable", body = RetryLater), (status = 404, body = ErrorBody),
         (status = 409, description = "defined_in_env", body = DetailedError),
     ))]
 pub async fn rotate_user(
@@ -325,7 +335,8 @@ pub async fn rotate_user(
 /// Clears failed attempts and any lockout.
 #[utoipa::path(post, path = "/admin/users/{username}/unlock", tag = "admin", security(("admin_token" = [])),
     params(("username" = String, Path)),
-    responses((status = 200, body = AdminUser), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = AdminUser), (status = 401, body = ErrorBody),
+        (status = 503, description = "database_unavailable", body = RetryLater), (status = 404, body = ErrorBody)))]
 pub async fn unlock_user(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -341,7 +352,8 @@ pub async fn unlock_user(
 #[utoipa::path(delete, path = "/admin/users/{username}", tag = "admin", security(("admin_token" = [])),
     params(("username" = String, Path)),
     responses(
-        (status = 204, description = "removed"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 204, description = "removed"), (status = 401, body = ErrorBody),
+        (status = 503, description = "database_unavailable", body = RetryLater), (status = 404, body = ErrorBody),
         (status = 409, description = "defined_in_env", body = DetailedError),
     ))]
 pub async fn delete_user(
@@ -362,7 +374,8 @@ pub async fn delete_user(
     responses(
         (status = 200, description = "PNG image", content_type = "image/png",
             headers(("Cache-Control" = String, description = "no-store"))),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 503, description = "database_unavailable", body = RetryLater), (status = 404, body = ErrorBody),
         (status = 410, description = "qr_expired", body = DetailedError),
     ))]
 pub async fn qr_png(State(state): State<AppState>, Path(name): Path<String>) -> Result<Response, AdminError> {

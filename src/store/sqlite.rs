@@ -43,7 +43,8 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file and applies migrations.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent() {
-            crate::config::ensure_dir(dir).map_err(|e| StoreError::Corrupt(format!("{}: {e}", dir.display())))?;
+            crate::config::ensure_dir(dir)
+                .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
         }
         let options = SqliteConnectOptions::from_str("sqlite:")?
             .filename(path)

@@ -188,3 +188,11 @@ async fn rotate_unlock_and_delete() {
     assert_eq!(admin(&app, reqwest::Method::GET, "/admin/users/alice", None).await.status, 404);
     assert_eq!(app.verify("alice", &app.totp(&new, 1)).await.status, 404);
 }
+
+#[tokio::test]
+async fn a_database_that_cannot_be_reached_is_503_for_the_admin_api_too() {
+    let app = admin_app(&[]).await;
+    app.service.store.close().await;
+    let reply = admin(&app, reqwest::Method::GET, "/admin/users/alice", None).await;
+    assert_eq!((reply.status, reply.body["error"].as_str()), (503, Some("database_unavailable")));
+}
