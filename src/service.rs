@@ -248,7 +248,7 @@ impl MfaService {
             self.metrics.lockout();
             warn!(
                 event = "lockout",
-                level = policy.level(charged),
+                lock_level = policy.level(charged),
                 locked_for = until.saturating_sub(now),
                 failed_attempts = charged.failed_attempts,
                 "user locked out after repeated failures"

@@ -141,3 +141,36 @@ async fn thirty_days_of_guessing_from_64_addresses_stays_below_1_in_1000() {
     assert_eq!(app.verify("alice", &app.totp(&secret, 0)).await.status, 200);
     assert_eq!(scrape(&app, "mfa_lockouts_total").await as u64, lockouts + 1);
 }
+
+/// The operator sees every lock: the real binary logs it with its level, its length, the
+/// user and the client's address.
+#[tokio::test]
+async fn each_lockout_is_logged_with_its_level_length_user_and_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("SECRET_KEY", "brute-force-log-key-0123456789abcdef"),
+        ("ALICE_SECRET", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"),
+        ("LOG_FORMAT", "json"),
+    ];
+    let server = crate::process::Server::start(dir.path(), &env).await;
+    for _ in 0..5 {
+        assert_eq!(server.verify("alice", "000000").await.status, 401);
+    }
+    assert_eq!(server.verify("alice", "000000").await.status, 429);
+
+    let logs = server.kill9().await;
+
+    let lockouts: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["event"] == "lockout")
+        .collect();
+    assert_eq!(lockouts.len(), 1, "{logs}");
+    let line = &lockouts[0];
+    assert_eq!((line["level"].as_str(), line["lock_level"].as_u64()), (Some("WARN"), Some(1)), "{line}");
+    assert_eq!((line["locked_for"].as_u64(), line["failed_attempts"].as_u64()), (Some(300), Some(5)), "{line}");
+    assert_eq!(
+        (line["span"]["username"].as_str(), line["span"]["client_ip"].as_str()),
+        (Some("alice"), Some("127.0.0.1"))
+    );
+}
