@@ -192,7 +192,7 @@ impl MfaService {
 
         // Every outcome is a compare-and-swap on the lockout state read with the user: an
         // accepted code swaps it to "no failures", any other code swaps in one more failure.
-        // So each lockout period sees at most `max_failed_attempts` effective attempts, however
+        // So each lock is preceded by at most `max_failed_attempts` effective attempts, however
         // many arrive in parallel: a request whose swap loses re-reads the state, and once
         // the user is locked it gets 429 whatever its code was.
         let mut replayed = false;
@@ -246,7 +246,13 @@ impl MfaService {
         self.metrics.verification(outcome);
         if let Some(until) = charged.locked_until {
             self.metrics.lockout();
-            warn!(event = "lockout", locked_for = until.saturating_sub(now), "user locked out after repeated failures");
+            warn!(
+                event = "lockout",
+                lock_level = policy.level(charged),
+                locked_for = until.saturating_sub(now),
+                failed_attempts = charged.failed_attempts,
+                "user locked out after repeated failures"
+            );
         }
         Err(ServiceError::InvalidToken)
     }

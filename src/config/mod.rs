@@ -16,6 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use crate::domain::{Algorithm, EmailAddress, TelegramChat, Username, parse_digits};
+use crate::lockout;
 use crate::otp::{OtpParams, SecretBytes};
 pub use notify::{EmailSettings, NotificationSettings, SmtpSecurity, TelegramSettings};
 pub use rate_limit::RateLimit;
@@ -184,11 +185,15 @@ pub struct EnvUser {
     pub telegram: Option<TelegramChat>,
 }
 
-/// The per-user brute-force defence.
+/// The per-user brute-force defence (see `crate::lockout`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LockoutPolicy {
+    /// `MAX_FAILED_ATTEMPTS`: failures in a row that lock the user, each time.
     pub max_failed_attempts: u32,
+    /// `LOCKOUT_SECONDS`: the first lock of a run; each further lock doubles it ...
     pub lockout_seconds: u64,
+    /// `LOCKOUT_MAX_SECONDS`: ... up to this (equal to `lockout_seconds`: a flat lockout).
+    pub max_lockout_seconds: u64,
 }
 
 /// The validated configuration.
@@ -222,6 +227,8 @@ pub struct Settings {
 pub const DEFAULT_BIND: &str = "127.0.0.1:6000";
 pub const DEFAULT_DATA_DIR: &str = "./data";
 pub const DEFAULT_RATE_LIMIT: &str = "120 per minute";
+/// The longest lock of the progressive lockout unless `LOCKOUT_MAX_SECONDS` says otherwise.
+pub const DEFAULT_LOCKOUT_MAX_SECONDS: u64 = 86_400;
 /// OWASP ASVS 2.7.2: out-of-band codes expire after at most 10 minutes.
 pub const MAX_CODE_TTL_SECONDS: u64 = 600;
 
@@ -245,6 +252,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "OTP_ISSUER",
     "MAX_FAILED_ATTEMPTS",
     "LOCKOUT_SECONDS",
+    "LOCKOUT_MAX_SECONDS",
     "OTP_RESEND_SECONDS",
     "OTP_CODE_TTL",
     "LOG_FORMAT",
@@ -415,6 +423,22 @@ impl Settings {
         });
         let max_failed_attempts = r.parse("MAX_FAILED_ATTEMPTS", "5", number_in(1..=1_000_000u32));
         let lockout_seconds = r.parse("LOCKOUT_SECONDS", "300", number_in(1..=31_536_000u64));
+        let max_lockout_seconds = r.optional("LOCKOUT_MAX_SECONDS", number_in(1..=31_536_000u64));
+        let lockout = match (max_failed_attempts, lockout_seconds, max_lockout_seconds) {
+            (Some(_), Some(base), Some(cap)) if cap < base => {
+                r.fail(
+                    "LOCKOUT_MAX_SECONDS",
+                    format!("{cap} is below LOCKOUT_SECONDS ({base}); set them equal for a flat lockout"),
+                );
+                None
+            }
+            (Some(max_failed_attempts), Some(lockout_seconds), cap) => Some(LockoutPolicy {
+                max_failed_attempts,
+                lockout_seconds,
+                max_lockout_seconds: cap.unwrap_or(DEFAULT_LOCKOUT_MAX_SECONDS.max(lockout_seconds)),
+            }),
+            _ => None,
+        };
         let resend_seconds = r.parse("OTP_RESEND_SECONDS", "30", number_in(0..=86_400u64));
         let code_ttl_seconds = r.parse("OTP_CODE_TTL", "300", |raw| {
             number_in(1..=MAX_CODE_TTL_SECONDS)(raw).map_err(|e| format!("{e} (OWASP ASVS: at most 10 minutes)"))
@@ -429,6 +453,17 @@ impl Settings {
         let message_template = r.parse("OTP_MESSAGE_TEMPLATE", template::DEFAULT_TEMPLATE, MessageTemplate::parse);
 
         let users = read_env_users(&mut r, &mut warnings);
+
+        if let (Some(policy), Some(digits), Some(window)) = (lockout, digits, valid_window) {
+            let chance = policy.chance_in(lockout::ATTACK_SPAN_SECONDS, digits, window);
+            if chance >= lockout::TARGET_CHANCE {
+                warnings.push(format!(
+                    "MAX_FAILED_ATTEMPTS, LOCKOUT_SECONDS and LOCKOUT_MAX_SECONDS let an attacker guessing for 30 days \
+                     break a user's {digits}-digit code with a chance of {}; the defaults keep it below 1 in 1,000",
+                    lockout::describe_chance(chance)
+                ));
+            }
+        }
 
         for key in env.keys() {
             let ours = ["MFA_", "OTP_"].iter().any(|p| key.starts_with(p));
@@ -454,7 +489,7 @@ impl Settings {
                 otp: OtpParams { algorithm: algorithm?, digits: digits?, period: period? },
                 valid_window: valid_window?,
                 issuer: issuer?,
-                lockout: LockoutPolicy { max_failed_attempts: max_failed_attempts?, lockout_seconds: lockout_seconds? },
+                lockout: lockout?,
                 resend_seconds: resend_seconds?,
                 code_ttl_seconds: code_ttl_seconds?,
                 message_template: message_template?,
@@ -514,6 +549,7 @@ impl Settings {
         row("OTP_ISSUER", self.issuer.clone());
         row("MAX_FAILED_ATTEMPTS", self.lockout.max_failed_attempts.to_string());
         row("LOCKOUT_SECONDS", format!("{} s", self.lockout.lockout_seconds));
+        row("LOCKOUT_MAX_SECONDS", format!("{} s", self.lockout.max_lockout_seconds));
         row("OTP_RESEND_SECONDS", format!("{} s", self.resend_seconds));
         row("OTP_CODE_TTL", format!("{} s", self.code_ttl_seconds));
         row("LOG_FORMAT", format!("{:?}", self.log_format).to_lowercase());
@@ -645,7 +681,10 @@ mod tests {
         assert_eq!(s.database, DatabaseConfig::Sqlite { path: PathBuf::from("./data/mfa.db") });
         assert_eq!(s.otp, OtpParams::default());
         assert_eq!(s.valid_window, 1);
-        assert_eq!(s.lockout, LockoutPolicy { max_failed_attempts: 5, lockout_seconds: 300 });
+        assert_eq!(
+            s.lockout,
+            LockoutPolicy { max_failed_attempts: 5, lockout_seconds: 300, max_lockout_seconds: 86_400 }
+        );
         assert_eq!((s.resend_seconds, s.code_ttl_seconds), (30, 300));
         assert_eq!(s.rate_limits.len(), 1);
         assert!(s.users.is_empty() && s.secret_key.is_none());
@@ -740,5 +779,29 @@ mod tests {
     fn unknown_mfa_variables_are_warned_about() {
         let s = Settings::from_env(&env(&[("MFA_BINDD", "x")])).unwrap();
         assert!(s.warnings.iter().any(|w| w.contains("MFA_BINDD")));
+    }
+
+    #[test]
+    fn the_lockout_cap_follows_a_long_first_lock_and_cannot_be_below_it() {
+        let long = Settings::from_env(&env(&[("LOCKOUT_SECONDS", "172800")])).unwrap();
+        assert_eq!(long.lockout.max_lockout_seconds, 172_800, "the default cap never shortens the first lock");
+        let flat = Settings::from_env(&env(&[("LOCKOUT_MAX_SECONDS", "300")])).unwrap();
+        assert_eq!(flat.lockout.lock_seconds(9), 300);
+
+        let err = Settings::from_env(&env(&[("LOCKOUT_SECONDS", "600"), ("LOCKOUT_MAX_SECONDS", "300")])).unwrap_err();
+
+        assert_eq!(err.0.len(), 1);
+        assert_eq!(err.0[0].var, "LOCKOUT_MAX_SECONDS");
+    }
+
+    #[test]
+    fn a_lockout_weaker_than_the_goal_is_warned_about_with_its_figure() {
+        let defaults = Settings::from_env(&env(&[])).unwrap();
+        assert!(!defaults.warnings.iter().any(|w| w.contains("LOCKOUT")), "{:?}", defaults.warnings);
+
+        let flat = Settings::from_env(&env(&[("LOCKOUT_MAX_SECONDS", "300")])).unwrap();
+
+        let warning = flat.warnings.iter().find(|w| w.contains("LOCKOUT_MAX_SECONDS")).expect("a warning");
+        assert!(warning.contains("chance of 1 in 6"), "{warning}");
     }
 }

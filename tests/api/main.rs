@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
 mod admin;
+mod brute_force;
 mod env_users;
 mod helpers;
 mod instances;
