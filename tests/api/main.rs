@@ -3,6 +3,7 @@
 
 mod admin;
 mod env_users;
+mod faults;
 mod helpers;
 mod instances;
 mod lockout;
