@@ -17,5 +17,6 @@ mod process;
 mod rate_limit;
 mod replay;
 mod request_otp;
+mod secrets;
 mod support;
 mod verify;

@@ -330,9 +330,11 @@ async fn a_changed_secret_key_is_refused_at_start_up() {
     assert!(out.stderr.contains("encrypted with another key"), "{}", out.stderr);
 }
 
-/// A full flow with debug logging: no secret, key or code may appear in any log line.
+/// With the development notifier (codes go to `data/notifications.log`, as they must), at
+/// debug level: no secret, key or code in any log line. The search of everything written
+/// in a session with real channels, at TRACE, is `secrets::nothing_the_process_writes_...`.
 #[tokio::test]
-async fn logs_never_contain_a_secret_or_a_code() {
+async fn with_the_file_notifier_logs_never_contain_a_secret_or_a_code() {
     let dir = tempfile::tempdir().unwrap();
     let key = "log-test-key-5f1e0c9a7b3d2e4f6a8b";
     let env_secret = "KRUGS4ZANFZSAYJAONSWG4TFOQQGM33SEBWG6Z3T";
