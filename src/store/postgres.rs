@@ -12,11 +12,10 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 use tokio::time::Instant;
 
-use super::sql::{migrations, select_users, to_i64, to_u64};
-use super::{KeyCheck, LockState, PutCode, Store, StoreError, UserProfile, UserRecord, UserSource};
+use super::sql::{RawUser, Value, Write, migrations, select_users, to_i64, to_u64};
+use super::{KeyCheck, LockState, PutCode, Store, StoreError, UserProfile, UserRecord};
 use crate::clock::UnixTime;
-use crate::domain::{Algorithm, Username};
-use crate::otp::OtpParams;
+use crate::domain::Username;
 
 #[derive(Debug, Clone)]
 pub struct PgStore {
@@ -55,12 +54,33 @@ impl PgStore {
 
 impl PgStore {
     /// PostgreSQL already shares WAL flushes between concurrent commits: run writes directly.
-    async fn execute_write(
-        &self,
-        query: sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    ) -> Result<u64, StoreError> {
+    async fn execute_write(&self, write: Write) -> Result<u64, StoreError> {
+        let mut query = sqlx::query(write.sql);
+        for value in write.params {
+            query = match value {
+                Value::Null => query.bind(None::<i64>),
+                Value::Int(n) => query.bind(n),
+                Value::Text(t) => query.bind(t),
+                Value::Blob(b) => query.bind(b),
+            };
+        }
         Ok(query.execute(&self.pool).await?.rows_affected())
+    }
+
+    async fn read_user(&self, username: &Username) -> Result<Option<UserRecord>, StoreError> {
+        const SQL: &str = select_users!("WHERE username = $1");
+        let row = sqlx::query(SQL).bind(username.as_str()).fetch_optional(&self.pool).await?;
+        row.as_ref().map(Self::user_from_row).transpose()
+    }
+
+    async fn ping_database(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close_database(&self) {
+        self.pool.close().await;
     }
 }
 
-super::sql::sql_store!(PgStore, sqlx::Postgres, null_safe_eq = "IS NOT DISTINCT FROM");
+super::sql::sql_store!(PgStore, sqlx::Postgres);

@@ -1,9 +1,13 @@
 //! The SQL both backends share, stamped out for each by [`sql_store!`].
 //!
 //! SQLite and PostgreSQL accept the same statements here (`$n` placeholders, `ON CONFLICT`,
-//! `excluded.`) except for NULL-safe equality, which the macro takes as a parameter. A
+//! `excluded.`, `IS NOT DISTINCT FROM`, which SQLite has since 3.39). A
 //! macro rather than generic code: sqlx's generic bounds for "any database that can bind an
 //! i64, a byte slice, ..." take more lines than the queries themselves.
+
+use super::{LockState, StoreError, UserProfile, UserRecord, UserSource};
+use crate::domain::{Algorithm, Username};
+use crate::otp::OtpParams;
 
 /// `SELECT <every user column> FROM users <tail>` as one string literal.
 macro_rules! select_users {
@@ -16,6 +20,53 @@ macro_rules! select_users {
     };
 }
 pub(crate) use select_users;
+
+/// A `users` row as the database holds it (the columns of [`select_users!`], in order),
+/// before it is checked and turned into a [`UserRecord`]: each driver reads one of these.
+pub(crate) struct RawUser {
+    pub username: String,
+    pub sealed_secret: Vec<u8>,
+    pub algorithm: String,
+    pub digits: i64,
+    pub period: i64,
+    pub email: Option<String>,
+    pub telegram_id: Option<String>,
+    pub source: String,
+    pub last_step: Option<i64>,
+    pub failed_attempts: i64,
+    pub locked_until: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub secret_set_at: Option<i64>,
+}
+
+impl RawUser {
+    pub(crate) fn into_record(self) -> Result<UserRecord, StoreError> {
+        let corrupt = |what: &str| StoreError::Corrupt(what.to_string());
+        Ok(UserRecord {
+            profile: UserProfile {
+                username: Username::parse(&self.username).map_err(|_| corrupt("username"))?,
+                sealed_secret: self.sealed_secret,
+                params: OtpParams {
+                    algorithm: Algorithm::parse(&self.algorithm).map_err(|_| corrupt("algorithm"))?,
+                    digits: u8::try_from(self.digits).map_err(|_| corrupt("digits"))?,
+                    period: to_u64(self.period),
+                },
+                email: self.email,
+                telegram_id: self.telegram_id,
+                source: if self.source == "env" { UserSource::Env } else { UserSource::Cli },
+            },
+            last_step: self.last_step.map(to_u64),
+            lock: LockState {
+                failed_attempts: u32::try_from(self.failed_attempts).unwrap_or(u32::MAX),
+                locked_until: self.locked_until.map(to_u64),
+            },
+            created_at: to_u64(self.created_at),
+            updated_at: to_u64(self.updated_at),
+            secret_set_at: self.secret_set_at.map(to_u64),
+        })
+    }
+}
 
 /// The schema, embedded at compile time (one file per backend under `migrations/`), applied
 /// by sqlx's migrator, which records what ran in `_sqlx_migrations`.
@@ -43,6 +94,31 @@ macro_rules! migrations {
 }
 pub(crate) use migrations;
 
+/// A value bound to a statement of the hot path (see [`Write`]).
+#[derive(Debug, Clone)]
+pub(crate) enum Value {
+    /// A NULL of type BIGINT: the hot path binds no other kind of NULL.
+    Null,
+    Int(i64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+impl From<Option<u64>> for Value {
+    fn from(n: Option<u64>) -> Self {
+        n.map_or(Self::Null, |n| Self::Int(to_i64(n)))
+    }
+}
+
+/// One write of the hot path, independent of the driver: each backend's `execute_write`
+/// runs it its own way (SQLite in a group commit, PostgreSQL directly). Parameters are
+/// `$1`, `$2`, ... in the SQL, bound by number.
+#[derive(Debug, Clone)]
+pub(crate) struct Write {
+    pub sql: &'static str,
+    pub params: Vec<Value>,
+}
+
 pub(crate) fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -51,13 +127,14 @@ pub(crate) fn to_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
-/// Implements [`super::Store`] for `$store { pool: Pool<$db> }`, whose inherent
-/// `execute_write(query) -> Result<u64 rows affected, StoreError>` runs the writes of the
-/// hot path (SQLite batches them into group commits; PostgreSQL runs them as they come). The calling module imports
-/// what the body names (see `sqlite.rs`): the store types, `sqlx::Row`, and this module's
-/// helpers.
+/// Implements [`super::Store`] for `$store { pool: Pool<$db> }`. The store's own inherent
+/// methods serve the hot path, the one part the backends do differently:
+/// `execute_write(Write) -> Result<u64 rows affected, StoreError>` (SQLite batches writes
+/// into group commits; PostgreSQL runs them as they come), `read_user(&Username)` and
+/// `ping_database()`, `close_database()`. The calling module imports what the body names (see `sqlite.rs`): the
+/// store types, `sqlx::Row`, and this module's helpers.
 macro_rules! sql_store {
-    ($store:ty, $db:ty, null_safe_eq = $null_safe_eq:literal) => {
+    ($store:ty, $db:ty) => {
         impl $store {
             /// Binds a profile's columns as `$1`..`$8`, in the order of the `users` table.
             pub(crate) fn bind_profile<'q>(
@@ -76,44 +153,34 @@ macro_rules! sql_store {
             }
 
             pub(crate) fn user_from_row(row: &<$db as sqlx::Database>::Row) -> Result<UserRecord, StoreError> {
-                let corrupt = |what: &str| StoreError::Corrupt(what.to_string());
-                let username: String = row.try_get("username")?;
-                let algorithm: String = row.try_get("algorithm")?;
-                let source: String = row.try_get("source")?;
-                Ok(UserRecord {
-                    profile: UserProfile {
-                        username: Username::parse(&username).map_err(|_| corrupt("username"))?,
-                        sealed_secret: row.try_get("sealed_secret")?,
-                        params: OtpParams {
-                            algorithm: Algorithm::parse(&algorithm).map_err(|_| corrupt("algorithm"))?,
-                            digits: u8::try_from(row.try_get::<i64, _>("digits")?).map_err(|_| corrupt("digits"))?,
-                            period: to_u64(row.try_get("period")?),
-                        },
-                        email: row.try_get("email")?,
-                        telegram_id: row.try_get("telegram_id")?,
-                        source: if source == "env" { UserSource::Env } else { UserSource::Cli },
-                    },
-                    last_step: row.try_get::<Option<i64>, _>("last_step")?.map(to_u64),
-                    lock: LockState {
-                        failed_attempts: u32::try_from(row.try_get::<i64, _>("failed_attempts")?).unwrap_or(u32::MAX),
-                        locked_until: row.try_get::<Option<i64>, _>("locked_until")?.map(to_u64),
-                    },
-                    created_at: to_u64(row.try_get("created_at")?),
-                    updated_at: to_u64(row.try_get("updated_at")?),
-                    secret_set_at: row.try_get::<Option<i64>, _>("secret_set_at")?.map(to_u64),
-                })
+                RawUser {
+                    username: row.try_get("username")?,
+                    sealed_secret: row.try_get("sealed_secret")?,
+                    algorithm: row.try_get("algorithm")?,
+                    digits: row.try_get("digits")?,
+                    period: row.try_get("period")?,
+                    email: row.try_get("email")?,
+                    telegram_id: row.try_get("telegram_id")?,
+                    source: row.try_get("source")?,
+                    last_step: row.try_get("last_step")?,
+                    failed_attempts: row.try_get("failed_attempts")?,
+                    locked_until: row.try_get("locked_until")?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
+                    secret_set_at: row.try_get("secret_set_at")?,
+                }
+                .into_record()
             }
         }
 
         #[async_trait]
         impl Store for $store {
             async fn ping(&self) -> Result<(), StoreError> {
-                sqlx::query("SELECT 1").execute(&self.pool).await?;
-                Ok(())
+                self.ping_database().await
             }
 
             async fn close(&self) {
-                self.pool.close().await;
+                self.close_database().await;
             }
 
             fn pool_stats(&self) -> (u32, u32) {
@@ -131,9 +198,7 @@ macro_rules! sql_store {
             }
 
             async fn user(&self, username: &Username) -> Result<Option<UserRecord>, StoreError> {
-                const SQL: &str = select_users!("WHERE username = $1");
-                let row = sqlx::query(SQL).bind(username.as_str()).fetch_optional(&self.pool).await?;
-                row.as_ref().map(Self::user_from_row).transpose()
+                self.read_user(username).await
             }
 
             async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
@@ -234,46 +299,41 @@ macro_rules! sql_store {
             }
 
             async fn accept_totp_step(&self, username: &Username, step: u64, expected: LockState) -> Result<bool, StoreError> {
-                let result = sqlx::query(concat!(
-                    "UPDATE users SET last_step = $2, failed_attempts = 0, locked_until = NULL \
-                     WHERE username = $1 AND (last_step IS NULL OR last_step < $2) AND failed_attempts = $3 \
-                     AND locked_until ",
-                    $null_safe_eq,
-                    " $4"
-                ))
-                .bind(username.as_str().to_owned())
-                .bind(to_i64(step))
-                .bind(i64::from(expected.failed_attempts))
-                .bind(expected.locked_until.map(to_i64));
-                let result = self.execute_write(result).await?;
-                Ok(result == 1)
+                let write = Write {
+                    sql: "UPDATE users SET last_step = $2, failed_attempts = 0, locked_until = NULL \
+                          WHERE username = $1 AND (last_step IS NULL OR last_step < $2) AND failed_attempts = $3 \
+                          AND locked_until IS NOT DISTINCT FROM $4",
+                    params: vec![
+                        Value::Text(username.as_str().to_owned()),
+                        Value::Int(to_i64(step)),
+                        Value::Int(i64::from(expected.failed_attempts)),
+                        expected.locked_until.into(),
+                    ],
+                };
+                Ok(self.execute_write(write).await? == 1)
             }
 
             async fn clear_lock(&self, username: &Username) -> Result<bool, StoreError> {
-                let result = sqlx::query("UPDATE users SET failed_attempts = 0, locked_until = NULL WHERE username = $1")
-                    .bind(username.as_str().to_owned())
-                    ;
-                let result = self.execute_write(result).await?;
-                Ok(result == 1)
+                let write = Write {
+                    sql: "UPDATE users SET failed_attempts = 0, locked_until = NULL WHERE username = $1",
+                    params: vec![Value::Text(username.as_str().to_owned())],
+                };
+                Ok(self.execute_write(write).await? == 1)
             }
 
             async fn swap_lock(&self, username: &Username, expected: LockState, new: LockState) -> Result<bool, StoreError> {
-                let result = sqlx::query(
-                    concat!(
-                        "UPDATE users SET failed_attempts = $4, locked_until = $5 \
-                         WHERE username = $1 AND failed_attempts = $2 AND locked_until ",
-                        $null_safe_eq,
-                        " $3"
-                    ),
-                )
-                .bind(username.as_str().to_owned())
-                .bind(i64::from(expected.failed_attempts))
-                .bind(expected.locked_until.map(to_i64))
-                .bind(i64::from(new.failed_attempts))
-                .bind(new.locked_until.map(to_i64))
-                ;
-                let result = self.execute_write(result).await?;
-                Ok(result == 1)
+                let write = Write {
+                    sql: "UPDATE users SET failed_attempts = $4, locked_until = $5 \
+                          WHERE username = $1 AND failed_attempts = $2 AND locked_until IS NOT DISTINCT FROM $3",
+                    params: vec![
+                        Value::Text(username.as_str().to_owned()),
+                        Value::Int(i64::from(expected.failed_attempts)),
+                        expected.locked_until.into(),
+                        Value::Int(i64::from(new.failed_attempts)),
+                        new.locked_until.into(),
+                    ],
+                };
+                Ok(self.execute_write(write).await? == 1)
             }
 
             async fn put_sent_code(
@@ -284,23 +344,24 @@ macro_rules! sql_store {
                 expires_at: UnixTime,
                 resend_seconds: u64,
             ) -> Result<PutCode, StoreError> {
-                let result = sqlx::query(
-                    "INSERT INTO sent_codes (username, code_hash, sent_at, expires_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (username) DO UPDATE SET code_hash = excluded.code_hash, sent_at = excluded.sent_at, \
-                     expires_at = excluded.expires_at WHERE sent_codes.sent_at + $5 <= excluded.sent_at",
-                )
-                .bind(username.as_str().to_owned())
-                .bind(code_hash.to_vec())
-                .bind(to_i64(now))
-                .bind(to_i64(expires_at))
-                .bind(to_i64(resend_seconds))
-                ;
-                let result = self.execute_write(result).await?;
-                if result == 1 {
+                let write = Write {
+                    sql: "INSERT INTO sent_codes (username, code_hash, sent_at, expires_at) VALUES ($1, $2, $3, $4) \
+                          ON CONFLICT (username) DO UPDATE SET code_hash = excluded.code_hash, \
+                          sent_at = excluded.sent_at, expires_at = excluded.expires_at \
+                          WHERE sent_codes.sent_at + $5 <= excluded.sent_at",
+                    params: vec![
+                        Value::Text(username.as_str().to_owned()),
+                        Value::Blob(code_hash.to_vec()),
+                        Value::Int(to_i64(now)),
+                        Value::Int(to_i64(expires_at)),
+                        Value::Int(to_i64(resend_seconds)),
+                    ],
+                };
+                if self.execute_write(write).await? == 1 {
                     return Ok(PutCode::Stored);
                 }
                 let sent_at: Option<i64> = sqlx::query_scalar("SELECT sent_at FROM sent_codes WHERE username = $1")
-                    .bind(username.as_str().to_owned())
+                    .bind(username.as_str())
                     .fetch_optional(&self.pool)
                     .await?;
                 let ready_at = sent_at.map_or(now, |t| to_u64(t).saturating_add(resend_seconds));
@@ -310,17 +371,23 @@ macro_rules! sql_store {
             async fn take_sent_code(&self, username: &Username, code_hash: &[u8], now: UnixTime) -> Result<bool, StoreError> {
                 // Comparing keyed hashes in SQL leaks nothing useful through timing: without the
                 // key an attacker cannot choose inputs whose hashes share a prefix.
-                let result = sqlx::query("DELETE FROM sent_codes WHERE username = $1 AND code_hash = $2 AND expires_at > $3")
-                    .bind(username.as_str().to_owned())
-                    .bind(code_hash.to_vec())
-                    .bind(to_i64(now))
-                    ;
-                let result = self.execute_write(result).await?;
-                Ok(result == 1)
+                let write = Write {
+                    sql: "DELETE FROM sent_codes WHERE username = $1 AND code_hash = $2 AND expires_at > $3",
+                    params: vec![
+                        Value::Text(username.as_str().to_owned()),
+                        Value::Blob(code_hash.to_vec()),
+                        Value::Int(to_i64(now)),
+                    ],
+                };
+                Ok(self.execute_write(write).await? == 1)
             }
 
             async fn delete_sent_code(&self, username: &Username) -> Result<(), StoreError> {
-                self.execute_write(sqlx::query("DELETE FROM sent_codes WHERE username = $1").bind(username.as_str().to_owned())).await?;
+                let write = Write {
+                    sql: "DELETE FROM sent_codes WHERE username = $1",
+                    params: vec![Value::Text(username.as_str().to_owned())],
+                };
+                self.execute_write(write).await?;
                 Ok(())
             }
         }

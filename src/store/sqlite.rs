@@ -13,30 +13,58 @@
 //! wait for each other instead of failing with "database is locked", and every write is a
 //! single statement, so no transaction ever has to upgrade a read lock.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
 
-use super::sql::{migrations, select_users, to_i64, to_u64};
-use super::{KeyCheck, LockState, PutCode, Store, StoreError, UserProfile, UserRecord, UserSource};
+use super::sql::{RawUser, Value, Write, migrations, select_users, to_i64, to_u64};
+use super::{KeyCheck, LockState, PutCode, Store, StoreError, UserProfile, UserRecord};
 use crate::clock::UnixTime;
-use crate::domain::{Algorithm, Username};
-use crate::otp::OtpParams;
+use crate::domain::Username;
 
 /// Writes per group commit, at most.
 pub const MAX_BATCH: usize = 256;
+/// How long a statement waits for another process's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Page cache per hot-path connection: the OS caches the file too, and RSS stays small.
+const CACHE_KIB: i64 = 1024;
 
-type WriteQuery = sqlx::query::Query<'static, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
-type WriteJob = (WriteQuery, tokio::sync::oneshot::Sender<Result<u64, StoreError>>);
+/// A write for the next group commit, or `None`: a barrier answered once everything
+/// queued before it is committed.
+type WriteJob = (Option<Write>, oneshot::Sender<Result<u64, StoreError>>);
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// sqlx, for migrations and the rare calls (admin, CLI, start-up).
     pool: SqlitePool,
-    writer: tokio::sync::mpsc::Sender<WriteJob>,
+    hot: Arc<HotPath>,
+}
+
+/// The calls every request makes, on rusqlite rather than sqlx. sqlx-sqlite runs each
+/// connection on its own thread and hands every call over a channel: two thread switches
+/// per statement, which the profile in docs/BENCHMARKS.md showed to cost more than the
+/// rest of a `/verify`. Here a read runs on the calling thread (a primary-key lookup in a
+/// cached page takes microseconds; WAL readers never wait for the writer), and writes
+/// cross to the writer thread once per batch.
+struct HotPath {
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+    writer: mpsc::Sender<WriteJob>,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for HotPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HotPath").field("readers", &self.readers.len()).finish_non_exhaustive()
+    }
 }
 
 impl SqliteStore {
@@ -52,32 +80,131 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+            .max_connections(4)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
         migrations!("sqlite").run(&pool).await?;
         #[cfg(unix)]
         restrict_permissions(path);
-        let (writer, jobs) = tokio::sync::mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(group_commits(pool.clone(), jobs));
-        Ok(Self { pool, writer })
+
+        let path = path.to_path_buf();
+        let hot = tokio::task::spawn_blocking(move || HotPath::open(path))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("opening the database: {e}")))??;
+        Ok(Self { pool, hot: Arc::new(hot) })
     }
 
     /// Queues a write for the next group commit and waits until it is committed.
-    async fn execute_write(&self, query: WriteQuery) -> Result<u64, StoreError> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let closed = || StoreError::Unavailable("the database writer has stopped".into());
-        self.writer.send((query, reply)).await.map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
+    async fn execute_write(&self, write: Write) -> Result<u64, StoreError> {
+        self.hot.check_open()?;
+        self.hot.submit(Some(write)).await
+    }
+
+    async fn read_user(&self, username: &Username) -> Result<Option<UserRecord>, StoreError> {
+        const SQL: &str = select_users!("WHERE username = $1");
+        let raw = self.hot.read(|conn| {
+            let mut statement = conn.prepare_cached(SQL)?;
+            let mut rows = statement.query([username.as_str()])?;
+            let Some(row) = rows.next()? else { return Ok(None) };
+            Ok(Some(RawUser {
+                username: row.get(0)?,
+                sealed_secret: row.get(1)?,
+                algorithm: row.get(2)?,
+                digits: row.get(3)?,
+                period: row.get(4)?,
+                email: row.get(5)?,
+                telegram_id: row.get(6)?,
+                source: row.get(7)?,
+                last_step: row.get(8)?,
+                failed_attempts: row.get(9)?,
+                locked_until: row.get(10)?,
+                created_at: row.get(11)?,
+                updated_at: row.get(12)?,
+                secret_set_at: row.get(13)?,
+            }))
+        })?;
+        raw.map(RawUser::into_record).transpose()
+    }
+
+    async fn ping_database(&self) -> Result<(), StoreError> {
+        self.hot.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
+    }
+
+    /// Refuses new calls, waits until every queued write is committed, closes the pool.
+    async fn close_database(&self) {
+        if !self.hot.closed.swap(true, Ordering::AcqRel) {
+            let _ = self.hot.submit(None).await;
+        }
+        self.pool.close().await;
     }
 }
 
-/// The writer task: one transaction, one fsync, per batch of waiting writes.
-async fn group_commits(pool: SqlitePool, mut jobs: tokio::sync::mpsc::Receiver<WriteJob>) {
-    while let Some(first) = jobs.recv().await {
+impl HotPath {
+    fn open(path: PathBuf) -> Result<Self, StoreError> {
+        let readers = std::thread::available_parallelism().map_or(4, |n| n.get()).max(4);
+        let readers = (0..readers)
+            .map(|_| {
+                let conn = open_connection(&path)?;
+                // Reads only: a bug that tried to write here would fail, not bypass the batch.
+                conn.pragma_update(None, "query_only", true)?;
+                Ok(Mutex::new(conn))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let conn = open_connection(&path)?;
+        let (writer, jobs) = mpsc::channel(4 * MAX_BATCH);
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || group_commits(&conn, jobs))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the database writer: {e}")))?;
+        Ok(Self { readers, next_reader: AtomicUsize::new(0), writer, closed: AtomicBool::new(false) })
+    }
+
+    fn check_open(&self) -> Result<(), StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Unavailable("the database is closed".into()));
+        }
+        Ok(())
+    }
+
+    /// Runs `read` on a free reader connection, on this thread.
+    fn read<T>(&self, read: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        self.check_open()?;
+        let n = self.readers.len();
+        let first = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        let free = (0..n).find_map(|i| self.readers[(first + i) % n].try_lock().ok());
+        let conn = match free {
+            Some(conn) => conn,
+            // All busy (more threads than readers): wait for one.
+            None => self.readers[first % n].lock().unwrap_or_else(PoisonError::into_inner),
+        };
+        Ok(read(&conn)?)
+    }
+
+    async fn submit(&self, write: Option<Write>) -> Result<u64, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || StoreError::Unavailable("the database writer has stopped".into());
+        self.writer.send((write, reply)).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+/// A connection with the settings every connection needs (they are per connection).
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
+    Ok(conn)
+}
+
+/// The writer thread: one transaction, one fsync, per batch of waiting writes. It ends
+/// when the last store handle is dropped.
+fn group_commits(conn: &Connection, mut jobs: mpsc::Receiver<WriteJob>) {
+    while let Some(first) = jobs.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match jobs.try_recv() {
@@ -85,15 +212,15 @@ async fn group_commits(pool: SqlitePool, mut jobs: tokio::sync::mpsc::Receiver<W
                 Err(_) => break,
             }
         }
-        let (queries, replies): (Vec<WriteQuery>, Vec<_>) = batch.into_iter().unzip();
-        match commit_batch(&pool, queries).await {
+        let (writes, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        match commit_batch(conn, &writes) {
             Ok(results) => {
                 for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(result);
                 }
             }
             Err(e) => {
-                // No transaction (the pool is closed, the disk failed): nothing was written.
+                // No transaction (the disk failed, the file is gone): nothing was written.
                 for reply in replies {
                     let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
                 }
@@ -104,21 +231,32 @@ async fn group_commits(pool: SqlitePool, mut jobs: tokio::sync::mpsc::Receiver<W
 
 /// Runs the writes in order in one transaction. A failing statement fails alone (SQLite
 /// keeps the transaction); a failing commit fails them all, and nothing was written.
-async fn commit_batch(
-    pool: &SqlitePool,
-    queries: Vec<WriteQuery>,
-) -> Result<Vec<Result<u64, StoreError>>, sqlx::Error> {
-    let mut conn = pool.acquire().await?;
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-    let mut results = Vec::with_capacity(queries.len());
-    for query in queries {
-        results.push(query.execute(&mut *conn).await.map(|r| r.rows_affected()).map_err(StoreError::from));
-    }
-    if let Err(e) = sqlx::query("COMMIT").execute(&mut *conn).await {
-        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+fn commit_batch(conn: &Connection, writes: &[Option<Write>]) -> rusqlite::Result<Vec<Result<u64, StoreError>>> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let results = writes.iter().map(|write| write.as_ref().map_or(Ok(0), |w| execute(conn, w))).collect();
+    if let Err(e) = conn.execute_batch("COMMIT") {
+        let _ = conn.execute_batch("ROLLBACK");
         return Err(e);
     }
     Ok(results)
+}
+
+fn execute(conn: &Connection, write: &Write) -> Result<u64, StoreError> {
+    let mut statement = conn.prepare_cached(write.sql)?;
+    for (i, value) in write.params.iter().enumerate() {
+        // `$n` is a named parameter to SQLite, numbered by first appearance: bind by name.
+        let name = format!("${}", i + 1);
+        let index = statement
+            .parameter_index(&name)?
+            .ok_or_else(|| StoreError::Corrupt(format!("statement has no parameter {name}")))?;
+        match value {
+            Value::Null => statement.raw_bind_parameter(index, rusqlite::types::Null)?,
+            Value::Int(n) => statement.raw_bind_parameter(index, n)?,
+            Value::Text(t) => statement.raw_bind_parameter(index, t.as_str())?,
+            Value::Blob(b) => statement.raw_bind_parameter(index, b.as_slice())?,
+        }
+    }
+    Ok(u64::try_from(statement.raw_execute()?).unwrap_or(u64::MAX))
 }
 
 /// The database holds sealed secrets and code hashes: owner-only, like the key file.
@@ -132,4 +270,4 @@ fn restrict_permissions(path: &Path) {
     }
 }
 
-super::sql::sql_store!(SqliteStore, sqlx::Sqlite, null_safe_eq = "IS");
+super::sql::sql_store!(SqliteStore, sqlx::Sqlite);

@@ -373,11 +373,15 @@ async fn a_disk_that_fills_up_while_serving_fails_closed() {
         let name = format!("user{i}");
         users.push((name.clone(), enroll(&setup, &name).await));
     }
-    let (code, _) = setup.terminate().await; // a clean stop checkpoints the WAL into the file
+    let (code, _) = setup.terminate().await;
     assert_eq!(code, 0);
-    let db = std::fs::metadata(dir.path().join("data/mfa.db")).unwrap().len();
-    // Room for the file as it is, the 32 KiB shared-memory index, and a few WAL frames.
-    let limit = db.max(32 * 1024) + 12 * 4120;
+    // Room for the files as they are (the database, its WAL, the 32 KiB shared-memory
+    // index), and a few more WAL frames of 4 KiB.
+    let largest = std::fs::read_dir(dir.path().join("data"))
+        .unwrap()
+        .map(|entry| entry.unwrap().metadata().unwrap().len())
+        .fold(32 * 1024, u64::max);
+    let limit = largest + 12 * 4120;
     let wrapper = disk_full_after(limit);
     let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
     let server = Server::run_via(dir.path(), &env, "server", &wrapper).await;
@@ -403,7 +407,13 @@ async fn a_disk_that_fills_up_while_serving_fails_closed() {
             break;
         }
     }
-    assert!(!accepted.is_empty() && refused.len() == 5, "accepted {}, refused {}", accepted.len(), refused.len());
+    assert!(
+        !accepted.is_empty() && refused.len() == 5,
+        "accepted {}, refused {}\n{}",
+        accepted.len(),
+        refused.len(),
+        server.logs()
+    );
     let wrong = server.verify(&users[users.len() - 1].0, "000000").await;
     assert_eq!(wrong.status, 503, "a failure that cannot be counted is not answered 401: {:?}", wrong.body);
     let logs = server.kill9().await;
@@ -494,8 +504,8 @@ async fn a_read_only_data_directory_or_a_full_disk_stops_start_up_with_one_clear
     assert!(stderr.contains(&file), "names the file: {stderr}");
 
     if !pg {
-        // A database that exists, in a directory that became read-only (SQLite needs to
-        // create its WAL beside the file).
+        // A database that exists, on a volume that became read-only: neither the
+        // directory nor the files in it can be written.
         let existing = tempfile::tempdir().unwrap();
         let added = cli(existing.path(), env, &["user", "add", "alice", "--no-qr"]).await;
         assert_eq!(added.code, 0, "{}", added.stderr);
@@ -503,11 +513,15 @@ async fn a_read_only_data_directory_or_a_full_disk_stops_start_up_with_one_clear
         let mut cmd = mfa(existing.path(), env);
         if root {
             std::fs::set_permissions(existing.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-            for entry in std::fs::read_dir(&data).unwrap() {
-                std::os::unix::fs::chown(entry.unwrap().path(), Some(65534), Some(65534)).unwrap();
-            }
             std::os::unix::fs::chown(&data, Some(65534), Some(65534)).unwrap();
             cmd.uid(65534).gid(65534);
+        }
+        for entry in std::fs::read_dir(&data).unwrap() {
+            let path = entry.unwrap().path();
+            if root {
+                std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+            }
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
         }
         std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o500)).unwrap();
         let (code, stderr) = start_up(&mut cmd).await;
