@@ -8,7 +8,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::clock::Clock;
-use crate::config::{DatabaseConfig, Settings};
+use crate::config::{DatabaseConfig, Settings, mask_url_password};
 use crate::crypto::{KeyOrigin, Keys};
 use crate::metrics::Metrics;
 use crate::notify::email::EmailChannel;
@@ -18,13 +18,15 @@ use crate::notify::{Channels, FileNotifier, HttpNotifier, Notifier};
 use crate::service::{MfaService, Policy};
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{KeyCheck, Store};
+use crate::store::{KeyCheck, Store, StoreError};
 use crate::users;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("cannot open the database: {0}")]
-    Database(#[from] crate::store::StoreError),
+    /// The database could not be opened, migrated or written at start-up; `hint` says what
+    /// to check when the cause is the storage (disk full, read-only, server down).
+    #[error("cannot open the database {database}: {source}{hint}")]
+    Database { database: String, source: StoreError, hint: &'static str },
     #[error("{0}")]
     Keys(#[from] crate::crypto::KeyError),
     #[error(
@@ -39,12 +41,28 @@ pub enum StartupError {
 }
 
 pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, StartupError> {
-    match &settings.database {
-        DatabaseConfig::Sqlite { path } => Ok(Arc::new(SqliteStore::open(path).await?)),
-        DatabaseConfig::Postgres { url, max_connections } => {
-            Ok(Arc::new(PgStore::connect(url.expose(), *max_connections).await?))
+    let opened: Result<Arc<dyn Store>, StoreError> = match &settings.database {
+        DatabaseConfig::Sqlite { path } => SqliteStore::open(path).await.map(|s| Arc::new(s) as _),
+        DatabaseConfig::Postgres { url, max_connections, acquire_timeout } => {
+            PgStore::connect(url.expose(), *max_connections, *acquire_timeout).await.map(|s| Arc::new(s) as _)
         }
-    }
+    };
+    opened.map_err(|e| database_error(settings, e))
+}
+
+/// A start-up failure of the database, naming it (password masked) and, when the storage
+/// itself failed, what to check.
+fn database_error(settings: &Settings, source: StoreError) -> StartupError {
+    let (database, hint) = match &settings.database {
+        DatabaseConfig::Sqlite { path } => (
+            std::path::absolute(path).unwrap_or_else(|_| path.clone()).display().to_string(),
+            "; check that this user can write to its directory (MFA_DATA_DIR) and that its disk has free space",
+        ),
+        DatabaseConfig::Postgres { url, .. } => {
+            (mask_url_password(url.expose()), "; check that PostgreSQL is running, reachable and has free disk space")
+        }
+    };
+    StartupError::Database { database, hint: if source.is_unavailable() { hint } else { "" }, source }
 }
 
 /// How long the MFA server waits for the notification service: its worst case plus slack.
@@ -99,10 +117,13 @@ pub async fn open_service(
              database, or set SECRET_KEY"
         );
     }
-    if store.check_key(keys.check_value()).await? == KeyCheck::Mismatch {
+    if store.check_key(keys.check_value()).await.map_err(|e| database_error(settings, e))? == KeyCheck::Mismatch {
         return Err(StartupError::KeyMismatch);
     }
-    let report = users::sync_env_users(store.as_ref(), &keys, settings, clock.now()).await?;
+    let report = users::sync_env_users(store.as_ref(), &keys, settings, clock.now()).await.map_err(|e| match e {
+        users::EnrollError::Store(e) => database_error(settings, e),
+        other => StartupError::Users(other),
+    })?;
     if report != users::SyncReport::default() {
         info!(added = ?report.added, updated = ?report.updated, removed = ?report.removed, "synced users from the environment");
     }

@@ -158,9 +158,15 @@ fn read_or_create_key_file(path: &Path) -> Result<(Vec<u8>, KeyOrigin), KeyError
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
             match options.open(path) {
                 Ok(mut file) => {
-                    file.write_all(data_encoding::HEXLOWER.encode(&key).as_bytes()).map_err(io_err)?;
-                    file.write_all(b"\n").map_err(io_err)?;
-                    file.sync_all().map_err(io_err)?;
+                    let written = file
+                        .write_all(data_encoding::HEXLOWER.encode(&key).as_bytes())
+                        .and_then(|()| file.write_all(b"\n"))
+                        .and_then(|()| file.sync_all());
+                    if let Err(e) = written {
+                        // A full disk: leave no half-written key behind to fail the next start.
+                        let _ = std::fs::remove_file(path);
+                        return Err(io_err(e));
+                    }
                     Ok((key.to_vec(), KeyOrigin::GeneratedFile))
                 }
                 // Another process (the CLI, a second server) created it first: use theirs.

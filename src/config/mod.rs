@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::domain::{Algorithm, EmailAddress, TelegramChat, Username, parse_digits};
 use crate::lockout;
@@ -171,6 +172,9 @@ pub enum DatabaseConfig {
     Postgres {
         url: Sensitive,
         max_connections: u32,
+        /// `DATABASE_TIMEOUT_SECONDS`: how long a request waits for a connection before it
+        /// answers 503 (the pool keeps reconnecting meanwhile).
+        acquire_timeout: Duration,
     },
 }
 
@@ -229,6 +233,9 @@ pub const DEFAULT_DATA_DIR: &str = "./data";
 pub const DEFAULT_RATE_LIMIT: &str = "120 per minute";
 /// The longest lock of the progressive lockout unless `LOCKOUT_MAX_SECONDS` says otherwise.
 pub const DEFAULT_LOCKOUT_MAX_SECONDS: u64 = 86_400;
+/// Seconds a request waits for a PostgreSQL connection before answering 503: long enough
+/// for a busy pool, short enough that clients are told at once when the database is down.
+pub const DEFAULT_DATABASE_TIMEOUT: &str = "2";
 /// OWASP ASVS 2.7.2: out-of-band codes expire after at most 10 minutes.
 pub const MAX_CODE_TTL_SECONDS: u64 = 600;
 
@@ -239,6 +246,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "MFA_DATA_DIR",
     "DATABASE_URL",
     "DATABASE_MAX_CONNECTIONS",
+    "DATABASE_TIMEOUT_SECONDS",
     "SECRET_KEY",
     "FLASK_SECRET_KEY",
     "RATE_LIMIT",
@@ -340,7 +348,11 @@ pub(crate) fn parse_bind(raw: &str) -> Result<SocketAddr, String> {
 fn parse_database(raw: &str) -> Result<DatabaseConfig, String> {
     let raw = raw.trim();
     if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
-        return Ok(DatabaseConfig::Postgres { url: Sensitive(raw.to_string()), max_connections: 0 });
+        return Ok(DatabaseConfig::Postgres {
+            url: Sensitive(raw.to_string()),
+            max_connections: 0,
+            acquire_timeout: Duration::ZERO,
+        });
     }
     let path = raw
         .strip_prefix("sqlite://")
@@ -376,9 +388,12 @@ impl Settings {
         let default_db = format!("sqlite://{}", data_dir.join("mfa.db").display());
         let database = r.parse("DATABASE_URL", &default_db, parse_database);
         let pool_size = r.parse("DATABASE_MAX_CONNECTIONS", "10", number_in(1..=1000u32));
-        let database = database.map(|db| match (db, pool_size) {
-            (DatabaseConfig::Postgres { url, .. }, Some(n)) => DatabaseConfig::Postgres { url, max_connections: n },
-            (db, _) => db,
+        let db_timeout = r.parse("DATABASE_TIMEOUT_SECONDS", DEFAULT_DATABASE_TIMEOUT, notify::seconds(60.0));
+        let database = database.map(|db| match (db, pool_size, db_timeout) {
+            (DatabaseConfig::Postgres { url, .. }, Some(n), Some(timeout)) => {
+                DatabaseConfig::Postgres { url, max_connections: n, acquire_timeout: timeout }
+            }
+            (db, _, _) => db,
         });
 
         let secret_key = match (env.get("SECRET_KEY"), env.get("FLASK_SECRET_KEY")) {
@@ -599,9 +614,11 @@ impl Settings {
 fn describe_database(db: &DatabaseConfig) -> String {
     match db {
         DatabaseConfig::Sqlite { path } => format!("sqlite://{}", path.display()),
-        DatabaseConfig::Postgres { url, max_connections } => {
-            format!("{} (pool of {max_connections})", mask_url_password(url.expose()))
-        }
+        DatabaseConfig::Postgres { url, max_connections, acquire_timeout } => format!(
+            "{} (pool of {max_connections}, {} s wait for a connection)",
+            mask_url_password(url.expose()),
+            acquire_timeout.as_secs_f64()
+        ),
     }
 }
 
@@ -763,6 +780,22 @@ mod tests {
         assert_eq!(mask_url_password("postgres://mfa:s3cret@db:5432/mfa"), "postgres://mfa:********@db:5432/mfa");
         assert_eq!(mask_url_password("postgres://db/mfa"), "postgres://db/mfa");
         assert!(parse_database("mysql://x").is_err());
+    }
+
+    #[test]
+    fn the_postgres_connection_wait_is_short_by_default_and_configurable() {
+        let url = ("DATABASE_URL", "postgres://u:p@h/db");
+        let wait = |vars: &[(&str, &str)]| match Settings::from_env(&env(vars)).map(|s| s.database) {
+            Ok(DatabaseConfig::Postgres { acquire_timeout, .. }) => Ok(acquire_timeout),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.to_string()),
+        };
+        assert_eq!(wait(&[url]), Ok(Duration::from_secs(2)));
+        assert_eq!(wait(&[url, ("DATABASE_TIMEOUT_SECONDS", "0.5")]), Ok(Duration::from_millis(500)));
+        for bad in ["0", "-1", "61", "soon"] {
+            let err = wait(&[url, ("DATABASE_TIMEOUT_SECONDS", bad)]).unwrap_err();
+            assert!(err.contains("DATABASE_TIMEOUT_SECONDS"), "{err}");
+        }
     }
 
     #[test]

@@ -70,7 +70,7 @@ impl NotificationSettings {
     }
 }
 
-fn seconds(max: f64) -> impl Fn(&str) -> Result<Duration, String> {
+pub(super) fn seconds(max: f64) -> impl Fn(&str) -> Result<Duration, String> {
     move |raw: &str| match raw.trim().parse::<f64>() {
         Ok(s) if s > 0.0 && s <= max => Ok(Duration::from_secs_f64(s)),
         _ => Err(format!("'{}' is not a number of seconds above 0 and at most {max}", raw.trim())),

@@ -62,11 +62,14 @@ impl IntoResponse for AdminError {
                     EnrollError::DefinedInEnv { .. } => {
                         json_error(StatusCode::CONFLICT, json!({"error": "defined_in_env", "detail": detail}))
                     }
-                    EnrollError::Store(store) if store.is_unavailable() => json_error_retry_after(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        json!({"error": "database_unavailable", "retry_after": 5}),
-                        5,
-                    ),
+                    EnrollError::Store(store) if store.is_unavailable() => {
+                        tracing::error!(error = %detail, "database unavailable");
+                        json_error_retry_after(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            json!({"error": "database_unavailable", "retry_after": 5}),
+                            5,
+                        )
+                    }
                     EnrollError::Conflict { .. } | EnrollError::Store(_) | EnrollError::Other(_) => {
                         tracing::error!(error = %detail, "admin request failed");
                         json_error(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "internal_error"}))

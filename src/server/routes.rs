@@ -60,7 +60,7 @@ fn parse_username(raw: &str) -> Result<Username, ApiError> {
         (status = 429, description = "resend_too_soon, too_many_attempts or rate_limited", body = RetryLater,
             headers(("Retry-After" = u64, description = "seconds"))),
         (status = 502, description = "no channel could deliver", body = DetailedError),
-        (status = 503, description = "database_unavailable: the database cannot be reached", body = RetryLater,
+        (status = 503, description = "database_unavailable: the database cannot be reached or written (down, disk full, read-only)", body = RetryLater,
             headers(("Retry-After" = u64, description = "seconds"))),
     ))]
 pub async fn request_otp(
@@ -87,7 +87,7 @@ pub async fn request_otp(
         (status = 415, description = "not application/json", body = DetailedError),
         (status = 429, description = "too_many_attempts (locked out) or rate_limited", body = RetryLater,
             headers(("Retry-After" = u64, description = "seconds"))),
-        (status = 503, description = "database_unavailable: the database cannot be reached", body = RetryLater,
+        (status = 503, description = "database_unavailable: the database cannot be reached or written (down, disk full, read-only)", body = RetryLater,
             headers(("Retry-After" = u64, description = "seconds"))),
     ))]
 pub async fn verify(

@@ -33,19 +33,17 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether the database could not be reached (as opposed to a bad query or bad data):
-    /// the request may succeed later, so it is a 503, not a 500.
+    /// Whether the database could not be reached or written (as opposed to a bad query or
+    /// bad data): the request may succeed later, so it is a 503, not a 500. That covers a
+    /// PostgreSQL that is down, restarting or out of disk, and a SQLite file whose disk is
+    /// full, read-only or failing; in each case nothing was written.
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::Unavailable(_) => true,
-            Self::Database(e) => matches!(
-                e,
-                sqlx::Error::Io(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::WorkerCrashed
-                    | sqlx::Error::Tls(_)
-            ),
+            Self::Database(e) => unavailable(e),
+            Self::Migrate(
+                sqlx::migrate::MigrateError::Execute(e) | sqlx::migrate::MigrateError::ExecuteMigration(e, _),
+            ) => unavailable(e),
             Self::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
                 e.code,
                 rusqlite::ErrorCode::DatabaseBusy
@@ -57,6 +55,71 @@ impl StoreError {
             ),
             _ => false,
         }
+    }
+}
+
+fn unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => {
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                sqlite_unavailable(db.code().as_deref())
+            } else if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                postgres_unavailable(pg.code())
+            } else {
+                false
+            }
+        }
+        _ => false,
+    }
+}
+
+/// SQLite's primary result codes (the low byte of the extended code) for storage that
+/// cannot be used now: BUSY (locked past `busy_timeout`), READONLY, IOERR (a failed write
+/// or fsync, also a file-size limit), FULL, CANTOPEN.
+fn sqlite_unavailable(code: Option<&str>) -> bool {
+    const BUSY: i64 = 5;
+    const READONLY: i64 = 8;
+    const IOERR: i64 = 10;
+    const FULL: i64 = 13;
+    const CANTOPEN: i64 = 14;
+    let primary = code.and_then(|c| c.parse::<i64>().ok()).map(|c| c & 0xff);
+    matches!(primary, Some(BUSY | READONLY | IOERR | FULL | CANTOPEN))
+}
+
+/// SQLSTATE classes 08 (connection), 53 (insufficient resources: disk full, out of memory,
+/// too many connections), 57P (shutting down, crashed, starting up), 58030 (I/O error), and
+/// 25006 (read-only transaction: a standby after a failover).
+fn postgres_unavailable(sqlstate: &str) -> bool {
+    ["08", "53", "57P"].iter().any(|class| sqlstate.starts_with(class)) || matches!(sqlstate, "58030" | "25006")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_failures_are_unavailable_and_logic_errors_are_not() {
+        for code in ["5", "8", "1544", "10", "778", "13", "14"] {
+            assert!(sqlite_unavailable(Some(code)), "SQLite {code}");
+        }
+        for code in ["1", "11", "19", "2067", "26"] {
+            assert!(!sqlite_unavailable(Some(code)), "SQLite {code}");
+        }
+        assert!(!sqlite_unavailable(None));
+        for state in ["08006", "08001", "53100", "53300", "57P01", "57P03", "58030", "25006"] {
+            assert!(postgres_unavailable(state), "SQLSTATE {state}");
+        }
+        for state in ["23505", "42P01", "22001", "57014", "40001"] {
+            assert!(!postgres_unavailable(state), "SQLSTATE {state}");
+        }
+        assert!(StoreError::Database(sqlx::Error::PoolTimedOut).is_unavailable());
+        assert!(!StoreError::Corrupt("x".into()).is_unavailable());
+        assert!(!StoreError::Conflict.is_unavailable());
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
+use tokio::time::Instant;
 
 use super::sql::{RawUser, Value, Write, migrations, select_users, to_i64, to_u64};
 use super::{KeyCheck, LockState, PutCode, Store, StoreError, UserProfile, UserRecord};
@@ -21,16 +22,31 @@ pub struct PgStore {
     pool: PgPool,
 }
 
+/// How long start-up keeps trying to reach a PostgreSQL that refuses connections (one
+/// started alongside this process may still be starting), whatever the per-request wait.
+const STARTUP_WAIT: Duration = Duration::from_secs(10);
+
 impl PgStore {
     /// Connects and applies migrations (sqlx takes an advisory lock, so instances starting
-    /// together do not race on the schema).
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+    /// together do not race on the schema). A request waits at most `acquire_timeout` for a
+    /// connection: while the database is down, requests fail fast with 503 and the pool
+    /// reconnects by itself once it is back.
+    pub async fn connect(url: &str, max_connections: u32, acquire_timeout: Duration) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)?.application_name("mfa");
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
-            .await?;
+            .acquire_timeout(acquire_timeout)
+            .connect_lazy_with(options);
+        let deadline = Instant::now() + STARTUP_WAIT.max(acquire_timeout);
+        loop {
+            match pool.acquire().await.map_err(StoreError::from) {
+                Ok(_) => break,
+                Err(e) if e.is_unavailable() && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
         migrations!("postgres").run(&pool).await?;
         Ok(Self { pool })
     }

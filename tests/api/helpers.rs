@@ -69,7 +69,14 @@ pub fn database_vars(dir: &std::path::Path) -> Vec<(String, String)> {
             url
         }
     };
-    vec![("DATABASE_URL".into(), url), ("DATABASE_MAX_CONNECTIONS".into(), "4".into())]
+    // A generous connection wait: dozens of debug-built servers share two cores here, where
+    // opening a connection (a SCRAM handshake, unoptimised) can take seconds under load. The
+    // test of the short production wait sets its own.
+    vec![
+        ("DATABASE_URL".into(), url),
+        ("DATABASE_MAX_CONNECTIONS".into(), "4".into()),
+        ("DATABASE_TIMEOUT_SECONDS".into(), "10".into()),
+    ]
 }
 
 pub fn settings_for(dir: &std::path::Path, vars: &[(&str, &str)]) -> Settings {

@@ -4,6 +4,7 @@
 mod admin;
 mod brute_force;
 mod env_users;
+mod faults;
 mod helpers;
 mod instances;
 mod lockout;
@@ -17,5 +18,6 @@ mod process;
 mod rate_limit;
 mod replay;
 mod request_otp;
+mod secrets;
 mod support;
 mod verify;

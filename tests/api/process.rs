@@ -17,8 +17,22 @@ use crate::helpers::{Reply, extract_code};
 
 const SEED_ENV: &str = include_str!("../fixtures/seed.env");
 
-fn mfa(dir: &Path, env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mfa"));
+pub(crate) fn mfa(dir: &Path, env: &[(&str, &str)]) -> Command {
+    mfa_via(dir, env, &[])
+}
+
+/// `mfa` started through `wrapper` (a program and its arguments, given the binary's path
+/// and the subcommand after them), with the same environment as [`mfa`].
+pub(crate) fn mfa_via(dir: &Path, env: &[(&str, &str)], wrapper: &[&str]) -> Command {
+    let binary = env!("CARGO_BIN_EXE_mfa");
+    let mut cmd = match wrapper.split_first() {
+        None => Command::new(binary),
+        Some((program, args)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(args).arg(binary);
+            cmd
+        }
+    };
     cmd.current_dir(dir)
         .env_clear()
         .envs(crate::helpers::database_vars(dir))
@@ -50,7 +64,7 @@ pub struct Server {
     child: Child,
     pub addr: SocketAddr,
     logs: Arc<Mutex<String>>,
-    client: reqwest::Client,
+    pub(crate) client: reqwest::Client,
 }
 
 impl Server {
@@ -60,12 +74,29 @@ impl Server {
     }
 
     /// `mfa <subcommand>` on random ports, once the MFA server listens.
-    async fn run(dir: &Path, env: &[(&str, &str)], subcommand: &str) -> Self {
+    pub(crate) async fn run(dir: &Path, env: &[(&str, &str)], subcommand: &str) -> Self {
+        Self::run_via(dir, env, subcommand, &[]).await
+    }
+
+    /// As [`Server::run`], started through a wrapper (see [`mfa_via`]).
+    pub(crate) async fn run_via(dir: &Path, env: &[(&str, &str)], subcommand: &str, wrapper: &[&str]) -> Self {
         let mut all = vec![("MFA_BIND", "127.0.0.1:0"), ("NOTIFY_BIND", "127.0.0.1:0")];
         all.extend_from_slice(env);
-        let mut child = mfa(dir, &all).arg(subcommand).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+        let mut child =
+            mfa_via(dir, &all, wrapper).arg(subcommand).stderr(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
         let logs = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = tokio::sync::oneshot::channel();
+        // Standard output is kept too (it should stay empty for a server): everything the
+        // process writes is in `logs`.
+        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+        let sink = logs.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = out.next_line().await {
+                let mut logs = sink.lock().unwrap();
+                logs.push_str(&line);
+                logs.push('\n');
+            }
+        });
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let sink = logs.clone();
         tokio::spawn(async move {
@@ -98,7 +129,7 @@ impl Server {
         self.post("/verify", json!({"username": username, "token": token})).await
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         self.logs.lock().unwrap().clone()
     }
 
@@ -122,7 +153,7 @@ impl Server {
 }
 
 /// Whether `code` appears in `text` as a whole run of digits (not inside a timestamp).
-fn contains_code(text: &str, code: &str) -> bool {
+pub(crate) fn contains_code(text: &str, code: &str) -> bool {
     text.split(|c: char| !c.is_ascii_digit()).any(|run| run == code)
 }
 
@@ -299,9 +330,11 @@ async fn a_changed_secret_key_is_refused_at_start_up() {
     assert!(out.stderr.contains("encrypted with another key"), "{}", out.stderr);
 }
 
-/// A full flow with debug logging: no secret, key or code may appear in any log line.
+/// With the development notifier (codes go to `data/notifications.log`, as they must), at
+/// debug level: no secret, key or code in any log line. The search of everything written
+/// in a session with real channels, at TRACE, is `secrets::nothing_the_process_writes_...`.
 #[tokio::test]
-async fn logs_never_contain_a_secret_or_a_code() {
+async fn with_the_file_notifier_logs_never_contain_a_secret_or_a_code() {
     let dir = tempfile::tempdir().unwrap();
     let key = "log-test-key-5f1e0c9a7b3d2e4f6a8b";
     let env_secret = "KRUGS4ZANFZSAYJAONSWG4TFOQQGM33SEBWG6Z3T";
