@@ -200,7 +200,8 @@ async fn serve(settings: &Settings, clock: Arc<dyn Clock>, run: Services) -> Res
         };
         let app = notify::server::bind(n.bind, state)
             .await
-            .map_err(|e| format!("cannot listen on {} (NOTIFY_BIND): {e}", n.bind))?;
+            .map_err(|e| format!("cannot listen on {} (NOTIFY_BIND): {e}", n.bind))?
+            .with_limits(settings.http);
         let addr = app.local_addr()?;
         info!(address = %addr, "notification service listening on http://{addr}");
         notifier_addr = Some(addr);
