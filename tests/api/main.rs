@@ -4,6 +4,7 @@
 mod admin;
 mod env_users;
 mod helpers;
+mod hostile;
 mod instances;
 mod lockout;
 mod malformed;
@@ -17,4 +18,5 @@ mod rate_limit;
 mod replay;
 mod request_otp;
 mod support;
+mod timing;
 mod verify;
