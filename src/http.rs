@@ -330,6 +330,14 @@ impl BoundServer {
     }
 }
 
+/// The soft limit on open files (`ulimit -n`) where the system says (Linux's `/proc`);
+/// `None` when unknown or unlimited.
+pub fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
 /// An accept error: the connection that failed is gone, but running out of file descriptors
 /// (EMFILE, ENFILE) would make `accept` fail again at once, so wait a little as axum does.
 async fn accept_failed(e: &std::io::Error) {

@@ -257,6 +257,8 @@ async fn wrong_content_types_are_415_and_json_variants_are_read() {
     }
     let reply = post_bytes(&app, "/verify", "application/json; charset=utf-8", body(&app.totp(&secret, 0))).await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let reply = post_bytes(&app, "/verify", "application/vnd.api+json", body("000000")).await;
+    assert_eq!(reply.status, 401, "a +json type is read (and this code is wrong): {:?}", reply.body);
 }
 
 /// Resident and peak memory of a process, in KiB, from `/proc/PID/status`.
