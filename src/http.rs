@@ -372,8 +372,8 @@ async fn serve_connection(
     let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
     let mut connection = std::pin::pin!(connection);
     let stop = async move {
-        // Err: the server is gone, which also means stop.
-        let _ = stopped.wait_for(|stop| *stop).await.is_ok();
+        // An error means the server is gone, which also means stop.
+        let _ = stopped.wait_for(|stop| *stop).await;
     };
     let outcome = tokio::select! {
         outcome = connection.as_mut() => outcome,
