@@ -174,6 +174,16 @@ struct Services {
 }
 
 async fn serve(settings: &Settings, clock: Arc<dyn Clock>, run: Services) -> Result<(), Failure> {
+    let services = u64::from(run.mfa) + u64::from(run.notifier);
+    let needed = services * settings.http.max_connections as u64 + 128;
+    if let Some(limit) = crate::http::open_files_limit().filter(|limit| *limit < needed) {
+        warn!(
+            "the open-files limit (ulimit -n) is {limit}, below the {needed} that HTTP_MAX_CONNECTIONS={} needs \
+             for {services} service(s): past it new connections fail instead of waiting; raise the limit \
+             (LimitNOFILE= in systemd, --ulimit nofile= in Docker) or lower HTTP_MAX_CONNECTIONS",
+            settings.http.max_connections
+        );
+    }
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let stop = Arc::new(stop);
     let until_stopped = move || {
@@ -200,7 +210,8 @@ async fn serve(settings: &Settings, clock: Arc<dyn Clock>, run: Services) -> Res
         };
         let app = notify::server::bind(n.bind, state)
             .await
-            .map_err(|e| format!("cannot listen on {} (NOTIFY_BIND): {e}", n.bind))?;
+            .map_err(|e| format!("cannot listen on {} (NOTIFY_BIND): {e}", n.bind))?
+            .with_limits(settings.http);
         let addr = app.local_addr()?;
         info!(address = %addr, "notification service listening on http://{addr}");
         notifier_addr = Some(addr);

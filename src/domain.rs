@@ -110,30 +110,37 @@ pub fn parse_digits(raw: &str) -> Result<u8, String> {
     }
 }
 
-/// An email address, checked loosely: one `@`, something on both sides, a dot in the
-/// domain, no spaces or control characters. Whether it exists is the mail server's call.
+/// An email address in the common ASCII form every relay and `lettre` accept (so that a
+/// stored address can always be sent to): a local part of 1 to 64 characters of
+/// `A-Z a-z 0-9 ! # $ % & ' * + / = ? ^ _ ` { | } ~ - .` with no dot at either end and no
+/// two dots in a row (RFC 5322's dot-atom), `@`, and a domain of two or more labels, each 1
+/// to 63 letters, digits or hyphens, starting and ending with a letter or digit (an
+/// internationalized domain in its `xn--` form); 254 characters in all. Quoted local parts,
+/// address literals and non-ASCII addresses are refused. Surrounding whitespace is
+/// trimmed. The OpenAPI documents state the same rule as a pattern (`crate::openapi`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmailAddress(String);
+
+pub const EMAIL_MAX_LEN: usize = 254;
+pub const EMAIL_LOCAL_MAX_LEN: usize = 64;
+pub const EMAIL_LABEL_MAX_LEN: usize = 63;
 
 impl EmailAddress {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let addr = raw.trim();
-        let bad = || Err(format!("'{addr}' is not an email address"));
-        if addr.len() > 254 || addr.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return bad();
-        }
-        match addr.split_once('@') {
-            Some((local, domain))
-                if !local.is_empty()
-                    && !domain.contains('@')
-                    && domain.contains('.')
-                    && !domain.starts_with('.')
-                    && !domain.ends_with('.') =>
-            {
-                Ok(Self(addr.to_string()))
-            }
-            _ => bad(),
-        }
+        let bad = || Err(format!("'{addr}' is not an email address (name@example.com, in ASCII)"));
+        let Some((local, domain)) = addr.split_once('@') else { return bad() };
+        let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c);
+        let local_ok = (1..=EMAIL_LOCAL_MAX_LEN).contains(&local.len())
+            && local.split('.').all(|atom| !atom.is_empty() && atom.chars().all(atext));
+        let label_ok = |label: &str| {
+            (1..=EMAIL_LABEL_MAX_LEN).contains(&label.len())
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        };
+        let domain_ok = domain.split('.').count() >= 2 && domain.split('.').all(label_ok);
+        if addr.len() <= EMAIL_MAX_LEN && local_ok && domain_ok { Ok(Self(addr.to_string())) } else { bad() }
     }
 
     pub fn as_str(&self) -> &str {
@@ -195,6 +202,31 @@ mod tests {
         assert!(EmailAddress::parse("dair@example.com").is_ok());
         assert!(EmailAddress::parse("dair@localhost").is_err());
         assert!(EmailAddress::parse("not-an-email").is_err());
+        assert!(EmailAddress::parse("o'brien+mfa@mail.example.co.uk").is_ok());
+        assert!(EmailAddress::parse("first.last@xn--bcher-kva.example").is_ok());
+        for bad in [
+            ".dair@example.com",
+            "da..ir@example.com",
+            "dair.@example.com",
+            "\"da ir\"@example.com",
+            "dair@[127.0.0.1]",
+            "dair@-example.com",
+            "dair@example-.com",
+            "dair@example..com",
+            "dair@@example.com",
+            "dä@example.com",
+            "dair@exämple.com",
+        ] {
+            assert!(EmailAddress::parse(bad).is_err(), "{bad}");
+        }
+        let long_label = format!("dair@{}.com", "a".repeat(64));
+        assert!(EmailAddress::parse(&long_label).is_err(), "a label is at most 63 characters");
+        assert!(EmailAddress::parse(&format!("{}@example.com", "a".repeat(65))).is_err());
+        assert!(EmailAddress::parse(&format!("{}@example.com", "a".repeat(64))).is_ok());
+        let longest = format!("a@{}.{}.{}.{}", "b".repeat(63), "c".repeat(63), "d".repeat(63), "e".repeat(60));
+        assert_eq!(longest.len(), 254);
+        assert!(EmailAddress::parse(&longest).is_ok());
+        assert!(EmailAddress::parse(&format!("{longest}f")).is_err());
         assert!(TelegramChat::parse("123456789").is_ok());
         assert!(TelegramChat::parse("-1001234567890").is_ok());
         assert!(TelegramChat::parse("@my_channel").is_ok());

@@ -3,20 +3,29 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
+use tower::ServiceExt;
 use tower_http::LatencyUnit;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
+use tower_http::timeout::{RequestBodyDeadlineLayer, TimeoutLayer};
+
+use crate::config::HttpLimits;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 /// A request that takes longer than this is answered with 408.
@@ -71,8 +80,26 @@ impl InvalidRequest {
     }
 }
 
+/// Whether a body error is the body deadline passing (`HTTP_BODY_TIMEOUT_SECONDS`).
+fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 impl From<JsonRejection> for InvalidRequest {
     fn from(rejection: JsonRejection) -> Self {
+        if is_body_timeout(&rejection) {
+            return Self {
+                status: StatusCode::REQUEST_TIMEOUT,
+                detail: "the request body did not arrive in time".into(),
+            };
+        }
         let status = match &rejection {
             JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             JsonRejection::BytesRejection(r) if r.status().is_client_error() => r.status(),
@@ -97,7 +124,13 @@ impl IntoResponse for InvalidRequest {
     }
 }
 
-/// `Json<T>` whose rejections are [`InvalidRequest`]s.
+/// `Json<T>` whose rejections are [`InvalidRequest`]s, and whose body must be a JSON object.
+///
+/// Hostile bodies are 4xx: not JSON, invalid UTF-8, nested deeper than serde_json's
+/// recursion limit (128), over the body limit (413), a field given twice (serde's derive
+/// refuses duplicate fields: a body's meaning must not depend on which duplicate a parser
+/// keeps, since a proxy or WAF in front may have read the other one), or an array where
+/// an object belongs (serde's derive would otherwise read `["dair", "123456"]` as a struct).
 pub struct AppJson<T>(pub T);
 
 impl<T, S> FromRequest<S> for AppJson<T>
@@ -108,8 +141,68 @@ where
     type Rejection = InvalidRequest;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let Json(value) = Json::<T>::from_request(req, state).await?;
+        let Json(ObjectOnly(value)) = Json::<ObjectOnly<T>>::from_request(req, state).await?;
         Ok(Self(value))
+    }
+}
+
+/// Deserializes `T` only from a JSON object.
+struct ObjectOnly<T>(T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for ObjectOnly<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Object<T>(std::marker::PhantomData<T>);
+
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Object<T> {
+            type Value = T;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+
+        deserializer.deserialize_map(Object(std::marker::PhantomData)).map(ObjectOnly)
+    }
+}
+
+/// `Query<T>` whose rejections are [`InvalidRequest`]s (400 with a JSON body).
+pub struct AppQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for AppQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = InvalidRequest;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(Self(value)),
+            Err(rejection) => Err(InvalidRequest::new(rejection.body_text())),
+        }
+    }
+}
+
+/// `Path<T>` whose rejections are [`InvalidRequest`]s (400 with a JSON body): a path that
+/// is not valid UTF-8 once percent-decoded, for instance.
+pub struct AppPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for AppPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = InvalidRequest;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(Self(value)),
+            Err(rejection) => Err(InvalidRequest::new(rejection.body_text())),
+        }
     }
 }
 
@@ -165,16 +258,29 @@ pub fn with_common_layers(
         .layer(SetRequestIdLayer::x_request_id(RandomRequestId))
 }
 
+/// Largest request head (request line and headers) a client may send; beyond it, 431.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// Most header fields in one request; beyond it, 431 (hyper's default, stated here).
+pub const MAX_HEADERS: usize = 100;
+
 /// A bound listener and the router it will serve.
 pub struct BoundServer {
     listener: TcpListener,
     router: Router,
+    limits: HttpLimits,
 }
 
 impl BoundServer {
-    /// Binds `addr` (port 0 picks a free port).
+    /// Binds `addr` (port 0 picks a free port), with the default [`HttpLimits`].
     pub async fn bind(addr: SocketAddr, router: Router) -> std::io::Result<Self> {
-        Ok(Self { listener: TcpListener::bind(addr).await?, router })
+        Ok(Self { listener: TcpListener::bind(addr).await?, router, limits: HttpLimits::default() })
+    }
+
+    /// Serves with these timeouts and connection cap instead of the defaults.
+    #[must_use]
+    pub fn with_limits(mut self, limits: HttpLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -182,10 +288,102 @@ impl BoundServer {
     }
 
     /// Serves until `shutdown` completes, then lets requests in flight finish.
+    ///
+    /// This is `axum::serve` written out, because axum sets neither a header read timeout
+    /// nor a connection cap: each connection is served by hyper's HTTP/1 server with
+    /// `header_read_timeout` (which also closes idle keep-alive connections) and bounded
+    /// head size, holds one permit of a semaphore of `max_connections` (at the cap nothing is
+    /// accepted; the kernel's backlog holds new connections), and every request body has a
+    /// deadline (`RequestBodyDeadlineLayer`: a total, not a per-chunk, timeout).
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await
+        let Self { listener, router, limits } = self;
+        let router = router.layer(RequestBodyDeadlineLayer::new(limits.body_timeout));
+        let permits = Arc::new(Semaphore::new(limits.max_connections));
+        let (stop, stopped) = watch::channel(false);
+        let mut connections = JoinSet::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let permit = tokio::select! {
+                permit = permits.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break, // the semaphore is never closed
+                },
+                () = &mut shutdown => break,
+            };
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        accept_failed(&e).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            connections.spawn(serve_connection(stream, peer, router.clone(), limits, permit, stopped.clone()));
+            while connections.try_join_next().is_some() {}
+        }
+        drop(listener);
+        let _ = stop.send(true);
+        while connections.join_next().await.is_some() {}
+        Ok(())
+    }
+}
+
+/// The soft limit on open files (`ulimit -n`) where the system says (Linux's `/proc`);
+/// `None` when unknown or unlimited.
+pub fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// An accept error: the connection that failed is gone, but running out of file descriptors
+/// (EMFILE, ENFILE) would make `accept` fail again at once, so wait a little as axum does.
+async fn accept_failed(e: &std::io::Error) {
+    use std::io::ErrorKind;
+    if matches!(e.kind(), ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::ConnectionRefused) {
+        return;
+    }
+    tracing::error!(error = %e, "accept failed (out of file descriptors? see HTTP_MAX_CONNECTIONS and ulimit -n)");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// One connection, until the client closes it, a timeout closes it, or shutdown (then the
+/// request in flight is finished and the connection closed).
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    limits: HttpLimits,
+    _permit: OwnedSemaphorePermit,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let service = router.map_request(move |mut request: Request<hyper::body::Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        request
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_header_size(MAX_HEADER_BYTES)
+        .max_headers(MAX_HEADERS);
+    let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+    let mut connection = std::pin::pin!(connection);
+    let stop = async move {
+        // An error means the server is gone, which also means stop.
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let outcome = tokio::select! {
+        outcome = connection.as_mut() => outcome,
+        () = stop => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = outcome {
+        tracing::debug!(client = %peer, error = %e, "connection closed with an error");
     }
 }
 

@@ -8,9 +8,44 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::response::{IntoResponse, Response};
+use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi as Document, Server};
 use utoipa::{Modify, OpenApi, ToSchema};
+
+/// `crate::domain::EmailAddress` as a pattern: a dot-atom local part, `@`, two or more
+/// letter-digit-hyphen labels of at most 63 characters. With [`EMAIL_LOCAL_PATTERN`] (the
+/// local part is at most 64 characters) and a length of at most 254, exactly the rule.
+pub const EMAIL_PATTERN: &str = concat!(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*",
+    r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+);
+pub const EMAIL_LOCAL_PATTERN: &str = "^[^@]{1,64}@";
+
+fn email(nullable: bool) -> Schema {
+    let kind = if nullable { SchemaType::from_iter([Type::String, Type::Null]) } else { Type::String.into() };
+    let grammar = ObjectBuilder::new()
+        .schema_type(kind)
+        .max_length(Some(crate::domain::EMAIL_MAX_LEN))
+        .pattern(Some(EMAIL_PATTERN))
+        .examples(["dair@example.com"]);
+    Schema::AllOf(
+        AllOfBuilder::new()
+            .item(grammar)
+            .item(ObjectBuilder::new().schema_type(SchemaType::AnyValue).pattern(Some(EMAIL_LOCAL_PATTERN)))
+            .build(),
+    )
+}
+
+/// An email address (`schema_with` for a required field).
+pub fn email_schema() -> Schema {
+    email(false)
+}
+
+/// An email address or `null` (`schema_with` for an optional field).
+pub fn optional_email_schema() -> Schema {
+    email(true)
+}
 
 /// `{"error": "<code>"}`: `unknown_user`, `not_found`, `unauthorized`, `internal_error`, ...
 #[derive(ToSchema)]

@@ -1,7 +1,8 @@
 //! HOTP (RFC 4226) and TOTP (RFC 6238): code generation and checking, secrets, otpauth URIs.
 //!
-//! The arithmetic comes from `totp-rs`, which compares codes in constant time and tells which
-//! time step a code matched; the step is what replay protection (RFC 6238 §5.2) records.
+//! The arithmetic comes from `totp-rs`; the comparison with the presented code is ours, in
+//! constant time ([`codes_equal`]), and tells which time step a code matched: the step is
+//! what replay protection (RFC 6238 §5.2) records.
 //! Everything here is pure: time is always a parameter.
 
 use std::fmt;
@@ -132,7 +133,11 @@ pub fn hotp_code(secret: &SecretBytes, algorithm: Algorithm, digits: u8, counter
 }
 
 /// The time step whose code `code` is, searching `window` steps on each side of `now`'s
-/// step (RFC 6238 §5.2), or `None`. The comparison is constant-time.
+/// step (RFC 6238 §5.2), or `None`.
+///
+/// Every step of the window is computed and compared, and each comparison is
+/// [`codes_equal`]'s, so the time taken does not depend on how much of the code was right
+/// (tests/api/timing.rs measures it). Only the code's length, which is public, shortens it.
 pub fn matching_step(
     secret: &SecretBytes,
     params: OtpParams,
@@ -140,10 +145,24 @@ pub fn matching_step(
     now: UnixTime,
     window: u16,
 ) -> Option<u64> {
-    if code.as_str().len() != usize::from(params.digits) {
-        return None;
+    let period = params.period.max(1);
+    let origin = now / period;
+    let totp = totp(secret, params, 0);
+    let mut matched = None;
+    for step in origin.saturating_sub(u64::from(window))..=origin.saturating_add(u64::from(window)) {
+        let expected = totp.generate(step.saturating_mul(period)).to_string();
+        if codes_equal(&expected, code.as_str()) && matched.is_none() {
+            matched = Some(step);
+        }
     }
-    totp(secret, params, window).check(code.as_str(), now)
+    matched
+}
+
+/// Whether a presented code is the expected one, in a time that depends only on their
+/// lengths (`subtle`'s constant-time comparison: every byte is compared, no early exit).
+pub fn codes_equal(expected: &str, presented: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    expected.as_bytes().ct_eq(presented.as_bytes()).into()
 }
 
 /// The `otpauth://totp/...` URI that authenticator apps read from a QR code

@@ -6,6 +6,7 @@
 //! quotes the value of a secret.
 
 pub mod dotenv;
+pub mod http_limits;
 pub mod notify;
 pub mod rate_limit;
 pub mod template;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use crate::domain::{Algorithm, EmailAddress, TelegramChat, Username, parse_digits};
 use crate::lockout;
 use crate::otp::{OtpParams, SecretBytes};
+pub use http_limits::HttpLimits;
 pub use notify::{EmailSettings, NotificationSettings, SmtpSecurity, TelegramSettings};
 pub use rate_limit::RateLimit;
 pub use template::MessageTemplate;
@@ -224,6 +226,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub users: Vec<EnvUser>,
     pub notification: NotificationSettings,
+    /// Header and body read timeouts and the connection cap, for both services.
+    pub http: HttpLimits,
     /// Things worth an operator's attention that do not stop start-up.
     pub warnings: Vec<String>,
 }
@@ -283,6 +287,9 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "NOTIFY_API_TOKEN",
     "NOTIFICATION_URL",
     "NOTIFY_RETRY_BASE_MS",
+    "HTTP_HEADER_TIMEOUT_SECONDS",
+    "HTTP_BODY_TIMEOUT_SECONDS",
+    "HTTP_MAX_CONNECTIONS",
 ];
 
 /// Collects errors while every variable is read.
@@ -465,6 +472,7 @@ impl Settings {
         });
 
         let notification = notify::read(&mut r);
+        let http = http_limits::read(&mut r);
         let message_template = r.parse("OTP_MESSAGE_TEMPLATE", template::DEFAULT_TEMPLATE, MessageTemplate::parse);
 
         let users = read_env_users(&mut r, &mut warnings);
@@ -511,6 +519,7 @@ impl Settings {
                 log_format: log_format?,
                 users,
                 notification: notification?,
+                http: http?,
                 warnings,
             })
         })();
@@ -569,6 +578,9 @@ impl Settings {
         row("OTP_CODE_TTL", format!("{} s", self.code_ttl_seconds));
         row("LOG_FORMAT", format!("{:?}", self.log_format).to_lowercase());
         row("OTP_MESSAGE_TEMPLATE", self.message_template.as_str().to_string());
+        row("HTTP_HEADER_TIMEOUT_SECONDS", format!("{:?}", self.http.header_timeout));
+        row("HTTP_BODY_TIMEOUT_SECONDS", format!("{:?}", self.http.body_timeout));
+        row("HTTP_MAX_CONNECTIONS", format!("{} per service", self.http.max_connections));
         let n = &self.notification;
         let masked = |s: Option<&Sensitive>| if s.is_some() { "******** (set)".to_string() } else { "not set".into() };
         row("NOTIFY_BIND", n.bind.to_string());

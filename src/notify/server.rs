@@ -58,6 +58,47 @@ pub struct SendBody {
     pub subject: Option<String>,
 }
 
+/// The body of `POST /send` as its schema states it: the recipient's form and the longest
+/// message depend on the channel. (Requests are read as [`SendBody`] and checked by
+/// [`validate`]; this type only documents them, and schemathesis holds the two together.)
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(tag = "channel", rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum SendRequest {
+    /// An email: `recipient` is an address.
+    Email {
+        #[schema(schema_with = crate::openapi::email_schema)]
+        recipient: String,
+        /// At most 32768 characters, at least one of them visible (not a space or control).
+        #[schema(
+            pattern = r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]",
+            max_length = 32768,
+            example = "Your code is 123456"
+        )]
+        message: String,
+        /// One line of at most 255 characters; default "<OTP_ISSUER> notification".
+        #[schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]*$", max_length = 255)]
+        #[serde(default)]
+        subject: Option<String>,
+    },
+    /// A Telegram message: `recipient` is a chat id or `@channel`.
+    Telegram {
+        #[schema(pattern = r"^(?:-?[0-9]{1,20}|@[A-Za-z0-9_]{5,32})$", example = "123456789")]
+        recipient: String,
+        /// At most 4096 characters, at least one of them visible (not a space or control).
+        #[schema(
+            pattern = r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]",
+            max_length = 4096,
+            example = "Your code is 123456"
+        )]
+        message: String,
+        /// Not used by Telegram; checked as for email.
+        #[schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]*$", max_length = 255)]
+        #[serde(default)]
+        subject: Option<String>,
+    },
+}
+
 /// `{"status": "sent", "channel", "attempts"}`
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)] // documents the JSON `send` builds
@@ -112,8 +153,8 @@ pub fn validate(body: SendBody, default_subject: &str) -> Result<Delivery, Notif
     };
     let limit = if channel == Channel::Telegram { TELEGRAM_MAX_CHARS } else { EMAIL_MAX_CHARS };
     let length = body.message.chars().count();
-    if body.message.trim().is_empty() {
-        return Err(invalid("message must not be empty"));
+    if !body.message.chars().any(|c| !c.is_whitespace() && !c.is_control()) {
+        return Err(invalid("message must not be empty (it has no visible character)"));
     }
     if length > limit {
         return Err(invalid(format!("message is {length} characters; the {channel} limit is {limit}")));
@@ -136,7 +177,7 @@ async fn require_token(State(state): State<NotifyState>, request: Request, next:
 }
 
 /// Delivers one message, retrying transient failures within a bounded time.
-#[utoipa::path(post, path = "/send", tag = "notifier", request_body = SendBody,
+#[utoipa::path(post, path = "/send", tag = "notifier", request_body = SendRequest,
     security((), ("notify_token" = [])),
     responses(
         (status = 200, body = Sent),

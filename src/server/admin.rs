@@ -3,19 +3,21 @@
 //! <ADMIN_TOKEN>`; responses that carry a secret are sent with `Cache-Control: no-store`.
 
 use axum::Json;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
 use super::extract::ClientIp;
 use crate::domain::{Algorithm, EmailAddress, TelegramChat, Username, parse_digits};
-use crate::http::{AppJson, InvalidRequest, has_bearer, json_error, json_error_retry_after, unauthorized};
+use crate::http::{
+    AppJson, AppPath, AppQuery, InvalidRequest, has_bearer, json_error, json_error_retry_after, unauthorized,
+};
 use crate::openapi::{DetailedError, ErrorBody, RetryLater};
 use crate::otp::OtpParams;
 use crate::store::UserRecord;
@@ -84,6 +86,24 @@ fn invalid(detail: impl Into<String>) -> AdminError {
     AdminError::Invalid(InvalidRequest::new(detail))
 }
 
+/// `SHA1`, `SHA256` or `SHA512` exactly: an API has no need for `OTP_ALGORITHM`'s leniency,
+/// and its schema can then say precisely what is accepted.
+fn exact_algorithm(raw: &str) -> Result<Algorithm, AdminError> {
+    match raw {
+        "SHA1" | "SHA256" | "SHA512" => Algorithm::parse(raw).map_err(invalid),
+        other => Err(invalid(format!("unknown algorithm '{other}': use SHA1, SHA256 or SHA512"))),
+    }
+}
+
+/// A JSON number that is a whole number, as text: JSON Schema's `integer` includes `6.0`.
+fn whole_number(n: &serde_json::Number) -> Option<String> {
+    match (n.as_i64(), n.as_f64()) {
+        (Some(i), _) => Some(i.to_string()),
+        (None, Some(f)) if f.fract() == 0.0 && f.abs() < 1e15 => Some(format!("{f:.0}")),
+        _ => None,
+    }
+}
+
 fn username(raw: &str) -> Result<Username, AdminError> {
     Username::parse(raw).map_err(invalid)
 }
@@ -126,7 +146,7 @@ async fn enrollment_response(state: &AppState, status: StatusCode, e: Enrollment
 }
 
 /// A user as the admin API shows it (never the secret).
-#[derive(utoipa::ToSchema)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 #[allow(dead_code)] // documents the JSON that `user_json` builds
 pub struct AdminUser {
     username: String,
@@ -146,10 +166,10 @@ pub struct AdminUser {
 }
 
 /// An [`AdminUser`] plus its new secret, shown once (`Cache-Control: no-store`).
-#[derive(utoipa::ToSchema)]
+#[derive(serde::Serialize, utoipa::ToSchema)] // Serialize only for `flatten`: documents `enrollment_response`
 #[allow(dead_code)]
 pub struct AdminEnrollment {
-    #[schema(inline)]
+    #[serde(flatten)]
     user: AdminUser,
     /// base32
     secret: String,
@@ -166,25 +186,52 @@ pub struct UserPage {
     next: Option<String>,
 }
 
-/// Fields to change; absent: kept, `null`: cleared.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
+/// Deserializes a field that is present (even as `null`) to `Some`, so that an absent field
+/// (`None`, by `#[serde(default)]`) can be told from a `null` one (`Some(None)`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// Fields to change; absent: kept, `null`: cleared. Any other field, or a field given twice,
+/// is refused (400): the body's meaning must not depend on which duplicate a parser keeps.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ContactUpdate {
-    email: Option<String>,
-    telegram_id: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = crate::openapi::optional_email_schema)]
+    pub email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, pattern = r"^(?:-?[0-9]{1,20}|@[A-Za-z0-9_]{5,32})$")]
+    pub telegram_id: Option<Option<String>>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct CreateUser {
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$", example = "carol")]
     pub username: String,
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::optional_email_schema)]
     pub email: Option<String>,
     #[serde(default)]
+    #[schema(pattern = r"^(?:-?[0-9]{1,20}|@[A-Za-z0-9_]{5,32})$", example = "123456789")]
     pub telegram_id: Option<String>,
+    /// `SHA1`, `SHA256` or `SHA512`; `OTP_ALGORITHM` when absent.
     #[serde(default)]
+    #[schema(value_type = Option<AlgorithmName>)]
     pub algorithm: Option<String>,
+    /// 6 to 8; `OTP_DIGITS` when absent.
     #[serde(default)]
-    pub digits: Option<u8>,
+    #[schema(value_type = Option<u8>, minimum = 6, maximum = 8)]
+    pub digits: Option<serde_json::Number>,
+}
+
+/// The HMAC algorithms, spelled exactly so over the API (`OTP_ALGORITHM` is more lenient).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, clippy::upper_case_acronyms)]
+pub enum AlgorithmName {
+    SHA1,
+    SHA256,
+    SHA512,
 }
 
 /// Enrolls a user with a fresh 160-bit secret: 201 with the secret, otpauth URI and QR code,
@@ -193,8 +240,10 @@ pub struct CreateUser {
     responses(
         (status = 201, body = AdminEnrollment, headers(("Cache-Control" = String, description = "no-store"))),
         (status = 400, body = DetailedError), (status = 401, body = ErrorBody),
-        (status = 503, description = "database_unavailable", body = RetryLater),
         (status = 409, description = "user_exists, or defined_in_env", body = DetailedError),
+        (status = 413, description = "body over 16 KiB", body = DetailedError),
+        (status = 415, description = "not application/json", body = DetailedError),
+        (status = 503, description = "database_unavailable", body = RetryLater),
     ))]
 pub async fn create_user(
     State(state): State<AppState>,
@@ -207,16 +256,10 @@ pub async fn create_user(
         email: body.email.as_deref().map(EmailAddress::parse).transpose().map_err(invalid)?,
         telegram: body.telegram_id.as_deref().map(TelegramChat::parse).transpose().map_err(invalid)?,
         params: OtpParams {
-            algorithm: body
-                .algorithm
-                .as_deref()
-                .map(Algorithm::parse)
-                .transpose()
-                .map_err(invalid)?
-                .unwrap_or(defaults.algorithm),
+            algorithm: body.algorithm.as_deref().map(exact_algorithm).transpose()?.unwrap_or(defaults.algorithm),
             digits: body
                 .digits
-                .map(|d| parse_digits(&d.to_string()))
+                .map(|d| whole_number(&d).map_or_else(|| Err(format!("'{d}' is not 6, 7 or 8")), |d| parse_digits(&d)))
                 .transpose()
                 .map_err(|e| invalid(format!("digits: {e}")))?
                 .unwrap_or(defaults.digits),
@@ -233,7 +276,10 @@ pub async fn create_user(
 #[into_params(parameter_in = Query)]
 pub struct Page {
     /// 1 to 500, default 50
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
+    /// The `next` of the previous page: a user name
+    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")]
     pub after: Option<String>,
 }
 
@@ -241,7 +287,10 @@ pub struct Page {
 #[utoipa::path(get, path = "/admin/users", tag = "admin", params(Page), security(("admin_token" = [])),
     responses((status = 200, body = UserPage), (status = 400, body = DetailedError), (status = 401, body = ErrorBody),
         (status = 503, description = "database_unavailable", body = RetryLater)))]
-pub async fn list_users(State(state): State<AppState>, Query(page): Query<Page>) -> Result<Json<Value>, AdminError> {
+pub async fn list_users(
+    State(state): State<AppState>,
+    AppQuery(page): AppQuery<Page>,
+) -> Result<Json<Value>, AdminError> {
     let limit = page.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(invalid(format!("limit must be from 1 to {MAX_PAGE}")));
@@ -261,41 +310,35 @@ async fn find(state: &AppState, name: &str) -> Result<UserRecord, AdminError> {
 
 /// One user, never the secret.
 #[utoipa::path(get, path = "/admin/users/{username}", tag = "admin", security(("admin_token" = [])),
-    params(("username" = String, Path)),
-    responses((status = 200, body = AdminUser), (status = 401, body = ErrorBody),
+    params(("username" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")),
+    responses((status = 200, body = AdminUser), (status = 400, body = DetailedError), (status = 401, body = ErrorBody),
         (status = 503, description = "database_unavailable", body = RetryLater), (status = 404, body = ErrorBody)))]
-pub async fn show_user(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, AdminError> {
+pub async fn show_user(
+    State(state): State<AppState>,
+    AppPath(name): AppPath<String>,
+) -> Result<Json<Value>, AdminError> {
     Ok(Json(user_json(&find(&state, &name).await?, &state)))
 }
 
 /// Changes contact details: a field that is absent is kept, `null` clears it.
 #[utoipa::path(patch, path = "/admin/users/{username}", tag = "admin", request_body = ContactUpdate,
-    security(("admin_token" = [])), params(("username" = String, Path)),
+    security(("admin_token" = [])), params(("username" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")),
     responses(
         (status = 200, body = AdminUser), (status = 400, body = DetailedError), (status = 401, body = ErrorBody),
         (status = 503, description = "database_unavailable", body = RetryLater),
         (status = 404, body = ErrorBody), (status = 409, description = "defined_in_env", body = DetailedError),
+        (status = 413, description = "body over 16 KiB", body = DetailedError),
+        (status = 415, description = "not application/json", body = DetailedError),
     ))]
 pub async fn update_user(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
-    Path(name): Path<String>,
-    AppJson(body): AppJson<Map<String, Value>>,
+    AppPath(name): AppPath<String>,
+    AppJson(body): AppJson<ContactUpdate>,
 ) -> Result<Json<Value>, AdminError> {
-    if let Some(unknown) = body.keys().find(|k| *k != "email" && *k != "telegram_id") {
-        return Err(invalid(format!("unknown field '{unknown}': only email and telegram_id can be changed")));
-    }
     let current = find(&state, &name).await?;
-    let field = |key: &str, now: Option<String>| -> Result<Option<String>, AdminError> {
-        match body.get(key) {
-            None => Ok(now),
-            Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(invalid(format!("{key} must be a string or null"))),
-        }
-    };
-    let email = field("email", current.profile.email.clone())?;
-    let telegram = field("telegram_id", current.profile.telegram_id.clone())?;
+    let email = body.email.unwrap_or_else(|| current.profile.email.clone());
+    let telegram = body.telegram_id.unwrap_or_else(|| current.profile.telegram_id.clone());
     let email = email.as_deref().map(EmailAddress::parse).transpose().map_err(invalid)?;
     let telegram = telegram.as_deref().map(TelegramChat::parse).transpose().map_err(invalid)?;
     let service = &state.service;
@@ -315,17 +358,17 @@ pub async fn update_user(
 
 /// Issues a new secret, shown once; the old one stops working at once.
 #[utoipa::path(post, path = "/admin/users/{username}/rotate", tag = "admin", security(("admin_token" = [])),
-    params(("username" = String, Path)),
+    params(("username" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")),
     responses(
         (status = 200, body = AdminEnrollment, headers(("Cache-Control" = String, description = "no-store"))),
-        (status = 401, body = ErrorBody),
+        (status = 400, body = DetailedError), (status = 401, body = ErrorBody),
         (status = 503, description = "database_unavailable", body = RetryLater), (status = 404, body = ErrorBody),
         (status = 409, description = "defined_in_env", body = DetailedError),
     ))]
 pub async fn rotate_user(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
-    Path(name): Path<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<Response, AdminError> {
     let name = username(&name)?;
     let service = &state.service;
@@ -337,13 +380,13 @@ pub async fn rotate_user(
 
 /// Clears failed attempts and any lockout.
 #[utoipa::path(post, path = "/admin/users/{username}/unlock", tag = "admin", security(("admin_token" = [])),
-    params(("username" = String, Path)),
-    responses((status = 200, body = AdminUser), (status = 401, body = ErrorBody),
+    params(("username" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")),
+    responses((status = 200, body = AdminUser), (status = 400, body = DetailedError), (status = 401, body = ErrorBody),
         (status = 503, description = "database_unavailable", body = RetryLater), (status = 404, body = ErrorBody)))]
 pub async fn unlock_user(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
-    Path(name): Path<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<Json<Value>, AdminError> {
     let name = username(&name)?;
     users::unlock(state.service.store.as_ref(), &name).await?;
@@ -353,16 +396,16 @@ pub async fn unlock_user(
 
 /// Removes a user.
 #[utoipa::path(delete, path = "/admin/users/{username}", tag = "admin", security(("admin_token" = [])),
-    params(("username" = String, Path)),
+    params(("username" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")),
     responses(
-        (status = 204, description = "removed"), (status = 401, body = ErrorBody),
+        (status = 204, description = "removed"), (status = 400, body = DetailedError), (status = 401, body = ErrorBody),
         (status = 503, description = "database_unavailable", body = RetryLater), (status = 404, body = ErrorBody),
         (status = 409, description = "defined_in_env", body = DetailedError),
     ))]
 pub async fn delete_user(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
-    Path(name): Path<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<StatusCode, AdminError> {
     let name = username(&name)?;
     users::remove(state.service.store.as_ref(), &state.settings, &name).await?;
@@ -373,15 +416,15 @@ pub async fn delete_user(
 /// The enrollment QR code, while the secret is fresh: until the first verification, for at
 /// most 10 minutes after it was issued; 410 afterwards.
 #[utoipa::path(get, path = "/admin/users/{username}/qr.png", tag = "admin", security(("admin_token" = [])),
-    params(("username" = String, Path)),
+    params(("username" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")),
     responses(
         (status = 200, description = "PNG image", content_type = "image/png",
             headers(("Cache-Control" = String, description = "no-store"))),
-        (status = 401, body = ErrorBody),
+        (status = 400, body = DetailedError), (status = 401, body = ErrorBody),
         (status = 503, description = "database_unavailable", body = RetryLater), (status = 404, body = ErrorBody),
         (status = 410, description = "qr_expired", body = DetailedError),
     ))]
-pub async fn qr_png(State(state): State<AppState>, Path(name): Path<String>) -> Result<Response, AdminError> {
+pub async fn qr_png(State(state): State<AppState>, AppPath(name): AppPath<String>) -> Result<Response, AdminError> {
     let user = find(&state, &name).await?;
     let now = state.service.clock.now();
     let uri =

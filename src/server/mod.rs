@@ -81,5 +81,5 @@ pub async fn bind(settings: &Settings, service: MfaService) -> std::io::Result<B
         api_keys: Arc::new(settings.api_keys.clone()),
         settings: Arc::new(settings.clone()),
     };
-    BoundServer::bind(settings.bind, router(state)).await
+    Ok(BoundServer::bind(settings.bind, router(state)).await?.with_limits(settings.http))
 }

@@ -18,19 +18,22 @@ use crate::openapi::{DetailedError, ErrorBody, InvalidToken, RetryLater, Valid};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct RequestOtpBody {
-    #[schema(example = "dair")]
+    /// 1 to 64 characters of `a-z 0-9 . _ - @ +` (case-insensitive), starting with a letter or digit.
+    #[schema(example = "dair", pattern = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")]
     pub username: String,
-    /// Only this channel ("email" or "telegram"); all of the user's channels when absent.
+    /// Only this channel; all of the user's channels when absent.
     #[serde(default)]
+    #[schema(value_type = Option<Channel>)]
     pub channel: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct VerifyBody {
-    #[schema(example = "dair")]
+    /// 1 to 64 characters of `a-z 0-9 . _ - @ +` (case-insensitive), starting with a letter or digit.
+    #[schema(example = "dair", pattern = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")]
     pub username: String,
     /// 6 to 8 digits; spaces are ignored.
-    #[schema(example = "123456")]
+    #[schema(example = "123456", pattern = "^ *(?:[0-9] *){6,8}$")]
     pub token: String,
 }
 

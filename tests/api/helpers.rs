@@ -129,7 +129,7 @@ pub async fn spawn_in(dir: TempDir, vars: &[(&str, &str)]) -> TestApp {
             default_subject: "MFA notification".into(),
             metrics: Arc::new(mfa::metrics::Metrics::notifier()),
         };
-        let notifier = mfa::notify::server::bind(n.bind, state).await.unwrap();
+        let notifier = mfa::notify::server::bind(n.bind, state).await.unwrap().with_limits(settings.http);
         notify_addr = Some(notifier.local_addr().unwrap());
         tokio::spawn(notifier.run_until(std::future::pending()));
     }

@@ -129,6 +129,11 @@ impl Server {
         self.post("/verify", json!({"username": username, "token": token})).await
     }
 
+    /// The process id, to read its memory use from `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the server runs")
+    }
+
     pub(crate) fn logs(&self) -> String {
         self.logs.lock().unwrap().clone()
     }

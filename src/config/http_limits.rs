@@ -1,0 +1,82 @@
+//! Limits on HTTP connections, shared by both services: how long a client may take to send
+//! its headers and its body, and how many connections are served at once.
+
+use std::time::Duration;
+
+use super::Reader;
+
+/// Defences against slow and greedy clients (slowloris and the like).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// `HTTP_HEADER_TIMEOUT_SECONDS`: a connection that has not sent a complete request head
+    /// this long after it opened (or after its previous response) is closed. Also bounds how
+    /// long an idle keep-alive connection is kept.
+    pub header_timeout: Duration,
+    /// `HTTP_BODY_TIMEOUT_SECONDS`: the whole request body must arrive within this time of the
+    /// head; otherwise 408.
+    pub body_timeout: Duration,
+    /// `HTTP_MAX_CONNECTIONS`: connections served at once, per service. At the cap the
+    /// server stops accepting; new connections wait in the kernel's backlog until one closes.
+    pub max_connections: usize,
+}
+
+pub const DEFAULT_HEADER_TIMEOUT_SECONDS: &str = "10";
+pub const DEFAULT_BODY_TIMEOUT_SECONDS: &str = "10";
+pub const DEFAULT_MAX_CONNECTIONS: &str = "1024";
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self { header_timeout: Duration::from_secs(10), body_timeout: Duration::from_secs(10), max_connections: 1024 }
+    }
+}
+
+fn seconds(raw: &str) -> Result<Duration, String> {
+    match raw.trim().parse::<f64>() {
+        Ok(s) if (0.1..=3600.0).contains(&s) => Ok(Duration::from_secs_f64(s)),
+        _ => Err(format!("'{}' is not a number of seconds from 0.1 to 3600", raw.trim())),
+    }
+}
+
+pub(super) fn read(r: &mut Reader) -> Option<HttpLimits> {
+    let header_timeout = r.parse("HTTP_HEADER_TIMEOUT_SECONDS", DEFAULT_HEADER_TIMEOUT_SECONDS, seconds);
+    let body_timeout = r.parse("HTTP_BODY_TIMEOUT_SECONDS", DEFAULT_BODY_TIMEOUT_SECONDS, seconds);
+    let max_connections =
+        r.parse("HTTP_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, super::number_in(1..=1_000_000usize));
+    Some(HttpLimits { header_timeout: header_timeout?, body_timeout: body_timeout?, max_connections: max_connections? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{EnvMap, Settings};
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, crate::config::ConfigErrors> {
+        let mut all = vec![("MFA_DATA_DIR".to_string(), "/tmp/unused".to_string())];
+        all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Settings::from_env(&EnvMap::from_pairs([], all))
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        assert_eq!(settings(&[]).unwrap().http, HttpLimits::default());
+        let s = settings(&[
+            ("HTTP_HEADER_TIMEOUT_SECONDS", "0.5"),
+            ("HTTP_BODY_TIMEOUT_SECONDS", "2"),
+            ("HTTP_MAX_CONNECTIONS", "64"),
+        ])
+        .unwrap();
+        assert_eq!(s.http.header_timeout, Duration::from_millis(500));
+        assert_eq!(s.http.body_timeout, Duration::from_secs(2));
+        assert_eq!(s.http.max_connections, 64);
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (var, value) in
+            [("HTTP_HEADER_TIMEOUT_SECONDS", "0"), ("HTTP_BODY_TIMEOUT_SECONDS", "soon"), ("HTTP_MAX_CONNECTIONS", "0")]
+        {
+            let errors = settings(&[(var, value)]).unwrap_err();
+            assert_eq!(errors.0[0].var, var, "{errors}");
+        }
+    }
+}
