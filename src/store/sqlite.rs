@@ -37,9 +37,14 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Page cache per hot-path connection: the OS caches the file too, and RSS stays small.
 const CACHE_KIB: i64 = 1024;
 
-/// A write for the next group commit, or `None`: a barrier answered once everything
-/// queued before it is committed.
-type WriteJob = (Option<Write>, oneshot::Sender<Result<u64, StoreError>>);
+/// What the writer thread is asked to do, with where to send the answer.
+type WriteJob = (Job, oneshot::Sender<Result<u64, StoreError>>);
+
+enum Job {
+    Write(Write),
+    /// Answered once everything queued before it is committed; then the thread ends.
+    Close,
+}
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -55,7 +60,8 @@ pub struct SqliteStore {
 /// cached page takes microseconds; WAL readers never wait for the writer), and writes
 /// cross to the writer thread once per batch.
 struct HotPath {
-    readers: Vec<Mutex<Connection>>,
+    /// `None` once closed.
+    readers: Vec<Mutex<Option<Connection>>>,
     next_reader: AtomicUsize,
     writer: mpsc::Sender<WriteJob>,
     closed: AtomicBool,
@@ -100,7 +106,7 @@ impl SqliteStore {
     /// Queues a write for the next group commit and waits until it is committed.
     async fn execute_write(&self, write: Write) -> Result<u64, StoreError> {
         self.hot.check_open()?;
-        self.hot.submit(Some(write)).await
+        self.hot.submit(Job::Write(write)).await
     }
 
     async fn read_user(&self, username: &Username) -> Result<Option<UserRecord>, StoreError> {
@@ -133,10 +139,15 @@ impl SqliteStore {
         self.hot.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
     }
 
-    /// Refuses new calls, waits until every queued write is committed, closes the pool.
+    /// Refuses new calls, waits until every queued write is committed, then closes every
+    /// connection: the last one to close checkpoints the WAL into the database file, so a
+    /// stopped server leaves one self-contained file behind.
     async fn close_database(&self) {
         if !self.hot.closed.swap(true, Ordering::AcqRel) {
-            let _ = self.hot.submit(None).await;
+            let _ = self.hot.submit(Job::Close).await;
+            for reader in &self.hot.readers {
+                drop(reader.lock().unwrap_or_else(PoisonError::into_inner).take());
+            }
         }
         self.pool.close().await;
     }
@@ -150,14 +161,14 @@ impl HotPath {
                 let conn = open_connection(&path)?;
                 // Reads only: a bug that tried to write here would fail, not bypass the batch.
                 conn.pragma_update(None, "query_only", true)?;
-                Ok(Mutex::new(conn))
+                Ok(Mutex::new(Some(conn)))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let conn = open_connection(&path)?;
         let (writer, jobs) = mpsc::channel(4 * MAX_BATCH);
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || group_commits(&conn, jobs))
+            .spawn(move || group_commits(conn, jobs))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the database writer: {e}")))?;
         Ok(Self { readers, next_reader: AtomicUsize::new(0), writer, closed: AtomicBool::new(false) })
     }
@@ -180,13 +191,14 @@ impl HotPath {
             // All busy (more threads than readers): wait for one.
             None => self.readers[first % n].lock().unwrap_or_else(PoisonError::into_inner),
         };
-        Ok(read(&conn)?)
+        let conn = conn.as_ref().ok_or_else(|| StoreError::Unavailable("the database is closed".into()))?;
+        Ok(read(conn)?)
     }
 
-    async fn submit(&self, write: Option<Write>) -> Result<u64, StoreError> {
+    async fn submit(&self, job: Job) -> Result<u64, StoreError> {
         let (reply, answer) = oneshot::channel();
         let stopped = || StoreError::Unavailable("the database writer has stopped".into());
-        self.writer.send((write, reply)).await.map_err(|_| stopped())?;
+        self.writer.send((job, reply)).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }
@@ -202,9 +214,10 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
 }
 
 /// The writer thread: one transaction, one fsync, per batch of waiting writes. It ends
-/// when the last store handle is dropped.
-fn group_commits(conn: &Connection, mut jobs: mpsc::Receiver<WriteJob>) {
-    while let Some(first) = jobs.blocking_recv() {
+/// when asked to close or when the last store handle is dropped.
+fn group_commits(conn: Connection, mut jobs: mpsc::Receiver<WriteJob>) {
+    let mut closing = false;
+    while !closing && let Some(first) = jobs.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match jobs.try_recv() {
@@ -213,7 +226,8 @@ fn group_commits(conn: &Connection, mut jobs: mpsc::Receiver<WriteJob>) {
             }
         }
         let (writes, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        match commit_batch(conn, &writes) {
+        closing = writes.iter().any(|job| matches!(job, Job::Close));
+        match commit_batch(&conn, &writes) {
             Ok(results) => {
                 for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(result);
@@ -231,9 +245,15 @@ fn group_commits(conn: &Connection, mut jobs: mpsc::Receiver<WriteJob>) {
 
 /// Runs the writes in order in one transaction. A failing statement fails alone (SQLite
 /// keeps the transaction); a failing commit fails them all, and nothing was written.
-fn commit_batch(conn: &Connection, writes: &[Option<Write>]) -> rusqlite::Result<Vec<Result<u64, StoreError>>> {
+fn commit_batch(conn: &Connection, jobs: &[Job]) -> rusqlite::Result<Vec<Result<u64, StoreError>>> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
-    let results = writes.iter().map(|write| write.as_ref().map_or(Ok(0), |w| execute(conn, w))).collect();
+    let results = jobs
+        .iter()
+        .map(|job| match job {
+            Job::Write(write) => execute(conn, write),
+            Job::Close => Ok(0),
+        })
+        .collect();
     if let Err(e) = conn.execute_batch("COMMIT") {
         let _ = conn.execute_batch("ROLLBACK");
         return Err(e);
