@@ -27,14 +27,27 @@ use rate_limit::IpRateLimiter;
 /// Request bodies are a few dozen bytes; anything past this is refused with 413.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
+/// The handlers' shared state, behind one `Arc`: axum clones the state for every handler
+/// and middleware layer of every request, and one reference count is much cheaper than a
+/// dozen (the CPU profile in docs/BENCHMARKS.md showed those clones and drops at ~10%).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<SharedState>);
+
+pub struct SharedState {
     pub service: MfaService,
     pub limiter: Arc<IpRateLimiter>,
-    pub trusted_proxies: Arc<Vec<IpAddr>>,
+    pub trusted_proxies: Vec<IpAddr>,
     /// `MFA_API_KEYS`: when not empty, `/request-otp` and `/verify` need one as a bearer token.
-    pub api_keys: Arc<Vec<Sensitive>>,
+    pub api_keys: Vec<Sensitive>,
     pub settings: Arc<Settings>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = SharedState;
+
+    fn deref(&self) -> &SharedState {
+        &self.0
+    }
 }
 
 async fn require_api_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -74,12 +87,12 @@ pub fn router(state: AppState) -> Router {
 pub async fn bind(settings: &Settings, service: MfaService) -> std::io::Result<BoundServer> {
     let limiter = Arc::new(IpRateLimiter::new(&settings.rate_limits));
     limiter.spawn_pruner();
-    let state = AppState {
+    let state = AppState(Arc::new(SharedState {
         service,
         limiter,
-        trusted_proxies: Arc::new(settings.trusted_proxies.clone()),
-        api_keys: Arc::new(settings.api_keys.clone()),
+        trusted_proxies: settings.trusted_proxies.clone(),
+        api_keys: settings.api_keys.clone(),
         settings: Arc::new(settings.clone()),
-    };
+    }));
     Ok(BoundServer::bind(settings.bind, router(state)).await?.with_limits(settings.http))
 }
