@@ -49,6 +49,9 @@ struct RunArgs {
     duration: f64,
     #[arg(long)]
     rate: Option<f64>,
+    /// Index of the first user (verify-right: skip the users an earlier run used).
+    #[arg(long, default_value_t = 0)]
+    first: usize,
 }
 
 struct Workload {
@@ -123,7 +126,7 @@ async fn run(args: RunArgs) -> Value {
             .map(|(n, s)| (n, SecretBytes::from_base32(&s).expect("base32")))
             .collect()
     };
-    let work = Arc::new(Workload { mode: args.mode.clone(), users, next: AtomicUsize::new(0) });
+    let work = Arc::new(Workload { mode: args.mode.clone(), users, next: AtomicUsize::new(args.first) });
     let client = mfa::notify::http_client(Duration::from_secs(30)).expect("client");
     let deadline = Instant::now() + Duration::from_secs_f64(args.duration);
     let started = Instant::now();
