@@ -277,7 +277,8 @@ proptest! {
             "[^{}]{0,12}".prop_map(Piece::Text),
             prop::sample::select(vec!["code", "expires", "issuer", "username"]).prop_map(Piece::Placeholder),
         ], 0..8),
-        code in "[0-9]{6,8}", ttl in 1u64..=600, issuer in any_text(), username in valid_username(),
+        code in "[0-9]{6,8}", ttl in 1u64..=600, username in valid_username(),
+        issuer in prop_oneof![any_text(), "[a-z ]{0,5}\\{(code|expires|issuer|username)\\}[a-z ]{0,5}"],
     ) {
         let mut pieces = pieces;
         pieces.push(Piece::Placeholder("code"));
