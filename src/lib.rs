@@ -7,12 +7,16 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod domain;
+#[cfg(any(test, fuzzing))]
+pub mod harness;
 pub mod http;
 pub mod lockout;
 pub mod metrics;
 pub mod notify;
 pub mod openapi;
 pub mod otp;
+#[cfg(test)]
+mod proptests;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -352,6 +352,22 @@ pub(crate) fn parse_bind(raw: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("'{raw}' is not an IP:port address (for example 127.0.0.1:6000; ports are 0-65535)"))
 }
 
+/// A bearer token (`MFA_API_KEYS`, `ADMIN_TOKEN`, `NOTIFY_API_TOKEN`): trimmed, since the
+/// server's HTTP parser drops blanks around a header value, and printable ASCII, the only
+/// characters an `Authorization` header can carry. Otherwise a configured token could
+/// never match (the property test `every_accepted_token_can_authenticate` found a
+/// `NOTIFY_API_TOKEN` with a trailing tab). The error never quotes the token.
+pub(crate) fn parse_token(raw: &str) -> Result<Sensitive, String> {
+    let token = raw.trim();
+    if token.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        Ok(Sensitive(token.to_string()))
+    } else {
+        Err("has a character that is not printable ASCII, so no HTTP header can carry it \
+             (e.g. `openssl rand -hex 32`)"
+            .into())
+    }
+}
+
 fn parse_database(raw: &str) -> Result<DatabaseConfig, String> {
     let raw = raw.trim();
     if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
@@ -392,8 +408,13 @@ impl Settings {
 
         let bind = r.parse("MFA_BIND", DEFAULT_BIND, parse_bind);
         let data_dir = PathBuf::from(env.get("MFA_DATA_DIR").unwrap_or(DEFAULT_DATA_DIR));
-        let default_db = format!("sqlite://{}", data_dir.join("mfa.db").display());
-        let database = r.parse("DATABASE_URL", &default_db, parse_database);
+        // The default is a path, not a URL built from one: a data directory named `a?b` or
+        // `:memory:x` is a directory, not a query or an in-memory database (found by the
+        // property test `the_default_database_lives_in_the_data_directory`).
+        let database = match env.get("DATABASE_URL") {
+            Some(_) => r.optional("DATABASE_URL", parse_database),
+            None => Some(DatabaseConfig::Sqlite { path: data_dir.join("mfa.db") }),
+        };
         let pool_size = r.parse("DATABASE_MAX_CONNECTIONS", "10", number_in(1..=1000u32));
         let db_timeout = r.parse("DATABASE_TIMEOUT_SECONDS", DEFAULT_DATABASE_TIMEOUT, notify::seconds(60.0));
         let database = database.map(|db| match (db, pool_size, db_timeout) {
@@ -421,17 +442,18 @@ impl Settings {
             }
         }
 
-        let api_keys: Vec<Sensitive> = env
-            .get("MFA_API_KEYS")
-            .map(|keys| {
-                keys.split(',').map(str::trim).filter(|k| !k.is_empty()).map(|k| Sensitive(k.to_string())).collect()
+        let api_keys = r
+            .optional("MFA_API_KEYS", |keys| {
+                let keys = keys.split(',').filter(|k| !k.trim().is_empty());
+                keys.enumerate().map(|(i, k)| parse_token(k).map_err(|e| format!("key {} {e}", i + 1))).collect()
             })
             .unwrap_or_default();
         let admin_token = r.optional("ADMIN_TOKEN", |raw| {
-            if raw.trim().len() < 16 {
+            let token = parse_token(raw)?;
+            if token.expose().len() < 16 {
                 Err("must be at least 16 characters (e.g. `openssl rand -hex 32`)".into())
             } else {
-                Ok(Sensitive(raw.trim().to_string()))
+                Ok(token)
             }
         });
         let rate_limits = r.parse("RATE_LIMIT", DEFAULT_RATE_LIMIT, rate_limit::parse_rate_limits);

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Reader, Sensitive, number_in, parse_bind};
+use super::{Reader, Sensitive, number_in, parse_bind, parse_token};
 use crate::domain::EmailAddress;
 
 pub const DEFAULT_NOTIFY_BIND: &str = "127.0.0.1:6001";
@@ -89,10 +89,10 @@ fn http_url(raw: &str) -> Result<String, String> {
 pub(super) fn read(r: &mut Reader) -> Option<NotificationSettings> {
     let env = r.env;
     let bind = r.parse("NOTIFY_BIND", DEFAULT_NOTIFY_BIND, parse_bind);
-    let api_token = env.get("NOTIFY_API_TOKEN").map(|t| Sensitive(t.to_string()));
+    let api_token = r.optional("NOTIFY_API_TOKEN", parse_token);
     if let Some(addr) = bind
         && !addr.ip().is_loopback()
-        && api_token.is_none()
+        && env.get("NOTIFY_API_TOKEN").is_none()
     {
         r.fail(
             "NOTIFY_BIND",

@@ -39,11 +39,27 @@ impl MessageTemplate {
             s if s % 60 == 0 => format!("{} minutes", s / 60),
             s => format!("{s} seconds"),
         };
-        self.0
-            .replace("{expires}", &expires)
-            .replace("{issuer}", issuer)
-            .replace("{username}", username)
-            .replace("{code}", code)
+        // One pass, so a value that looks like a placeholder (an `OTP_ISSUER` of `{username}`)
+        // is not expanded again; the property test `templates_render_each_placeholder_once`
+        // found that chained `replace` calls did.
+        let mut out = String::with_capacity(self.0.len() + 64);
+        let mut rest = self.0.as_str();
+        while let Some(start) = rest.find('{') {
+            out.push_str(rest.get(..start).unwrap_or(""));
+            let after = rest.get(start + 1..).unwrap_or("");
+            let end = after.find('}').unwrap_or(after.len());
+            let value = match after.get(..end).unwrap_or("") {
+                "code" => code,
+                "expires" => &expires,
+                "issuer" => issuer,
+                "username" => username,
+                _ => rest.get(start..(start + end + 2).min(rest.len())).unwrap_or(""), // kept as written
+            };
+            out.push_str(value);
+            rest = after.get(end + 1..).unwrap_or("");
+        }
+        out.push_str(rest);
+        out
     }
 }
 
@@ -58,6 +74,9 @@ mod tests {
         assert_eq!(t.render("1", 60, "A", "b"), "A: 1 for b, valid 1 minute");
         assert_eq!(t.render("1", 90, "A", "b"), "A: 1 for b, valid 90 seconds");
         assert!(MessageTemplate::parse(DEFAULT_TEMPLATE).is_ok());
+        // Values are not expanded again (found by the property test).
+        assert_eq!(t.render("123456", 300, "{username}", "dair"), "{username}: 123456 for dair, valid 5 minutes");
+        assert_eq!(t.render("1", 60, "{code}", "b"), "{code}: 1 for b, valid 1 minute");
     }
 
     #[test]

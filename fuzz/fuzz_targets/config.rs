@@ -1,0 +1,30 @@
+//! Bytes as a `.env` file: the dotenv grammar, then the whole `Settings` reader, as start-up
+//! does. It must give settings (whose `mfa check-config` report can be printed) or errors
+//! that each name a variable and say what is wrong; a panic or a nameless error is a crash.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use mfa::config::KNOWN_VARIABLES;
+use mfa::harness;
+
+fuzz_target!(|data: &[u8]| {
+    // Start-up reads the file as UTF-8 (a file that is not is refused before parsing).
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    // A stand-in process environment, for `${NAME}` references and precedence.
+    let environment = [("HOME".to_string(), "/home/mfa".to_string()), ("OTP_DIGITS".to_string(), "6".to_string())];
+    let (env, result) = harness::config(text, &environment);
+    match result {
+        Ok(settings) => {
+            let report = settings.report(&env);
+            assert!(report.iter().all(|(var, value, _)| !var.is_empty() && !value.is_empty()));
+        }
+        Err(errors) => {
+            assert!(!errors.0.is_empty());
+            for e in &errors.0 {
+                assert!(harness::is_clear_config_error(e), "{e:?}");
+                let set = env.get(&e.var).is_some() || KNOWN_VARIABLES.contains(&e.var.as_str());
+                assert!(set, "{} is neither set nor a variable of ours", e.var);
+            }
+        }
+    }
+});
