@@ -234,7 +234,10 @@ impl MfaService {
         let charged = charged.ok_or_else(|| ServiceError::Internal("lockout state kept changing".into()))?;
 
         let hash = self.keys.hash_code(username, code.as_str());
-        if self.store.take_sent_code(username, &hash, now).await? {
+        // Read first: a wrong code (the usual case, and every attacker's) then costs one write.
+        if self.store.sent_code_matches(username, &hash, now).await?
+            && self.store.take_sent_code(username, &hash, now).await?
+        {
             self.store.clear_lock(username).await?;
             info!(event = "verify", outcome = "valid", method = "sent_code");
             self.metrics.verification("valid");

@@ -241,6 +241,10 @@ pub trait Store: Send + Sync + 'static {
         expires_at: UnixTime,
         resend_seconds: u64,
     ) -> Result<PutCode, StoreError>;
+    /// Whether the user has a sent code with this hash that has not expired: a read, so a
+    /// wrong code costs no second write. [`Store::take_sent_code`] still decides.
+    async fn sent_code_matches(&self, username: &Username, code_hash: &[u8], now: UnixTime)
+    -> Result<bool, StoreError>;
     /// Consumes the user's sent code if it has this hash and has not expired.
     async fn take_sent_code(&self, username: &Username, code_hash: &[u8], now: UnixTime) -> Result<bool, StoreError>;
     async fn delete_sent_code(&self, username: &Username) -> Result<(), StoreError>;

@@ -12,7 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 use tokio::time::Instant;
 
-use super::sql::{RawUser, Value, Write, migrations, select_users, to_i64, to_u64};
+use super::sql::{RawUser, Statement, Value, migrations, select_users, to_i64, to_u64};
 use super::{KeyCheck, LockState, PutCode, Store, StoreError, UserProfile, UserRecord};
 use crate::clock::UnixTime;
 use crate::domain::Username;
@@ -53,10 +53,9 @@ impl PgStore {
 }
 
 impl PgStore {
-    /// PostgreSQL already shares WAL flushes between concurrent commits: run writes directly.
-    async fn execute_write(&self, write: Write) -> Result<u64, StoreError> {
-        let mut query = sqlx::query(write.sql);
-        for value in write.params {
+    fn bind(statement: Statement) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        let mut query = sqlx::query(statement.sql);
+        for value in statement.params {
             query = match value {
                 Value::Null => query.bind(None::<i64>),
                 Value::Int(n) => query.bind(n),
@@ -64,7 +63,16 @@ impl PgStore {
                 Value::Blob(b) => query.bind(b),
             };
         }
-        Ok(query.execute(&self.pool).await?.rows_affected())
+        query
+    }
+
+    /// PostgreSQL already shares WAL flushes between concurrent commits: run writes directly.
+    async fn execute_write(&self, write: Statement) -> Result<u64, StoreError> {
+        Ok(Self::bind(write).execute(&self.pool).await?.rows_affected())
+    }
+
+    async fn read_exists(&self, query: Statement) -> Result<bool, StoreError> {
+        Ok(Self::bind(query).fetch_optional(&self.pool).await?.is_some())
     }
 
     async fn read_user(&self, username: &Username) -> Result<Option<UserRecord>, StoreError> {

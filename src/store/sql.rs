@@ -94,7 +94,7 @@ macro_rules! migrations {
 }
 pub(crate) use migrations;
 
-/// A value bound to a statement of the hot path (see [`Write`]).
+/// A value bound to a statement of the hot path (see [`Statement`]).
 #[derive(Debug, Clone)]
 pub(crate) enum Value {
     /// A NULL of type BIGINT: the hot path binds no other kind of NULL.
@@ -110,11 +110,11 @@ impl From<Option<u64>> for Value {
     }
 }
 
-/// One write of the hot path, independent of the driver: each backend's `execute_write`
-/// runs it its own way (SQLite in a group commit, PostgreSQL directly). Parameters are
-/// `$1`, `$2`, ... in the SQL, bound by number.
+/// One statement of the hot path, independent of the driver: each backend runs it its own
+/// way (SQLite writes in a group commit, PostgreSQL directly). Parameters are `$1`, `$2`,
+/// ... in the SQL, bound by number.
 #[derive(Debug, Clone)]
-pub(crate) struct Write {
+pub(crate) struct Statement {
     pub sql: &'static str,
     pub params: Vec<Value>,
 }
@@ -129,9 +129,10 @@ pub(crate) fn to_u64(n: i64) -> u64 {
 
 /// Implements [`super::Store`] for `$store { pool: Pool<$db> }`. The store's own inherent
 /// methods serve the hot path, the one part the backends do differently:
-/// `execute_write(Write) -> Result<u64 rows affected, StoreError>` (SQLite batches writes
+/// `execute_write(Statement) -> Result<u64 rows affected, StoreError>` (SQLite batches writes
 /// into group commits; PostgreSQL runs them as they come), `read_user(&Username)` and
-/// `ping_database()`, `close_database()`. The calling module imports what the body names (see `sqlite.rs`): the
+/// `read_exists(Statement)` (whether a query finds a row), `ping_database()`,
+/// `close_database()`. The calling module imports what the body names (see `sqlite.rs`): the
 /// store types, `sqlx::Row`, and this module's helpers.
 macro_rules! sql_store {
     ($store:ty, $db:ty) => {
@@ -299,7 +300,7 @@ macro_rules! sql_store {
             }
 
             async fn accept_totp_step(&self, username: &Username, step: u64, expected: LockState) -> Result<bool, StoreError> {
-                let write = Write {
+                let write = Statement {
                     sql: "UPDATE users SET last_step = $2, failed_attempts = 0, locked_until = NULL \
                           WHERE username = $1 AND (last_step IS NULL OR last_step < $2) AND failed_attempts = $3 \
                           AND locked_until IS NOT DISTINCT FROM $4",
@@ -314,7 +315,7 @@ macro_rules! sql_store {
             }
 
             async fn clear_lock(&self, username: &Username) -> Result<bool, StoreError> {
-                let write = Write {
+                let write = Statement {
                     sql: "UPDATE users SET failed_attempts = 0, locked_until = NULL WHERE username = $1",
                     params: vec![Value::Text(username.as_str().to_owned())],
                 };
@@ -322,7 +323,7 @@ macro_rules! sql_store {
             }
 
             async fn swap_lock(&self, username: &Username, expected: LockState, new: LockState) -> Result<bool, StoreError> {
-                let write = Write {
+                let write = Statement {
                     sql: "UPDATE users SET failed_attempts = $4, locked_until = $5 \
                           WHERE username = $1 AND failed_attempts = $2 AND locked_until IS NOT DISTINCT FROM $3",
                     params: vec![
@@ -344,7 +345,7 @@ macro_rules! sql_store {
                 expires_at: UnixTime,
                 resend_seconds: u64,
             ) -> Result<PutCode, StoreError> {
-                let write = Write {
+                let write = Statement {
                     sql: "INSERT INTO sent_codes (username, code_hash, sent_at, expires_at) VALUES ($1, $2, $3, $4) \
                           ON CONFLICT (username) DO UPDATE SET code_hash = excluded.code_hash, \
                           sent_at = excluded.sent_at, expires_at = excluded.expires_at \
@@ -368,10 +369,22 @@ macro_rules! sql_store {
                 Ok(PutCode::TooSoon { retry_after: ready_at.saturating_sub(now).max(1) })
             }
 
+            async fn sent_code_matches(&self, username: &Username, code_hash: &[u8], now: UnixTime) -> Result<bool, StoreError> {
+                self.read_exists(Statement {
+                    sql: "SELECT 1 FROM sent_codes WHERE username = $1 AND code_hash = $2 AND expires_at > $3",
+                    params: vec![
+                        Value::Text(username.as_str().to_owned()),
+                        Value::Blob(code_hash.to_vec()),
+                        Value::Int(to_i64(now)),
+                    ],
+                })
+                .await
+            }
+
             async fn take_sent_code(&self, username: &Username, code_hash: &[u8], now: UnixTime) -> Result<bool, StoreError> {
                 // Comparing keyed hashes in SQL leaks nothing useful through timing: without the
                 // key an attacker cannot choose inputs whose hashes share a prefix.
-                let write = Write {
+                let write = Statement {
                     sql: "DELETE FROM sent_codes WHERE username = $1 AND code_hash = $2 AND expires_at > $3",
                     params: vec![
                         Value::Text(username.as_str().to_owned()),
@@ -383,7 +396,7 @@ macro_rules! sql_store {
             }
 
             async fn delete_sent_code(&self, username: &Username) -> Result<(), StoreError> {
-                let write = Write {
+                let write = Statement {
                     sql: "DELETE FROM sent_codes WHERE username = $1",
                     params: vec![Value::Text(username.as_str().to_owned())],
                 };

@@ -25,7 +25,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
-use super::sql::{RawUser, Value, Write, migrations, select_users, to_i64, to_u64};
+use super::sql::{RawUser, Statement, Value, migrations, select_users, to_i64, to_u64};
 use super::{KeyCheck, LockState, PutCode, Store, StoreError, UserProfile, UserRecord};
 use crate::clock::UnixTime;
 use crate::domain::Username;
@@ -41,7 +41,7 @@ const CACHE_KIB: i64 = 1024;
 type WriteJob = (Job, oneshot::Sender<Result<u64, StoreError>>);
 
 enum Job {
-    Write(Write),
+    Write(Statement),
     /// Answered once everything queued before it is committed; then the thread ends.
     Close,
 }
@@ -104,7 +104,7 @@ impl SqliteStore {
     }
 
     /// Queues a write for the next group commit and waits until it is committed.
-    async fn execute_write(&self, write: Write) -> Result<u64, StoreError> {
+    async fn execute_write(&self, write: Statement) -> Result<u64, StoreError> {
         self.hot.check_open()?;
         self.hot.submit(Job::Write(write)).await
     }
@@ -133,6 +133,14 @@ impl SqliteStore {
             }))
         })?;
         raw.map(RawUser::into_record).transpose()
+    }
+
+    async fn read_exists(&self, query: Statement) -> Result<bool, StoreError> {
+        self.hot.read(|conn| {
+            let mut statement = conn.prepare_cached(query.sql)?;
+            bind(&mut statement, &query)?;
+            Ok(statement.raw_query().next()?.is_some())
+        })
     }
 
     async fn ping_database(&self) -> Result<(), StoreError> {
@@ -261,14 +269,18 @@ fn commit_batch(conn: &Connection, jobs: &[Job]) -> rusqlite::Result<Vec<Result<
     Ok(results)
 }
 
-fn execute(conn: &Connection, write: &Write) -> Result<u64, StoreError> {
+fn execute(conn: &Connection, write: &Statement) -> Result<u64, StoreError> {
     let mut statement = conn.prepare_cached(write.sql)?;
+    bind(&mut statement, write)?;
+    Ok(u64::try_from(statement.raw_execute()?).unwrap_or(u64::MAX))
+}
+
+/// Binds `$1`, `$2`, ... To SQLite `$n` is a named parameter, numbered by first appearance,
+/// so each is bound by its name.
+fn bind(statement: &mut rusqlite::Statement<'_>, write: &Statement) -> rusqlite::Result<()> {
     for (i, value) in write.params.iter().enumerate() {
-        // `$n` is a named parameter to SQLite, numbered by first appearance: bind by name.
         let name = format!("${}", i + 1);
-        let index = statement
-            .parameter_index(&name)?
-            .ok_or_else(|| StoreError::Corrupt(format!("statement has no parameter {name}")))?;
+        let index = statement.parameter_index(&name)?.ok_or(rusqlite::Error::InvalidParameterName(name))?;
         match value {
             Value::Null => statement.raw_bind_parameter(index, rusqlite::types::Null)?,
             Value::Int(n) => statement.raw_bind_parameter(index, n)?,
@@ -276,7 +288,7 @@ fn execute(conn: &Connection, write: &Write) -> Result<u64, StoreError> {
             Value::Blob(b) => statement.raw_bind_parameter(index, b.as_slice())?,
         }
     }
-    Ok(u64::try_from(statement.raw_execute()?).unwrap_or(u64::MAX))
+    Ok(())
 }
 
 /// The database holds sealed secrets and code hashes: owner-only, like the key file.
