@@ -2,11 +2,14 @@
 //! process, and the tests, each read only their own). Served at `GET /metrics` in the
 //! OpenMetrics text format, which Prometheus scrapes.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -14,7 +17,25 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, String)>;
-type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
+type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
+
+/// The labels of every request, typed: counting a request allocates only its route's name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: Cow<'static, str>,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
 
 fn latency_histogram() -> Histogram {
     // 100 µs to about 13 s.
@@ -23,9 +44,9 @@ fn latency_histogram() -> Histogram {
 
 pub struct Metrics {
     registry: Registry,
-    requests: Family<Labels, Counter>,
+    requests: Family<RequestLabels, Counter>,
     latency: HistogramFamily,
-    verifications: Family<Labels, Counter>,
+    verifications: Family<OutcomeLabels, Counter>,
     lockouts: Counter,
     rate_limited: Counter,
     codes_sent: Family<Labels, Counter>,
@@ -86,7 +107,7 @@ impl Metrics {
     }
 
     pub fn verification(&self, outcome: &'static str) {
-        self.verifications.get_or_create(&vec![("outcome", outcome.to_string())]).inc();
+        self.verifications.get_or_create(&OutcomeLabels { outcome }).inc();
     }
 
     pub fn lockout(&self) {
@@ -141,12 +162,17 @@ impl Metrics {
 /// raw path, which would make a label per username).
 pub async fn track_http(State(metrics): State<std::sync::Arc<Metrics>>, request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_string();
-    let method = request.method().to_string();
+    let method = match request.method() {
+        &Method::GET => Cow::Borrowed("GET"),
+        &Method::POST => Cow::Borrowed("POST"),
+        other => Cow::Owned(other.to_string()),
+    };
     let started = Instant::now();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics.latency.get_or_create(&vec![("route", route.clone())]).observe(started.elapsed().as_secs_f64());
-    metrics.requests.get_or_create(&vec![("route", route), ("method", method), ("status", status)]).inc();
+    let route = RouteLabels { route };
+    metrics.latency.get_or_create(&route).observe(started.elapsed().as_secs_f64());
+    let labels = RequestLabels { route: route.route, method, status: response.status().as_u16() };
+    metrics.requests.get_or_create(&labels).inc();
     response
 }
 
