@@ -2,87 +2,49 @@
 //! tests (`src/proptests/`) and the cargo-fuzz targets (`fuzz/`) drive. Compiled only for
 //! `cfg(test)` and `cfg(fuzzing)` (cargo-fuzz sets it), never into the shipped binary.
 //!
-//! The JSON bodies go through `axum::Json::from_bytes`, the very call behind the services'
-//! `AppJson` extractor, then through the validation their handlers do. For `/send` that is
-//! the handler's own `validate`; the MFA and admin handlers validate inline, so their steps
-//! are repeated here, in the handlers' order, with the same domain parsers.
+//! Nothing here repeats a handler's checks. A JSON body goes through `AppJson::from_bytes`,
+//! what the services' `AppJson` extractor does once the content type and size have passed,
+//! then through the very function its handler calls to validate it: `VerifyBody::validate`,
+//! `RequestOtpBody::validate`, `CreateUser::validate`, `ContactUpdate::validate`, and
+//! `notify::server::validate` for `/send`. The admin list query goes through axum's `Query`,
+//! as `AppQuery` does, then `Page::validate`. A change to a handler's validation is thus
+//! what the properties and the fuzzer test, with no copy to keep in step.
 
-use axum::Json;
 use axum::extract::Query;
-use serde_json::{Map, Value};
 
 use crate::config::{ConfigError, ConfigErrors, EnvMap, Settings, dotenv};
-use crate::domain::{Algorithm, EmailAddress, OtpCode, TelegramChat, Username, parse_digits};
-use crate::http::InvalidRequest;
+use crate::domain::{OtpCode, Username};
+use crate::http::{AppJson, InvalidRequest};
 use crate::notify::server::{NotifyError, SendBody, validate};
 use crate::notify::{Channel, Delivery};
-use crate::server::admin::{CreateUser, DEFAULT_PAGE, MAX_PAGE, Page};
+use crate::server::admin::{ContactUpdate, CreateUser, Page};
 use crate::server::routes::{RequestOtpBody, VerifyBody};
 
-fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, InvalidRequest> {
-    Json::<T>::from_bytes(bytes).map(|Json(v)| v).map_err(InvalidRequest::from)
-}
+pub use crate::server::admin::{ContactChange, NewUser};
 
-fn field<T>(parsed: Result<T, String>) -> Result<T, InvalidRequest> {
-    parsed.map_err(InvalidRequest::new)
+fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, InvalidRequest> {
+    AppJson::<T>::from_bytes(bytes).map(|AppJson(v)| v)
 }
 
 /// `POST /verify`, as `server::routes::verify` reads it.
 pub fn verify_body(bytes: &[u8]) -> Result<(Username, OtpCode), InvalidRequest> {
-    let body: VerifyBody = json(bytes)?;
-    Ok((field(Username::parse(&body.username))?, field(OtpCode::parse(&body.token))?))
+    json::<VerifyBody>(bytes)?.validate()
 }
 
 /// `POST /request-otp`, as `server::routes::request_otp` reads it.
 pub fn request_otp_body(bytes: &[u8]) -> Result<(Username, Option<Channel>), InvalidRequest> {
-    let body: RequestOtpBody = json(bytes)?;
-    let username = field(Username::parse(&body.username))?;
-    let only = field(body.channel.as_deref().map(Channel::parse).transpose())?;
-    Ok((username, only))
+    json::<RequestOtpBody>(bytes)?.validate()
 }
-
-/// What `POST /admin/users` enrolls: name, contacts, algorithm and digits (`None`: the default).
-pub type NewUser = (Username, Option<EmailAddress>, Option<TelegramChat>, Option<Algorithm>, Option<u8>);
 
 /// `POST /admin/users`, as `server::admin::create_user` reads it.
 pub fn create_user_body(bytes: &[u8]) -> Result<NewUser, InvalidRequest> {
-    let body: CreateUser = json(bytes)?;
-    let username = field(Username::parse(&body.username))?;
-    let email = field(body.email.as_deref().map(EmailAddress::parse).transpose())?;
-    let telegram = field(body.telegram_id.as_deref().map(TelegramChat::parse).transpose())?;
-    let algorithm = field(body.algorithm.as_deref().map(Algorithm::parse).transpose())?;
-    let digits = body
-        .digits
-        .map(|d| parse_digits(&d.to_string()))
-        .transpose()
-        .map_err(|e| InvalidRequest::new(format!("digits: {e}")))?;
-    Ok((username, email, telegram, algorithm, digits))
+    json::<CreateUser>(bytes)?.validate()
 }
 
-/// A contact change: `None` keeps the field, `Some(None)` clears it.
-pub type ContactChange = (Option<Option<EmailAddress>>, Option<Option<TelegramChat>>);
-
-/// `PATCH /admin/users/{name}`, as `server::admin::update_user` reads it.
+/// `PATCH /admin/users/{name}`, as `server::admin::update_user` reads it (before it fills
+/// the absent fields with the user's current values).
 pub fn update_user_body(bytes: &[u8]) -> Result<ContactChange, InvalidRequest> {
-    let body: Map<String, Value> = json(bytes)?;
-    if let Some(unknown) = body.keys().find(|k| *k != "email" && *k != "telegram_id") {
-        return Err(InvalidRequest::new(format!(
-            "unknown field '{unknown}': only email and telegram_id can be changed"
-        )));
-    }
-    fn change<T>(
-        body: &Map<String, Value>,
-        key: &str,
-        parse: fn(&str) -> Result<T, String>,
-    ) -> Result<Option<Option<T>>, InvalidRequest> {
-        match body.get(key) {
-            None => Ok(None),
-            Some(Value::Null) => Ok(Some(None)),
-            Some(Value::String(s)) => Ok(Some(Some(field(parse(s))?))),
-            Some(_) => Err(InvalidRequest::new(format!("{key} must be a string or null"))),
-        }
-    }
-    Ok((change(&body, "email", EmailAddress::parse)?, change(&body, "telegram_id", TelegramChat::parse)?))
+    json::<ContactUpdate>(bytes)?.validate()
 }
 
 /// The query of `GET /admin/users`, as `server::admin::list_users` reads it: page size and
@@ -90,11 +52,7 @@ pub fn update_user_body(bytes: &[u8]) -> Result<ContactChange, InvalidRequest> {
 pub fn list_users_query(query: &str) -> Result<(u32, Option<Username>), String> {
     let uri: axum::http::Uri = format!("/admin/users?{query}").parse().map_err(|e| format!("not a URI: {e}"))?;
     let Query(page) = Query::<Page>::try_from_uri(&uri).map_err(|e| e.body_text())?;
-    let limit = page.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(format!("limit must be from 1 to {MAX_PAGE}"));
-    }
-    Ok((limit, page.after.as_deref().map(Username::parse).transpose()?))
+    page.validate().map_err(|e| e.detail)
 }
 
 /// `POST /send` of the notification service, through the handler's own `validate`.

@@ -194,3 +194,21 @@ fn send_enforces_each_channels_length_in_characters() {
         assert!(harness::send_body(long_subject.to_string().as_bytes()).is_err());
     }
 }
+
+/// The harness reads bodies through the handlers' own validation, so it refuses and accepts
+/// what they do. Each case once differed, when the harness repeated the handlers' steps.
+#[test]
+fn the_harness_reads_bodies_as_the_handlers_do() {
+    let e = harness::verify_body(br#"["dair", "123456"]"#).unwrap_err();
+    assert!(is_clear_rejection(&e) && e.detail.contains("JSON object"), "{}", e.detail);
+
+    let e = harness::create_user_body(br#"{"username": "dair", "algorithm": "sha-1"}"#).unwrap_err();
+    assert!(e.detail.contains("unknown algorithm 'sha-1'"), "{}", e.detail);
+    let (.., digits) = harness::create_user_body(br#"{"username": "dair", "digits": 7.0}"#).unwrap();
+    assert_eq!(digits, Some(7));
+
+    let e = harness::update_user_body(br#"{"email": null, "username": "x"}"#).unwrap_err();
+    assert!(e.detail.contains("unknown field `username`"), "{}", e.detail);
+    let e = harness::update_user_body(br#"{"email": null, "email": "a@example.com"}"#).unwrap_err();
+    assert!(e.detail.contains("duplicate field `email`"), "{}", e.detail);
+}

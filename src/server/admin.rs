@@ -82,16 +82,12 @@ impl IntoResponse for AdminError {
     }
 }
 
-fn invalid(detail: impl Into<String>) -> AdminError {
-    AdminError::Invalid(InvalidRequest::new(detail))
-}
-
 /// `SHA1`, `SHA256` or `SHA512` exactly: an API has no need for `OTP_ALGORITHM`'s leniency,
 /// and its schema can then say precisely what is accepted.
-fn exact_algorithm(raw: &str) -> Result<Algorithm, AdminError> {
+fn exact_algorithm(raw: &str) -> Result<Algorithm, InvalidRequest> {
     match raw {
-        "SHA1" | "SHA256" | "SHA512" => Algorithm::parse(raw).map_err(invalid),
-        other => Err(invalid(format!("unknown algorithm '{other}': use SHA1, SHA256 or SHA512"))),
+        "SHA1" | "SHA256" | "SHA512" => Algorithm::parse(raw).map_err(InvalidRequest::new),
+        other => Err(InvalidRequest::new(format!("unknown algorithm '{other}': use SHA1, SHA256 or SHA512"))),
     }
 }
 
@@ -105,7 +101,7 @@ fn whole_number(n: &serde_json::Number) -> Option<String> {
 }
 
 fn username(raw: &str) -> Result<Username, AdminError> {
-    Username::parse(raw).map_err(invalid)
+    Username::parse(raw).map_err(|e| AdminError::Invalid(InvalidRequest::new(e)))
 }
 
 /// A user as the admin API shows it: never the secret.
@@ -192,6 +188,9 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
     T::deserialize(d).map(Some)
 }
 
+/// A contact change: `None` keeps the field, `Some(None)` clears it.
+pub type ContactChange = (Option<Option<EmailAddress>>, Option<Option<TelegramChat>>);
+
 /// Fields to change; absent: kept, `null`: cleared. Any other field, or a field given twice,
 /// is refused (400): the body's meaning must not depend on which duplicate a parser keeps.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -203,6 +202,29 @@ pub struct ContactUpdate {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>, pattern = r"^(?:-?[0-9]{1,20}|@[A-Za-z0-9_]{5,32})$")]
     pub telegram_id: Option<Option<String>>,
+}
+
+impl ContactUpdate {
+    /// The change asked for, or why the body is refused: the email first, then the chat.
+    /// `update_user` checks its body with this (after [`Self::or_current`]), and so do the
+    /// property tests and the fuzzer (`crate::harness`).
+    pub(crate) fn validate(self) -> Result<ContactChange, InvalidRequest> {
+        let email = self.email.map(|e| e.as_deref().map(EmailAddress::parse).transpose());
+        let email = email.transpose().map_err(InvalidRequest::new)?;
+        let telegram = self.telegram_id.map(|t| t.as_deref().map(TelegramChat::parse).transpose());
+        let telegram = telegram.transpose().map_err(InvalidRequest::new)?;
+        Ok((email, telegram))
+    }
+
+    /// The absent fields filled in with the user's current values, which are then validated
+    /// again like new ones.
+    fn or_current(self, current: &UserRecord) -> Self {
+        let p = &current.profile;
+        Self {
+            email: Some(self.email.unwrap_or_else(|| p.email.clone())),
+            telegram_id: Some(self.telegram_id.unwrap_or_else(|| p.telegram_id.clone())),
+        }
+    }
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -223,6 +245,28 @@ pub struct CreateUser {
     #[serde(default)]
     #[schema(value_type = Option<u8>, minimum = 6, maximum = 8)]
     pub digits: Option<serde_json::Number>,
+}
+
+/// A [`CreateUser`] body, validated: name, contacts, algorithm and digits (`None`: the
+/// `OTP_*` default).
+pub type NewUser = (Username, Option<EmailAddress>, Option<TelegramChat>, Option<Algorithm>, Option<u8>);
+
+impl CreateUser {
+    /// The user to enroll, or why the body is refused, checking the fields in this order.
+    /// `create_user` checks its body with this, and so do the property tests and the fuzzer
+    /// (`crate::harness`).
+    pub(crate) fn validate(self) -> Result<NewUser, InvalidRequest> {
+        let username = Username::parse(&self.username).map_err(InvalidRequest::new)?;
+        let email = self.email.as_deref().map(EmailAddress::parse).transpose().map_err(InvalidRequest::new)?;
+        let telegram = self.telegram_id.as_deref().map(TelegramChat::parse).transpose().map_err(InvalidRequest::new)?;
+        let algorithm = self.algorithm.as_deref().map(exact_algorithm).transpose()?;
+        let digits = self
+            .digits
+            .map(|d| whole_number(&d).map_or_else(|| Err(format!("'{d}' is not 6, 7 or 8")), |d| parse_digits(&d)))
+            .transpose()
+            .map_err(|e| InvalidRequest::new(format!("digits: {e}")))?;
+        Ok((username, email, telegram, algorithm, digits))
+    }
 }
 
 /// The HMAC algorithms, spelled exactly so over the API (`OTP_ALGORITHM` is more lenient).
@@ -250,22 +294,14 @@ pub async fn create_user(
     ClientIp(ip): ClientIp,
     AppJson(body): AppJson<CreateUser>,
 ) -> Result<Response, AdminError> {
+    let (username, email, telegram, algorithm, digits) = body.validate()?;
     let defaults = state.settings.otp;
-    let new = NewEnrollment {
-        username: username(&body.username)?,
-        email: body.email.as_deref().map(EmailAddress::parse).transpose().map_err(invalid)?,
-        telegram: body.telegram_id.as_deref().map(TelegramChat::parse).transpose().map_err(invalid)?,
-        params: OtpParams {
-            algorithm: body.algorithm.as_deref().map(exact_algorithm).transpose()?.unwrap_or(defaults.algorithm),
-            digits: body
-                .digits
-                .map(|d| whole_number(&d).map_or_else(|| Err(format!("'{d}' is not 6, 7 or 8")), |d| parse_digits(&d)))
-                .transpose()
-                .map_err(|e| invalid(format!("digits: {e}")))?
-                .unwrap_or(defaults.digits),
-            period: defaults.period,
-        },
+    let params = OtpParams {
+        algorithm: algorithm.unwrap_or(defaults.algorithm),
+        digits: digits.unwrap_or(defaults.digits),
+        period: defaults.period,
     };
+    let new = NewEnrollment { username, email, telegram, params };
     let service = &state.service;
     let enrolled = users::add(service.store.as_ref(), &service.keys, &state.settings, new, service.clock.now()).await?;
     tracing::info!(event = "admin", action = "create_user", username = %enrolled.username, client_ip = %ip);
@@ -283,6 +319,20 @@ pub struct Page {
     pub after: Option<String>,
 }
 
+impl Page {
+    /// The page size and the name to start after, or why the query is refused. `list_users`
+    /// checks its query with this, and so do the property tests and the fuzzer
+    /// (`crate::harness`).
+    pub(crate) fn validate(self) -> Result<(u32, Option<Username>), InvalidRequest> {
+        let limit = self.limit.unwrap_or(DEFAULT_PAGE);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(InvalidRequest::new(format!("limit must be from 1 to {MAX_PAGE}")));
+        }
+        let after = self.after.as_deref().map(Username::parse).transpose().map_err(InvalidRequest::new)?;
+        Ok((limit, after))
+    }
+}
+
 /// Users by name, a page at a time; `next` is the `after` of the next page.
 #[utoipa::path(get, path = "/admin/users", tag = "admin", params(Page), security(("admin_token" = [])),
     responses((status = 200, body = UserPage), (status = 400, body = DetailedError), (status = 401, body = ErrorBody),
@@ -291,11 +341,7 @@ pub async fn list_users(
     State(state): State<AppState>,
     AppQuery(page): AppQuery<Page>,
 ) -> Result<Json<Value>, AdminError> {
-    let limit = page.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(invalid(format!("limit must be from 1 to {MAX_PAGE}")));
-    }
-    let after = page.after.as_deref().map(username).transpose()?;
+    let (limit, after) = page.validate()?;
     let users = state.service.store.users_page(after.as_ref(), limit).await.map_err(EnrollError::from)?;
     let next = (users.len() == limit as usize).then(|| users.last().map(|u| u.profile.username.to_string())).flatten();
     let users: Vec<Value> = users.iter().map(|u| user_json(u, &state)).collect();
@@ -337,10 +383,9 @@ pub async fn update_user(
     AppJson(body): AppJson<ContactUpdate>,
 ) -> Result<Json<Value>, AdminError> {
     let current = find(&state, &name).await?;
-    let email = body.email.unwrap_or_else(|| current.profile.email.clone());
-    let telegram = body.telegram_id.unwrap_or_else(|| current.profile.telegram_id.clone());
-    let email = email.as_deref().map(EmailAddress::parse).transpose().map_err(invalid)?;
-    let telegram = telegram.as_deref().map(TelegramChat::parse).transpose().map_err(invalid)?;
+    // Both fields are present after `or_current`, so each is `Some`: the value to store.
+    let (email, telegram) = body.or_current(&current).validate()?;
+    let (email, telegram) = (email.flatten(), telegram.flatten());
     let service = &state.service;
     let name = current.profile.username;
     let user = users::update_contact(

@@ -12,7 +12,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::ClientIp;
 use crate::domain::{OtpCode, Username};
-use crate::http::AppJson;
+use crate::http::{AppJson, InvalidRequest};
 use crate::notify::Channel;
 use crate::openapi::{DetailedError, ErrorBody, InvalidToken, RetryLater, Valid};
 
@@ -45,8 +45,25 @@ pub struct RequestOtpResponse {
     pub expires_in: u64,
 }
 
-fn parse_username(raw: &str) -> Result<Username, ApiError> {
-    Username::parse(raw).map_err(ApiError::invalid)
+impl RequestOtpBody {
+    /// The user and the one channel asked for (`None`: all of them), or why the body is
+    /// refused. `request_otp` checks its body with this, and so do the property tests and
+    /// the fuzzer (`crate::harness`).
+    pub(crate) fn validate(self) -> Result<(Username, Option<Channel>), InvalidRequest> {
+        let username = Username::parse(&self.username).map_err(InvalidRequest::new)?;
+        let only = self.channel.as_deref().map(Channel::parse).transpose().map_err(InvalidRequest::new)?;
+        Ok((username, only))
+    }
+}
+
+impl VerifyBody {
+    /// The user and the code, or why the body is refused. `verify` checks its body with
+    /// this, and so do the property tests and the fuzzer (`crate::harness`).
+    pub(crate) fn validate(self) -> Result<(Username, OtpCode), InvalidRequest> {
+        let username = Username::parse(&self.username).map_err(InvalidRequest::new)?;
+        let code = OtpCode::parse(&self.token).map_err(InvalidRequest::new)?;
+        Ok((username, code))
+    }
 }
 
 /// Sends a fresh one-time code to the user's channels (or the one named), in parallel.
@@ -71,8 +88,7 @@ pub async fn request_otp(
     ClientIp(ip): ClientIp,
     AppJson(body): AppJson<RequestOtpBody>,
 ) -> Result<Json<RequestOtpResponse>, ApiError> {
-    let username = parse_username(&body.username)?;
-    let only = body.channel.as_deref().map(Channel::parse).transpose().map_err(ApiError::invalid)?;
+    let (username, only) = body.validate()?;
     let span = tracing::info_span!("request_otp", username = %username, client_ip = %ip);
     let sent = state.service.request_otp(&username, only).instrument(span).await?;
     Ok(Json(RequestOtpResponse { status: "sent", channels: sent.channels, expires_in: sent.expires_in }))
@@ -98,8 +114,7 @@ pub async fn verify(
     ClientIp(ip): ClientIp,
     AppJson(body): AppJson<VerifyBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let username = parse_username(&body.username)?;
-    let code = OtpCode::parse(&body.token).map_err(ApiError::invalid)?;
+    let (username, code) = body.validate()?;
     let span = tracing::info_span!("verify", username = %username, client_ip = %ip);
     state.service.verify(&username, &code).instrument(span).await?;
     Ok(Json(json!({"valid": true})))
