@@ -20,12 +20,6 @@ pub enum ApiError {
     Service(ServiceError),
 }
 
-impl ApiError {
-    pub fn invalid(detail: impl Into<String>) -> Self {
-        Self::InvalidRequest(InvalidRequest::new(detail))
-    }
-}
-
 impl From<InvalidRequest> for ApiError {
     fn from(e: InvalidRequest) -> Self {
         Self::InvalidRequest(e)
