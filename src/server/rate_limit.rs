@@ -10,8 +10,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -73,16 +72,13 @@ impl IpRateLimiter {
     }
 }
 
-pub async fn limit_per_ip(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Charges the request to its client's quota; the 429 to answer when it is spent.
+pub fn check(state: &AppState, request: &Request) -> Option<Response> {
     let ip = client_ip(request.extensions(), request.headers(), &state.trusted_proxies);
-    match state.limiter.check(ip) {
-        Ok(()) => next.run(request).await,
-        Err(retry_after) => {
-            tracing::info!(event = "rate_limited", client_ip = %ip, retry_after);
-            state.service.metrics.rate_limited();
-            ApiError::RateLimited { retry_after }.into_response()
-        }
-    }
+    let retry_after = state.limiter.check(ip).err()?;
+    tracing::info!(event = "rate_limited", client_ip = %ip, retry_after);
+    state.service.metrics.rate_limited();
+    Some(ApiError::RateLimited { retry_after }.into_response())
 }
 
 #[cfg(test)]
