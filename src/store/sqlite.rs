@@ -5,7 +5,7 @@
 //!
 //! Group commit: SQLite has one writer at a time and each commit costs an fsync, which caps
 //! a naive design at about one write per millisecond. So the writes of the hot path go to
-//! one writer task, which takes every write waiting (up to [`MAX_BATCH`]), runs them in
+//! one writer thread, which takes every write waiting (up to [`MAX_BATCH`]), runs them in
 //! order inside one `BEGIN IMMEDIATE ... COMMIT`, and only then answers each caller. Every
 //! statement keeps its own conditional semantics and rows-affected count; the batch only
 //! shares the fsync. Nothing is answered before it is on disk.
