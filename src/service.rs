@@ -234,10 +234,13 @@ impl MfaService {
         let charged = charged.ok_or_else(|| ServiceError::Internal("lockout state kept changing".into()))?;
 
         let hash = self.keys.hash_code(username, code.as_str());
-        // Read first: a wrong code (the usual case, and every attacker's) then costs one write.
-        if self.store.sent_code_matches(username, &hash, now).await?
-            && self.store.take_sent_code(username, &hash, now).await?
-        {
+        // The sent code came with the user's row: a wrong code (the usual case, and every
+        // attacker's) costs no further read or write. A match is consumed by the DELETE,
+        // which decides (single use, expiry) in the database.
+        let sent_code_matches = user.sent_code.as_ref().is_some_and(|sent| {
+            sent.expires_at > now && bool::from(subtle::ConstantTimeEq::ct_eq(sent.hash.as_slice(), hash.as_slice()))
+        });
+        if sent_code_matches && self.store.take_sent_code(username, &hash, now).await? {
             self.store.clear_lock(username).await?;
             info!(event = "verify", outcome = "valid", method = "sent_code");
             self.metrics.verification("valid");

@@ -168,6 +168,15 @@ pub struct UserRecord {
     pub updated_at: UnixTime,
     /// When the current secret was issued; `None` for rows older than this column.
     pub secret_set_at: Option<UnixTime>,
+    /// The code `/request-otp` sent last, if it is still stored (it may have expired).
+    pub sent_code: Option<SentCode>,
+}
+
+/// A sent code as stored: its keyed hash and when it expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentCode {
+    pub hash: Vec<u8>,
+    pub expires_at: UnixTime,
 }
 
 /// Whether a code could be stored, or the previous one is too recent to replace.
@@ -241,10 +250,6 @@ pub trait Store: Send + Sync + 'static {
         expires_at: UnixTime,
         resend_seconds: u64,
     ) -> Result<PutCode, StoreError>;
-    /// Whether the user has a sent code with this hash that has not expired: a read, so a
-    /// wrong code costs no second write. [`Store::take_sent_code`] still decides.
-    async fn sent_code_matches(&self, username: &Username, code_hash: &[u8], now: UnixTime)
-    -> Result<bool, StoreError>;
     /// Consumes the user's sent code if it has this hash and has not expired.
     async fn take_sent_code(&self, username: &Username, code_hash: &[u8], now: UnixTime) -> Result<bool, StoreError>;
     async fn delete_sent_code(&self, username: &Username) -> Result<(), StoreError>;

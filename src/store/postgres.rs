@@ -71,10 +71,6 @@ impl PgStore {
         Ok(Self::bind(write).execute(&self.pool).await?.rows_affected())
     }
 
-    async fn read_exists(&self, query: Statement) -> Result<bool, StoreError> {
-        Ok(Self::bind(query).fetch_optional(&self.pool).await?.is_some())
-    }
-
     async fn read_user(&self, username: &Username) -> Result<Option<UserRecord>, StoreError> {
         const SQL: &str = select_users!("WHERE username = $1");
         let row = sqlx::query(SQL).bind(username.as_str()).fetch_optional(&self.pool).await?;

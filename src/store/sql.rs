@@ -5,7 +5,7 @@
 //! macro rather than generic code: sqlx's generic bounds for "any database that can bind an
 //! i64, a byte slice, ..." take more lines than the queries themselves.
 
-use super::{LockState, StoreError, UserProfile, UserRecord, UserSource};
+use super::{LockState, SentCode, StoreError, UserProfile, UserRecord, UserSource};
 use crate::domain::{Algorithm, Username};
 use crate::otp::OtpParams;
 
@@ -14,7 +14,11 @@ macro_rules! select_users {
     ($tail:literal) => {
         concat!(
             "SELECT username, sealed_secret, algorithm, digits, period, email, telegram_id, source, last_step, ",
-            "failed_attempts, locked_until, created_at, updated_at, secret_set_at FROM users ",
+            "failed_attempts, locked_until, created_at, updated_at, secret_set_at, ",
+            // The outstanding sent code with the user, so checking a code needs no second read.
+            "(SELECT code_hash FROM sent_codes s WHERE s.username = users.username) AS sent_code_hash, ",
+            "(SELECT expires_at FROM sent_codes s WHERE s.username = users.username) AS sent_code_expires_at ",
+            "FROM users ",
             $tail
         )
     };
@@ -38,6 +42,8 @@ pub(crate) struct RawUser {
     pub created_at: i64,
     pub updated_at: i64,
     pub secret_set_at: Option<i64>,
+    pub sent_code_hash: Option<Vec<u8>>,
+    pub sent_code_expires_at: Option<i64>,
 }
 
 impl RawUser {
@@ -64,6 +70,10 @@ impl RawUser {
             created_at: to_u64(self.created_at),
             updated_at: to_u64(self.updated_at),
             secret_set_at: self.secret_set_at.map(to_u64),
+            sent_code: match (self.sent_code_hash, self.sent_code_expires_at) {
+                (Some(hash), Some(expires_at)) => Some(SentCode { hash, expires_at: to_u64(expires_at) }),
+                _ => None,
+            },
         })
     }
 }
@@ -131,8 +141,7 @@ pub(crate) fn to_u64(n: i64) -> u64 {
 /// methods serve the hot path, the one part the backends do differently:
 /// `execute_write(Statement) -> Result<u64 rows affected, StoreError>` (SQLite batches writes
 /// into group commits; PostgreSQL runs them as they come), `read_user(&Username)` and
-/// `read_exists(Statement)` (whether a query finds a row), `ping_database()`,
-/// `close_database()`. The calling module imports what the body names (see `sqlite.rs`): the
+/// `ping_database()`, `close_database()`. The calling module imports what the body names (see `sqlite.rs`): the
 /// store types, `sqlx::Row`, and this module's helpers.
 macro_rules! sql_store {
     ($store:ty, $db:ty) => {
@@ -169,6 +178,8 @@ macro_rules! sql_store {
                     created_at: row.try_get("created_at")?,
                     updated_at: row.try_get("updated_at")?,
                     secret_set_at: row.try_get("secret_set_at")?,
+                    sent_code_hash: row.try_get("sent_code_hash")?,
+                    sent_code_expires_at: row.try_get("sent_code_expires_at")?,
                 }
                 .into_record()
             }
@@ -367,18 +378,6 @@ macro_rules! sql_store {
                     .await?;
                 let ready_at = sent_at.map_or(now, |t| to_u64(t).saturating_add(resend_seconds));
                 Ok(PutCode::TooSoon { retry_after: ready_at.saturating_sub(now).max(1) })
-            }
-
-            async fn sent_code_matches(&self, username: &Username, code_hash: &[u8], now: UnixTime) -> Result<bool, StoreError> {
-                self.read_exists(Statement {
-                    sql: "SELECT 1 FROM sent_codes WHERE username = $1 AND code_hash = $2 AND expires_at > $3",
-                    params: vec![
-                        Value::Text(username.as_str().to_owned()),
-                        Value::Blob(code_hash.to_vec()),
-                        Value::Int(to_i64(now)),
-                    ],
-                })
-                .await
             }
 
             async fn take_sent_code(&self, username: &Username, code_hash: &[u8], now: UnixTime) -> Result<bool, StoreError> {

@@ -130,17 +130,11 @@ impl SqliteStore {
                 created_at: row.get(11)?,
                 updated_at: row.get(12)?,
                 secret_set_at: row.get(13)?,
+                sent_code_hash: row.get(14)?,
+                sent_code_expires_at: row.get(15)?,
             }))
         })?;
         raw.map(RawUser::into_record).transpose()
-    }
-
-    async fn read_exists(&self, query: Statement) -> Result<bool, StoreError> {
-        self.hot.read(|conn| {
-            let mut statement = conn.prepare_cached(query.sql)?;
-            bind(&mut statement, &query)?;
-            Ok(statement.raw_query().next()?.is_some())
-        })
     }
 
     async fn ping_database(&self) -> Result<(), StoreError> {
