@@ -53,9 +53,10 @@ impl PgStore {
 }
 
 impl PgStore {
-    fn bind(statement: Statement) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments> {
-        let mut query = sqlx::query(statement.sql);
-        for value in statement.params {
+    /// PostgreSQL already shares WAL flushes between concurrent commits: run writes directly.
+    async fn execute_write(&self, write: Statement) -> Result<u64, StoreError> {
+        let mut query = sqlx::query(write.sql);
+        for value in write.params {
             query = match value {
                 Value::Null => query.bind(None::<i64>),
                 Value::Int(n) => query.bind(n),
@@ -63,12 +64,7 @@ impl PgStore {
                 Value::Blob(b) => query.bind(b),
             };
         }
-        query
-    }
-
-    /// PostgreSQL already shares WAL flushes between concurrent commits: run writes directly.
-    async fn execute_write(&self, write: Statement) -> Result<u64, StoreError> {
-        Ok(Self::bind(write).execute(&self.pool).await?.rows_affected())
+        Ok(query.execute(&self.pool).await?.rows_affected())
     }
 
     async fn read_user(&self, username: &Username) -> Result<Option<UserRecord>, StoreError> {

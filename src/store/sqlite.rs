@@ -272,9 +272,11 @@ fn execute(conn: &Connection, write: &Statement) -> Result<u64, StoreError> {
 /// Binds `$1`, `$2`, ... To SQLite `$n` is a named parameter, numbered by first appearance,
 /// so each is bound by its name.
 fn bind(statement: &mut rusqlite::Statement<'_>, write: &Statement) -> rusqlite::Result<()> {
+    const NAMES: [&str; 8] = ["$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8"];
     for (i, value) in write.params.iter().enumerate() {
-        let name = format!("${}", i + 1);
-        let index = statement.parameter_index(&name)?.ok_or(rusqlite::Error::InvalidParameterName(name))?;
+        let name = NAMES.get(i).ok_or_else(|| rusqlite::Error::InvalidParameterName(format!("${}", i + 1)))?;
+        let index =
+            statement.parameter_index(name)?.ok_or_else(|| rusqlite::Error::InvalidParameterName((*name).into()))?;
         match value {
             Value::Null => statement.raw_bind_parameter(index, rusqlite::types::Null)?,
             Value::Int(n) => statement.raw_bind_parameter(index, n)?,
