@@ -30,16 +30,10 @@ impl Default for HttpLimits {
     }
 }
 
-fn seconds(raw: &str) -> Result<Duration, String> {
-    match raw.trim().parse::<f64>() {
-        Ok(s) if (0.1..=3600.0).contains(&s) => Ok(Duration::from_secs_f64(s)),
-        _ => Err(format!("'{}' is not a number of seconds from 0.1 to 3600", raw.trim())),
-    }
-}
-
 pub(super) fn read(r: &mut Reader) -> Option<HttpLimits> {
-    let header_timeout = r.parse("HTTP_HEADER_TIMEOUT_SECONDS", DEFAULT_HEADER_TIMEOUT_SECONDS, seconds);
-    let body_timeout = r.parse("HTTP_BODY_TIMEOUT_SECONDS", DEFAULT_BODY_TIMEOUT_SECONDS, seconds);
+    let header_timeout =
+        r.parse("HTTP_HEADER_TIMEOUT_SECONDS", DEFAULT_HEADER_TIMEOUT_SECONDS, super::seconds(0.1, 3600.0));
+    let body_timeout = r.parse("HTTP_BODY_TIMEOUT_SECONDS", DEFAULT_BODY_TIMEOUT_SECONDS, super::seconds(0.1, 3600.0));
     let max_connections =
         r.parse("HTTP_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, super::number_in(1..=1_000_000usize));
     Some(HttpLimits { header_timeout: header_timeout?, body_timeout: body_timeout?, max_connections: max_connections? })

@@ -332,6 +332,15 @@ impl Reader<'_> {
     }
 }
 
+/// A duration in seconds, decimals allowed: above 0, at least `min`, at most `max`.
+pub(crate) fn seconds(min: f64, max: f64) -> impl Fn(&str) -> Result<std::time::Duration, String> {
+    move |raw: &str| match raw.trim().parse::<f64>() {
+        Ok(s) if s > 0.0 && s >= min && s <= max => Ok(std::time::Duration::from_secs_f64(s)),
+        _ if min > 0.0 => Err(format!("'{}' is not a number of seconds from {min} to {max}", raw.trim())),
+        _ => Err(format!("'{}' is not a number of seconds above 0 and at most {max}", raw.trim())),
+    }
+}
+
 pub(crate) fn number_in<T>(range: std::ops::RangeInclusive<T>) -> impl Fn(&str) -> Result<T, String>
 where
     T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
@@ -416,7 +425,7 @@ impl Settings {
             None => Some(DatabaseConfig::Sqlite { path: data_dir.join("mfa.db") }),
         };
         let pool_size = r.parse("DATABASE_MAX_CONNECTIONS", "10", number_in(1..=1000u32));
-        let db_timeout = r.parse("DATABASE_TIMEOUT_SECONDS", DEFAULT_DATABASE_TIMEOUT, notify::seconds(60.0));
+        let db_timeout = r.parse("DATABASE_TIMEOUT_SECONDS", DEFAULT_DATABASE_TIMEOUT, seconds(0.0, 60.0));
         let database = database.map(|db| match (db, pool_size, db_timeout) {
             (DatabaseConfig::Postgres { url, .. }, Some(n), Some(timeout)) => {
                 DatabaseConfig::Postgres { url, max_connections: n, acquire_timeout: timeout }

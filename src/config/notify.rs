@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Reader, Sensitive, number_in, parse_bind, parse_token};
+use super::{Reader, Sensitive, number_in, parse_bind, parse_token, seconds};
 use crate::domain::EmailAddress;
 
 pub const DEFAULT_NOTIFY_BIND: &str = "127.0.0.1:6001";
@@ -70,13 +70,6 @@ impl NotificationSettings {
     }
 }
 
-pub(super) fn seconds(max: f64) -> impl Fn(&str) -> Result<Duration, String> {
-    move |raw: &str| match raw.trim().parse::<f64>() {
-        Ok(s) if s > 0.0 && s <= max => Ok(Duration::from_secs_f64(s)),
-        _ => Err(format!("'{}' is not a number of seconds above 0 and at most {max}", raw.trim())),
-    }
-}
-
 fn http_url(raw: &str) -> Result<String, String> {
     let url = raw.trim().trim_end_matches('/');
     if (url.starts_with("http://") || url.starts_with("https://")) && !url.contains(char::is_whitespace) {
@@ -139,7 +132,7 @@ pub(super) fn read(r: &mut Reader) -> Option<NotificationSettings> {
                 let path = PathBuf::from(raw.trim());
                 if path.is_file() { Ok(path) } else { Err(format!("{} is not a readable file", path.display())) }
             });
-            let timeout = r.parse("EMAIL_TIMEOUT_SECONDS", "10", seconds(300.0));
+            let timeout = r.parse("EMAIL_TIMEOUT_SECONDS", "10", seconds(0.0, 300.0));
             let max_retries = r.parse("EMAIL_MAX_RETRIES", "3", number_in(0..=10u32));
             let password = env.get("EMAIL_PASSWORD").map(|p| Sensitive(p.to_string()));
             match (sender, timeout, max_retries) {
@@ -163,9 +156,9 @@ pub(super) fn read(r: &mut Reader) -> Option<NotificationSettings> {
         None => None,
         Some(token) => {
             let api_url = r.parse("TELEGRAM_API_URL", DEFAULT_TELEGRAM_API_URL, http_url);
-            let timeout = r.parse("TELEGRAM_TIMEOUT_SECONDS", "10", seconds(300.0));
+            let timeout = r.parse("TELEGRAM_TIMEOUT_SECONDS", "10", seconds(0.0, 300.0));
             let max_retries = r.parse("TELEGRAM_MAX_RETRIES", "3", number_in(0..=10u32));
-            let retry_after_max = r.parse("TELEGRAM_RETRY_AFTER_MAX", "10", seconds(300.0));
+            let retry_after_max = r.parse("TELEGRAM_RETRY_AFTER_MAX", "10", seconds(0.0, 300.0));
             match (api_url, timeout, max_retries, retry_after_max) {
                 (Some(api_url), Some(timeout), Some(max_retries), Some(retry_after_max)) => Some(TelegramSettings {
                     token: Sensitive(token.trim().to_string()),
