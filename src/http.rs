@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
@@ -277,12 +278,18 @@ pub struct BoundServer {
     listener: TcpListener,
     router: Router,
     limits: HttpLimits,
+    open_connections: Arc<AtomicUsize>,
 }
 
 impl BoundServer {
     /// Binds `addr` (port 0 picks a free port), with the default [`HttpLimits`].
     pub async fn bind(addr: SocketAddr, router: Router) -> std::io::Result<Self> {
-        Ok(Self { listener: TcpListener::bind(addr).await?, router, limits: HttpLimits::default() })
+        Ok(Self {
+            listener: TcpListener::bind(addr).await?,
+            router,
+            limits: HttpLimits::default(),
+            open_connections: Arc::default(),
+        })
     }
 
     /// Serves with these timeouts and connection cap instead of the defaults.
@@ -296,6 +303,11 @@ impl BoundServer {
         self.listener.local_addr()
     }
 
+    /// The number of connections being served, kept up to date while it runs.
+    pub fn open_connections(&self) -> Arc<AtomicUsize> {
+        self.open_connections.clone()
+    }
+
     /// Serves until `shutdown` completes, then lets requests in flight finish.
     ///
     /// This is `axum::serve` written out, because axum sets neither a header read timeout
@@ -305,7 +317,7 @@ impl BoundServer {
     /// accepted; the kernel's backlog holds new connections), and every request body has a
     /// deadline (`RequestBodyDeadlineLayer`: a total, not a per-chunk, timeout).
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let Self { listener, router, limits } = self;
+        let Self { listener, router, limits, open_connections } = self;
         let router = router.layer(RequestBodyDeadlineLayer::new(limits.body_timeout));
         let permits = Arc::new(Semaphore::new(limits.max_connections));
         let (stop, stopped) = watch::channel(false);
@@ -329,13 +341,33 @@ impl BoundServer {
                 },
                 () = &mut shutdown => break,
             };
-            connections.spawn(serve_connection(stream, peer, router.clone(), limits, permit, stopped.clone()));
+            let open = OpenConnection::count(&open_connections, permit);
+            connections.spawn(serve_connection(stream, peer, router.clone(), limits, open, stopped.clone()));
             while connections.try_join_next().is_some() {}
         }
         drop(listener);
         let _ = stop.send(true);
         while connections.join_next().await.is_some() {}
         Ok(())
+    }
+}
+
+/// A connection being served: holds its permit, and counts itself open until dropped.
+struct OpenConnection {
+    _permit: OwnedSemaphorePermit,
+    open: Arc<AtomicUsize>,
+}
+
+impl OpenConnection {
+    fn count(open: &Arc<AtomicUsize>, permit: OwnedSemaphorePermit) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        Self { _permit: permit, open: open.clone() }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -365,7 +397,7 @@ async fn serve_connection(
     peer: SocketAddr,
     router: Router,
     limits: HttpLimits,
-    _permit: OwnedSemaphorePermit,
+    _open: OpenConnection,
     mut stopped: watch::Receiver<bool>,
 ) {
     let service = router.map_request(move |mut request: Request<hyper::body::Incoming>| {

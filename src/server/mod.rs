@@ -90,6 +90,7 @@ pub fn router(state: AppState) -> Router {
 
 /// Binds `settings.bind` (port 0 picks a free port) with the MFA server's routes.
 pub async fn bind(settings: &Settings, service: MfaService) -> std::io::Result<BoundServer> {
+    let store = service.store.clone();
     let limiter = Arc::new(IpRateLimiter::new(&settings.rate_limits));
     limiter.spawn_pruner();
     let state = AppState(Arc::new(SharedState {
@@ -99,5 +100,7 @@ pub async fn bind(settings: &Settings, service: MfaService) -> std::io::Result<B
         api_keys: settings.api_keys.clone(),
         settings: Arc::new(settings.clone()),
     }));
-    Ok(BoundServer::bind(settings.bind, router(state)).await?.with_limits(settings.http))
+    let server = BoundServer::bind(settings.bind, router(state)).await?.with_limits(settings.http);
+    store.watch_load(server.open_connections());
+    Ok(server)
 }

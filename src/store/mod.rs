@@ -11,6 +11,8 @@ mod sql;
 pub mod sqlite;
 
 use async_trait::async_trait;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
 use crate::clock::UnixTime;
 use crate::domain::Username;
@@ -201,6 +203,9 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self);
     /// Connections in the pool: (open, idle).
     fn pool_stats(&self) -> (u32, u32);
+    /// How many HTTP connections the server has open, read when deciding how long a group
+    /// commit may wait for more writes (see `sqlite::COMMIT_WINDOW`). Only a hint.
+    fn watch_load(&self, _open_connections: Arc<AtomicUsize>) {}
 
     /// Records `check` on first use; afterwards tells whether it is still the same.
     async fn check_key(&self, check: &str) -> Result<KeyCheck, StoreError>;

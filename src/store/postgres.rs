@@ -73,6 +73,10 @@ impl PgStore {
         row.as_ref().map(Self::user_from_row).transpose()
     }
 
+    /// Nothing to tune: PostgreSQL groups concurrent commits itself.
+    #[allow(clippy::unused_self, clippy::needless_pass_by_value)]
+    fn watch_open_connections(&self, _open_connections: std::sync::Arc<std::sync::atomic::AtomicUsize>) {}
+
     async fn ping_database(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

@@ -15,10 +15,10 @@ macro_rules! select_users {
         concat!(
             "SELECT username, sealed_secret, algorithm, digits, period, email, telegram_id, source, last_step, ",
             "failed_attempts, locked_until, created_at, updated_at, secret_set_at, ",
-            // The outstanding sent code with the user, so checking a code needs no second read.
-            "(SELECT code_hash FROM sent_codes s WHERE s.username = users.username) AS sent_code_hash, ",
-            "(SELECT expires_at FROM sent_codes s WHERE s.username = users.username) AS sent_code_expires_at ",
-            "FROM users ",
+            // The outstanding sent code with the user, so checking a code needs no second read
+            // (one primary-key lookup in each table; `USING` keeps `username` unqualified).
+            "code_hash AS sent_code_hash, expires_at AS sent_code_expires_at ",
+            "FROM users LEFT JOIN sent_codes USING (username) ",
             $tail
         )
     };
@@ -141,7 +141,7 @@ pub(crate) fn to_u64(n: i64) -> u64 {
 /// methods serve the hot path, the one part the backends do differently:
 /// `execute_write(Statement) -> Result<u64 rows affected, StoreError>` (SQLite batches writes
 /// into group commits; PostgreSQL runs them as they come), `read_user(&Username)` and
-/// `ping_database()`, `close_database()`. The calling module imports what the body names (see `sqlite.rs`): the
+/// `ping_database()`, `close_database()`, `watch_open_connections(..)`. The calling module imports what the body names (see `sqlite.rs`): the
 /// store types, `sqlx::Row`, and this module's helpers.
 macro_rules! sql_store {
     ($store:ty, $db:ty) => {
@@ -197,6 +197,10 @@ macro_rules! sql_store {
 
             fn pool_stats(&self) -> (u32, u32) {
                 (self.pool.size(), u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX))
+            }
+
+            fn watch_load(&self, open_connections: std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+                self.watch_open_connections(open_connections);
             }
 
             async fn check_key(&self, check: &str) -> Result<KeyCheck, StoreError> {

@@ -16,8 +16,8 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
@@ -32,6 +32,21 @@ use crate::domain::Username;
 
 /// Writes per group commit, at most.
 pub const MAX_BATCH: usize = 256;
+/// How long a batch may stay open for more writes to join it, at most. Each commit costs
+/// the writer an fsync and a few thread switches whatever its size, so at a login storm a
+/// batch that waits is two to three times larger and every write costs less CPU
+/// (docs/BENCHMARKS.md, finding 10). Like PostgreSQL's `commit_delay` and
+/// `commit_siblings`, it only waits when it pays:
+/// - the last batch had at least [`BUSY_BATCH`] writes (under light load a write commits
+///   at once), and
+/// - at least [`SPARE_CONNECTIONS`] other connections are open, whose requests keep the
+///   CPU busy meanwhile. With fewer, waiting would gather every client into one batch,
+///   and then nothing would be left to do while its fsync runs.
+pub const COMMIT_WINDOW: Duration = Duration::from_millis(1);
+const BUSY_BATCH: usize = 8;
+const SPARE_CONNECTIONS: usize = 32;
+/// While a batch is open, the writer looks again this often.
+const COMMIT_SLICE: Duration = Duration::from_micros(250);
 /// How long a statement waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Page cache per hot-path connection: the OS caches the file too, and RSS stays small.
@@ -65,6 +80,8 @@ struct HotPath {
     next_reader: AtomicUsize,
     writer: mpsc::Sender<WriteJob>,
     closed: AtomicBool,
+    /// The server's open connections, once it is serving (see [`COMMIT_WINDOW`]).
+    open_connections: Arc<OnceLock<Arc<AtomicUsize>>>,
 }
 
 impl std::fmt::Debug for HotPath {
@@ -137,6 +154,11 @@ impl SqliteStore {
         raw.map(RawUser::into_record).transpose()
     }
 
+    /// Lets the writer see how busy the server is (see [`COMMIT_WINDOW`]).
+    fn watch_open_connections(&self, open_connections: Arc<AtomicUsize>) {
+        let _ = self.hot.open_connections.set(open_connections);
+    }
+
     async fn ping_database(&self) -> Result<(), StoreError> {
         self.hot.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
     }
@@ -168,11 +190,13 @@ impl HotPath {
             .collect::<Result<Vec<_>, StoreError>>()?;
         let conn = open_connection(&path)?;
         let (writer, jobs) = mpsc::channel(4 * MAX_BATCH);
+        let open_connections = Arc::new(OnceLock::new());
+        let load = open_connections.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || group_commits(conn, jobs))
+            .spawn(move || group_commits(conn, jobs, &load))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the database writer: {e}")))?;
-        Ok(Self { readers, next_reader: AtomicUsize::new(0), writer, closed: AtomicBool::new(false) })
+        Ok(Self { readers, next_reader: AtomicUsize::new(0), writer, closed: AtomicBool::new(false), open_connections })
     }
 
     fn check_open(&self) -> Result<(), StoreError> {
@@ -217,16 +241,26 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
 
 /// The writer thread: one transaction, one fsync, per batch of waiting writes. It ends
 /// when asked to close or when the last store handle is dropped.
-fn group_commits(conn: Connection, mut jobs: mpsc::Receiver<WriteJob>) {
+fn group_commits(conn: Connection, mut jobs: mpsc::Receiver<WriteJob>, open_connections: &OnceLock<Arc<AtomicUsize>>) {
     let mut closing = false;
+    let mut last_batch = 0;
     while !closing && let Some(first) = jobs.blocking_recv() {
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+        take_waiting(&mut jobs, &mut batch);
+        if last_batch >= BUSY_BATCH {
+            let opened = Instant::now();
+            let others_busy = |batched: usize| {
+                open_connections
+                    .get()
+                    .is_some_and(|open| open.load(Ordering::Relaxed).saturating_sub(batched) >= SPARE_CONNECTIONS)
+            };
+            while batch.len() < MAX_BATCH && opened.elapsed() < COMMIT_WINDOW && others_busy(batch.len() + jobs.len()) {
+                #[allow(clippy::disallowed_methods, reason = "the writer's own thread, not the runtime's")]
+                std::thread::sleep(COMMIT_SLICE);
+                take_waiting(&mut jobs, &mut batch);
             }
         }
+        last_batch = batch.len();
         let (writes, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         closing = writes.iter().any(|job| matches!(job, Job::Close));
         match commit_batch(&conn, &writes) {
@@ -245,10 +279,22 @@ fn group_commits(conn: Connection, mut jobs: mpsc::Receiver<WriteJob>) {
     }
 }
 
+/// Moves the writes already queued into `batch` (up to [`MAX_BATCH`]); returns how many.
+fn take_waiting(jobs: &mut mpsc::Receiver<WriteJob>, batch: &mut Vec<WriteJob>) -> usize {
+    let before = batch.len();
+    while batch.len() < MAX_BATCH
+        && let Ok(job) = jobs.try_recv()
+    {
+        batch.push(job);
+    }
+    batch.len() - before
+}
+
 /// Runs the writes in order in one transaction. A failing statement fails alone (SQLite
 /// keeps the transaction); a failing commit fails them all, and nothing was written.
 fn commit_batch(conn: &Connection, jobs: &[Job]) -> rusqlite::Result<Vec<Result<u64, StoreError>>> {
-    conn.execute_batch("BEGIN IMMEDIATE")?;
+    // Cached like every other statement: `execute_batch` would parse them on every batch.
+    conn.prepare_cached("BEGIN IMMEDIATE")?.raw_execute()?;
     let results = jobs
         .iter()
         .map(|job| match job {
@@ -256,7 +302,7 @@ fn commit_batch(conn: &Connection, jobs: &[Job]) -> rusqlite::Result<Vec<Result<
             Job::Close => Ok(0),
         })
         .collect();
-    if let Err(e) = conn.execute_batch("COMMIT") {
+    if let Err(e) = conn.prepare_cached("COMMIT").and_then(|mut commit| commit.raw_execute()) {
         let _ = conn.execute_batch("ROLLBACK");
         return Err(e);
     }
