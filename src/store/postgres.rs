@@ -4,12 +4,16 @@
 //! the database serialises it: two instances accepting the same code race on
 //! `UPDATE ... WHERE last_step < $step`, and only one row update wins.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Row};
+use sqlx::{Connection, PgConnection, PgPool, Row};
 use tokio::time::Instant;
 
 use super::sql::{RawUser, Statement, Value, migrations, select_users, to_i64, to_u64};
@@ -19,7 +23,85 @@ use crate::domain::Username;
 
 #[derive(Debug, Clone)]
 pub struct PgStore {
+    /// For migrations, the rare calls (admin, CLI, start-up), and opening hot connections.
     pool: PgPool,
+    hot: Arc<HotConnections>,
+}
+
+type BoxedStatement<'c, T> = Pin<Box<dyn Future<Output = Result<T, sqlx::Error>> + Send + 'c>>;
+
+/// The connections every request's statements run on, kept out of the sqlx pool. sqlx
+/// pings a connection each time it goes back to its pool (unconditionally, in
+/// `return_to_pool`), so through the pool every statement cost two round trips and two
+/// backend wake-ups; here it costs one (docs/BENCHMARKS.md, finding 11). Connections are
+/// opened through the pool (its options and timeout) and then detached from it.
+struct HotConnections {
+    pool: PgPool,
+    /// `None`: not open yet, or dropped after a connection-level error.
+    slots: Vec<tokio::sync::Mutex<Option<PgConnection>>>,
+    next: AtomicUsize,
+    /// `DATABASE_TIMEOUT_SECONDS`: the longest wait for a free connection.
+    wait: Duration,
+}
+
+impl std::fmt::Debug for HotConnections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HotConnections").field("slots", &self.slots.len()).finish_non_exhaustive()
+    }
+}
+
+impl HotConnections {
+    /// Runs one statement on a free connection, on a task of its own: a request dropped
+    /// mid-statement (client gone, timeout) must not leave a half-read connection behind for
+    /// the next one, so the statement always runs to its end.
+    async fn run<T, F>(self: &Arc<Self>, statement: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut PgConnection) -> BoxedStatement<'c, T> + Send + 'static,
+    {
+        let hot = self.clone();
+        tokio::spawn(async move { hot.run_here(statement).await })
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("database task failed: {e}")))?
+    }
+
+    async fn run_here<T, F>(&self, statement: F) -> Result<T, StoreError>
+    where
+        F: for<'c> FnOnce(&'c mut PgConnection) -> BoxedStatement<'c, T>,
+    {
+        let mut slot = self.free_slot().await?;
+        let conn = match &mut *slot {
+            Some(conn) => conn,
+            empty => empty.insert(self.pool.acquire().await?.detach()),
+        };
+        let result = statement(conn).await;
+        if let Err(e) = &result
+            && !matches!(e, sqlx::Error::Database(_))
+        {
+            // Broken or out of step with the server: open a fresh one next time.
+            *slot = None;
+        }
+        Ok(result?)
+    }
+
+    async fn free_slot(&self) -> Result<tokio::sync::MutexGuard<'_, Option<PgConnection>>, StoreError> {
+        let n = self.slots.len();
+        let first = self.next.fetch_add(1, Ordering::Relaxed);
+        if let Some(free) = (0..n).find_map(|i| self.slots[(first + i) % n].try_lock().ok()) {
+            return Ok(free);
+        }
+        tokio::time::timeout(self.wait, self.slots[first % n].lock())
+            .await
+            .map_err(|_| StoreError::Database(sqlx::Error::PoolTimedOut))
+    }
+
+    async fn close(&self) {
+        for slot in &self.slots {
+            if let Some(conn) = slot.lock().await.take() {
+                let _ = conn.close().await;
+            }
+        }
+    }
 }
 
 /// How long start-up keeps trying to reach a PostgreSQL that refuses connections (one
@@ -48,28 +130,37 @@ impl PgStore {
             }
         }
         migrations!("postgres").run(&pool).await?;
-        Ok(Self { pool })
+        let slots = (0..max_connections.max(1)).map(|_| tokio::sync::Mutex::new(None)).collect();
+        let hot = HotConnections { pool: pool.clone(), slots, next: AtomicUsize::new(0), wait: acquire_timeout };
+        Ok(Self { pool, hot: Arc::new(hot) })
     }
 }
 
 impl PgStore {
     /// PostgreSQL already shares WAL flushes between concurrent commits: run writes directly.
     async fn execute_write(&self, write: Statement) -> Result<u64, StoreError> {
-        let mut query = sqlx::query(write.sql);
-        for value in write.params {
-            query = match value {
-                Value::Null => query.bind(None::<i64>),
-                Value::Int(n) => query.bind(n),
-                Value::Text(t) => query.bind(t),
-                Value::Blob(b) => query.bind(b),
-            };
-        }
-        Ok(query.execute(&self.pool).await?.rows_affected())
+        self.hot
+            .run(move |conn| {
+                Box::pin(async move {
+                    let mut query = sqlx::query(write.sql);
+                    for value in write.params {
+                        query = match value {
+                            Value::Null => query.bind(None::<i64>),
+                            Value::Int(n) => query.bind(n),
+                            Value::Text(t) => query.bind(t),
+                            Value::Blob(b) => query.bind(b),
+                        };
+                    }
+                    Ok(query.execute(conn).await?.rows_affected())
+                })
+            })
+            .await
     }
 
     async fn read_user(&self, username: &Username) -> Result<Option<UserRecord>, StoreError> {
         const SQL: &str = select_users!("WHERE username = $1");
-        let row = sqlx::query(SQL).bind(username.as_str()).fetch_optional(&self.pool).await?;
+        let username = username.as_str().to_owned();
+        let row = self.hot.run(move |conn| Box::pin(sqlx::query(SQL).bind(username).fetch_optional(conn))).await?;
         row.as_ref().map(Self::user_from_row).transpose()
     }
 
@@ -78,11 +169,11 @@ impl PgStore {
     fn watch_open_connections(&self, _open_connections: std::sync::Arc<std::sync::atomic::AtomicUsize>) {}
 
     async fn ping_database(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        self.hot.run(|conn| Box::pin(async move { sqlx::query("SELECT 1").execute(conn).await.map(drop) })).await
     }
 
     async fn close_database(&self) {
+        self.hot.close().await;
         self.pool.close().await;
     }
 }
