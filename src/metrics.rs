@@ -3,11 +3,9 @@
 //! OpenMetrics text format, which Prometheus scrapes.
 
 use std::borrow::Cow;
-use std::time::Instant;
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::Method;
-use axum::middleware::Next;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -158,22 +156,20 @@ impl Metrics {
     }
 }
 
-/// Middleware: counts every request and times it, labelled by the matched route (never the
-/// raw path, which would make a label per username).
-pub async fn track_http(State(metrics): State<std::sync::Arc<Metrics>>, request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_string();
-    let method = match request.method() {
-        &Method::GET => Cow::Borrowed("GET"),
-        &Method::POST => Cow::Borrowed("POST"),
-        other => Cow::Owned(other.to_string()),
-    };
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let route = RouteLabels { route };
-    metrics.latency.get_or_create(&route).observe(started.elapsed().as_secs_f64());
-    let labels = RequestLabels { route: route.route, method, status: response.status().as_u16() };
-    metrics.requests.get_or_create(&labels).inc();
-    response
+impl Metrics {
+    /// Counts a request and its latency, by route pattern (`crate::http` calls this for
+    /// every request).
+    pub fn record_request(&self, route: String, method: &Method, status: StatusCode, elapsed: Duration) {
+        let method = match *method {
+            Method::GET => Cow::Borrowed("GET"),
+            Method::POST => Cow::Borrowed("POST"),
+            ref other => Cow::Owned(other.to_string()),
+        };
+        let route = RouteLabels { route };
+        self.latency.get_or_create(&route).observe(elapsed.as_secs_f64());
+        let labels = RequestLabels { route: route.route, method, status: status.as_u16() };
+        self.requests.get_or_create(&labels).inc();
+    }
 }
 
 #[cfg(test)]
