@@ -201,7 +201,7 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
     /// Closes the connections; later calls fail.
     async fn close(&self);
-    /// Connections in the pool: (open, idle).
+    /// The connections that serve requests: (open, idle).
     fn pool_stats(&self) -> (u32, u32);
     /// How many HTTP connections the server has open, read when deciding how long a group
     /// commit may wait for more writes (see `sqlite::COMMIT_WINDOW`). Only a hint.

@@ -164,6 +164,23 @@ impl PgStore {
         row.as_ref().map(Self::user_from_row).transpose()
     }
 
+    /// Open: the requests' connections open now (one running a statement counts as open);
+    /// idle: those open and not running one.
+    fn connection_stats(&self) -> (u32, u32) {
+        let (mut open, mut idle) = (0u32, 0u32);
+        for slot in &self.hot.slots {
+            match slot.try_lock() {
+                Ok(conn) if conn.is_some() => {
+                    open += 1;
+                    idle += 1;
+                }
+                Ok(_) => {}
+                Err(_) => open += 1,
+            }
+        }
+        (open, idle)
+    }
+
     /// Nothing to tune: PostgreSQL groups concurrent commits itself.
     #[allow(clippy::unused_self, clippy::needless_pass_by_value)]
     fn watch_open_connections(&self, _open_connections: std::sync::Arc<std::sync::atomic::AtomicUsize>) {}

@@ -141,7 +141,8 @@ pub(crate) fn to_u64(n: i64) -> u64 {
 /// methods serve the hot path, the one part the backends do differently:
 /// `execute_write(Statement) -> Result<u64 rows affected, StoreError>` (SQLite batches writes
 /// into group commits; PostgreSQL runs them as they come), `read_user(&Username)` and
-/// `ping_database()`, `close_database()`, `watch_open_connections(..)`. The calling module imports what the body names (see `sqlite.rs`): the
+/// `ping_database()`, `close_database()`, `watch_open_connections(..)`,
+/// `connection_stats()` (the requests' connections: open, idle). The calling module imports what the body names (see `sqlite.rs`): the
 /// store types, `sqlx::Row`, and this module's helpers.
 macro_rules! sql_store {
     ($store:ty, $db:ty) => {
@@ -196,7 +197,7 @@ macro_rules! sql_store {
             }
 
             fn pool_stats(&self) -> (u32, u32) {
-                (self.pool.size(), u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX))
+                self.connection_stats()
             }
 
             fn watch_load(&self, open_connections: std::sync::Arc<std::sync::atomic::AtomicUsize>) {

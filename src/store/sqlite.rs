@@ -154,6 +154,13 @@ impl SqliteStore {
         raw.map(RawUser::into_record).transpose()
     }
 
+    /// The readers and the writer are always open; idle: the readers not reading now.
+    fn connection_stats(&self) -> (u32, u32) {
+        let idle = self.hot.readers.iter().filter(|r| r.try_lock().is_ok_and(|conn| conn.is_some())).count();
+        let open = self.hot.readers.len() + 1;
+        (u32::try_from(open).unwrap_or(u32::MAX), u32::try_from(idle).unwrap_or(u32::MAX))
+    }
+
     /// Lets the writer see how busy the server is (see [`COMMIT_WINDOW`]).
     fn watch_open_connections(&self, open_connections: Arc<AtomicUsize>) {
         let _ = self.hot.open_connections.set(open_connections);

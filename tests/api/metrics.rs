@@ -44,7 +44,8 @@ async fn the_mfa_server_counts_outcomes_lockouts_and_rate_limits() {
     assert_eq!(value(&text, "http_requests_total{route=\"/verify\",method=\"POST\",status=\"200\"}"), Some(1.0));
     assert_eq!(value(&text, "http_requests_total{route=\"/verify\",method=\"POST\",status=\"404\"}"), Some(1.0));
     assert!(text.contains("http_request_duration_seconds_bucket{le="), "latency histogram");
-    assert!(text.contains("mfa_db_pool_connections{state=\"idle\"}"));
+    // Between requests the connections that served them are open and idle.
+    assert!(value(&text, "mfa_db_pool_connections{state=\"idle\"}").unwrap() >= 1.0, "{text}");
     assert!(!text.contains("someone-else"), "labels never carry usernames");
 }
 
