@@ -1,11 +1,34 @@
-//! The client-IP extractor.
+//! The client-IP extractor, and the gate in front of `/verify` and `/request-otp`.
 
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
 
-use super::AppState;
+use super::{AppState, rate_limit};
+use crate::http::{has_bearer, unauthorized};
+
+/// A caller let through to `/verify` or `/request-otp`, with its IP (as [`ClientIp`]). The
+/// API key is checked first (a caller without one must not spend a client's quota), then
+/// the per-IP rate limit. An extractor, not a middleware layer: a layer costs a boxed clone
+/// of the routes behind it on every request (docs/BENCHMARKS.md, finding 12).
+#[derive(Debug, Clone, Copy)]
+pub struct Admitted(pub IpAddr);
+
+impl FromRequestParts<AppState> for Admitted {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        if !state.api_keys.is_empty() && !has_bearer(&parts.headers, &state.api_keys) {
+            tracing::warn!(event = "unauthorized", path = %parts.uri.path(), "request without a valid MFA API key");
+            return Err(unauthorized());
+        }
+        let ip = client_ip(&parts.extensions, &parts.headers, &state.trusted_proxies);
+        rate_limit::check(state, ip).map_err(IntoResponse::into_response)?;
+        Ok(Self(ip))
+    }
+}
 
 /// The client's IP: the TCP peer, or, when the peer is one of `TRUSTED_PROXIES`, the
 /// right-most `X-Forwarded-For` entry (the address that proxy saw). A client can put

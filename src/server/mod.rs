@@ -10,16 +10,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
 use axum::routing::get;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::config::{Sensitive, Settings};
-use crate::http::{BoundServer, has_bearer, unauthorized, with_common_layers};
+use crate::http::{BoundServer, with_common_layers};
 use crate::openapi;
 use crate::service::MfaService;
 use rate_limit::IpRateLimiter;
@@ -50,29 +47,13 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// The gate in front of `/verify` and `/request-otp`: the API key first (a caller without
-/// one must not spend a client's quota), then the per-IP rate limit. One middleware, not
-/// two: each layer costs a boxed clone of the routes behind it on every request.
-async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if !state.api_keys.is_empty() && !has_bearer(request.headers(), &state.api_keys) {
-        tracing::warn!(event = "unauthorized", path = %request.uri().path(), "request without a valid MFA API key");
-        return unauthorized();
-    }
-    if let Some(refused) = rate_limit::check(&state, &request) {
-        return refused;
-    }
-    next.run(request).await
-}
-
 pub fn router(state: AppState) -> Router {
-    let limited = OpenApiRouter::new()
+    // /verify and /request-otp check the API key and the rate limit (`extract::Admitted`);
+    // /healthcheck, /metrics and /openapi.json do not, so that probes never eat a client's
+    // quota.
+    let (routes, mut doc) = OpenApiRouter::with_openapi(openapi::MfaDoc::openapi())
         .routes(routes!(routes::request_otp))
         .routes(routes!(routes::verify))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), guard));
-    // /healthcheck, /metrics and /openapi.json are outside the rate limit so that probes
-    // never eat a client's quota.
-    let (routes, mut doc) = OpenApiRouter::with_openapi(openapi::MfaDoc::openapi())
-        .merge(limited)
         .routes(routes!(routes::healthcheck))
         .routes(routes!(routes::metrics))
         .split_for_parts();

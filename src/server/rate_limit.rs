@@ -10,14 +10,11 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::Request;
-use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::client_ip;
 use crate::config::RateLimit;
 
 pub struct IpRateLimiter {
@@ -72,13 +69,13 @@ impl IpRateLimiter {
     }
 }
 
-/// Charges the request to its client's quota; the 429 to answer when it is spent.
-pub fn check(state: &AppState, request: &Request) -> Option<Response> {
-    let ip = client_ip(request.extensions(), request.headers(), &state.trusted_proxies);
-    let retry_after = state.limiter.check(ip).err()?;
-    tracing::info!(event = "rate_limited", client_ip = %ip, retry_after);
-    state.service.metrics.rate_limited();
-    Some(ApiError::RateLimited { retry_after }.into_response())
+/// Charges a request from `ip` to its quota; the refusal (429) when the quota is spent.
+pub fn check(state: &AppState, ip: IpAddr) -> Result<(), ApiError> {
+    state.limiter.check(ip).map_err(|retry_after| {
+        tracing::info!(event = "rate_limited", client_ip = %ip, retry_after);
+        state.service.metrics.rate_limited();
+        ApiError::RateLimited { retry_after }
+    })
 }
 
 #[cfg(test)]

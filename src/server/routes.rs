@@ -10,7 +10,7 @@ use tracing::Instrument;
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::ClientIp;
+use super::extract::Admitted;
 use crate::domain::{OtpCode, Username};
 use crate::http::{AppJson, InvalidRequest};
 use crate::notify::Channel;
@@ -85,7 +85,7 @@ impl VerifyBody {
     ))]
 pub async fn request_otp(
     State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
+    Admitted(ip): Admitted,
     AppJson(body): AppJson<RequestOtpBody>,
 ) -> Result<Json<RequestOtpResponse>, ApiError> {
     let (username, only) = body.validate()?;
@@ -111,7 +111,7 @@ pub async fn request_otp(
     ))]
 pub async fn verify(
     State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
+    Admitted(ip): Admitted,
     AppJson(body): AppJson<VerifyBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let (username, code) = body.validate()?;
