@@ -46,15 +46,7 @@ impl StoreError {
             Self::Migrate(
                 sqlx::migrate::MigrateError::Execute(e) | sqlx::migrate::MigrateError::ExecuteMigration(e, _),
             ) => unavailable(e),
-            Self::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
-                e.code,
-                rusqlite::ErrorCode::DatabaseBusy
-                    | rusqlite::ErrorCode::DatabaseLocked
-                    | rusqlite::ErrorCode::SystemIoFailure
-                    | rusqlite::ErrorCode::DiskFull
-                    | rusqlite::ErrorCode::CannotOpen
-                    | rusqlite::ErrorCode::ReadOnly
-            ),
+            Self::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => sqlite_unavailable(i64::from(e.extended_code)),
             _ => false,
         }
     }
@@ -69,7 +61,7 @@ fn unavailable(e: &sqlx::Error) -> bool {
         | sqlx::Error::Tls(_) => true,
         sqlx::Error::Database(db) => {
             if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
-                sqlite_unavailable(db.code().as_deref())
+                db.code().and_then(|c| c.parse().ok()).is_some_and(sqlite_unavailable)
             } else if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
                 postgres_unavailable(pg.code())
             } else {
@@ -81,16 +73,17 @@ fn unavailable(e: &sqlx::Error) -> bool {
 }
 
 /// SQLite's primary result codes (the low byte of the extended code) for storage that
-/// cannot be used now: BUSY (locked past `busy_timeout`), READONLY, IOERR (a failed write
-/// or fsync, also a file-size limit), FULL, CANTOPEN.
-fn sqlite_unavailable(code: Option<&str>) -> bool {
+/// cannot be used now: BUSY and LOCKED (past `busy_timeout`), READONLY, IOERR (a failed
+/// write or fsync, also a file-size limit), FULL, CANTOPEN. One list for both drivers:
+/// sqlx reports the code as text, rusqlite as a number.
+fn sqlite_unavailable(extended_code: i64) -> bool {
     const BUSY: i64 = 5;
+    const LOCKED: i64 = 6;
     const READONLY: i64 = 8;
     const IOERR: i64 = 10;
     const FULL: i64 = 13;
     const CANTOPEN: i64 = 14;
-    let primary = code.and_then(|c| c.parse::<i64>().ok()).map(|c| c & 0xff);
-    matches!(primary, Some(BUSY | READONLY | IOERR | FULL | CANTOPEN))
+    matches!(extended_code & 0xff, BUSY | LOCKED | READONLY | IOERR | FULL | CANTOPEN)
 }
 
 /// SQLSTATE classes 08 (connection), 53 (insufficient resources: disk full, out of memory,
@@ -106,13 +99,16 @@ mod tests {
 
     #[test]
     fn storage_failures_are_unavailable_and_logic_errors_are_not() {
-        for code in ["5", "8", "1544", "10", "778", "13", "14"] {
-            assert!(sqlite_unavailable(Some(code)), "SQLite {code}");
+        for code in [5, 6, 8, 1544, 10, 778, 13, 14] {
+            assert!(sqlite_unavailable(code), "SQLite {code}");
         }
-        for code in ["1", "11", "19", "2067", "26"] {
-            assert!(!sqlite_unavailable(Some(code)), "SQLite {code}");
+        for code in [1, 11, 19, 2067, 26] {
+            assert!(!sqlite_unavailable(code), "SQLite {code}");
         }
-        assert!(!sqlite_unavailable(None));
+        let full = rusqlite::ffi::Error::new(13);
+        assert!(StoreError::Sqlite(rusqlite::Error::SqliteFailure(full, None)).is_unavailable());
+        let constraint = rusqlite::ffi::Error::new(2067);
+        assert!(!StoreError::Sqlite(rusqlite::Error::SqliteFailure(constraint, None)).is_unavailable());
         for state in ["08006", "08001", "53100", "53300", "57P01", "57P03", "58030", "25006"] {
             assert!(postgres_unavailable(state), "SQLSTATE {state}");
         }
