@@ -658,7 +658,7 @@ fn describe_database(db: &DatabaseConfig) -> String {
     match db {
         DatabaseConfig::Sqlite { path } => format!("sqlite://{}", path.display()),
         DatabaseConfig::Postgres { url, max_connections, acquire_timeout } => format!(
-            "{} (pool of {max_connections}, {} s wait for a connection)",
+            "{} ({max_connections} connections for requests, {} s wait for one)",
             mask_url_password(url.expose()),
             acquire_timeout.as_secs_f64()
         ),
