@@ -148,7 +148,7 @@ fn read_or_create_key_file(path: &Path) -> Result<(Vec<u8>, KeyOrigin), KeyError
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(dir) = path.parent() {
-                crate::config::ensure_dir(dir).map_err(io_err)?;
+                crate::files::ensure_private_dir(dir).map_err(io_err)?;
             }
             let mut key = [0u8; 32];
             rand::fill(&mut key);

@@ -69,47 +69,6 @@ impl fmt::Debug for OtpCode {
     }
 }
 
-/// The HMAC hash function of a TOTP secret (RFC 6238 §1.2 allows SHA-1, SHA-256, SHA-512).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Algorithm {
-    Sha1,
-    Sha256,
-    Sha512,
-}
-
-impl Algorithm {
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        match raw.trim().to_ascii_uppercase().replace('-', "").as_str() {
-            "SHA1" => Ok(Self::Sha1),
-            "SHA256" => Ok(Self::Sha256),
-            "SHA512" => Ok(Self::Sha512),
-            _ => Err(format!("unknown algorithm '{}': use SHA1, SHA256 or SHA512", raw.trim())),
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Sha1 => "SHA1",
-            Self::Sha256 => "SHA256",
-            Self::Sha512 => "SHA512",
-        }
-    }
-}
-
-impl fmt::Display for Algorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Number of digits of a code: RFC 4226 §5.3 allows 6 to 8.
-pub fn parse_digits(raw: &str) -> Result<u8, String> {
-    match raw.trim().parse::<u8>() {
-        Ok(d @ 6..=8) => Ok(d),
-        _ => Err(format!("'{}' is not 6, 7 or 8", raw.trim())),
-    }
-}
-
 /// An email address in the common ASCII form every relay and `lettre` accept (so that a
 /// stored address can always be sent to): a local part of 1 to 64 characters of
 /// `A-Z a-z 0-9 ! # $ % & ' * + / = ? ^ _ ` { | } ~ - .` with no dot at either end and no
@@ -169,6 +128,37 @@ impl TelegramChat {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// A way to deliver a sent code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Email,
+    Telegram,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Telegram => "telegram",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match raw {
+            "email" => Ok(Self::Email),
+            "telegram" => Ok(Self::Telegram),
+            other => Err(format!("unknown channel '{other}': use \"email\" or \"telegram\"")),
+        }
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -244,8 +234,6 @@ mod tests {
             let _ = OtpCode::parse(&s);
             let _ = EmailAddress::parse(&s);
             let _ = TelegramChat::parse(&s);
-            let _ = Algorithm::parse(&s);
-            let _ = parse_digits(&s);
         }
     }
 }

@@ -13,10 +13,11 @@
 use axum::extract::Query;
 
 use crate::config::{ConfigError, ConfigErrors, EnvMap, Settings, dotenv};
+use crate::domain::Channel;
 use crate::domain::{OtpCode, Username};
 use crate::http::{AppJson, InvalidRequest};
+use crate::notify::Delivery;
 use crate::notify::server::{NotifyError, SendBody, validate};
-use crate::notify::{Channel, Delivery};
 use crate::server::admin::{ContactUpdate, CreateUser, Page};
 use crate::server::routes::{RequestOtpBody, VerifyBody};
 

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod domain;
+pub mod files;
 #[cfg(any(test, fuzzing))]
 pub mod harness;
 pub mod http;

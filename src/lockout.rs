@@ -36,8 +36,24 @@
 //! `locked_until`): the lock level is `failed_attempts / max`.
 
 use crate::clock::UnixTime;
-pub use crate::config::LockoutPolicy;
-pub use crate::store::LockState;
+
+/// The per-user brute-force defence: `MAX_FAILED_ATTEMPTS`, `LOCKOUT_SECONDS`, `LOCKOUT_MAX_SECONDS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutPolicy {
+    /// `MAX_FAILED_ATTEMPTS`: failures in a row that lock the user, each time.
+    pub max_failed_attempts: u32,
+    /// `LOCKOUT_SECONDS`: the first lock of a run; each further lock doubles it ...
+    pub lockout_seconds: u64,
+    /// `LOCKOUT_MAX_SECONDS`: ... up to this (equal to `lockout_seconds`: a flat lockout).
+    pub max_lockout_seconds: u64,
+}
+
+/// A user's lockout state, as stored: the failures in a row and the end of the current lock.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LockState {
+    pub failed_attempts: u32,
+    pub locked_until: Option<UnixTime>,
+}
 
 /// The span over which the brute-force goal is stated: 30 days.
 pub const ATTACK_SPAN_SECONDS: u64 = 30 * 86_400;
@@ -56,6 +72,10 @@ pub struct AttackBudget {
 }
 
 impl LockoutPolicy {
+    /// The defaults of `MAX_FAILED_ATTEMPTS`, `LOCKOUT_SECONDS` and `LOCKOUT_MAX_SECONDS`
+    /// (a configuration test holds the variables' documented defaults to these).
+    pub const DEFAULT: Self = Self { max_failed_attempts: 5, lockout_seconds: 300, max_lockout_seconds: 86_400 };
+
     /// Seconds until the lock ends, if `state` is locked at `now`.
     pub fn locked_for(&self, state: LockState, now: UnixTime) -> Option<u64> {
         state.locked_until.filter(|until| *until > now).map(|until| until - now)
@@ -185,9 +205,8 @@ mod tests {
     const POLICY: LockoutPolicy =
         LockoutPolicy { max_failed_attempts: 3, lockout_seconds: 300, max_lockout_seconds: 300 };
 
-    /// The defaults of `MAX_FAILED_ATTEMPTS`, `LOCKOUT_SECONDS` and `LOCKOUT_MAX_SECONDS`.
     fn defaults() -> LockoutPolicy {
-        crate::config::Settings::from_env(&crate::config::EnvMap::from_pairs([], [])).unwrap().lockout
+        LockoutPolicy::DEFAULT
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::fmt;
 use totp_rs::{Builder, Totp};
 
 use crate::clock::UnixTime;
-use crate::domain::{Algorithm, OtpCode};
+use crate::domain::OtpCode;
 
 /// RFC 4226 §4 R6: "The length of the shared secret MUST be at least 128 bits."
 pub const MIN_RECOMMENDED_SECRET_BYTES: usize = 16;
@@ -84,6 +84,47 @@ impl SecretBytes {
 impl fmt::Debug for SecretBytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SecretBytes(<{} bits redacted>)", self.bits())
+    }
+}
+
+/// The HMAC hash function of a TOTP secret (RFC 6238 §1.2 allows SHA-1, SHA-256, SHA-512).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+impl Algorithm {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match raw.trim().to_ascii_uppercase().replace('-', "").as_str() {
+            "SHA1" => Ok(Self::Sha1),
+            "SHA256" => Ok(Self::Sha256),
+            "SHA512" => Ok(Self::Sha512),
+            _ => Err(format!("unknown algorithm '{}': use SHA1, SHA256 or SHA512", raw.trim())),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sha1 => "SHA1",
+            Self::Sha256 => "SHA256",
+            Self::Sha512 => "SHA512",
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Number of digits of a code: RFC 4226 §5.3 allows 6 to 8.
+pub fn parse_digits(raw: &str) -> Result<u8, String> {
+    match raw.trim().parse::<u8>() {
+        Ok(d @ 6..=8) => Ok(d),
+        _ => Err(format!("'{}' is not 6, 7 or 8", raw.trim())),
     }
 }
 

@@ -13,11 +13,13 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 use crate::clock::Clock;
-use crate::config::{LockoutPolicy, MessageTemplate, Settings};
+use crate::config::{MessageTemplate, Settings};
 use crate::crypto::Keys;
+use crate::domain::Channel;
 use crate::domain::{OtpCode, Username};
+use crate::lockout::LockoutPolicy;
 use crate::metrics::Metrics;
-use crate::notify::{Channel, Delivery, Notifier};
+use crate::notify::{Delivery, Notifier};
 use crate::otp;
 use crate::store::{PutCode, Store, StoreError, UserRecord};
 

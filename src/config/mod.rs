@@ -14,11 +14,12 @@ pub mod template;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::domain::{Algorithm, EmailAddress, TelegramChat, Username, parse_digits};
-use crate::lockout;
+use crate::domain::{EmailAddress, TelegramChat, Username};
+use crate::lockout::{self, LockoutPolicy};
+use crate::otp::{Algorithm, parse_digits};
 use crate::otp::{OtpParams, SecretBytes};
 pub use http_limits::HttpLimits;
 pub use notify::{EmailSettings, NotificationSettings, SmtpSecurity, TelegramSettings};
@@ -191,17 +192,6 @@ pub struct EnvUser {
     pub telegram: Option<TelegramChat>,
 }
 
-/// The per-user brute-force defence (see `crate::lockout`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LockoutPolicy {
-    /// `MAX_FAILED_ATTEMPTS`: failures in a row that lock the user, each time.
-    pub max_failed_attempts: u32,
-    /// `LOCKOUT_SECONDS`: the first lock of a run; each further lock doubles it ...
-    pub lockout_seconds: u64,
-    /// `LOCKOUT_MAX_SECONDS`: ... up to this (equal to `lockout_seconds`: a flat lockout).
-    pub max_lockout_seconds: u64,
-}
-
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -236,7 +226,7 @@ pub const DEFAULT_BIND: &str = "127.0.0.1:6000";
 pub const DEFAULT_DATA_DIR: &str = "./data";
 pub const DEFAULT_RATE_LIMIT: &str = "120 per minute";
 /// The longest lock of the progressive lockout unless `LOCKOUT_MAX_SECONDS` says otherwise.
-pub const DEFAULT_LOCKOUT_MAX_SECONDS: u64 = 86_400;
+pub const DEFAULT_LOCKOUT_MAX_SECONDS: u64 = LockoutPolicy::DEFAULT.max_lockout_seconds;
 /// Seconds a request waits for a PostgreSQL connection before answering 503: long enough
 /// for a busy pool, short enough that clients are told at once when the database is down.
 pub const DEFAULT_DATABASE_TIMEOUT: &str = "2";
@@ -714,18 +704,6 @@ fn read_env_users(r: &mut Reader, warnings: &mut Vec<String>) -> Vec<EnvUser> {
     users
 }
 
-/// Makes sure the data directory exists (mode 0700 on Unix).
-pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
-    if dir.as_os_str().is_empty() || dir.exists() {
-        return Ok(());
-    }
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -741,10 +719,7 @@ mod tests {
         assert_eq!(s.database, DatabaseConfig::Sqlite { path: PathBuf::from("./data/mfa.db") });
         assert_eq!(s.otp, OtpParams::default());
         assert_eq!(s.valid_window, 1);
-        assert_eq!(
-            s.lockout,
-            LockoutPolicy { max_failed_attempts: 5, lockout_seconds: 300, max_lockout_seconds: 86_400 }
-        );
+        assert_eq!(s.lockout, LockoutPolicy::DEFAULT);
         assert_eq!((s.resend_seconds, s.code_ttl_seconds), (30, 300));
         assert_eq!(s.rate_limits.len(), 1);
         assert!(s.users.is_empty() && s.secret_key.is_none());

@@ -46,7 +46,7 @@ impl Notifier for FileNotifier {
         let _guard = self.lock.lock().await;
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             if let Some(dir) = path.parent() {
-                crate::config::ensure_dir(dir)?;
+                crate::files::ensure_private_dir(dir)?;
             }
             let mut options = std::fs::OpenOptions::new();
             options.create(true).append(true);
@@ -71,7 +71,7 @@ impl Notifier for FileNotifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::Channel;
+    use crate::domain::Channel;
 
     #[tokio::test]
     async fn appends_one_json_line_per_delivery() {

@@ -18,38 +18,10 @@ pub mod telegram;
 use std::fmt;
 
 use async_trait::async_trait;
+
+use crate::domain::Channel;
 pub use client::HttpNotifier;
 pub use file::FileNotifier;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Channel {
-    Email,
-    Telegram,
-}
-
-impl Channel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Email => "email",
-            Self::Telegram => "telegram",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        match raw {
-            "email" => Ok(Self::Email),
-            "telegram" => Ok(Self::Telegram),
-            other => Err(format!("unknown channel '{other}': use \"email\" or \"telegram\"")),
-        }
-    }
-}
-
-impl fmt::Display for Channel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// One message to one recipient. Its `Debug` leaves out the text, which holds a code.
 #[derive(Clone)]

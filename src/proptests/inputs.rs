@@ -11,8 +11,9 @@ use proptest::prelude::*;
 
 use super::any_text;
 use crate::config::{EnvMap, Settings};
-use crate::domain::{Algorithm, EmailAddress, OtpCode, TelegramChat, USERNAME_MAX_LEN, Username, parse_digits};
+use crate::domain::{EmailAddress, OtpCode, TelegramChat, USERNAME_MAX_LEN, Username};
 use crate::http::has_bearer;
+use crate::otp::{Algorithm, parse_digits};
 use crate::otp::{MIN_ACCEPTED_SECRET_BYTES, OtpParams, SecretBytes, otpauth_uri, totp_code};
 use crate::server::extract::client_ip;
 

@@ -6,9 +6,9 @@ use serde_json::{Map, Value, json};
 
 use super::any_text;
 use super::inputs::{algorithm, valid_email, valid_username};
+use crate::domain::Channel;
 use crate::domain::{EmailAddress, TelegramChat, Username};
 use crate::harness::{self, is_clear_rejection};
-use crate::notify::Channel;
 use crate::notify::server::{EMAIL_MAX_CHARS, SUBJECT_MAX_CHARS, TELEGRAM_MAX_CHARS};
 
 const FIELDS: &[&str] =

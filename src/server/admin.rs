@@ -14,12 +14,13 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::extract::ClientIp;
-use crate::domain::{Algorithm, EmailAddress, TelegramChat, Username, parse_digits};
+use crate::domain::{EmailAddress, TelegramChat, Username};
 use crate::http::{
     AppJson, AppPath, AppQuery, InvalidRequest, has_bearer, json_error, json_error_retry_after, unauthorized,
 };
 use crate::openapi::{DetailedError, ErrorBody, RetryLater};
 use crate::otp::OtpParams;
+use crate::otp::{Algorithm, parse_digits};
 use crate::store::UserRecord;
 use crate::users::{self, EnrollError, Enrollment, NewEnrollment};
 

@@ -11,9 +11,9 @@ use tracing::Instrument;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::Admitted;
+use crate::domain::Channel;
 use crate::domain::{OtpCode, Username};
 use crate::http::{AppJson, InvalidRequest};
-use crate::notify::Channel;
 use crate::openapi::{DetailedError, ErrorBody, InvalidToken, RetryLater, Valid};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -16,6 +16,7 @@ use std::sync::atomic::AtomicUsize;
 
 use crate::clock::UnixTime;
 use crate::domain::Username;
+use crate::lockout::LockState;
 use crate::otp::OtpParams;
 
 #[derive(Debug, thiserror::Error)]
@@ -135,13 +136,6 @@ impl UserSource {
             Self::Cli => "cli",
         }
     }
-}
-
-/// The lockout state of a user (see `crate::lockout`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LockState {
-    pub failed_attempts: u32,
-    pub locked_until: Option<UnixTime>,
 }
 
 /// Who a user is and how their codes are made: what is written when a user is created or

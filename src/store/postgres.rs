@@ -17,9 +17,10 @@ use sqlx::{Connection, PgConnection, PgPool, Row};
 use tokio::time::Instant;
 
 use super::sql::{RawUser, Statement, Value, migrations, select_users, to_i64, to_u64};
-use super::{KeyCheck, LockState, PutCode, Store, StoreError, UserProfile, UserRecord};
+use super::{KeyCheck, PutCode, Store, StoreError, UserProfile, UserRecord};
 use crate::clock::UnixTime;
 use crate::domain::Username;
+use crate::lockout::LockState;
 
 #[derive(Debug, Clone)]
 pub struct PgStore {

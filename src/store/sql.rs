@@ -5,9 +5,10 @@
 //! macro rather than generic code: sqlx's generic bounds for "any database that can bind an
 //! i64, a byte slice, ..." take more lines than the queries themselves.
 
-use super::{LockState, SentCode, StoreError, UserProfile, UserRecord, UserSource};
-use crate::domain::{Algorithm, Username};
-use crate::otp::OtpParams;
+use super::{SentCode, StoreError, UserProfile, UserRecord, UserSource};
+use crate::domain::Username;
+use crate::lockout::LockState;
+use crate::otp::{Algorithm, OtpParams};
 
 /// `SELECT <every user column> FROM users <tail>` as one string literal.
 macro_rules! select_users {

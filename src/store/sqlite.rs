@@ -26,9 +26,10 @@ use sqlx::{Row, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::sql::{RawUser, Statement, Value, migrations, select_users, to_i64, to_u64};
-use super::{KeyCheck, LockState, PutCode, Store, StoreError, UserProfile, UserRecord};
+use super::{KeyCheck, PutCode, Store, StoreError, UserProfile, UserRecord};
 use crate::clock::UnixTime;
 use crate::domain::Username;
+use crate::lockout::LockState;
 
 /// Writes per group commit, at most.
 pub const MAX_BATCH: usize = 256;
@@ -94,7 +95,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file and applies migrations.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent() {
-            crate::config::ensure_dir(dir)
+            crate::files::ensure_private_dir(dir)
                 .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
         }
         let options = SqliteConnectOptions::from_str("sqlite:")?
