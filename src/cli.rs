@@ -7,18 +7,18 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use tracing::{info, warn};
 
-use crate::app::{self, StartupError};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{EnvMap, Settings};
 use crate::domain::{EmailAddress, TelegramChat, Username};
 use crate::http::shutdown_signal;
-use crate::notify::server::NotifyState;
+use crate::notify::api::NotifyState;
 use crate::notify::{FileNotifier, Notifier};
 use crate::otp::OtpParams;
 use crate::otp::{Algorithm, parse_digits};
+use crate::startup::{self as app, StartupError};
 use crate::store::UserRecord;
 use crate::users::{self, Enrollment, NewEnrollment};
-use crate::{notify, server, service, telemetry};
+use crate::{api as server, notify, telemetry, verify as service};
 
 #[derive(Debug, Parser)]
 #[command(name = "mfa", version, about = "Self-hosted multi-factor authentication: TOTP and one-time codes")]
@@ -209,7 +209,7 @@ async fn serve(settings: &Settings, clock: Arc<dyn Clock>, run: Services) -> Res
             default_subject: format!("{} notification", settings.issuer),
             metrics: Arc::new(crate::metrics::Metrics::notifier()),
         };
-        let app = notify::server::bind(n.bind, state)
+        let app = notify::api::bind(n.bind, state)
             .await
             .map_err(|e| format!("cannot listen on {} (NOTIFY_BIND): {e}", n.bind))?
             .with_limits(settings.http);

@@ -1,16 +1,17 @@
 //! A self-hosted multi-factor authentication service: RFC 6238 TOTP and one-time codes
 //! delivered to a user's channels, behind the HTTP API of the original Flask design.
+//! docs/architecture.md draws how these modules depend on each other.
 
-pub mod app;
+pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod files;
-#[cfg(any(test, fuzzing))]
-pub mod harness;
 pub mod http;
+#[cfg(any(test, fuzzing))]
+pub mod input_checks;
 pub mod lockout;
 pub mod metrics;
 pub mod notify;
@@ -18,8 +19,8 @@ pub mod openapi;
 pub mod otp;
 #[cfg(test)]
 mod proptests;
-pub mod server;
-pub mod service;
+pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod users;
+pub mod verify;

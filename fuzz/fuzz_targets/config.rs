@@ -5,14 +5,14 @@
 
 use libfuzzer_sys::fuzz_target;
 use mfa::config::KNOWN_VARIABLES;
-use mfa::harness;
+use mfa::input_checks;
 
 fuzz_target!(|data: &[u8]| {
     // Start-up reads the file as UTF-8 (a file that is not is refused before parsing).
     let Ok(text) = std::str::from_utf8(data) else { return };
     // A stand-in process environment, for `${NAME}` references and precedence.
     let environment = [("HOME".to_string(), "/home/mfa".to_string()), ("OTP_DIGITS".to_string(), "6".to_string())];
-    let (env, result) = harness::config(text, &environment);
+    let (env, result) = input_checks::config(text, &environment);
     match result {
         Ok(settings) => {
             let report = settings.report(&env);
@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
         Err(errors) => {
             assert!(!errors.0.is_empty());
             for e in &errors.0 {
-                assert!(harness::is_clear_config_error(e), "{e:?}");
+                assert!(input_checks::is_clear_config_error(e), "{e:?}");
                 let set = env.get(&e.var).is_some() || KNOWN_VARIABLES.contains(&e.var.as_str());
                 assert!(set, "{} is neither set nor a variable of ours", e.var);
             }

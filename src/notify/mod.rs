@@ -6,13 +6,13 @@
 //!   Bot API via reqwest), each attempt bounded by a timeout and retried by [`retry`];
 //! - [`HttpNotifier`]: the MFA server's client of the notification service's `POST /send`.
 //!
-//! This module never imports the MFA side (`service`, `store`).
+//! This module never imports the MFA side (`verify`, `users`, `store`).
 
+pub mod api;
 pub mod client;
 pub mod email;
 mod file;
 pub mod retry;
-pub mod server;
 pub mod telegram;
 
 use std::fmt;

@@ -10,12 +10,12 @@ use proptest::prelude::*;
 
 use super::any_text;
 use super::inputs::valid_username;
+use crate::api::rate_limit::IpRateLimiter;
 use crate::config::rate_limit::parse_rate_limits;
 use crate::config::template::MessageTemplate;
 use crate::config::{DatabaseConfig, EnvMap, KNOWN_VARIABLES, RateLimit, Settings};
-use crate::harness::is_clear_config_error;
 use crate::http::has_bearer;
-use crate::server::rate_limit::IpRateLimiter;
+use crate::input_checks::is_clear_config_error;
 
 fn map(pairs: &[(String, String)]) -> EnvMap {
     EnvMap::from_pairs(pairs.iter().cloned(), [])

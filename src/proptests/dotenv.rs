@@ -4,7 +4,7 @@ use proptest::prelude::*;
 
 use super::any_text;
 use crate::config::dotenv::parse;
-use crate::harness;
+use crate::input_checks;
 
 #[derive(Debug, Clone, Copy)]
 enum Quoting {
@@ -162,9 +162,9 @@ proptest! {
         prop::collection::vec(binding(), 0..6).prop_map(|bs| bs.iter().map(render).collect::<Vec<_>>().join("\n")),
         Just(include_str!("../../tests/fixtures/seed.env").to_string()),
     ]) {
-        let (_, result) = harness::config(&text, &[]);
+        let (_, result) = input_checks::config(&text, &[]);
         if let Err(errors) = result {
-            prop_assert!(errors.0.iter().all(harness::is_clear_config_error), "{errors:?}");
+            prop_assert!(errors.0.iter().all(input_checks::is_clear_config_error), "{errors:?}");
         }
     }
 }

@@ -10,12 +10,12 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use proptest::prelude::*;
 
 use super::any_text;
+use crate::api::extract::client_ip;
 use crate::config::{EnvMap, Settings};
 use crate::domain::{EmailAddress, OtpCode, TelegramChat, USERNAME_MAX_LEN, Username};
 use crate::http::has_bearer;
 use crate::otp::{Algorithm, parse_digits};
 use crate::otp::{MIN_ACCEPTED_SECRET_BYTES, OtpParams, SecretBytes, otpauth_uri, totp_code};
-use crate::server::extract::client_ip;
 
 pub(super) fn valid_username() -> impl Strategy<Value = String> {
     "[a-z0-9][a-z0-9._@+-]{0,63}"

@@ -8,7 +8,7 @@
 //! proptest's default of 256 cases each; the whole module runs in a few seconds. A failure
 //! prints its minimal input, and proptest keeps it in `proptest-regressions/` to replay
 //! first on the next run. The cargo-fuzz targets in `fuzz/` drive the same entry points
-//! (`crate::harness`) with coverage-guided input.
+//! (`crate::input_checks`) with coverage-guided input.
 
 mod config;
 mod dotenv;

@@ -1,5 +1,5 @@
 //! The JSON bodies of `/verify`, `/request-otp`, the admin API and `/send`, deserialized
-//! into the real request types and validated as their handlers do (`crate::harness`).
+//! into the real request types and validated as their handlers do (`crate::input_checks`).
 
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
@@ -8,8 +8,8 @@ use super::any_text;
 use super::inputs::{algorithm, valid_email, valid_username};
 use crate::domain::Channel;
 use crate::domain::{EmailAddress, TelegramChat, Username};
-use crate::harness::{self, is_clear_rejection};
-use crate::notify::server::{EMAIL_MAX_CHARS, SUBJECT_MAX_CHARS, TELEGRAM_MAX_CHARS};
+use crate::input_checks::{self, is_clear_rejection};
+use crate::notify::api::{EMAIL_MAX_CHARS, SUBJECT_MAX_CHARS, TELEGRAM_MAX_CHARS};
 
 const FIELDS: &[&str] =
     &["username", "token", "channel", "email", "telegram_id", "algorithm", "digits", "recipient", "message", "subject"];
@@ -88,11 +88,11 @@ fn any_body() -> impl Strategy<Value = Vec<u8>> {
 /// Each endpoint's parse-and-validate on `bytes` must give a value or a clear 4xx.
 fn check_every_endpoint(bytes: &[u8]) -> Result<(), TestCaseError> {
     let results = [
-        harness::verify_body(bytes).err(),
-        harness::request_otp_body(bytes).err(),
-        harness::create_user_body(bytes).err(),
-        harness::update_user_body(bytes).err(),
-        harness::send_body(bytes).err(),
+        input_checks::verify_body(bytes).err(),
+        input_checks::request_otp_body(bytes).err(),
+        input_checks::create_user_body(bytes).err(),
+        input_checks::update_user_body(bytes).err(),
+        input_checks::send_body(bytes).err(),
     ];
     for e in results.iter().flatten() {
         prop_assert!(is_clear_rejection(e), "{} {:?} for {:?}", e.status, e.detail, String::from_utf8_lossy(bytes));
@@ -117,7 +117,7 @@ proptest! {
 
     #[test]
     fn any_admin_list_query_is_read_or_explained(query in prop_oneof![any_text(), "(limit|after)=[^&]{0,12}(&(limit|after)=[^&]{0,12})?"]) {
-        if let Err(e) = harness::list_users_query(&query) {
+        if let Err(e) = input_checks::list_users_query(&query) {
             prop_assert!(!e.trim().is_empty());
         }
     }
@@ -127,12 +127,12 @@ proptest! {
                                                     at in prop::collection::vec(0usize..9, 0..3),
                                                     channel in prop::option::of(prop::sample::select(vec!["email", "telegram"]))) {
         let body = json!({"username": name.to_uppercase(), "token": spaced(&code, &at)}).to_string();
-        let (user, token) = harness::verify_body(body.as_bytes()).unwrap();
+        let (user, token) = input_checks::verify_body(body.as_bytes()).unwrap();
         prop_assert_eq!(user.as_str(), name.as_str());
         prop_assert_eq!(token.as_str(), code.as_str());
 
         let body = json!({"username": name, "channel": channel}).to_string();
-        let (user, only) = harness::request_otp_body(body.as_bytes()).unwrap();
+        let (user, only) = input_checks::request_otp_body(body.as_bytes()).unwrap();
         prop_assert_eq!(user.as_str(), name.as_str());
         prop_assert_eq!(only, channel.map(|c| Channel::parse(c).unwrap()));
     }
@@ -144,7 +144,7 @@ proptest! {
         let chat = chat.map(|c| c.to_string());
         let body = json!({"username": name, "email": email, "telegram_id": chat,
                           "algorithm": alg.map(|a| a.as_str()), "digits": digits}).to_string();
-        let (user, e, t, a, d) = harness::create_user_body(body.as_bytes()).unwrap();
+        let (user, e, t, a, d) = input_checks::create_user_body(body.as_bytes()).unwrap();
         prop_assert_eq!(user, Username::parse(&name).unwrap());
         prop_assert_eq!(e.map(|e| e.as_str().to_string()), email.clone());
         prop_assert_eq!(t.map(|t| t.as_str().to_string()), chat.clone());
@@ -157,7 +157,7 @@ proptest! {
         if clear {
             patch.insert("telegram_id".into(), Value::Null);
         }
-        let (e, t) = harness::update_user_body(Value::Object(patch).to_string().as_bytes()).unwrap();
+        let (e, t) = input_checks::update_user_body(Value::Object(patch).to_string().as_bytes()).unwrap();
         prop_assert_eq!(e, email.map(|e| Some(EmailAddress::parse(&e).unwrap())));
         prop_assert_eq!(t, clear.then_some(None::<TelegramChat>));
     }
@@ -167,7 +167,7 @@ proptest! {
                                   message in "\\PC{0,200}[!-~]", subject in prop::option::of("[^\\p{Cc}]{0,255}")) {
         let (channel, recipient) = if telegram { ("telegram", chat.to_string()) } else { ("email", email) };
         let body = json!({"channel": channel, "recipient": recipient, "message": message, "subject": subject}).to_string();
-        let delivery = harness::send_body(body.as_bytes()).unwrap();
+        let delivery = input_checks::send_body(body.as_bytes()).unwrap();
         prop_assert_eq!(delivery.channel.as_str(), channel);
         prop_assert_eq!(delivery.recipient, recipient);
         prop_assert_eq!(delivery.message, message);
@@ -186,12 +186,12 @@ fn send_enforces_each_channels_length_in_characters() {
         let c = if wide { "é" } else { "x" };
         let (channel, recipient) = if telegram { ("telegram", "42") } else { ("email", "a@example.com") };
         let body = |n: usize| json!({"channel": channel, "recipient": recipient, "message": c.repeat(n)}).to_string();
-        assert!(harness::send_body(body(limit - extra).as_bytes()).is_ok());
-        let e = harness::send_body(body(limit + 1 + extra).as_bytes()).unwrap_err();
+        assert!(input_checks::send_body(body(limit - extra).as_bytes()).is_ok());
+        let e = input_checks::send_body(body(limit + 1 + extra).as_bytes()).unwrap_err();
         assert!(is_clear_rejection(&e) && e.detail.contains(&limit.to_string()), "{}", e.detail);
         let long_subject = json!({"channel": channel, "recipient": recipient, "message": "hi",
                                   "subject": "s".repeat(SUBJECT_MAX_CHARS + 1 + extra)});
-        assert!(harness::send_body(long_subject.to_string().as_bytes()).is_err());
+        assert!(input_checks::send_body(long_subject.to_string().as_bytes()).is_err());
     }
 }
 
@@ -199,16 +199,16 @@ fn send_enforces_each_channels_length_in_characters() {
 /// what they do. Each case once differed, when the harness repeated the handlers' steps.
 #[test]
 fn the_harness_reads_bodies_as_the_handlers_do() {
-    let e = harness::verify_body(br#"["dair", "123456"]"#).unwrap_err();
+    let e = input_checks::verify_body(br#"["dair", "123456"]"#).unwrap_err();
     assert!(is_clear_rejection(&e) && e.detail.contains("JSON object"), "{}", e.detail);
 
-    let e = harness::create_user_body(br#"{"username": "dair", "algorithm": "sha-1"}"#).unwrap_err();
+    let e = input_checks::create_user_body(br#"{"username": "dair", "algorithm": "sha-1"}"#).unwrap_err();
     assert!(e.detail.contains("unknown algorithm 'sha-1'"), "{}", e.detail);
-    let (.., digits) = harness::create_user_body(br#"{"username": "dair", "digits": 7.0}"#).unwrap();
+    let (.., digits) = input_checks::create_user_body(br#"{"username": "dair", "digits": 7.0}"#).unwrap();
     assert_eq!(digits, Some(7));
 
-    let e = harness::update_user_body(br#"{"email": null, "username": "x"}"#).unwrap_err();
+    let e = input_checks::update_user_body(br#"{"email": null, "username": "x"}"#).unwrap_err();
     assert!(e.detail.contains("unknown field `username`"), "{}", e.detail);
-    let e = harness::update_user_body(br#"{"email": null, "email": "a@example.com"}"#).unwrap_err();
+    let e = input_checks::update_user_body(br#"{"email": null, "email": "a@example.com"}"#).unwrap_err();
     assert!(e.detail.contains("duplicate field `email`"), "{}", e.detail);
 }

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use mfa::app::{self, StartupError};
 use mfa::clock::ManualClock;
 use mfa::domain::Username;
+use mfa::startup::{self as app, StartupError};
 
 use crate::helpers::*;
 

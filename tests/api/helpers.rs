@@ -5,14 +5,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use mfa::app;
 use mfa::clock::{Clock, ManualClock};
 use mfa::config::{EnvMap, Settings};
 use mfa::domain::{EmailAddress, TelegramChat, Username};
-use mfa::notify::server::NotifyState;
+use mfa::notify::api::NotifyState;
 use mfa::otp::{self, Algorithm, OtpParams, SecretBytes};
-use mfa::service::MfaService;
+use mfa::startup as app;
 use mfa::users::{self, NewEnrollment};
+use mfa::verify::MfaService;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -129,13 +129,13 @@ pub async fn spawn_in(dir: TempDir, vars: &[(&str, &str)]) -> TestApp {
             default_subject: "MFA notification".into(),
             metrics: Arc::new(mfa::metrics::Metrics::notifier()),
         };
-        let notifier = mfa::notify::server::bind(n.bind, state).await.unwrap().with_limits(settings.http);
+        let notifier = mfa::notify::api::bind(n.bind, state).await.unwrap().with_limits(settings.http);
         notify_addr = Some(notifier.local_addr().unwrap());
         tokio::spawn(notifier.run_until(std::future::pending()));
     }
     let notifier = app::mfa_notifier(&settings, notify_addr).unwrap();
     let service = app::open_service(&settings, Arc::new(clock.clone()), notifier).await.unwrap();
-    let application = mfa::server::bind(&settings, service.clone()).await.unwrap();
+    let application = mfa::api::bind(&settings, service.clone()).await.unwrap();
     let addr = application.local_addr().unwrap();
     tokio::spawn(application.run_until(std::future::pending()));
     TestApp { addr, notify_addr, client: crate::helpers::http_client(), clock, service, settings, dir }

@@ -208,7 +208,7 @@ pub struct ContactUpdate {
 impl ContactUpdate {
     /// The change asked for, or why the body is refused: the email first, then the chat.
     /// `update_user` checks its body with this (after [`Self::or_current`]), and so do the
-    /// property tests and the fuzzer (`crate::harness`).
+    /// property tests and the fuzzer (`crate::input_checks`).
     pub(crate) fn validate(self) -> Result<ContactChange, InvalidRequest> {
         let email = self.email.map(|e| e.as_deref().map(EmailAddress::parse).transpose());
         let email = email.transpose().map_err(InvalidRequest::new)?;
@@ -255,7 +255,7 @@ pub type NewUser = (Username, Option<EmailAddress>, Option<TelegramChat>, Option
 impl CreateUser {
     /// The user to enroll, or why the body is refused, checking the fields in this order.
     /// `create_user` checks its body with this, and so do the property tests and the fuzzer
-    /// (`crate::harness`).
+    /// (`crate::input_checks`).
     pub(crate) fn validate(self) -> Result<NewUser, InvalidRequest> {
         let username = Username::parse(&self.username).map_err(InvalidRequest::new)?;
         let email = self.email.as_deref().map(EmailAddress::parse).transpose().map_err(InvalidRequest::new)?;
@@ -323,7 +323,7 @@ pub struct Page {
 impl Page {
     /// The page size and the name to start after, or why the query is refused. `list_users`
     /// checks its query with this, and so do the property tests and the fuzzer
-    /// (`crate::harness`).
+    /// (`crate::input_checks`).
     pub(crate) fn validate(self) -> Result<(u32, Option<Username>), InvalidRequest> {
         let limit = self.limit.unwrap_or(DEFAULT_PAGE);
         if !(1..=MAX_PAGE).contains(&limit) {

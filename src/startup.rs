@@ -15,11 +15,11 @@ use crate::notify::email::EmailChannel;
 use crate::notify::retry::RetryPolicy;
 use crate::notify::telegram::TelegramChannel;
 use crate::notify::{Channels, FileNotifier, HttpNotifier, Notifier};
-use crate::service::{MfaService, Policy};
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{KeyCheck, Store, StoreError};
 use crate::users;
+use crate::verify::{MfaService, Policy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {

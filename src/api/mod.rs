@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 use crate::config::{Sensitive, Settings};
 use crate::http::{BoundServer, with_common_layers};
 use crate::openapi;
-use crate::service::MfaService;
+use crate::verify::MfaService;
 use rate_limit::IpRateLimiter;
 
 /// Request bodies are a few dozen bytes; anything past this is refused with 413.

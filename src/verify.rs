@@ -23,7 +23,7 @@ use crate::notify::{Delivery, Notifier};
 use crate::otp;
 use crate::store::{PutCode, Store, StoreError, UserRecord};
 
-/// Why a request could not be served. `crate::server::error` maps each to a response.
+/// Why a request could not be served. `crate::api::error` maps each to a response.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     #[error("unknown user")]

@@ -48,7 +48,7 @@ pub struct RequestOtpResponse {
 impl RequestOtpBody {
     /// The user and the one channel asked for (`None`: all of them), or why the body is
     /// refused. `request_otp` checks its body with this, and so do the property tests and
-    /// the fuzzer (`crate::harness`).
+    /// the fuzzer (`crate::input_checks`).
     pub(crate) fn validate(self) -> Result<(Username, Option<Channel>), InvalidRequest> {
         let username = Username::parse(&self.username).map_err(InvalidRequest::new)?;
         let only = self.channel.as_deref().map(Channel::parse).transpose().map_err(InvalidRequest::new)?;
@@ -58,7 +58,7 @@ impl RequestOtpBody {
 
 impl VerifyBody {
     /// The user and the code, or why the body is refused. `verify` checks its body with
-    /// this, and so do the property tests and the fuzzer (`crate::harness`).
+    /// this, and so do the property tests and the fuzzer (`crate::input_checks`).
     pub(crate) fn validate(self) -> Result<(Username, OtpCode), InvalidRequest> {
         let username = Username::parse(&self.username).map_err(InvalidRequest::new)?;
         let code = OtpCode::parse(&self.token).map_err(InvalidRequest::new)?;

@@ -6,22 +6,22 @@
 //! what the services' `AppJson` extractor does once the content type and size have passed,
 //! then through the very function its handler calls to validate it: `VerifyBody::validate`,
 //! `RequestOtpBody::validate`, `CreateUser::validate`, `ContactUpdate::validate`, and
-//! `notify::server::validate` for `/send`. The admin list query goes through axum's `Query`,
+//! `notify::api::validate` for `/send`. The admin list query goes through axum's `Query`,
 //! as `AppQuery` does, then `Page::validate`. A change to a handler's validation is thus
 //! what the properties and the fuzzer test, with no copy to keep in step.
 
 use axum::extract::Query;
 
+use crate::api::admin::{ContactUpdate, CreateUser, Page};
+use crate::api::routes::{RequestOtpBody, VerifyBody};
 use crate::config::{ConfigError, ConfigErrors, EnvMap, Settings, dotenv};
 use crate::domain::Channel;
 use crate::domain::{OtpCode, Username};
 use crate::http::{AppJson, InvalidRequest};
 use crate::notify::Delivery;
-use crate::notify::server::{NotifyError, SendBody, validate};
-use crate::server::admin::{ContactUpdate, CreateUser, Page};
-use crate::server::routes::{RequestOtpBody, VerifyBody};
+use crate::notify::api::{NotifyError, SendBody, validate};
 
-pub use crate::server::admin::{ContactChange, NewUser};
+pub use crate::api::admin::{ContactChange, NewUser};
 
 fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, InvalidRequest> {
     AppJson::<T>::from_bytes(bytes).map(|AppJson(v)| v)

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::http::{InvalidRequest, json_error, json_error_retry_after};
-use crate::service::ServiceError;
+use crate::verify::ServiceError;
 
 #[derive(Debug)]
 pub enum ApiError {

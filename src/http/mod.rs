@@ -150,7 +150,7 @@ where
 
 impl<T: DeserializeOwned> AppJson<T> {
     /// A body's bytes read as the extractor reads them once the content type and the size
-    /// have passed: the entry point of the property tests and the fuzzer (`crate::harness`).
+    /// have passed: the entry point of the property tests and the fuzzer (`crate::input_checks`).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, InvalidRequest> {
         let Json(ObjectOnly(value)) = Json::<ObjectOnly<T>>::from_bytes(bytes)?;
         Ok(Self(value))
