@@ -35,6 +35,10 @@ pub enum KeyError {
 #[error("a stored secret could not be decrypted (wrong SECRET_KEY or damaged data)")]
 pub struct UnsealError;
 
+#[derive(Debug, thiserror::Error)]
+#[error("a secret could not be encrypted")]
+pub struct SealError;
+
 /// Where the master key came from, for the start-up log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyOrigin {
@@ -93,17 +97,18 @@ impl Keys {
         &self.check
     }
 
-    pub fn seal_secret(&self, user: &Username, secret: &SecretBytes) -> Vec<u8> {
+    /// The secret encrypted for `user`: version, nonce, ciphertext and tag. (AES-GCM only
+    /// fails for messages of gigabytes; the error is still one, never an empty ciphertext.)
+    pub fn seal_secret(&self, user: &Username, secret: &SecretBytes) -> Result<Vec<u8>, SealError> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::fill(&mut nonce);
         let payload = Payload { msg: secret.expose(), aad: user.as_str().as_bytes() };
-        // AES-GCM encryption cannot fail for messages this small.
-        let ciphertext = self.seal.encrypt(&Nonce::from(nonce), payload).unwrap_or_default();
+        let ciphertext = self.seal.encrypt(&Nonce::from(nonce), payload).map_err(|_| SealError)?;
         let mut out = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
         out.push(SEAL_VERSION);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&ciphertext);
-        out
+        Ok(out)
     }
 
     pub fn open_secret(&self, user: &Username, sealed: &[u8]) -> Result<SecretBytes, UnsealError> {
@@ -190,18 +195,18 @@ mod tests {
     fn sealed_secrets_round_trip_and_are_bound_to_their_user() {
         let keys = Keys::derive(b"a key", KeyOrigin::Configured);
         let secret = SecretBytes::generate();
-        let sealed = keys.seal_secret(&user("dair"), &secret);
+        let sealed = keys.seal_secret(&user("dair"), &secret).unwrap();
         assert!(!sealed.windows(secret.expose().len()).any(|w| w == secret.expose()));
         assert_eq!(keys.open_secret(&user("dair"), &sealed).unwrap(), secret);
         assert!(keys.open_secret(&user("bob"), &sealed).is_err());
         assert!(Keys::derive(b"another key", KeyOrigin::Configured).open_secret(&user("dair"), &sealed).is_err());
-        assert_ne!(sealed, keys.seal_secret(&user("dair"), &secret), "nonces are fresh");
+        assert_ne!(sealed, keys.seal_secret(&user("dair"), &secret).unwrap(), "nonces are fresh");
     }
 
     #[test]
     fn any_flipped_bit_is_detected() {
         let keys = Keys::derive(b"k", KeyOrigin::Configured);
-        let sealed = keys.seal_secret(&user("dair"), &SecretBytes::generate());
+        let sealed = keys.seal_secret(&user("dair"), &SecretBytes::generate()).unwrap();
         for i in 0..sealed.len() * 8 {
             let mut bad = sealed.clone();
             bad[i / 8] ^= 1 << (i % 8);

@@ -11,6 +11,8 @@ use std::fmt;
 pub struct Username(String);
 
 pub const USERNAME_MAX_LEN: usize = 64;
+/// What [`Username::parse`] accepts, as the API documents it (before case folding).
+pub const USERNAME_PATTERN: &str = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$";
 
 impl Username {
     pub fn parse(raw: &str) -> Result<Self, String> {
@@ -110,6 +112,9 @@ impl EmailAddress {
 /// A Telegram chat: a numeric chat id (negative for groups) or a public `@channelname`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TelegramChat(String);
+
+/// What [`TelegramChat::parse`] accepts, as the API documents it.
+pub const TELEGRAM_CHAT_PATTERN: &str = r"^(?:-?[0-9]{1,20}|@[A-Za-z0-9_]{5,32})$";
 
 impl TelegramChat {
     pub fn parse(raw: &str) -> Result<Self, String> {

@@ -15,40 +15,34 @@ use axum::extract::Query;
 use crate::api::admin::{ContactUpdate, CreateUser, Page};
 use crate::api::routes::{RequestOtpBody, VerifyBody};
 use crate::config::{ConfigError, ConfigErrors, EnvMap, Settings, dotenv};
-use crate::domain::Channel;
-use crate::domain::{OtpCode, Username};
-use crate::http::{AppJson, InvalidRequest};
+use crate::domain::{Channel, OtpCode, Username};
+use crate::http::{InvalidRequest, read_json_object as json};
 use crate::notify::Delivery;
-use crate::notify::api::{NotifyError, SendBody, validate};
+use crate::notify::wire::SendRequest;
+pub use crate::users::{ContactChange, NewUser};
 
-pub use crate::api::admin::{ContactChange, NewUser};
-
-fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, InvalidRequest> {
-    AppJson::<T>::from_bytes(bytes).map(|AppJson(v)| v)
-}
-
-/// `POST /verify`, as `server::routes::verify` reads it.
+/// `POST /verify`, as `api::routes::verify` reads it.
 pub fn verify_body(bytes: &[u8]) -> Result<(Username, OtpCode), InvalidRequest> {
     json::<VerifyBody>(bytes)?.validate()
 }
 
-/// `POST /request-otp`, as `server::routes::request_otp` reads it.
+/// `POST /request-otp`, as `api::routes::request_otp` reads it.
 pub fn request_otp_body(bytes: &[u8]) -> Result<(Username, Option<Channel>), InvalidRequest> {
     json::<RequestOtpBody>(bytes)?.validate()
 }
 
-/// `POST /admin/users`, as `server::admin::create_user` reads it.
+/// `POST /admin/users`, as `api::admin::create_user` reads it.
 pub fn create_user_body(bytes: &[u8]) -> Result<NewUser, InvalidRequest> {
     json::<CreateUser>(bytes)?.validate()
 }
 
-/// `PATCH /admin/users/{name}`, as `server::admin::update_user` reads it (before it fills
+/// `PATCH /admin/users/{name}`, as `api::admin::update_user` reads it (before it fills
 /// the absent fields with the user's current values).
 pub fn update_user_body(bytes: &[u8]) -> Result<ContactChange, InvalidRequest> {
     json::<ContactUpdate>(bytes)?.validate()
 }
 
-/// The query of `GET /admin/users`, as `server::admin::list_users` reads it: page size and
+/// The query of `GET /admin/users`, as `api::admin::list_users` reads it: page size and
 /// the name to start after. An error is the 400's detail.
 pub fn list_users_query(query: &str) -> Result<(u32, Option<Username>), String> {
     let uri: axum::http::Uri = format!("/admin/users?{query}").parse().map_err(|e| format!("not a URI: {e}"))?;
@@ -56,14 +50,9 @@ pub fn list_users_query(query: &str) -> Result<(u32, Option<Username>), String> 
     page.validate().map_err(|e| e.detail)
 }
 
-/// `POST /send` of the notification service, through the handler's own `validate`.
+/// `POST /send` of the notification service, through its own `validate`.
 pub fn send_body(bytes: &[u8]) -> Result<Delivery, InvalidRequest> {
-    let body: SendBody = json(bytes)?;
-    validate(body, "MFA notification").map_err(|e| match e {
-        NotifyError::Invalid(invalid) => invalid,
-        // `validate` only ever rejects with `Invalid`; a delivery error here is a bug.
-        NotifyError::Delivery { error, .. } => InvalidRequest::new(format!("BUG: delivery error {}", error.detail)),
-    })
+    json::<SendRequest>(bytes)?.validate("MFA notification")
 }
 
 /// A `.env` file's text as start-up reads it: the dotenv grammar, then the whole `Settings`

@@ -140,9 +140,10 @@ impl Metrics {
         out
     }
 
-    /// The `/metrics` response: OpenMetrics when the scraper asks for it (Prometheus does),
-    /// otherwise labelled as the classic Prometheus text format, which this text also parses as.
-    pub fn response(&self, headers: &axum::http::HeaderMap) -> Response {
+    /// The `/metrics` response with `text` (from [`Self::encode`]): OpenMetrics when the
+    /// scraper asks for it (Prometheus does), otherwise labelled as the classic Prometheus
+    /// text format, which this text also parses as.
+    pub fn response(headers: &axum::http::HeaderMap, text: String) -> Response {
         let wants_openmetrics = headers
             .get(axum::http::header::ACCEPT)
             .and_then(|v| v.to_str().ok())
@@ -152,7 +153,7 @@ impl Metrics {
         } else {
             "text/plain; version=0.0.4; charset=utf-8"
         };
-        ([("content-type", content_type)], self.encode()).into_response()
+        ([("content-type", content_type)], text).into_response()
     }
 }
 

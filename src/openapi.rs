@@ -2,7 +2,8 @@
 //! the routers built with `utoipa_axum` (a route cannot be served without being documented,
 //! nor documented without being served). Each service serves its own at `/openapi.json`.
 //!
-//! The schemas below describe the JSON error bodies; every one has a stable `error` code.
+//! The schemas of the domain types the API carries as strings are stated here, from the
+//! patterns that live next to their parsers.
 
 use std::sync::Arc;
 
@@ -10,8 +11,12 @@ use axum::Json;
 use axum::response::{IntoResponse, Response};
 use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{OpenApi as Document, Server};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::openapi::{OpenApi as Document, RefOr, Server};
+use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
+
+use crate::domain::{TELEGRAM_CHAT_PATTERN, TelegramChat, USERNAME_PATTERN, Username};
+use crate::http::{ErrorBody, ErrorCode};
+use crate::otp::Algorithm;
 
 /// `crate::domain::EmailAddress` as a pattern: a dot-atom local part, `@`, two or more
 /// letter-digit-hyphen labels of at most 63 characters. With [`EMAIL_LOCAL_PATTERN`] (the
@@ -47,61 +52,48 @@ pub fn optional_email_schema() -> Schema {
     email(true)
 }
 
-/// `{"error": "<code>"}`: `unknown_user`, `not_found`, `unauthorized`, `internal_error`, ...
-#[derive(ToSchema)]
-pub struct ErrorBody {
-    #[schema(example = "unknown_user")]
-    pub error: String,
+/// A user name: the schema of [`Username`], which every body and path uses.
+impl PartialSchema for Username {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "1 to 64 characters of `a-z 0-9 . _ - @ +` (case-insensitive), starting with a letter or digit.",
+            ))
+            .pattern(Some(USERNAME_PATTERN))
+            .examples(["dair"])
+            .into()
+    }
 }
 
-/// `{"error": "<code>", "detail": "..."}`: `invalid_request`, `no_delivery_channel`,
-/// `delivery_failed`, `user_exists`, `defined_in_env`, `qr_expired`.
-#[derive(ToSchema)]
-pub struct DetailedError {
-    #[schema(example = "invalid_request")]
-    pub error: String,
-    #[schema(example = "token must be a string of 6 to 8 digits")]
-    pub detail: String,
+impl ToSchema for Username {}
+
+/// A Telegram chat id or `@channel`.
+impl PartialSchema for TelegramChat {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("A Telegram chat id (negative for groups) or a public `@channel`."))
+            .pattern(Some(TELEGRAM_CHAT_PATTERN))
+            .examples(["123456789"])
+            .into()
+    }
 }
 
-/// A 429: `too_many_attempts` (locked out), `resend_too_soon`, `rate_limited`; the same
-/// number of seconds is in the `Retry-After` header.
-#[derive(ToSchema)]
-pub struct RetryLater {
-    #[schema(example = "too_many_attempts")]
-    pub error: String,
-    #[schema(example = 300)]
-    pub retry_after: u64,
+impl ToSchema for TelegramChat {}
+
+/// The HMAC algorithm, spelled exactly so over the API (`OTP_ALGORITHM` is more lenient).
+impl PartialSchema for Algorithm {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some([Algorithm::Sha1, Algorithm::Sha256, Algorithm::Sha512].map(Algorithm::as_str)))
+            .examples(["SHA1"])
+            .into()
+    }
 }
 
-/// `{"valid": true}`
-#[derive(ToSchema)]
-pub struct Valid {
-    #[schema(example = true)]
-    pub valid: bool,
-}
-
-/// `{"valid": false, "error": "invalid_token"}`: a wrong, expired or already used code.
-#[derive(ToSchema)]
-pub struct InvalidToken {
-    #[schema(example = false)]
-    pub valid: bool,
-    #[schema(example = "invalid_token")]
-    pub error: String,
-}
-
-/// `{"error": "delivery_failed", "channel", "detail", "attempts"}` from `/send`.
-#[derive(ToSchema)]
-pub struct DeliveryFailed {
-    #[schema(example = "delivery_failed")]
-    pub error: String,
-    #[schema(example = "email")]
-    pub channel: String,
-    #[schema(example = "SMTP server refused the message (550): 5.1.1 No such user here")]
-    pub detail: String,
-    #[schema(example = 1)]
-    pub attempts: u32,
-}
+impl ToSchema for Algorithm {}
 
 struct BearerSchemes;
 
@@ -127,7 +119,7 @@ impl Modify for BearerSchemes {
                        the admin API (only when ADMIN_TOKEN is set) and /metrics."
     ),
     modifiers(&BearerSchemes),
-    components(schemas(ErrorBody, DetailedError, RetryLater, Valid, InvalidToken))
+    components(schemas(ErrorBody, ErrorCode))
 )]
 pub struct MfaDoc;
 
@@ -135,7 +127,7 @@ pub struct MfaDoc;
 #[openapi(
     info(title = "Notification service", description = "Delivers messages by email (SMTP) and Telegram: /send, /healthcheck, /metrics."),
     modifiers(&BearerSchemes),
-    components(schemas(ErrorBody, DetailedError, DeliveryFailed))
+    components(schemas(ErrorBody, ErrorCode))
 )]
 pub struct NotifierDoc;
 

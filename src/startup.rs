@@ -1,25 +1,30 @@
-//! Wiring shared by every subcommand: open the store, load the keys, check that they
-//! match the database, and bring `.env` users into it.
+//! The one start-up path. `mfa serve`, `mfa server`, `mfa notifier` and the integration
+//! tests all build an [`Application`]: it opens the store, derives the keys, syncs `.env`
+//! users, builds the notifier, the services, metrics and routers, binds, and reports the
+//! bound addresses; [`Application::run_until_stopped`] serves until a signal. The `mfa user`
+//! commands open the same store and keys through [`open_users`].
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{info, warn};
 
+use crate::api::{self, AppState};
 use crate::clock::Clock;
 use crate::config::{DatabaseConfig, Settings, mask_url_password};
-use crate::crypto::{KeyOrigin, Keys};
+use crate::crypto::{KeyError, KeyOrigin, Keys};
+use crate::http::{BoundRouter, open_files_limit, shutdown_signal};
 use crate::metrics::Metrics;
+use crate::notify::api::NotifyState;
 use crate::notify::email::EmailChannel;
 use crate::notify::retry::RetryPolicy;
 use crate::notify::telegram::TelegramChannel;
-use crate::notify::{Channels, FileNotifier, HttpNotifier, Notifier};
-use crate::store::postgres::PgStore;
-use crate::store::sqlite::SqliteStore;
-use crate::store::{KeyCheck, Store, StoreError};
-use crate::users;
-use crate::verify::{MfaService, Policy};
+use crate::notify::{self, Channels, FileNotifier, HttpNotifier, Notifier};
+use crate::store::{self, KeyCheck, Store, StoreError};
+use crate::users::{SyncReport, UserError, UserService};
+use crate::verify::VerifyService;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -28,26 +33,240 @@ pub enum StartupError {
     #[error("cannot open the database {database}: {source}{hint}")]
     Database { database: String, source: StoreError, hint: &'static str },
     #[error("{0}")]
-    Keys(#[from] crate::crypto::KeyError),
+    Keys(#[from] KeyError),
     #[error(
         "the database was encrypted with another key: SECRET_KEY (or FLASK_SECRET_KEY, or data/secret.key) \
          changed since users were enrolled. Restore the old key; a new key cannot read the stored secrets"
     )]
     KeyMismatch,
     #[error("{0}")]
-    Users(#[from] users::EnrollError),
+    Users(UserError),
     #[error("{0}")]
     Notifier(String),
+    #[error("cannot listen on {addr} ({var}): {source}")]
+    Listen { var: &'static str, addr: SocketAddr, source: std::io::Error },
+    #[error("server stopped: {0}")]
+    Stopped(String),
 }
 
-pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, StartupError> {
-    let opened: Result<Arc<dyn Store>, StoreError> = match &settings.database {
-        DatabaseConfig::Sqlite { path } => SqliteStore::open(path).await.map(|s| Arc::new(s) as _),
-        DatabaseConfig::Postgres { url, max_connections, acquire_timeout } => {
-            PgStore::connect(url.expose(), *max_connections, *acquire_timeout).await.map(|s| Arc::new(s) as _)
+impl StartupError {
+    /// Whether the configuration is at fault (rather than the machine): exit code 2.
+    pub fn is_configuration(&self) -> bool {
+        matches!(self, Self::Users(_) | Self::KeyMismatch | Self::Notifier(_))
+    }
+}
+
+/// Which services one process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Services {
+    pub mfa: bool,
+    pub notifier: bool,
+}
+
+impl Services {
+    /// `mfa serve`: both.
+    pub const ALL: Self = Self { mfa: true, notifier: true };
+    /// `mfa server`.
+    pub const MFA: Self = Self { mfa: true, notifier: false };
+    /// `mfa notifier`.
+    pub const NOTIFIER: Self = Self { mfa: false, notifier: true };
+}
+
+/// The MFA server, bound, and what stays reachable of it while it serves.
+struct MfaServer {
+    router: BoundRouter,
+    addr: SocketAddr,
+    users: UserService,
+    store: Arc<dyn Store>,
+}
+
+/// The services of one process, bound and ready to serve.
+pub struct Application {
+    mfa: Option<MfaServer>,
+    notifier: Option<(BoundRouter, SocketAddr)>,
+}
+
+impl Application {
+    /// Everything `mfa serve` runs: the MFA server and the notification service.
+    pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
+        Self::build_services(settings, clock, Services::ALL).await
+    }
+
+    /// Only the services asked for.
+    pub async fn build_services(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+        services: Services,
+    ) -> Result<Self, StartupError> {
+        let settings = Arc::new(settings);
+        warn_about_open_files(&settings, services);
+        let notifier = if services.notifier { Some(bind_notifier(&settings).await?) } else { None };
+        let mfa = if services.mfa {
+            Some(bind_mfa(&settings, clock, notifier.as_ref().map(|(_, addr)| *addr)).await?)
+        } else {
+            None
+        };
+        Ok(Self { mfa, notifier })
+    }
+
+    /// Where the MFA server listens, when it runs.
+    pub fn mfa_addr(&self) -> Option<SocketAddr> {
+        self.mfa.as_ref().map(|m| m.addr)
+    }
+
+    /// Where the notification service listens, when it runs.
+    pub fn notifier_addr(&self) -> Option<SocketAddr> {
+        self.notifier.as_ref().map(|(_, addr)| *addr)
+    }
+
+    /// The user administration of the MFA server's database, when it runs.
+    pub fn users(&self) -> Option<UserService> {
+        self.mfa.as_ref().map(|m| m.users.clone())
+    }
+
+    /// Serves until SIGINT or SIGTERM, then finishes the requests in flight.
+    pub async fn run_until_stopped(self) -> Result<(), StartupError> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `stop` completes (or one service fails, which stops the other too),
+    /// lets the requests in flight finish, and closes the database.
+    pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> Result<(), StartupError> {
+        let (stopping, stopped) = tokio::sync::watch::channel(false);
+        let stopping = Arc::new(stopping);
+        let until_stopped = move || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }
+        };
+        let mut servers = tokio::task::JoinSet::new();
+        if let Some((router, _)) = self.notifier {
+            servers.spawn(router.run_until(until_stopped()));
         }
+        let store = self.mfa.map(|mfa| {
+            servers.spawn(mfa.router.run_until(until_stopped()));
+            mfa.store
+        });
+        let on_stop = stopping.clone();
+        tokio::spawn(async move {
+            stop.await;
+            let _ = on_stop.send(true);
+        });
+        let mut outcome = Ok(());
+        while let Some(finished) = servers.join_next().await {
+            let result = finished.map_err(|e| e.to_string()).and_then(|served| served.map_err(|e| e.to_string()));
+            if let Err(e) = result {
+                let _ = stopping.send(true); // one server failed: stop the other too
+                outcome = Err(StartupError::Stopped(e));
+            }
+        }
+        if let Some(store) = store {
+            store.close().await;
+        }
+        info!("stopped");
+        outcome
+    }
+}
+
+/// Opens the database and the keys as the MFA server does (checking that they match, and
+/// bringing `.env` users into the database), for the `mfa user` commands.
+pub async fn open_users(settings: Arc<Settings>, clock: Arc<dyn Clock>) -> Result<UserService, StartupError> {
+    Ok(open_data(settings, clock).await?.1)
+}
+
+/// The store, the keys and the user administration over them, with `.env` users synced.
+async fn open_data(
+    settings: Arc<Settings>,
+    clock: Arc<dyn Clock>,
+) -> Result<(Arc<dyn Store>, UserService, Arc<Keys>), StartupError> {
+    let store = store::open(&settings.database).await.map_err(|e| database_error(&settings, e))?;
+    let keys = Keys::load(settings.secret_key.as_ref().map(|k| k.expose()), &settings.key_file())?;
+    if keys.origin == KeyOrigin::GeneratedFile {
+        warn!(
+            key_file = %settings.key_file().display(),
+            "no SECRET_KEY set: generated a random key file to encrypt TOTP secrets; back it up with the \
+             database, or set SECRET_KEY"
+        );
+    }
+    if store.check_key(keys.check_value()).await.map_err(|e| database_error(&settings, e))? == KeyCheck::Mismatch {
+        return Err(StartupError::KeyMismatch);
+    }
+    let keys = Arc::new(keys);
+    let users = UserService::new(store.clone(), keys.clone(), settings.clone(), clock);
+    let report = users.sync_env_users().await.map_err(|e| match e {
+        UserError::Store(e) => database_error(&settings, e),
+        other => StartupError::Users(other),
+    })?;
+    if report != SyncReport::default() {
+        info!(added = ?report.added, updated = ?report.updated, removed = ?report.removed, "synced users from the environment");
+    }
+    Ok((store, users, keys))
+}
+
+async fn bind_mfa(
+    settings: &Arc<Settings>,
+    clock: Arc<dyn Clock>,
+    notifier_addr: Option<SocketAddr>,
+) -> Result<MfaServer, StartupError> {
+    let notifier = mfa_notifier(settings, notifier_addr)?;
+    info!(notifier = notifier.name(), "codes from /request-otp are delivered by the {} notifier", notifier.name());
+    let (store, users, keys) = open_data(settings.clone(), clock.clone()).await?;
+    let enrolled = users.count().await.map_err(StartupError::Users)?;
+    let verify = VerifyService::new(store.clone(), notifier, clock, keys, settings.clone(), Arc::new(Metrics::mfa()));
+    let state = AppState::new(verify, users.clone(), settings.clone());
+    let router = BoundRouter::bind(settings.bind, api::router(state))
+        .await
+        .map_err(|source| StartupError::Listen { var: "MFA_BIND", addr: settings.bind, source })?
+        .with_limits(settings.http);
+    let addr = local_addr(&router, "MFA_BIND", settings.bind)?;
+    info!(address = %addr, "MFA server listening on http://{addr}");
+    info!(
+        users = enrolled,
+        "{enrolled} user(s) enrolled; enroll one with `mfa user add NAME --email ADDRESS` \
+         (or `cargo run --release -- user add NAME --email ADDRESS`), then scan its QR code"
+    );
+    Ok(MfaServer { router, addr, users, store })
+}
+
+async fn bind_notifier(settings: &Settings) -> Result<(BoundRouter, SocketAddr), StartupError> {
+    let n = &settings.notification;
+    let channels = channels(settings)?;
+    info!(email = channels.email.is_some(), telegram = channels.telegram.is_some(), "notification channels");
+    if n.api_token.is_none() {
+        warn!("NOTIFY_API_TOKEN is not set: /send accepts any caller that can reach {}", n.bind);
+    }
+    let state = NotifyState {
+        channels: Arc::new(channels),
+        api_token: n.api_token.clone(),
+        default_subject: format!("{} notification", settings.issuer),
+        metrics: Arc::new(Metrics::notifier()),
     };
-    opened.map_err(|e| database_error(settings, e))
+    let router = BoundRouter::bind(n.bind, notify::api::router(state, n.bind))
+        .await
+        .map_err(|source| StartupError::Listen { var: "NOTIFY_BIND", addr: n.bind, source })?
+        .with_limits(settings.http);
+    let addr = local_addr(&router, "NOTIFY_BIND", n.bind)?;
+    info!(address = %addr, "notification service listening on http://{addr}");
+    Ok((router, addr))
+}
+
+fn local_addr(router: &BoundRouter, var: &'static str, addr: SocketAddr) -> Result<SocketAddr, StartupError> {
+    router.local_addr().map_err(|source| StartupError::Listen { var, addr, source })
+}
+
+/// Past the open-files limit new connections fail instead of waiting: say so at start-up.
+fn warn_about_open_files(settings: &Settings, run: Services) {
+    let services = u64::from(run.mfa) + u64::from(run.notifier);
+    let needed = services * settings.http.max_connections as u64 + 128;
+    if let Some(limit) = open_files_limit().filter(|limit| *limit < needed) {
+        warn!(
+            "the open-files limit (ulimit -n) is {limit}, below the {needed} that HTTP_MAX_CONNECTIONS={} needs \
+             for {services} service(s): past it new connections fail instead of waiting; raise the limit \
+             (LimitNOFILE= in systemd, --ulimit nofile= in Docker) or lower HTTP_MAX_CONNECTIONS",
+            settings.http.max_connections
+        );
+    }
 }
 
 /// A start-up failure of the database, naming it (password masked) and, when the storage
@@ -79,7 +298,7 @@ fn notification_timeout(settings: &Settings) -> Duration {
 /// The MFA server's way to send codes: the notification service when a channel is configured
 /// or `NOTIFICATION_URL` is set (at `service_addr` when it runs in this process and no URL
 /// was given), otherwise the file notifier.
-pub fn mfa_notifier(settings: &Settings, service_addr: Option<SocketAddr>) -> Result<Arc<dyn Notifier>, StartupError> {
+fn mfa_notifier(settings: &Settings, service_addr: Option<SocketAddr>) -> Result<Arc<dyn Notifier>, StartupError> {
     let n = &settings.notification;
     if n.url.is_none() && !n.any_channel() {
         return Ok(Arc::new(FileNotifier::new(settings.notifications_log())));
@@ -95,44 +314,9 @@ pub fn mfa_notifier(settings: &Settings, service_addr: Option<SocketAddr>) -> Re
 }
 
 /// The notification service's channels, built once (the SMTP pool lives in them).
-pub fn channels(settings: &Settings) -> Result<Channels, StartupError> {
+fn channels(settings: &Settings) -> Result<Channels, StartupError> {
     let n = &settings.notification;
     let email = n.email.as_ref().map(|e| EmailChannel::new(e, n.retry_base)).transpose();
     let telegram = n.telegram.as_ref().map(|t| TelegramChannel::new(t, n.retry_base)).transpose();
     Ok(Channels { email: email.map_err(StartupError::Notifier)?, telegram: telegram.map_err(StartupError::Notifier)? })
-}
-
-/// Opens everything the MFA logic needs and syncs `.env` users.
-pub async fn open_service(
-    settings: &Settings,
-    clock: Arc<dyn Clock>,
-    notifier: Arc<dyn Notifier>,
-) -> Result<MfaService, StartupError> {
-    let store = open_store(settings).await?;
-    let keys = Keys::load(settings.secret_key.as_ref().map(|k| k.expose()), &settings.key_file())?;
-    if keys.origin == KeyOrigin::GeneratedFile {
-        warn!(
-            key_file = %settings.key_file().display(),
-            "no SECRET_KEY set: generated a random key file to encrypt TOTP secrets; back it up with the \
-             database, or set SECRET_KEY"
-        );
-    }
-    if store.check_key(keys.check_value()).await.map_err(|e| database_error(settings, e))? == KeyCheck::Mismatch {
-        return Err(StartupError::KeyMismatch);
-    }
-    let report = users::sync_env_users(store.as_ref(), &keys, settings, clock.now()).await.map_err(|e| match e {
-        users::EnrollError::Store(e) => database_error(settings, e),
-        other => StartupError::Users(other),
-    })?;
-    if report != users::SyncReport::default() {
-        info!(added = ?report.added, updated = ?report.updated, removed = ?report.removed, "synced users from the environment");
-    }
-    Ok(MfaService {
-        store,
-        notifier,
-        clock,
-        keys: Arc::new(keys),
-        policy: Arc::new(Policy::from(settings)),
-        metrics: Arc::new(Metrics::mfa()),
-    })
 }

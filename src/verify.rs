@@ -13,19 +13,17 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 use crate::clock::Clock;
-use crate::config::{MessageTemplate, Settings};
+use crate::config::Settings;
 use crate::crypto::Keys;
-use crate::domain::Channel;
-use crate::domain::{OtpCode, Username};
-use crate::lockout::LockoutPolicy;
+use crate::domain::{Channel, OtpCode, Username};
 use crate::metrics::Metrics;
 use crate::notify::{Delivery, Notifier};
 use crate::otp;
 use crate::store::{PutCode, Store, StoreError, UserRecord};
 
-/// Why a request could not be served. `crate::api::error` maps each to a response.
+/// Why a code could not be sent or checked. `crate::api::error` answers each.
 #[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
+pub enum VerifyError {
     #[error("unknown user")]
     UnknownUser,
     #[error("too many failed attempts; locked for {retry_after} s")]
@@ -38,16 +36,10 @@ pub enum ServiceError {
     DeliveryFailed(String),
     #[error("wrong, expired or already used code")]
     InvalidToken,
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
+    #[error("{0}")]
+    Store(#[from] StoreError),
     #[error("internal error: {0}")]
     Internal(String),
-}
-
-impl From<StoreError> for ServiceError {
-    fn from(e: StoreError) -> Self {
-        if e.is_unavailable() { Self::Unavailable(e.to_string()) } else { Self::Internal(e.to_string()) }
-    }
 }
 
 /// How a code was accepted.
@@ -65,56 +57,77 @@ pub struct CodeSent {
     pub expires_in: u64,
 }
 
-/// Tuning that the service needs from [`Settings`].
-#[derive(Debug, Clone)]
-pub struct Policy {
-    pub valid_window: u16,
-    pub lockout: LockoutPolicy,
-    pub resend_seconds: u64,
-    pub code_ttl_seconds: u64,
-    pub issuer: String,
-    pub message_template: MessageTemplate,
+/// What `/healthcheck` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    pub database_reachable: bool,
+    /// Which notifier sends codes (`file` or `notification-service`).
+    pub notifier: &'static str,
+    /// The server's clock: a skewed one is the usual cause of "my code is always invalid".
+    pub time: u64,
 }
 
-impl From<&Settings> for Policy {
-    fn from(s: &Settings) -> Self {
-        Self {
-            valid_window: s.valid_window,
-            lockout: s.lockout,
-            resend_seconds: s.resend_seconds,
-            code_ttl_seconds: s.code_ttl_seconds,
-            issuer: s.issuer.clone(),
-            message_template: s.message_template.clone(),
-        }
-    }
-}
-
+/// Sending codes and checking them. Cheap to clone: every field is shared.
 #[derive(Clone)]
-pub struct MfaService {
-    pub store: Arc<dyn Store>,
-    pub notifier: Arc<dyn Notifier>,
-    pub clock: Arc<dyn Clock>,
-    pub keys: Arc<Keys>,
-    /// Behind an `Arc`: axum clones the state for every request.
-    pub policy: Arc<Policy>,
-    pub metrics: Arc<Metrics>,
+pub struct VerifyService {
+    store: Arc<dyn Store>,
+    notifier: Arc<dyn Notifier>,
+    clock: Arc<dyn Clock>,
+    keys: Arc<Keys>,
+    settings: Arc<Settings>,
+    metrics: Arc<Metrics>,
 }
 
 /// Compare-and-swap retries before giving up; only reached under extreme contention.
 const MAX_CAS_ROUNDS: usize = 64;
 
-impl MfaService {
-    async fn find_user(&self, username: &Username) -> Result<UserRecord, ServiceError> {
-        self.store.user(username).await?.ok_or(ServiceError::UnknownUser)
+impl VerifyService {
+    pub fn new(
+        store: Arc<dyn Store>,
+        notifier: Arc<dyn Notifier>,
+        clock: Arc<dyn Clock>,
+        keys: Arc<Keys>,
+        settings: Arc<Settings>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self { store, notifier, clock, keys, settings, metrics }
+    }
+
+    /// The MFA server's metrics, which the HTTP layer records requests in too.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Whether the database answers, and what else `/healthcheck` shows.
+    pub async fn health(&self) -> Health {
+        let database_reachable = match self.store.ping().await {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(error = %e, "health check: database unreachable");
+                false
+            }
+        };
+        Health { database_reachable, notifier: self.notifier.name(), time: self.clock.now() }
+    }
+
+    /// The metrics in the Prometheus text format, with the database connections read now.
+    pub fn metrics_text(&self) -> String {
+        let (open, idle) = self.store.pool_stats();
+        self.metrics.set_pool(open, idle);
+        self.metrics.encode()
+    }
+
+    async fn find_user(&self, username: &Username) -> Result<UserRecord, VerifyError> {
+        self.store.user(username).await?.ok_or(VerifyError::UnknownUser)
     }
 
     /// Generates a fresh code, stores its hash and delivers it, in parallel, on every channel
     /// the user has (or only on `only`). Succeeds if at least one channel delivered it.
-    pub async fn request_otp(&self, username: &Username, only: Option<Channel>) -> Result<CodeSent, ServiceError> {
+    pub async fn request_otp(&self, username: &Username, only: Option<Channel>) -> Result<CodeSent, VerifyError> {
         let user = self.find_user(username).await?;
         let now = self.clock.now();
-        if let Some(retry_after) = self.policy.lockout.locked_for(user.lock, now) {
-            return Err(ServiceError::TooManyAttempts { retry_after });
+        if let Some(retry_after) = self.settings.lockout.locked_for(user.lock, now) {
+            return Err(VerifyError::TooManyAttempts { retry_after });
         }
         let recipients: Vec<(Channel, String)> = [
             user.profile.email.clone().map(|e| (Channel::Email, e)),
@@ -125,22 +138,22 @@ impl MfaService {
         .filter(|(channel, _)| only.is_none_or(|o| o == *channel))
         .collect();
         if recipients.is_empty() {
-            return Err(ServiceError::NoDeliveryChannel(match only {
+            return Err(VerifyError::NoDeliveryChannel(match only {
                 Some(channel) => format!("the user has no {channel} address or chat"),
                 None => "the user has no email address or Telegram id to send a code to".into(),
             }));
         }
 
-        let ttl = self.policy.code_ttl_seconds;
+        let ttl = self.settings.code_ttl_seconds;
         let code = otp::random_code(user.profile.params.digits);
         let hash = self.keys.hash_code(username, &code);
-        match self.store.put_sent_code(username, &hash, now, now + ttl, self.policy.resend_seconds).await? {
+        match self.store.put_sent_code(username, &hash, now, now + ttl, self.settings.resend_seconds).await? {
             PutCode::Stored => {}
-            PutCode::TooSoon { retry_after } => return Err(ServiceError::ResendTooSoon { retry_after }),
+            PutCode::TooSoon { retry_after } => return Err(VerifyError::ResendTooSoon { retry_after }),
         }
 
-        let message = self.policy.message_template.render(&code, ttl, &self.policy.issuer, username.as_str());
-        let subject = format!("{} verification code", self.policy.issuer);
+        let message = self.settings.message_template.render(&code, ttl, &self.settings.issuer, username.as_str());
+        let subject = format!("{} verification code", self.settings.issuer);
         let mut tasks = tokio::task::JoinSet::new();
         for (channel, recipient) in recipients {
             let delivery = Delivery { channel, recipient, subject: subject.clone(), message: message.clone() };
@@ -168,7 +181,7 @@ impl MfaService {
             // Nothing went out: forget the code so the user may ask again at once.
             self.store.delete_sent_code(username).await?;
             failures.sort();
-            return Err(ServiceError::DeliveryFailed(failures.join("; ")));
+            return Err(VerifyError::DeliveryFailed(failures.join("; ")));
         }
         info!(event = "otp_sent", channels = ?delivered, expires_in = ttl);
         Ok(CodeSent { channels: delivered, expires_in: ttl })
@@ -176,21 +189,21 @@ impl MfaService {
 
     /// Checks a code of either kind; parallel guesses cannot outrun the lockout (see below).
     /// A right app code costs one write; any other code one write to count the failure.
-    pub async fn verify(&self, username: &Username, code: &OtpCode) -> Result<Accepted, ServiceError> {
+    pub async fn verify(&self, username: &Username, code: &OtpCode) -> Result<Accepted, VerifyError> {
         let mut user = self.find_user(username).await?;
         let now = self.clock.now();
-        let policy = self.policy.lockout;
+        let policy = self.settings.lockout;
         if let Some(retry_after) = policy.locked_for(user.lock, now) {
             // Refused before any cryptography: this is the path an attacker hammers.
             info!(event = "verify", outcome = "locked", retry_after);
             self.metrics.verification("locked");
-            return Err(ServiceError::TooManyAttempts { retry_after });
+            return Err(VerifyError::TooManyAttempts { retry_after });
         }
         let secret = self
             .keys
             .open_secret(username, &user.profile.sealed_secret)
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
-        let totp_step = otp::matching_step(&secret, user.profile.params, code, now, self.policy.valid_window);
+            .map_err(|e| VerifyError::Internal(e.to_string()))?;
+        let totp_step = otp::matching_step(&secret, user.profile.params, code, now, self.settings.valid_window);
 
         // Every outcome is a compare-and-swap on the lockout state read with the user: an
         // accepted code swaps it to "no failures", any other code swaps in one more failure.
@@ -204,7 +217,7 @@ impl MfaService {
             let next = policy.charge(state, now).map_err(|retry_after| {
                 info!(event = "verify", outcome = "locked", retry_after);
                 self.metrics.verification("locked");
-                ServiceError::TooManyAttempts { retry_after }
+                VerifyError::TooManyAttempts { retry_after }
             })?;
             if let Some(step) = totp_step.filter(|_| !replayed) {
                 if self.store.accept_totp_step(username, step, state).await? {
@@ -233,7 +246,7 @@ impl MfaService {
             }
             user = self.find_user(username).await?;
         }
-        let charged = charged.ok_or_else(|| ServiceError::Internal("lockout state kept changing".into()))?;
+        let charged = charged.ok_or_else(|| VerifyError::Internal("lockout state kept changing".into()))?;
 
         let hash = self.keys.hash_code(username, code.as_str());
         // The sent code came with the user's row: a wrong code (the usual case, and every
@@ -262,6 +275,6 @@ impl MfaService {
                 "user locked out after repeated failures"
             );
         }
-        Err(ServiceError::InvalidToken)
+        Err(VerifyError::InvalidToken)
     }
 }

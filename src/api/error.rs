@@ -1,82 +1,112 @@
-//! The one place that turns MFA failures into HTTP statuses and JSON error bodies.
+//! The one place that turns the MFA server's failures into HTTP statuses and error bodies.
 //!
-//! Every error body has a stable machine-readable `error` code. Internal failures answer
-//! `internal_error` without details; the details go to the log.
+//! Internal failures answer `internal_error` without details; the details go to the log.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
-use crate::http::{InvalidRequest, json_error, json_error_retry_after};
-use crate::verify::ServiceError;
+use crate::http::{ErrorBody, ErrorCode, HttpFault, InvalidRequest};
+use crate::users::UserError;
+use crate::verify::VerifyError;
+
+/// Seconds a client is asked to wait when the database cannot be used.
+pub const DATABASE_RETRY_AFTER_SECONDS: u64 = 5;
 
 #[derive(Debug)]
 pub enum ApiError {
-    /// Malformed input: 400, or 413/415 for an oversized body or a wrong content type.
-    InvalidRequest(InvalidRequest),
+    Http(HttpFault),
+    /// No valid `MFA_API_KEYS` key, or no valid `ADMIN_TOKEN`.
+    Unauthorized,
     RateLimited {
         retry_after: u64,
     },
-    Service(ServiceError),
+    Verify(VerifyError),
+    User(UserError),
+}
+
+impl From<HttpFault> for ApiError {
+    fn from(e: HttpFault) -> Self {
+        Self::Http(e)
+    }
 }
 
 impl From<InvalidRequest> for ApiError {
     fn from(e: InvalidRequest) -> Self {
-        Self::InvalidRequest(e)
+        Self::Http(HttpFault::Invalid(e))
     }
 }
 
-impl From<ServiceError> for ApiError {
-    fn from(e: ServiceError) -> Self {
-        Self::Service(e)
+impl From<VerifyError> for ApiError {
+    fn from(e: VerifyError) -> Self {
+        Self::Verify(e)
+    }
+}
+
+impl From<UserError> for ApiError {
+    fn from(e: UserError) -> Self {
+        Self::User(e)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let plain = json_error;
-        match self {
-            Self::InvalidRequest(e) => e.into_response(),
-            Self::RateLimited { retry_after } => json_error_retry_after(
-                StatusCode::TOO_MANY_REQUESTS,
-                json!({"error": "rate_limited", "retry_after": retry_after}),
-                retry_after,
-            ),
-            Self::Service(e) => match e {
-                ServiceError::UnknownUser => plain(StatusCode::NOT_FOUND, json!({"error": "unknown_user"})),
-                ServiceError::InvalidToken => {
-                    plain(StatusCode::UNAUTHORIZED, json!({"valid": false, "error": "invalid_token"}))
-                }
-                ServiceError::TooManyAttempts { retry_after } => json_error_retry_after(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    json!({"error": "too_many_attempts", "retry_after": retry_after}),
-                    retry_after,
-                ),
-                ServiceError::ResendTooSoon { retry_after } => json_error_retry_after(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    json!({"error": "resend_too_soon", "retry_after": retry_after}),
-                    retry_after,
-                ),
-                ServiceError::NoDeliveryChannel(_) => plain(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    json!({"error": "no_delivery_channel", "detail": e.to_string()}),
-                ),
-                ServiceError::DeliveryFailed(_) => {
-                    plain(StatusCode::BAD_GATEWAY, json!({"error": "delivery_failed", "detail": e.to_string()}))
-                }
-                ServiceError::Unavailable(detail) => {
-                    tracing::error!(error = %detail, "database unavailable");
-                    json_error_retry_after(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        json!({"error": "database_unavailable", "retry_after": 5}),
-                        5,
-                    )
-                }
-                ServiceError::Internal(detail) => {
+        use ErrorCode as Code;
+        let detail = match &self {
+            Self::Verify(e) => e.to_string(),
+            Self::User(e) => e.to_string(),
+            _ => String::new(),
+        };
+        let (status, body) = match self {
+            Self::Http(HttpFault::Invalid(e)) => (e.status, ErrorBody::new(Code::InvalidRequest).detail(e.detail)),
+            Self::Http(HttpFault::NoRoute) => (StatusCode::NOT_FOUND, ErrorBody::new(Code::NotFound)),
+            Self::Http(HttpFault::WrongMethod) => {
+                (StatusCode::METHOD_NOT_ALLOWED, ErrorBody::new(Code::MethodNotAllowed))
+            }
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, ErrorBody::new(Code::Unauthorized)),
+            Self::RateLimited { retry_after } => {
+                (StatusCode::TOO_MANY_REQUESTS, ErrorBody::new(Code::RateLimited).retry_after(retry_after))
+            }
+            Self::Verify(VerifyError::UnknownUser) | Self::User(UserError::NotFound(_)) => {
+                (StatusCode::NOT_FOUND, ErrorBody::new(Code::UnknownUser))
+            }
+            Self::Verify(VerifyError::InvalidToken) => {
+                (StatusCode::UNAUTHORIZED, ErrorBody { valid: Some(false), ..ErrorBody::new(Code::InvalidToken) })
+            }
+            Self::Verify(VerifyError::TooManyAttempts { retry_after }) => {
+                (StatusCode::TOO_MANY_REQUESTS, ErrorBody::new(Code::TooManyAttempts).retry_after(retry_after))
+            }
+            Self::Verify(VerifyError::ResendTooSoon { retry_after }) => {
+                (StatusCode::TOO_MANY_REQUESTS, ErrorBody::new(Code::ResendTooSoon).retry_after(retry_after))
+            }
+            Self::Verify(VerifyError::NoDeliveryChannel(_)) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, ErrorBody::new(Code::NoDeliveryChannel).detail(detail))
+            }
+            Self::Verify(VerifyError::DeliveryFailed(_)) => {
+                (StatusCode::BAD_GATEWAY, ErrorBody::new(Code::DeliveryFailed).detail(detail))
+            }
+            Self::User(UserError::Exists(_)) => (StatusCode::CONFLICT, ErrorBody::new(Code::UserExists).detail(detail)),
+            Self::User(UserError::DefinedInEnv { .. }) => {
+                (StatusCode::CONFLICT, ErrorBody::new(Code::DefinedInEnv).detail(detail))
+            }
+            Self::User(UserError::QrExpired) => (StatusCode::GONE, ErrorBody::new(Code::QrExpired).detail(detail)),
+            Self::Verify(VerifyError::Store(e)) | Self::User(UserError::Store(e)) if e.is_unavailable() => {
+                tracing::error!(error = %e, "database unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorBody::new(Code::DatabaseUnavailable).retry_after(DATABASE_RETRY_AFTER_SECONDS),
+                )
+            }
+            Self::Http(HttpFault::Panicked)
+            | Self::Verify(VerifyError::Store(_) | VerifyError::Internal(_))
+            | Self::User(
+                UserError::Store(_) | UserError::Internal(_) | UserError::Conflict { .. } | UserError::Invalid(_),
+            ) => {
+                if !detail.is_empty() {
                     tracing::error!(error = %detail, "request failed");
-                    plain(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "internal_error"}))
                 }
-            },
-        }
+                (StatusCode::INTERNAL_SERVER_ERROR, ErrorBody::new(Code::InternalError))
+            }
+        };
+        body.respond(status)
     }
 }

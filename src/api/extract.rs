@@ -4,10 +4,10 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use axum::response::{IntoResponse, Response};
 
-use super::{AppState, rate_limit};
-use crate::http::{has_bearer, unauthorized};
+use super::AppState;
+use super::error::ApiError;
+use crate::http::has_bearer;
 
 /// A caller let through to `/verify` or `/request-otp`, with its IP (as [`ClientIp`]). The
 /// API key is checked first (a caller without one must not spend a client's quota), then
@@ -17,15 +17,16 @@ use crate::http::{has_bearer, unauthorized};
 pub struct Admitted(pub IpAddr);
 
 impl FromRequestParts<AppState> for Admitted {
-    type Rejection = Response;
+    type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        if !state.api_keys.is_empty() && !has_bearer(&parts.headers, &state.api_keys) {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let keys = &state.settings.api_keys;
+        if !keys.is_empty() && !has_bearer(&parts.headers, keys) {
             tracing::warn!(event = "unauthorized", path = %parts.uri.path(), "request without a valid MFA API key");
-            return Err(unauthorized());
+            return Err(ApiError::Unauthorized);
         }
-        let ip = client_ip(&parts.extensions, &parts.headers, &state.trusted_proxies);
-        rate_limit::check(state, ip).map_err(IntoResponse::into_response)?;
+        let ip = client_ip(&parts.extensions, &parts.headers, &state.settings.trusted_proxies);
+        super::rate_limit::check(state, ip)?;
         Ok(Self(ip))
     }
 }
@@ -64,6 +65,6 @@ impl FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        Ok(Self(client_ip(&parts.extensions, &parts.headers, &state.trusted_proxies)))
+        Ok(Self(client_ip(&parts.extensions, &parts.headers, &state.settings.trusted_proxies)))
     }
 }

@@ -1,4 +1,5 @@
-//! The MFA server over HTTP: its routes and the per-IP rate limit.
+//! The MFA server's HTTP API: `/verify`, `/request-otp`, `/healthcheck`, `/metrics`,
+//! `/openapi.json`, and the admin API under `/admin/`.
 
 pub mod admin;
 pub mod error;
@@ -6,7 +7,6 @@ pub mod extract;
 pub mod rate_limit;
 pub mod routes;
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -15,28 +15,37 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::config::{Sensitive, Settings};
-use crate::http::{BoundServer, with_common_layers};
+use crate::config::Settings;
+use crate::http::{ServiceState, with_common_layers};
 use crate::openapi;
-use crate::verify::MfaService;
+use crate::users::UserService;
+use crate::verify::VerifyService;
+use error::ApiError;
 use rate_limit::IpRateLimiter;
 
 /// Request bodies are a few dozen bytes; anything past this is refused with 413.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// The handlers' shared state, behind one `Arc`: axum clones the state for every handler
-/// and middleware layer of every request, and one reference count is much cheaper than a
-/// dozen (the CPU profile in docs/BENCHMARKS.md showed those clones and drops at ~10%).
+/// and layer of every request, and one reference count costs less than a dozen
+/// (docs/BENCHMARKS.md, finding 5).
 #[derive(Clone)]
 pub struct AppState(Arc<SharedState>);
 
 pub struct SharedState {
-    pub service: MfaService,
+    pub verify: VerifyService,
+    pub users: UserService,
     pub limiter: Arc<IpRateLimiter>,
-    pub trusted_proxies: Vec<IpAddr>,
-    /// `MFA_API_KEYS`: when not empty, `/request-otp` and `/verify` need one as a bearer token.
-    pub api_keys: Vec<Sensitive>,
+    /// `TRUSTED_PROXIES`, `MFA_API_KEYS`, `ADMIN_TOKEN` and `MFA_BIND`.
     pub settings: Arc<Settings>,
+}
+
+impl AppState {
+    pub fn new(verify: VerifyService, users: UserService, settings: Arc<Settings>) -> Self {
+        let limiter = Arc::new(IpRateLimiter::new(&settings.rate_limits));
+        limiter.spawn_pruner();
+        Self(Arc::new(SharedState { verify, users, limiter, settings }))
+    }
 }
 
 impl std::ops::Deref for AppState {
@@ -45,6 +54,10 @@ impl std::ops::Deref for AppState {
     fn deref(&self) -> &SharedState {
         &self.0
     }
+}
+
+impl ServiceState for AppState {
+    type Error = ApiError;
 }
 
 pub fn router(state: AppState) -> Router {
@@ -65,23 +78,6 @@ pub fn router(state: AppState) -> Router {
     if state.settings.admin_token.is_some() {
         routes = routes.merge(admin_routes);
     }
-    let metrics = state.service.metrics.clone();
-    with_common_layers(routes.with_state(state), "mfa", MAX_BODY_BYTES, metrics)
-}
-
-/// Binds `settings.bind` (port 0 picks a free port) with the MFA server's routes.
-pub async fn bind(settings: &Settings, service: MfaService) -> std::io::Result<BoundServer> {
-    let store = service.store.clone();
-    let limiter = Arc::new(IpRateLimiter::new(&settings.rate_limits));
-    limiter.spawn_pruner();
-    let state = AppState(Arc::new(SharedState {
-        service,
-        limiter,
-        trusted_proxies: settings.trusted_proxies.clone(),
-        api_keys: settings.api_keys.clone(),
-        settings: Arc::new(settings.clone()),
-    }));
-    let server = BoundServer::bind(settings.bind, router(state)).await?.with_limits(settings.http);
-    store.watch_load(server.open_connections());
-    Ok(server)
+    let metrics = state.verify.metrics().clone();
+    with_common_layers(routes, state, "mfa", MAX_BODY_BYTES, metrics)
 }

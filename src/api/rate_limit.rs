@@ -73,7 +73,7 @@ impl IpRateLimiter {
 pub fn check(state: &AppState, ip: IpAddr) -> Result<(), ApiError> {
     state.limiter.check(ip).map_err(|retry_after| {
         tracing::info!(event = "rate_limited", client_ip = %ip, retry_after);
-        state.service.metrics.rate_limited();
+        state.verify.metrics().rate_limited();
         ApiError::RateLimited { retry_after }
     })
 }

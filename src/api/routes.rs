@@ -5,21 +5,18 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tracing::Instrument;
 
 use super::AppState;
 use super::error::ApiError;
 use super::extract::Admitted;
-use crate::domain::Channel;
-use crate::domain::{OtpCode, Username};
-use crate::http::{AppJson, InvalidRequest};
-use crate::openapi::{DetailedError, ErrorBody, InvalidToken, RetryLater, Valid};
+use crate::domain::{Channel, OtpCode, Username};
+use crate::http::{AppJson, ErrorBody, InvalidRequest};
+use crate::metrics::Metrics;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct RequestOtpBody {
-    /// 1 to 64 characters of `a-z 0-9 . _ - @ +` (case-insensitive), starting with a letter or digit.
-    #[schema(example = "dair", pattern = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")]
+    #[schema(value_type = Username)]
     pub username: String,
     /// Only this channel; all of the user's channels when absent.
     #[serde(default)]
@@ -29,20 +26,45 @@ pub struct RequestOtpBody {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct VerifyBody {
-    /// 1 to 64 characters of `a-z 0-9 . _ - @ +` (case-insensitive), starting with a letter or digit.
-    #[schema(example = "dair", pattern = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")]
+    #[schema(value_type = Username)]
     pub username: String,
     /// 6 to 8 digits; spaces are ignored.
     #[schema(example = "123456", pattern = "^ *(?:[0-9] *){6,8}$")]
     pub token: String,
 }
 
+/// A code was sent: on which channels, and for how long it is valid.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct RequestOtpResponse {
+pub struct RequestOtpReply {
     #[schema(example = "sent")]
     pub status: &'static str,
     pub channels: Vec<Channel>,
+    /// Seconds until the code expires.
     pub expires_in: u64,
+}
+
+/// The code was right.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VerifyReply {
+    #[schema(example = true)]
+    pub valid: bool,
+}
+
+/// The server and its database. Fields are declared in the order they go on the wire.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HealthReport {
+    /// `ok`, or `unreachable`.
+    #[schema(example = "ok")]
+    pub database: &'static str,
+    /// What delivers sent codes: `file` (development) or `notification-service`.
+    #[schema(example = "notification-service")]
+    pub notifier: &'static str,
+    /// `ok`, or `unavailable` (with 503).
+    #[schema(example = "ok")]
+    pub status: &'static str,
+    /// The server's clock (Unix seconds): a skewed clock makes every code look wrong.
+    pub time: u64,
+    pub version: &'static str,
 }
 
 impl RequestOtpBody {
@@ -70,89 +92,83 @@ impl VerifyBody {
 #[utoipa::path(post, path = "/request-otp", tag = "mfa", request_body = RequestOtpBody,
     security((), ("api_key" = [])),
     responses(
-        (status = 200, description = "sent on at least one channel", body = RequestOtpResponse),
-        (status = 400, description = "malformed request", body = DetailedError),
-        (status = 401, description = "MFA_API_KEYS is set and no valid key was sent", body = ErrorBody),
-        (status = 404, description = "unknown user", body = ErrorBody),
-        (status = 413, description = "body over 16 KiB", body = DetailedError),
-        (status = 415, description = "not application/json", body = DetailedError),
-        (status = 422, description = "the user has no channel to send to", body = DetailedError),
-        (status = 429, description = "resend_too_soon, too_many_attempts or rate_limited", body = RetryLater,
+        (status = 200, description = "sent on at least one channel", body = RequestOtpReply),
+        (status = 400, description = "invalid_request: malformed request", body = ErrorBody),
+        (status = 401, description = "unauthorized: MFA_API_KEYS is set and no valid key was sent", body = ErrorBody),
+        (status = 404, description = "unknown_user", body = ErrorBody),
+        (status = 413, description = "invalid_request: body over 16 KiB", body = ErrorBody),
+        (status = 415, description = "invalid_request: not application/json", body = ErrorBody),
+        (status = 422, description = "no_delivery_channel: the user has no channel to send to", body = ErrorBody),
+        (status = 429, description = "resend_too_soon, too_many_attempts or rate_limited", body = ErrorBody,
             headers(("Retry-After" = u64, description = "seconds"))),
-        (status = 502, description = "no channel could deliver", body = DetailedError),
-        (status = 503, description = "database_unavailable: the database cannot be reached or written (down, disk full, read-only)", body = RetryLater,
+        (status = 502, description = "delivery_failed: no channel could deliver", body = ErrorBody),
+        (status = 503, description = "database_unavailable: the database cannot be reached or written (down, disk full, read-only)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "seconds"))),
     ))]
 pub async fn request_otp(
     State(state): State<AppState>,
     Admitted(ip): Admitted,
     AppJson(body): AppJson<RequestOtpBody>,
-) -> Result<Json<RequestOtpResponse>, ApiError> {
+) -> Result<Json<RequestOtpReply>, ApiError> {
     let (username, only) = body.validate()?;
     let span = tracing::info_span!("request_otp", username = %username, client_ip = %ip);
-    let sent = state.service.request_otp(&username, only).instrument(span).await?;
-    Ok(Json(RequestOtpResponse { status: "sent", channels: sent.channels, expires_in: sent.expires_in }))
+    let sent = state.verify.request_otp(&username, only).instrument(span).await?;
+    Ok(Json(RequestOtpReply { status: "sent", channels: sent.channels, expires_in: sent.expires_in }))
 }
 
 /// Checks an authenticator-app code or a sent code; each is accepted once.
 #[utoipa::path(post, path = "/verify", tag = "mfa", request_body = VerifyBody,
     security((), ("api_key" = [])),
     responses(
-        (status = 200, description = "the code is right", body = Valid),
-        (status = 400, description = "malformed request", body = DetailedError),
-        (status = 401, description = "wrong, expired or used code (or no valid API key: `unauthorized`)", body = InvalidToken),
-        (status = 404, description = "unknown user", body = ErrorBody),
-        (status = 413, description = "body over 16 KiB", body = DetailedError),
-        (status = 415, description = "not application/json", body = DetailedError),
-        (status = 429, description = "too_many_attempts (locked out) or rate_limited", body = RetryLater,
+        (status = 200, description = "the code is right", body = VerifyReply),
+        (status = 400, description = "invalid_request: malformed request", body = ErrorBody),
+        (status = 401, description = "invalid_token: wrong, expired or used code, with `\"valid\": false` (or no valid API key: `unauthorized`)", body = ErrorBody),
+        (status = 404, description = "unknown_user", body = ErrorBody),
+        (status = 413, description = "invalid_request: body over 16 KiB", body = ErrorBody),
+        (status = 415, description = "invalid_request: not application/json", body = ErrorBody),
+        (status = 429, description = "too_many_attempts (locked out) or rate_limited", body = ErrorBody,
             headers(("Retry-After" = u64, description = "seconds"))),
-        (status = 503, description = "database_unavailable: the database cannot be reached or written (down, disk full, read-only)", body = RetryLater,
+        (status = 503, description = "database_unavailable: the database cannot be reached or written (down, disk full, read-only)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "seconds"))),
     ))]
 pub async fn verify(
     State(state): State<AppState>,
     Admitted(ip): Admitted,
     AppJson(body): AppJson<VerifyBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<VerifyReply>, ApiError> {
     let (username, code) = body.validate()?;
     let span = tracing::info_span!("verify", username = %username, client_ip = %ip);
-    state.service.verify(&username, &code).instrument(span).await?;
-    Ok(Json(json!({"valid": true})))
+    state.verify.verify(&username, &code).instrument(span).await?;
+    Ok(Json(VerifyReply { valid: true }))
 }
 
-/// Prometheus metrics, with the database pool's state read now.
+/// Prometheus metrics, with the database connections read now.
 #[utoipa::path(get, path = "/metrics", tag = "monitoring",
     responses((status = 200, description = "Prometheus text format (OpenMetrics when asked for)", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
-    let (size, idle) = state.service.store.pool_stats();
-    state.service.metrics.set_pool(size, idle);
-    state.service.metrics.response(&headers)
+    Metrics::response(&headers, state.verify.metrics_text())
 }
 
 /// 200 when the database answers, 503 when it does not. The server's clock is included
 /// because a skewed clock is the usual cause of "invalid code" reports. Never rate-limited.
 #[utoipa::path(get, path = "/healthcheck", tag = "monitoring",
     responses(
-        (status = 200, description = "`{\"status\":\"ok\",\"database\":\"ok\",\"notifier\",\"time\",\"version\"}`", body = Object),
-        (status = 503, description = "`{\"status\":\"unavailable\",\"database\":\"unreachable\",...}`", body = Object),
+        (status = 200, description = "the database answers", body = HealthReport),
+        (status = 503, description = "the database does not answer: `\"status\":\"unavailable\",\"database\":\"unreachable\"`", body = HealthReport),
     ))]
 pub async fn healthcheck(State(state): State<AppState>) -> Response {
-    let service = &state.service;
-    let database = service.store.ping().await;
-    let body = |status: &str, db: &str| {
-        json!({
-            "status": status,
-            "database": db,
-            "notifier": service.notifier.name(),
-            "time": service.clock.now(),
-            "version": env!("CARGO_PKG_VERSION"),
-        })
+    let health = state.verify.health().await;
+    let (status, database, code) = if health.database_reachable {
+        ("ok", "ok", StatusCode::OK)
+    } else {
+        ("unavailable", "unreachable", StatusCode::SERVICE_UNAVAILABLE)
     };
-    match database {
-        Ok(()) => (StatusCode::OK, Json(body("ok", "ok"))).into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "health check: database unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(body("unavailable", "unreachable"))).into_response()
-        }
-    }
+    let report = HealthReport {
+        database,
+        notifier: health.notifier,
+        status,
+        time: health.time,
+        version: env!("CARGO_PKG_VERSION"),
+    };
+    (code, Json(report)).into_response()
 }

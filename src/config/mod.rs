@@ -148,6 +148,10 @@ impl std::error::Error for ConfigErrors {}
 pub struct Sensitive(String);
 
 impl Sensitive {
+    pub fn new(secret: String) -> Self {
+        Self(secret)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }

@@ -3,10 +3,11 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::Value;
 
+use super::wire::{SendReply, SendRequest};
 use super::{Delivery, DeliveryError, FailureKind, Notifier};
 use crate::config::Sensitive;
+use crate::http::ErrorBody;
 
 pub struct HttpNotifier {
     client: reqwest::Client,
@@ -36,13 +37,7 @@ impl Notifier for HttpNotifier {
     }
 
     async fn deliver(&self, delivery: &Delivery) -> Result<u32, DeliveryError> {
-        let body = serde_json::json!({
-            "channel": delivery.channel,
-            "recipient": delivery.recipient,
-            "subject": delivery.subject,
-            "message": delivery.message,
-        });
-        let mut request = self.client.post(&self.send_url).json(&body);
+        let mut request = self.client.post(&self.send_url).json(&SendRequest::from(delivery));
         if let Some(token) = &self.api_token {
             request = request.bearer_auth(token.expose());
         }
@@ -51,11 +46,14 @@ impl Notifier for HttpNotifier {
             failure(FailureKind::Transient, format!("notification service unreachable at {}: {e}", self.send_url), 0)
         })?;
         let status = response.status().as_u16();
-        let reply: Value = response.json().await.unwrap_or(Value::Null);
-        let attempts = reply["attempts"].as_u64().map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX));
-        let detail = reply["detail"].as_str().unwrap_or_default().to_string();
+        let text = response.text().await.unwrap_or_default();
+        if status == 200 {
+            return Ok(serde_json::from_str::<SendReply>(&text).map_or(0, |reply| reply.attempts));
+        }
+        let error: Option<ErrorBody> = serde_json::from_str(&text).ok();
+        let attempts = error.as_ref().and_then(|e| e.attempts).unwrap_or(0);
+        let detail = error.and_then(|e| e.detail).unwrap_or_default();
         match status {
-            200 => Ok(attempts),
             503 => Err(DeliveryError::not_configured(delivery.channel)),
             401 => Err(failure(FailureKind::Permanent, "the notification service refused NOTIFY_API_TOKEN", 0)),
             502 => Err(failure(FailureKind::Transient, detail, attempts)),

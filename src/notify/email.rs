@@ -14,17 +14,9 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::retry::{AttemptError, RetryPolicy, with_retries};
+use super::wire::Reachability;
 use super::{Delivery, DeliveryError};
 use crate::config::{EmailSettings, SmtpSecurity};
-
-/// Whether the SMTP server answered at the last attempt, for `/healthcheck`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Reachability {
-    Unknown,
-    Reachable,
-    Unreachable,
-}
 
 pub struct EmailChannel {
     transport: AsyncSmtpTransport<Tokio1Executor>,

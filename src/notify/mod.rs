@@ -4,7 +4,8 @@
 //! - [`FileNotifier`]: appends to a file, the development default;
 //! - [`Channels`]: the notification service's real channels (SMTP via lettre, the Telegram
 //!   Bot API via reqwest), each attempt bounded by a timeout and retried by [`retry`];
-//! - [`HttpNotifier`]: the MFA server's client of the notification service's `POST /send`.
+//! - [`HttpNotifier`]: the MFA server's client of the notification service's `POST /send`
+//!   (whose request and reply types, in `wire`, both sides share).
 //!
 //! This module never imports the MFA side (`verify`, `users`, `store`).
 
@@ -14,6 +15,7 @@ pub mod email;
 mod file;
 pub mod retry;
 pub mod telegram;
+pub mod wire;
 
 use std::fmt;
 

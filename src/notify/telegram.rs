@@ -10,13 +10,13 @@ use serde::Deserialize;
 
 use super::retry::{AttemptError, RetryPolicy, with_retries};
 use super::{Delivery, DeliveryError};
-use crate::config::TelegramSettings;
+use crate::config::{Sensitive, TelegramSettings};
 
 pub struct TelegramChannel {
     client: reqwest::Client,
-    /// `{api}/bot{token}/sendMessage`: secret, never printed.
-    send_url: String,
-    token: String,
+    /// `{api}/bot{token}/sendMessage`: as secret as the token it holds.
+    send_url: Sensitive,
+    token: Sensitive,
     policy: RetryPolicy,
 }
 
@@ -39,26 +39,27 @@ struct ApiParameters {
 
 impl TelegramChannel {
     pub fn new(settings: &TelegramSettings, retry_base: Duration) -> Result<Self, String> {
-        let token = settings.token.expose().to_string();
-        if token.contains(['/', '?', '#', ' ']) {
+        let token = settings.token.clone();
+        if token.expose().contains(['/', '?', '#', ' ']) {
             return Err("TELEGRAM_TOKEN: a bot token has no '/', '?', '#' or spaces".into());
         }
         Ok(Self {
             client: super::http_client(settings.timeout)?,
-            send_url: format!("{}/bot{token}/sendMessage", settings.api_url),
+            send_url: Sensitive::new(format!("{}/bot{}/sendMessage", settings.api_url, token.expose())),
             token,
             policy: RetryPolicy::for_telegram(settings, retry_base),
         })
     }
 
     fn redact(&self, text: String) -> String {
-        if self.token.is_empty() { text } else { text.replace(&self.token, "<token>") }
+        let token = self.token.expose();
+        if token.is_empty() { text } else { text.replace(token, "<token>") }
     }
 
     async fn attempt(&self, delivery: &Delivery) -> Result<(), AttemptError> {
         let body = serde_json::json!({"chat_id": delivery.recipient, "text": delivery.message});
         let response =
-            self.client.post(&self.send_url).json(&body).send().await.map_err(|e| {
+            self.client.post(self.send_url.expose()).json(&body).send().await.map_err(|e| {
                 AttemptError::transient(self.redact(format!("cannot reach Telegram: {}", e.without_url())))
             })?;
         let status = response.status();

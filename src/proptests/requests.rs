@@ -8,8 +8,8 @@ use super::any_text;
 use super::inputs::{algorithm, valid_email, valid_username};
 use crate::domain::Channel;
 use crate::domain::{EmailAddress, TelegramChat, Username};
-use crate::input_checks::{self, is_clear_rejection};
-use crate::notify::api::{EMAIL_MAX_CHARS, SUBJECT_MAX_CHARS, TELEGRAM_MAX_CHARS};
+use crate::input_checks::{self, ContactChange, NewUser, is_clear_rejection};
+use crate::notify::wire::{EMAIL_MAX_CHARS, SUBJECT_MAX_CHARS, TELEGRAM_MAX_CHARS};
 
 const FIELDS: &[&str] =
     &["username", "token", "channel", "email", "telegram_id", "algorithm", "digits", "recipient", "message", "subject"];
@@ -144,7 +144,8 @@ proptest! {
         let chat = chat.map(|c| c.to_string());
         let body = json!({"username": name, "email": email, "telegram_id": chat,
                           "algorithm": alg.map(|a| a.as_str()), "digits": digits}).to_string();
-        let (user, e, t, a, d) = input_checks::create_user_body(body.as_bytes()).unwrap();
+        let NewUser { username: user, email: e, telegram: t, algorithm: a, digits: d } =
+            input_checks::create_user_body(body.as_bytes()).unwrap();
         prop_assert_eq!(user, Username::parse(&name).unwrap());
         prop_assert_eq!(e.map(|e| e.as_str().to_string()), email.clone());
         prop_assert_eq!(t.map(|t| t.as_str().to_string()), chat.clone());
@@ -157,7 +158,8 @@ proptest! {
         if clear {
             patch.insert("telegram_id".into(), Value::Null);
         }
-        let (e, t) = input_checks::update_user_body(Value::Object(patch).to_string().as_bytes()).unwrap();
+        let ContactChange { email: e, telegram: t } =
+            input_checks::update_user_body(Value::Object(patch).to_string().as_bytes()).unwrap();
         prop_assert_eq!(e, email.map(|e| Some(EmailAddress::parse(&e).unwrap())));
         prop_assert_eq!(t, clear.then_some(None::<TelegramChat>));
     }
@@ -204,8 +206,8 @@ fn the_harness_reads_bodies_as_the_handlers_do() {
 
     let e = input_checks::create_user_body(br#"{"username": "dair", "algorithm": "sha-1"}"#).unwrap_err();
     assert!(e.detail.contains("unknown algorithm 'sha-1'"), "{}", e.detail);
-    let (.., digits) = input_checks::create_user_body(br#"{"username": "dair", "digits": 7.0}"#).unwrap();
-    assert_eq!(digits, Some(7));
+    let user = input_checks::create_user_body(br#"{"username": "dair", "digits": 7.0}"#).unwrap();
+    assert_eq!(user.digits, Some(7));
 
     let e = input_checks::update_user_body(br#"{"email": null, "username": "x"}"#).unwrap_err();
     assert!(e.detail.contains("unknown field `username`"), "{}", e.detail);

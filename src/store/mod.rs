@@ -15,9 +15,20 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
 use crate::clock::UnixTime;
+use crate::config::DatabaseConfig;
 use crate::domain::Username;
 use crate::lockout::LockState;
 use crate::otp::OtpParams;
+
+/// Opens the configured database (creating and migrating it if needed).
+pub async fn open(database: &DatabaseConfig) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match database {
+        DatabaseConfig::Sqlite { path } => Arc::new(sqlite::SqliteStore::open(path).await?),
+        DatabaseConfig::Postgres { url, max_connections, acquire_timeout } => {
+            Arc::new(postgres::PgStore::connect(url.expose(), *max_connections, *acquire_timeout).await?)
+        }
+    })
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

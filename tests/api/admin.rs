@@ -23,7 +23,7 @@ async fn admin(app: &TestApp, method: reqwest::Method, path: &str, body: Option<
     if response.status() == 204 {
         return Reply { status: 204, body: Value::Null, headers: response.headers().clone() };
     }
-    Reply::from(response).await
+    Reply::read(response).await
 }
 
 async fn create(app: &TestApp, body: Value) -> Reply {
@@ -42,7 +42,7 @@ async fn every_admin_route_needs_the_token() {
     let app = admin_app(&[]).await;
     for (method, path) in [("POST", "/admin/users"), ("GET", "/admin/users"), ("GET", "/admin/users/alice")] {
         let request = app.client.request(method.parse().unwrap(), app.url(path)).bearer_auth("wrong-token-0123456789");
-        let reply = Reply::from(request.send().await.unwrap()).await;
+        let reply = Reply::read(request.send().await.unwrap()).await;
         assert_eq!((reply.status, reply.body["error"].as_str()), (401, Some("unauthorized")), "{method} {path}");
     }
 }

@@ -69,7 +69,7 @@ async fn thirty_days_of_guessing_from_64_addresses_stays_below_1_in_1000() {
             };
             let request = client.post(app.url("/verify")).json(&json!({"username": "alice", "token": guess}));
             let address = *address;
-            tasks.push(tokio::spawn(async move { (address, Reply::from(request.send().await.unwrap()).await) }));
+            tasks.push(tokio::spawn(async move { (address, Reply::read(request.send().await.unwrap()).await) }));
         }
         let mut wait = 0;
         for task in tasks {

@@ -23,7 +23,7 @@ async fn admin(server: &Server, method: reqwest::Method, path: &str, body: Optio
     if let Some(body) = body {
         request = request.json(&body);
     }
-    Reply::from(request.send().await.unwrap()).await
+    Reply::read(request.send().await.unwrap()).await
 }
 
 /// `POST /admin/users`: the new user's secret.
@@ -220,7 +220,7 @@ async fn verify_all(server: &Server, attempts: impl Iterator<Item = (String, Str
     let url = format!("http://{}/verify", server.addr);
     let tasks = attempts.map(|(name, code)| {
         let request = server.client.post(&url).json(&json!({"username": name, "token": code}));
-        tokio::spawn(async move { Reply::from(request.send().await.unwrap()).await })
+        tokio::spawn(async move { Reply::read(request.send().await.unwrap()).await })
     });
     crate::helpers::join_all(tasks).await
 }
@@ -298,7 +298,7 @@ async fn when_postgresql_stops_requests_get_503_at_once_and_service_resumes_when
     let client = &server.client;
     let timed = |request: reqwest::RequestBuilder| async move {
         let started = Instant::now();
-        let reply = Reply::from(request.send().await.unwrap()).await;
+        let reply = Reply::read(request.send().await.unwrap()).await;
         (reply, started.elapsed())
     };
     let bob_code = now_code(&bob, OtpParams::default());
@@ -326,7 +326,7 @@ async fn when_postgresql_stops_requests_get_503_at_once_and_service_resumes_when
     cluster.run("start");
     let back = Instant::now();
     loop {
-        let health = Reply::from(client.get(url("/healthcheck")).send().await.unwrap()).await;
+        let health = Reply::read(client.get(url("/healthcheck")).send().await.unwrap()).await;
         if health.status == 200 {
             break;
         }

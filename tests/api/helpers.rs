@@ -1,33 +1,241 @@
-//! Test harness: the real server on 127.0.0.1 with a random port and a temporary data
-//! directory, a clock the test controls, and typed helpers for each endpoint.
+//! The test harness: one [`TestApp`] builder. It starts the services as `mfa serve` does,
+//! either in this process through `Application::build` (with a clock the test moves) or as
+//! the built `mfa` binary (for restarts, signals, `kill -9`, logs), always on 127.0.0.1
+//! ports chosen by the kernel, in a data directory of its own, with typed helpers for each
+//! endpoint.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use mfa::clock::{Clock, ManualClock};
+use mfa::clock::{Clock, ManualClock, SystemClock};
 use mfa::config::{EnvMap, Settings};
 use mfa::domain::{EmailAddress, TelegramChat, Username};
-use mfa::notify::api::NotifyState;
 use mfa::otp::{self, Algorithm, OtpParams, SecretBytes};
-use mfa::startup as app;
-use mfa::users::{self, NewEnrollment};
-use mfa::verify::MfaService;
+use mfa::startup::{Application, StartupError};
+use mfa::users::{NewUser, UserService};
 use serde_json::{Value, json};
 use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Child;
 
 /// 2027-01-15T08:00:10Z: ten seconds into a 30-second step.
 pub const START: u64 = 1_800_000_010;
 
+/// The `ADMIN_TOKEN` of [`TestAppBuilder::admin`].
+pub const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
+
+/// A variable for the app: `("NAME", "value")` or a reference to one, borrowed or owned.
+pub trait Var {
+    fn pair(&self) -> (String, String);
+}
+
+impl<K: AsRef<str>, V: AsRef<str>> Var for (K, V) {
+    fn pair(&self) -> (String, String) {
+        (self.0.as_ref().to_string(), self.1.as_ref().to_string())
+    }
+}
+
+impl<T: Var> Var for &T {
+    fn pair(&self) -> (String, String) {
+        (*self).pair()
+    }
+}
+
+/// Where an app keeps its data: a directory it owns, or one the test owns and shares (with
+/// the CLI, or with the next process started in it).
+enum Dir {
+    Owned(TempDir),
+    Shared(PathBuf),
+}
+
+impl Dir {
+    fn path(&self) -> &Path {
+        match self {
+            Self::Owned(dir) => dir.path(),
+            Self::Shared(path) => path,
+        }
+    }
+}
+
+pub struct TestAppBuilder {
+    vars: Vec<(String, String)>,
+    dir: Option<Dir>,
+}
+
+impl TestAppBuilder {
+    /// One more variable; a later one overrides an earlier one and the test defaults.
+    #[must_use]
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.vars.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// More variables (see [`Self::env`]).
+    #[must_use]
+    pub fn envs<I>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Var,
+    {
+        self.vars.extend(vars.into_iter().map(|v| v.pair()));
+        self
+    }
+
+    /// With the admin API, behind [`ADMIN_TOKEN`].
+    #[must_use]
+    pub fn admin(self) -> Self {
+        self.env("ADMIN_TOKEN", ADMIN_TOKEN)
+    }
+
+    /// In this data directory (one a stopped app returned: a restart).
+    #[must_use]
+    pub fn dir(mut self, dir: TempDir) -> Self {
+        self.dir = Some(Dir::Owned(dir));
+        self
+    }
+
+    /// In a directory the test keeps (to run the CLI in it, or start another process).
+    #[must_use]
+    pub fn shared_dir(mut self, path: &Path) -> Self {
+        self.dir = Some(Dir::Shared(path.to_path_buf()));
+        self
+    }
+
+    fn into_parts(self) -> (Dir, Vec<(String, String)>) {
+        let dir = self.dir.unwrap_or_else(|| Dir::Owned(tempfile::tempdir().unwrap()));
+        (dir, self.vars)
+    }
+
+    /// The services of `mfa serve`, in this process, on the test clock.
+    pub async fn start(self) -> TestApp {
+        match self.try_start().await {
+            Ok(app) => app,
+            Err(e) => panic!("the app did not start: {e}"),
+        }
+    }
+
+    /// As [`Self::start`], giving back a start-up failure.
+    pub async fn try_start(self) -> Result<TestApp, StartupError> {
+        let (dir, vars) = self.into_parts();
+        let settings = settings_for(dir.path(), &vars);
+        let clock = ManualClock::new(START);
+        let application = Application::build(settings.clone(), Arc::new(clock.clone())).await?;
+        let addr = application.mfa_addr().expect("the MFA server runs");
+        let notify_addr = application.notifier_addr();
+        let users = application.users().expect("the MFA server runs");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(application.run_until(async move {
+            let _ = stopped.await;
+        }));
+        let running = Running::InProcess { clock, users, stop, served };
+        Ok(TestApp { addr, notify_addr, client: http_client(), settings, dir, running })
+    }
+
+    /// The built `mfa` binary running `subcommand` (`serve` or `server`), once the MFA server
+    /// listens. Its clock is the system's.
+    pub async fn start_binary(self, subcommand: &str) -> TestApp {
+        self.start_binary_via(subcommand, &[]).await
+    }
+
+    /// As [`Self::start_binary`], started through `wrapper` (a program and its arguments,
+    /// given the binary's path and the subcommand after them).
+    pub async fn start_binary_via(self, subcommand: &str, wrapper: &[&str]) -> TestApp {
+        let (dir, extra) = self.into_parts();
+        let mut vars = vec![("MFA_BIND".to_string(), "127.0.0.1:0".to_string())];
+        vars.push(("NOTIFY_BIND".into(), "127.0.0.1:0".into()));
+        vars.extend(extra);
+        let settings = binary_settings(dir.path(), &vars);
+        let mut child = crate::process::mfa_via(dir.path(), &vars, wrapper)
+            .arg(subcommand)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let logs = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // Standard output is kept too (it should stay empty for a server): everything the
+        // process writes is in `logs`.
+        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+        let sink = logs.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = out.next_line().await {
+                let mut logs = sink.lock().unwrap();
+                logs.push_str(&line);
+                logs.push('\n');
+            }
+        });
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let sink = logs.clone();
+        tokio::spawn(async move {
+            let mut tx = Some(tx);
+            let mut notifier = None;
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(addr) = listening(&line, "notification service listening on http://") {
+                    notifier = Some(addr);
+                }
+                if let Some(addr) = listening(&line, "MFA server listening on http://")
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send((addr, notifier));
+                }
+                let mut logs = sink.lock().unwrap();
+                logs.push_str(&line);
+                logs.push('\n');
+            }
+        });
+        let (addr, notify_addr) = match tokio::time::timeout(Duration::from_secs(30), rx).await {
+            Ok(Ok(addrs)) => addrs,
+            _ => panic!("the server did not start; logs:\n{}", logs.lock().unwrap()),
+        };
+        let running = Running::Binary { child, logs };
+        TestApp { addr, notify_addr, client: http_client(), settings, dir, running }
+    }
+}
+
+/// The settings a binary started in `dir` with `vars` reads: its `.env`, the database of
+/// the directory, then `vars`, with its data directory resolved against `dir`.
+fn binary_settings(dir: &Path, vars: &[(String, String)]) -> Settings {
+    let dotenv = std::fs::read_to_string(dir.join(".env")).unwrap_or_default();
+    let file = mfa::config::dotenv::parse(&dotenv, &|_| None);
+    let mut environment = database_vars(dir);
+    environment.extend(vars.iter().cloned());
+    let mut settings = Settings::from_env(&EnvMap::from_pairs(file.entries, environment)).expect("valid settings");
+    settings.data_dir = dir.join(&settings.data_dir);
+    settings
+}
+
+/// The address in a log line `... <marker>IP:PORT ...`.
+fn listening(line: &str, marker: &str) -> Option<SocketAddr> {
+    let rest = line.split(marker).nth(1)?;
+    rest.chars().take_while(|c| !c.is_whitespace() && *c != '"').collect::<String>().parse().ok()
+}
+
+enum Running {
+    InProcess {
+        clock: ManualClock,
+        users: UserService,
+        stop: tokio::sync::oneshot::Sender<()>,
+        served: tokio::task::JoinHandle<Result<(), StartupError>>,
+    },
+    Binary {
+        child: Child,
+        logs: Arc<Mutex<String>>,
+    },
+}
+
+/// Running services and a client for them.
 pub struct TestApp {
     pub addr: SocketAddr,
-    /// The in-process notification service, when a channel is configured.
+    /// The notification service.
     pub notify_addr: Option<SocketAddr>,
     pub client: reqwest::Client,
-    pub clock: ManualClock,
-    pub service: MfaService,
+    /// The settings the app was started with.
     pub settings: Settings,
-    pub dir: TempDir,
+    dir: Dir,
+    running: Running,
 }
 
 pub struct Reply {
@@ -37,8 +245,225 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// The response's status, headers and JSON body (`null` for a 204); any other body that
+    /// is not JSON fails the test.
+    pub async fn read(response: reqwest::Response) -> Self {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body = if status == 204 && text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("status {status}: body is not JSON: {text:?}"))
+        };
+        Self { status, body, headers }
+    }
+
     pub fn retry_after(&self) -> Option<u64> {
         self.headers.get("retry-after")?.to_str().ok()?.parse().ok()
+    }
+}
+
+impl TestApp {
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder { vars: Vec::new(), dir: None }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn post_json(&self, path: &str, body: Value) -> Reply {
+        Reply::read(self.client.post(self.url(path)).json(&body).send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        Reply::read(self.client.get(self.url(path)).send().await.unwrap()).await
+    }
+
+    pub async fn verify(&self, username: &str, token: &str) -> Reply {
+        self.post_json("/verify", json!({"username": username, "token": token})).await
+    }
+
+    /// `/verify` as a spawned task, for firing many at once.
+    pub fn verify_task(&self, username: &str, token: &str) -> tokio::task::JoinHandle<Reply> {
+        let request = self.client.post(self.url("/verify")).json(&json!({"username": username, "token": token}));
+        tokio::spawn(async move { Reply::read(request.send().await.unwrap()).await })
+    }
+
+    pub async fn request_otp(&self, username: &str) -> Reply {
+        self.post_json("/request-otp", json!({"username": username})).await
+    }
+
+    /// A request to the admin API with the app's `ADMIN_TOKEN`.
+    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Reply {
+        let token = self.settings.admin_token.as_ref().expect("the app was started with ADMIN_TOKEN");
+        let mut request = self.client.request(method, self.url(path)).bearer_auth(token.expose());
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        Reply::read(request.send().await.unwrap()).await
+    }
+
+    /// `POST /admin/users`: the new user's secret.
+    pub async fn admin_enroll(&self, body: Value) -> SecretBytes {
+        let created = self.admin(reqwest::Method::POST, "/admin/users", Some(body)).await;
+        assert_eq!(created.status, 201, "{:?}", created.body);
+        SecretBytes::from_base32(created.body["secret"].as_str().unwrap()).unwrap()
+    }
+
+    fn notifier_url(&self, path: &str) -> String {
+        let addr = self.notify_addr.expect("the notification service runs");
+        format!("http://{addr}{path}")
+    }
+
+    /// `POST /send` on the notification service, with an optional bearer token.
+    pub async fn send(&self, body: Value, token: Option<&str>) -> Reply {
+        let mut request = self.client.post(self.notifier_url("/send")).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        Reply::read(request.send().await.unwrap()).await
+    }
+
+    pub async fn notify_health(&self) -> Reply {
+        Reply::read(self.client.get(self.notifier_url("/healthcheck")).send().await.unwrap()).await
+    }
+
+    /// The clock the app runs on (in this process only: a binary reads the system's).
+    pub fn clock(&self) -> &ManualClock {
+        match &self.running {
+            Running::InProcess { clock, .. } => clock,
+            Running::Binary { .. } => panic!("a binary runs on the system clock"),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        match &self.running {
+            Running::InProcess { clock, .. } => clock.now(),
+            Running::Binary { .. } => SystemClock.now(),
+        }
+    }
+
+    /// The user administration the app runs with (the one `mfa user` uses).
+    pub fn users(&self) -> &UserService {
+        match &self.running {
+            Running::InProcess { users, .. } => users,
+            Running::Binary { .. } => panic!("a binary's users are reached through the CLI or the admin API"),
+        }
+    }
+
+    /// Enrolls a user as `mfa user add` does and returns the secret.
+    pub async fn enroll(&self, name: &str, email: Option<&str>, telegram: Option<&str>) -> SecretBytes {
+        self.enroll_with(name, email, telegram, self.settings.otp).await
+    }
+
+    pub async fn enroll_with(
+        &self,
+        name: &str,
+        email: Option<&str>,
+        telegram: Option<&str>,
+        params: OtpParams,
+    ) -> SecretBytes {
+        assert_eq!(params.period, self.settings.otp.period, "a user's period is OTP_PERIOD");
+        let new = NewUser {
+            username: Username::parse(name).unwrap(),
+            email: email.map(|e| EmailAddress::parse(e).unwrap()),
+            telegram: telegram.map(|t| TelegramChat::parse(t).unwrap()),
+            algorithm: Some(params.algorithm),
+            digits: Some(params.digits),
+        };
+        self.users().add(new).await.unwrap().secret
+    }
+
+    /// The authenticator-app code for `secret` at the app's time plus `offset` steps.
+    pub fn totp(&self, secret: &SecretBytes, offset_steps: i64) -> String {
+        self.totp_with(secret, self.settings.otp, offset_steps)
+    }
+
+    pub fn totp_with(&self, secret: &SecretBytes, params: OtpParams, offset_steps: i64) -> String {
+        let t = self.now() as i64 + offset_steps * params.period as i64;
+        otp::totp_code(secret, params, t as u64)
+    }
+
+    pub fn notifications_log(&self) -> PathBuf {
+        self.settings.notifications_log()
+    }
+
+    /// Every message the file notifier wrote, oldest first.
+    pub fn notifications(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.notifications_log())
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The code in the last message sent to `recipient`.
+    pub fn last_code_sent_to(&self, recipient: &str) -> String {
+        let message = self
+            .notifications()
+            .into_iter()
+            .rev()
+            .find(|n| n["recipient"] == recipient)
+            .unwrap_or_else(|| panic!("nothing was sent to {recipient}"));
+        extract_code(message["message"].as_str().unwrap())
+    }
+
+    /// Stops the app in this process as SIGTERM stops `mfa serve` (requests in flight
+    /// finish, the database is closed) and gives back its data directory, for a restart.
+    pub async fn stop(self) -> TempDir {
+        let Running::InProcess { stop, served, .. } = self.running else { panic!("stop a binary with terminate") };
+        let _ = stop.send(());
+        served.await.unwrap().unwrap();
+        match self.dir {
+            Dir::Owned(dir) => dir,
+            Dir::Shared(_) => panic!("the test owns a shared directory"),
+        }
+    }
+
+    fn binary(&mut self) -> (&mut Child, &Arc<Mutex<String>>) {
+        match &mut self.running {
+            Running::Binary { child, logs } => (child, logs),
+            Running::InProcess { .. } => panic!("not a binary"),
+        }
+    }
+
+    /// Everything the binary has written so far.
+    pub fn logs(&self) -> String {
+        match &self.running {
+            Running::Binary { logs, .. } => logs.lock().unwrap().clone(),
+            Running::InProcess { .. } => panic!("an app in this process logs to the test's subscriber"),
+        }
+    }
+
+    /// The binary's process id, to read its memory use from `/proc`.
+    pub fn pid(&mut self) -> u32 {
+        self.binary().0.id().expect("the server runs")
+    }
+
+    /// SIGTERM, then the exit code and everything the binary wrote.
+    pub async fn terminate(mut self) -> (i32, String) {
+        let pid = self.pid().to_string();
+        let sent = tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+        assert!(sent.success());
+        let (child, _) = self.binary();
+        let status = tokio::time::timeout(Duration::from_secs(20), child.wait()).await.expect("exits").unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await; // let the log readers drain
+        (status.code().unwrap_or(-1), self.logs())
+    }
+
+    /// SIGKILL: no chance to flush or clean up. Gives back everything the binary wrote.
+    pub async fn kill9(mut self) -> String {
+        let (child, _) = self.binary();
+        child.start_kill().unwrap();
+        child.wait().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await; // let the log readers drain
+        self.logs()
     }
 }
 
@@ -51,7 +476,7 @@ pub fn postgres_mode() -> bool {
 /// The database variables for a test directory: nothing for SQLite (the file lives in the
 /// directory), or a fresh PostgreSQL database, the same one for every call with that
 /// directory (a restarted server must find its data).
-pub fn database_vars(dir: &std::path::Path) -> Vec<(String, String)> {
+pub fn database_vars(dir: &Path) -> Vec<(String, String)> {
     let Ok(admin) = std::env::var("MFA_TEST_POSTGRES_URL") else { return Vec::new() };
     let marker = dir.join(".test-database-url");
     let url = match std::fs::read_to_string(&marker) {
@@ -79,7 +504,12 @@ pub fn database_vars(dir: &std::path::Path) -> Vec<(String, String)> {
     ]
 }
 
-pub fn settings_for(dir: &std::path::Path, vars: &[(&str, &str)]) -> Settings {
+/// The settings of an app in `dir`: the test defaults, then `vars` over them.
+pub fn settings_for<I>(dir: &Path, vars: I) -> Settings
+where
+    I: IntoIterator,
+    I::Item: Var,
+{
     let mut all: Vec<(String, String)> = database_vars(dir);
     all.extend::<Vec<(String, String)>>(vec![
         ("MFA_BIND".into(), "127.0.0.1:0".into()),
@@ -89,159 +519,8 @@ pub fn settings_for(dir: &std::path::Path, vars: &[(&str, &str)]) -> Settings {
         ("SECRET_KEY".into(), "integration-test-key-0123456789abcdef".into()),
         ("RATE_LIMIT".into(), "off".into()),
     ]);
-    all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    all.extend(vars.into_iter().map(|v| v.pair()));
     Settings::from_env(&EnvMap::from_pairs([], all)).expect("test settings are valid")
-}
-
-pub async fn spawn_app() -> TestApp {
-    spawn_app_with(&[]).await
-}
-
-/// Starts the server with extra variables (they override the test defaults).
-pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    spawn_in(dir, vars).await
-}
-
-/// Starts the server in `dir`; like `mfa serve`, also the notification service when a
-/// channel is configured.
-/// As [`spawn_app_with`], for variables built at run time.
-pub async fn spawn_app_owned(vars: Vec<(String, String)>) -> TestApp {
-    spawn_app_extended(vars, &[]).await
-}
-
-/// Variables built at run time (a peer's `env()`), plus a few more.
-pub async fn spawn_app_extended(mut vars: Vec<(String, String)>, extra: &[(&str, &str)]) -> TestApp {
-    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let borrowed: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    spawn_app_with(&borrowed).await
-}
-
-pub async fn spawn_in(dir: TempDir, vars: &[(&str, &str)]) -> TestApp {
-    let settings = settings_for(dir.path(), vars);
-    let clock = ManualClock::new(START);
-    let mut notify_addr = None;
-    if settings.notification.any_channel() {
-        let n = &settings.notification;
-        let state = NotifyState {
-            channels: Arc::new(app::channels(&settings).unwrap()),
-            api_token: n.api_token.clone(),
-            default_subject: "MFA notification".into(),
-            metrics: Arc::new(mfa::metrics::Metrics::notifier()),
-        };
-        let notifier = mfa::notify::api::bind(n.bind, state).await.unwrap().with_limits(settings.http);
-        notify_addr = Some(notifier.local_addr().unwrap());
-        tokio::spawn(notifier.run_until(std::future::pending()));
-    }
-    let notifier = app::mfa_notifier(&settings, notify_addr).unwrap();
-    let service = app::open_service(&settings, Arc::new(clock.clone()), notifier).await.unwrap();
-    let application = mfa::api::bind(&settings, service.clone()).await.unwrap();
-    let addr = application.local_addr().unwrap();
-    tokio::spawn(application.run_until(std::future::pending()));
-    TestApp { addr, notify_addr, client: crate::helpers::http_client(), clock, service, settings, dir }
-}
-
-impl TestApp {
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    pub async fn post_json(&self, path: &str, body: Value) -> Reply {
-        let response = self.client.post(self.url(path)).json(&body).send().await.unwrap();
-        Reply::from(response).await
-    }
-
-    pub async fn verify(&self, username: &str, token: &str) -> Reply {
-        self.post_json("/verify", json!({"username": username, "token": token})).await
-    }
-
-    /// `/verify` as a spawned task, for firing many at once.
-    pub fn verify_task(&self, username: &str, token: &str) -> tokio::task::JoinHandle<Reply> {
-        let request = self.client.post(self.url("/verify")).json(&json!({"username": username, "token": token}));
-        tokio::spawn(async move { Reply::from(request.send().await.unwrap()).await })
-    }
-
-    pub async fn request_otp(&self, username: &str) -> Reply {
-        self.post_json("/request-otp", json!({"username": username})).await
-    }
-
-    /// `POST /send` on the in-process notification service, with an optional bearer token.
-    pub async fn send(&self, body: Value, token: Option<&str>) -> Reply {
-        let addr = self.notify_addr.expect("a channel is configured, so the notification service runs");
-        let mut request = self.client.post(format!("http://{addr}/send")).json(&body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        Reply::from(request.send().await.unwrap()).await
-    }
-
-    pub async fn notify_health(&self) -> Reply {
-        let addr = self.notify_addr.unwrap();
-        Reply::from(self.client.get(format!("http://{addr}/healthcheck")).send().await.unwrap()).await
-    }
-
-    pub async fn get(&self, path: &str) -> Reply {
-        Reply::from(self.client.get(self.url(path)).send().await.unwrap()).await
-    }
-
-    /// Enrolls a user as `mfa user add` does and returns the secret.
-    pub async fn enroll(&self, name: &str, email: Option<&str>, telegram: Option<&str>) -> SecretBytes {
-        self.enroll_with(name, email, telegram, self.settings.otp).await
-    }
-
-    pub async fn enroll_with(
-        &self,
-        name: &str,
-        email: Option<&str>,
-        telegram: Option<&str>,
-        params: OtpParams,
-    ) -> SecretBytes {
-        let new = NewEnrollment {
-            username: Username::parse(name).unwrap(),
-            email: email.map(|e| EmailAddress::parse(e).unwrap()),
-            telegram: telegram.map(|t| TelegramChat::parse(t).unwrap()),
-            params,
-        };
-        let enrolled =
-            users::add(self.service.store.as_ref(), &self.service.keys, &self.settings, new, self.clock.now())
-                .await
-                .unwrap();
-        enrolled.secret
-    }
-
-    /// The authenticator-app code for `secret` at the test clock's time plus `offset` steps.
-    pub fn totp(&self, secret: &SecretBytes, offset_steps: i64) -> String {
-        self.totp_with(secret, self.settings.otp, offset_steps)
-    }
-
-    pub fn totp_with(&self, secret: &SecretBytes, params: OtpParams, offset_steps: i64) -> String {
-        let t = self.clock.now() as i64 + offset_steps * params.period as i64;
-        otp::totp_code(secret, params, t as u64)
-    }
-
-    pub fn notifications_log(&self) -> PathBuf {
-        self.settings.notifications_log()
-    }
-
-    /// Every message the file notifier wrote, oldest first.
-    pub fn notifications(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.notifications_log())
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    /// The code in the last message sent to `recipient`.
-    pub fn last_code_sent_to(&self, recipient: &str) -> String {
-        let message = self
-            .notifications()
-            .into_iter()
-            .rev()
-            .find(|n| n["recipient"] == recipient)
-            .unwrap_or_else(|| panic!("nothing was sent to {recipient}"));
-        extract_code(message["message"].as_str().unwrap())
-    }
 }
 
 /// The run of 6 to 8 digits in a message.
@@ -251,17 +530,6 @@ pub fn extract_code(message: &str) -> String {
         .find(|w| (6..=8).contains(&w.len()))
         .unwrap_or_else(|| panic!("no code in {message:?}"))
         .to_string()
-}
-
-impl Reply {
-    pub async fn from(response: reqwest::Response) -> Self {
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().await.unwrap();
-        let body =
-            serde_json::from_str(&text).unwrap_or_else(|_| panic!("status {status}: body is not JSON: {text:?}"));
-        Self { status, body, headers }
-    }
 }
 
 /// A code guaranteed to differ from `right`.
@@ -285,5 +553,5 @@ pub async fn join_all(tasks: impl Iterator<Item = tokio::task::JoinHandle<Reply>
 
 /// reqwest with the crypto provider the crate installs (it is built without a default one).
 pub fn http_client() -> reqwest::Client {
-    mfa::notify::http_client(std::time::Duration::from_secs(60)).unwrap()
+    mfa::notify::http_client(Duration::from_secs(60)).unwrap()
 }

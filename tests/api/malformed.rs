@@ -9,7 +9,7 @@ async fn raw(app: &TestApp, path: &str, content_type: Option<&str>, body: impl I
     if let Some(ct) = content_type {
         request = request.header("content-type", ct);
     }
-    Reply::from(request.send().await.unwrap()).await
+    Reply::read(request.send().await.unwrap()).await
 }
 
 fn assert_invalid(reply: &Reply, status: u16, case: &str) {

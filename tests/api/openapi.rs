@@ -9,7 +9,7 @@ use crate::support::telegram::BotApi;
 const ADMIN: &str = "admin-token-0123456789abcdef";
 
 async fn document(app: &TestApp, addr: std::net::SocketAddr) -> Value {
-    let reply = Reply::from(app.client.get(format!("http://{addr}/openapi.json")).send().await.unwrap()).await;
+    let reply = Reply::read(app.client.get(format!("http://{addr}/openapi.json")).send().await.unwrap()).await;
     assert_eq!(reply.status, 200);
     assert!(reply.body["openapi"].as_str().unwrap().starts_with("3.1"), "{}", reply.body["openapi"]);
     reply.body

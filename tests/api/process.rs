@@ -1,19 +1,15 @@
 //! Tests of the built `mfa` binary as an operator runs it: start-up, configuration errors,
 //! the CLI next to a running server, `kill -9`, and what reaches the logs.
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mfa::clock::{Clock, SystemClock};
 use mfa::otp::{self, OtpParams, SecretBytes};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
-use crate::helpers::{Reply, extract_code};
+use crate::helpers::{Reply, TestApp, Var, extract_code};
 
 const SEED_ENV: &str = include_str!("../fixtures/seed.env");
 
@@ -22,8 +18,12 @@ pub(crate) fn mfa(dir: &Path, env: &[(&str, &str)]) -> Command {
 }
 
 /// `mfa` started through `wrapper` (a program and its arguments, given the binary's path
-/// and the subcommand after them), with the same environment as [`mfa`].
-pub(crate) fn mfa_via(dir: &Path, env: &[(&str, &str)], wrapper: &[&str]) -> Command {
+/// and the subcommand after them), in `dir` with only the database's variables and `env`.
+pub(crate) fn mfa_via<I>(dir: &Path, env: I, wrapper: &[&str]) -> Command
+where
+    I: IntoIterator,
+    I::Item: Var,
+{
     let binary = env!("CARGO_BIN_EXE_mfa");
     let mut cmd = match wrapper.split_first() {
         None => Command::new(binary),
@@ -36,7 +36,7 @@ pub(crate) fn mfa_via(dir: &Path, env: &[(&str, &str)], wrapper: &[&str]) -> Com
     cmd.current_dir(dir)
         .env_clear()
         .envs(crate::helpers::database_vars(dir))
-        .envs(env.iter().copied())
+        .envs(env.into_iter().map(|v| v.pair()))
         .kill_on_drop(true);
     cmd
 }
@@ -47,6 +47,7 @@ pub struct CliOutput {
     pub stderr: String,
 }
 
+/// One `mfa` command in `dir`, to its end.
 pub async fn cli(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> CliOutput {
     let out = tokio::time::timeout(Duration::from_secs(30), mfa(dir, env).args(args).output())
         .await
@@ -59,102 +60,9 @@ pub async fn cli(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> CliOutput {
     }
 }
 
-/// A running `mfa server` process and everything it has logged so far.
-pub struct Server {
-    child: Child,
-    pub addr: SocketAddr,
-    logs: Arc<Mutex<String>>,
-    pub(crate) client: reqwest::Client,
-}
-
-impl Server {
-    /// `mfa server`: the MFA server alone.
-    pub async fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
-        Self::run(dir, env, "server").await
-    }
-
-    /// `mfa <subcommand>` on random ports, once the MFA server listens.
-    pub(crate) async fn run(dir: &Path, env: &[(&str, &str)], subcommand: &str) -> Self {
-        Self::run_via(dir, env, subcommand, &[]).await
-    }
-
-    /// As [`Server::run`], started through a wrapper (see [`mfa_via`]).
-    pub(crate) async fn run_via(dir: &Path, env: &[(&str, &str)], subcommand: &str, wrapper: &[&str]) -> Self {
-        let mut all = vec![("MFA_BIND", "127.0.0.1:0"), ("NOTIFY_BIND", "127.0.0.1:0")];
-        all.extend_from_slice(env);
-        let mut child =
-            mfa_via(dir, &all, wrapper).arg(subcommand).stderr(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-        let logs = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        // Standard output is kept too (it should stay empty for a server): everything the
-        // process writes is in `logs`.
-        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-        let sink = logs.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = out.next_line().await {
-                let mut logs = sink.lock().unwrap();
-                logs.push_str(&line);
-                logs.push('\n');
-            }
-        });
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let sink = logs.clone();
-        tokio::spawn(async move {
-            let mut tx = Some(tx);
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(rest) = line.split("MFA server listening on http://").nth(1) {
-                    let addr: String = rest.chars().take_while(|c| !c.is_whitespace() && *c != '"').collect();
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr);
-                    }
-                }
-                let mut logs = sink.lock().unwrap();
-                logs.push_str(&line);
-                logs.push('\n');
-            }
-        });
-        let addr = match tokio::time::timeout(Duration::from_secs(30), rx).await {
-            Ok(Ok(addr)) => addr.parse().unwrap(),
-            _ => panic!("server did not start; logs:\n{}", logs.lock().unwrap()),
-        };
-        Self { child, addr, logs, client: crate::helpers::http_client() }
-    }
-
-    pub async fn post(&self, path: &str, body: Value) -> Reply {
-        let url = format!("http://{}{path}", self.addr);
-        Reply::from(self.client.post(url).json(&body).send().await.unwrap()).await
-    }
-
-    pub async fn verify(&self, username: &str, token: &str) -> Reply {
-        self.post("/verify", json!({"username": username, "token": token})).await
-    }
-
-    /// The process id, to read its memory use from `/proc`.
-    pub fn pid(&self) -> u32 {
-        self.child.id().expect("the server runs")
-    }
-
-    pub(crate) fn logs(&self) -> String {
-        self.logs.lock().unwrap().clone()
-    }
-
-    /// SIGTERM, then the exit code.
-    pub async fn terminate(mut self) -> (i32, String) {
-        let pid = self.child.id().unwrap().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
-        assert!(sent.success());
-        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.expect("exits").unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        (status.code().unwrap_or(-1), self.logs())
-    }
-
-    /// SIGKILL: no chance to flush or clean up.
-    pub async fn kill9(mut self) -> String {
-        self.child.start_kill().unwrap();
-        self.child.wait().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await; // let the log reader drain
-        self.logs()
-    }
+/// `mfa server` in `dir` (which the test keeps), once it listens.
+pub async fn start_server(dir: &Path, env: &[(&str, &str)]) -> TestApp {
+    TestApp::builder().shared_dir(dir).envs(env).start_binary("server").await
 }
 
 /// Whether `code` appears in `text` as a whole run of digits (not inside a timestamp).
@@ -175,10 +83,9 @@ pub fn secret_from_cli(stdout: &str) -> SecretBytes {
 async fn a_fresh_directory_without_env_serves_on_embedded_defaults() {
     let dir = tempfile::tempdir().unwrap();
 
-    let server = Server::start(dir.path(), &[]).await;
+    let server = start_server(dir.path(), &[]).await;
 
-    let health =
-        Reply::from(server.client.get(format!("http://{}/healthcheck", server.addr)).send().await.unwrap()).await;
+    let health = server.get("/healthcheck").await;
     assert_eq!((health.status, health.body["database"].as_str()), (200, Some("ok")));
     let logs = server.logs();
     assert!(logs.contains("mfa user add NAME"), "a log line tells how to enroll:\n{logs}");
@@ -220,13 +127,13 @@ async fn the_seed_env_serves_its_users_as_the_flask_design_did() {
     // The seed's channel credentials are placeholders: empty them in the environment (which
     // wins over .env) so that codes go to the file notifier.
     let env = [("RATE_LIMIT", "1000 per minute"), ("TELEGRAM_TOKEN", ""), ("EMAIL_SMTP_SERVER", "")];
-    let server = Server::start(dir.path(), &env).await;
+    let server = start_server(dir.path(), &env).await;
     let seed_secret = SecretBytes::from_base32("base32secret3232").unwrap();
 
     let ok = server.verify("dair", &now_code(&seed_secret, OtpParams::default())).await;
     assert_eq!((ok.status, ok.body), (200, json!({"valid": true})));
 
-    let sent = server.post("/request-otp", json!({"username": "bob"})).await;
+    let sent = server.post_json("/request-otp", json!({"username": "bob"})).await;
     assert_eq!(sent.status, 200);
     assert_eq!(sent.body["channels"], json!(["email", "telegram"]));
     let log = std::fs::read_to_string(dir.path().join("data/notifications.log")).unwrap();
@@ -263,7 +170,7 @@ async fn a_bad_value_stops_start_up_with_one_message_naming_the_variable() {
 async fn cli_enrollment_works_while_the_server_runs_and_replays_fail_after_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let env = [("SECRET_KEY", "process-test-key-0123456789abcdef")];
-    let server = Server::start(dir.path(), &env).await;
+    let server = start_server(dir.path(), &env).await;
 
     let added = cli(dir.path(), &env, &["user", "add", "alice", "--email", "alice@example.com"]).await;
     assert_eq!(added.code, 0, "{}", added.stderr);
@@ -274,7 +181,7 @@ async fn cli_enrollment_works_while_the_server_runs_and_replays_fail_after_kill_
 
     assert_eq!(server.verify("alice", &code).await.status, 200, "no restart needed");
     server.kill9().await;
-    let restarted = Server::start(dir.path(), &env).await;
+    let restarted = start_server(dir.path(), &env).await;
 
     let replay = restarted.verify("alice", &code).await;
     assert_eq!((replay.status, replay.body["error"].as_str()), (401, Some("invalid_token")));
@@ -353,10 +260,10 @@ async fn with_the_file_notifier_logs_never_contain_a_secret_or_a_code() {
     ];
     let added = cli(dir.path(), &env, &["user", "add", "alice", "--no-qr"]).await;
     let alice = secret_from_cli(&added.stdout);
-    let server = Server::start(dir.path(), &env).await;
+    let server = start_server(dir.path(), &env).await;
     let params = OtpParams { digits: 8, ..OtpParams::default() };
 
-    assert_eq!(server.post("/request-otp", json!({"username": "dair"})).await.status, 200);
+    assert_eq!(server.post_json("/request-otp", json!({"username": "dair"})).await.status, 200);
     let notes = std::fs::read_to_string(dir.path().join("data/notifications.log")).unwrap();
     let sent = extract_code(&notes);
     let dair_secret = SecretBytes::from_base32(env_secret).unwrap();
@@ -404,9 +311,9 @@ async fn serve_delivers_a_code_by_email_and_telegram_that_verifies_once() {
         ("RUST_LOG".into(), "debug".into()),
     ]);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let server = Server::run(dir.path(), &env, "serve").await;
+    let server = TestApp::builder().shared_dir(dir.path()).envs(&env).start_binary("serve").await;
 
-    let sent = server.post("/request-otp", json!({"username": "dair"})).await;
+    let sent = server.post_json("/request-otp", json!({"username": "dair"})).await;
 
     assert_eq!(sent.status, 200, "{:?}\n{}", sent.body, server.logs());
     assert_eq!(sent.body["channels"], json!(["email", "telegram"]));
@@ -438,7 +345,7 @@ async fn sigterm_lets_requests_in_flight_finish() {
     env.extend([("DAIR_SECRET".to_string(), "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP".to_string())]);
     env.push(("DAIR_TELEGRAM_ID".into(), "42".into()));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let server = Server::run(dir.path(), &env, "serve").await;
+    let server = TestApp::builder().shared_dir(dir.path()).envs(&env).start_binary("serve").await;
     let url = format!("http://{}/request-otp", server.addr);
     let client = server.client.clone();
     let in_flight = tokio::spawn(async move { client.post(&url).json(&json!({"username": "dair"})).send().await });
@@ -457,7 +364,7 @@ async fn sigterm_lets_requests_in_flight_finish() {
 #[tokio::test]
 async fn the_healthcheck_command_reports_a_running_server() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]).await;
+    let server = start_server(dir.path(), &[]).await;
     let url = format!("http://{}/healthcheck", server.addr);
 
     let up = cli(dir.path(), &[], &["healthcheck", "--url", &url]).await;
@@ -483,10 +390,10 @@ async fn users_are_imported_from_csv_with_their_secrets() {
     let again = cli(dir.path(), &[], &["user", "import", "users.csv"]).await;
     assert!(again.stdout.contains("Imported 0 user(s); 2 already existed"), "{}", again.stdout);
 
-    let server = Server::start(dir.path(), &[]).await;
+    let server = start_server(dir.path(), &[]).await;
     let alice = SecretBytes::from_base32("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP").unwrap();
     assert_eq!(server.verify("alice", &now_code(&alice, OtpParams::default())).await.status, 200);
-    let sent = server.post("/request-otp", json!({"username": "bob"})).await;
+    let sent = server.post_json("/request-otp", json!({"username": "bob"})).await;
     assert_eq!(sent.body["channels"], json!(["telegram"]));
 
     std::fs::write(dir.path().join("bad.csv"), "carol,not*base32*at*all\n").unwrap();

@@ -67,9 +67,9 @@ async fn with_mfa_api_keys_the_endpoints_need_one_of_them() {
         request.send()
     };
 
-    let none = Reply::from(call(None).await.unwrap()).await;
-    let wrong = Reply::from(call(Some("backend-key-3")).await.unwrap()).await;
-    let right = Reply::from(call(Some("backend-key-2")).await.unwrap()).await;
+    let none = Reply::read(call(None).await.unwrap()).await;
+    let wrong = Reply::read(call(Some("backend-key-3")).await.unwrap()).await;
+    let right = Reply::read(call(Some("backend-key-2")).await.unwrap()).await;
 
     assert_eq!((none.status, none.body), (401, json!({"error": "unauthorized"})));
     assert_eq!(none.headers["www-authenticate"], "Bearer");

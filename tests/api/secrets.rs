@@ -95,7 +95,7 @@ impl Session<'_> {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        Reply::from(request.send().await.unwrap()).await
+        Reply::read(request.send().await.unwrap()).await
     }
 
     async fn verify(&mut self, user: &str, code: &str, key: &str) -> u16 {

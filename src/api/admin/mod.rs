@@ -1,0 +1,200 @@
+//! The admin API under `/admin/`, mounted only when `ADMIN_TOKEN` is set (otherwise every
+//! `/admin/...` path is a plain 404). Every request needs `Authorization: Bearer
+//! <ADMIN_TOKEN>`; responses that carry a secret are sent with `Cache-Control: no-store`.
+//! Each handler parses, calls [`crate::users::UserService`], and answers.
+
+mod wire;
+
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::ClientIp;
+use crate::domain::Username;
+use crate::http::{AppJson, AppPath, AppQuery, ErrorBody, InvalidRequest, has_bearer};
+use crate::users::{Enrollment, qr_svg};
+pub use wire::{AdminEnrollment, AdminUser, AdminUserPage, ContactUpdate, CreateUser, DEFAULT_PAGE, MAX_PAGE, Page};
+
+fn username(raw: &str) -> Result<Username, ApiError> {
+    Username::parse(raw).map_err(|e| InvalidRequest::new(e).into())
+}
+
+/// The one-time view of a new secret: the user, the secret, its URI and QR code.
+fn enrollment_response(status: StatusCode, enrollment: &Enrollment) -> Result<Response, ApiError> {
+    let body = AdminEnrollment::new(enrollment, qr_svg(&enrollment.otpauth_uri)?);
+    Ok(no_store((status, Json(body)).into_response()))
+}
+
+fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Enrolls a user with a fresh 160-bit secret: 201 with the secret, otpauth URI and QR code,
+/// shown once.
+#[utoipa::path(post, path = "/admin/users", tag = "admin", request_body = CreateUser, security(("admin_token" = [])),
+    responses(
+        (status = 201, body = AdminEnrollment, headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 409, description = "user_exists, or defined_in_env", body = ErrorBody),
+        (status = 413, description = "body over 16 KiB", body = ErrorBody),
+        (status = 415, description = "not application/json", body = ErrorBody),
+        (status = 503, description = "database_unavailable", body = ErrorBody),
+    ))]
+pub async fn create_user(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    AppJson(body): AppJson<CreateUser>,
+) -> Result<Response, ApiError> {
+    let enrolled = state.users.add(body.validate()?).await?;
+    let name = &enrolled.user.record.profile.username;
+    tracing::info!(event = "admin", action = "create_user", username = %name, client_ip = %ip);
+    enrollment_response(StatusCode::CREATED, &enrolled)
+}
+
+/// Users by name, a page at a time; `next` is the `after` of the next page.
+#[utoipa::path(get, path = "/admin/users", tag = "admin", params(Page), security(("admin_token" = [])),
+    responses((status = 200, body = AdminUserPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 503, description = "database_unavailable", body = ErrorBody)))]
+pub async fn list_users(
+    State(state): State<AppState>,
+    AppQuery(page): AppQuery<Page>,
+) -> Result<Json<AdminUserPage>, ApiError> {
+    let (limit, after) = page.validate()?;
+    let page = state.users.page(after.as_ref(), limit).await?;
+    Ok(Json(AdminUserPage::from(&page)))
+}
+
+/// One user, never the secret.
+#[utoipa::path(get, path = "/admin/users/{username}", tag = "admin", security(("admin_token" = [])),
+    params(("username" = Username, Path)),
+    responses((status = 200, body = AdminUser), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 503, description = "database_unavailable", body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn show_user(
+    State(state): State<AppState>,
+    AppPath(name): AppPath<String>,
+) -> Result<Json<AdminUser>, ApiError> {
+    let user = state.users.find(&username(&name)?).await?;
+    Ok(Json(AdminUser::from(&user)))
+}
+
+/// Changes contact details: a field that is absent is kept, `null` clears it.
+#[utoipa::path(patch, path = "/admin/users/{username}", tag = "admin", request_body = ContactUpdate,
+    security(("admin_token" = [])), params(("username" = Username, Path)),
+    responses(
+        (status = 200, body = AdminUser), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 503, description = "database_unavailable", body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "defined_in_env", body = ErrorBody),
+        (status = 413, description = "body over 16 KiB", body = ErrorBody),
+        (status = 415, description = "not application/json", body = ErrorBody),
+    ))]
+pub async fn update_user(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    AppPath(name): AppPath<String>,
+    AppJson(body): AppJson<ContactUpdate>,
+) -> Result<Json<AdminUser>, ApiError> {
+    let name = username(&name)?;
+    state.users.find(&name).await?; // an unknown user is 404 whatever the body holds
+    let user = state.users.update_contact(&name, body.validate()?).await?;
+    tracing::info!(event = "admin", action = "update_user", username = %name, client_ip = %ip);
+    Ok(Json(AdminUser::from(&user)))
+}
+
+/// Issues a new secret, shown once; the old one stops working at once.
+#[utoipa::path(post, path = "/admin/users/{username}/rotate", tag = "admin", security(("admin_token" = [])),
+    params(("username" = Username, Path)),
+    responses(
+        (status = 200, body = AdminEnrollment, headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 503, description = "database_unavailable", body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "defined_in_env", body = ErrorBody),
+    ))]
+pub async fn rotate_user(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    AppPath(name): AppPath<String>,
+) -> Result<Response, ApiError> {
+    let name = username(&name)?;
+    let rotated = state.users.rotate(&name).await?;
+    tracing::info!(event = "admin", action = "rotate_secret", username = %name, client_ip = %ip);
+    enrollment_response(StatusCode::OK, &rotated)
+}
+
+/// Clears failed attempts and any lockout.
+#[utoipa::path(post, path = "/admin/users/{username}/unlock", tag = "admin", security(("admin_token" = [])),
+    params(("username" = Username, Path)),
+    responses((status = 200, body = AdminUser), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 503, description = "database_unavailable", body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn unlock_user(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    AppPath(name): AppPath<String>,
+) -> Result<Json<AdminUser>, ApiError> {
+    let name = username(&name)?;
+    let user = state.users.unlock(&name).await?;
+    tracing::info!(event = "admin", action = "unlock", username = %name, client_ip = %ip);
+    Ok(Json(AdminUser::from(&user)))
+}
+
+/// Removes a user.
+#[utoipa::path(delete, path = "/admin/users/{username}", tag = "admin", security(("admin_token" = [])),
+    params(("username" = Username, Path)),
+    responses(
+        (status = 204, description = "removed"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 503, description = "database_unavailable", body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "defined_in_env", body = ErrorBody),
+    ))]
+pub async fn delete_user(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    AppPath(name): AppPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let name = username(&name)?;
+    state.users.remove(&name).await?;
+    tracing::info!(event = "admin", action = "delete_user", username = %name, client_ip = %ip);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The enrollment QR code, while the secret is fresh: until the first verification, for at
+/// most 10 minutes after it was issued; 410 afterwards.
+#[utoipa::path(get, path = "/admin/users/{username}/qr.png", tag = "admin", security(("admin_token" = [])),
+    params(("username" = Username, Path)),
+    responses(
+        (status = 200, description = "PNG image", content_type = "image/png",
+            headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 503, description = "database_unavailable", body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 410, description = "qr_expired", body = ErrorBody),
+    ))]
+pub async fn qr_png(State(state): State<AppState>, AppPath(name): AppPath<String>) -> Result<Response, ApiError> {
+    let png = state.users.enrollment_qr_png(&username(&name)?).await?;
+    Ok(no_store(([(header::CONTENT_TYPE, "image/png")], png).into_response()))
+}
+
+async fn require_admin_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match &state.settings.admin_token {
+        Some(token) if has_bearer(request.headers(), std::slice::from_ref(token)) => next.run(request).await,
+        _ => {
+            tracing::warn!(event = "admin_unauthorized", path = %request.uri().path(), "admin request without ADMIN_TOKEN");
+            ApiError::Unauthorized.into_response()
+        }
+    }
+}
+
+/// The admin routes, guarded by `ADMIN_TOKEN`.
+pub fn routes(state: AppState) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_user, list_users))
+        .routes(routes!(show_user, update_user, delete_user))
+        .routes(routes!(rotate_user))
+        .routes(routes!(unlock_user))
+        .routes(routes!(qr_png))
+        .route_layer(axum::middleware::from_fn_with_state(state, require_admin_token))
+}

@@ -1,0 +1,149 @@
+//! The `mfa` command line: each subcommand parses its arguments and calls one library
+//! function. Exit codes: 0 success, 1 failure, 2 bad configuration or usage.
+
+mod user;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use tracing::warn;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{EnvMap, Settings};
+use crate::startup::{Application, Services, StartupError};
+use crate::{notify, telemetry};
+pub use user::{AddArgs, UserCommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "mfa", version, about = "Self-hosted multi-factor authentication: TOTP and one-time codes")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run everything: the MFA server (MFA_BIND, 127.0.0.1:6000) and the notification
+    /// service (NOTIFY_BIND, 127.0.0.1:6001) in one process.
+    Serve,
+    /// Run only the MFA server.
+    Server,
+    /// Run only the notification service.
+    Notifier,
+    /// Manage users: add, list, show, remove, rotate, unlock.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Validate the configuration and print what was found (secrets masked).
+    CheckConfig,
+    /// Ask a running server's /healthcheck; exit 0 when healthy (for container health checks).
+    Healthcheck {
+        /// Default: the MFA server at MFA_BIND.
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+/// An error for the user of the command, printed as `mfa: <message>`.
+struct Failure {
+    message: String,
+    code: u8,
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Self { message: e.to_string(), code: 1 }
+    }
+}
+
+fn usage(message: impl Into<String>) -> Failure {
+    Failure { message: message.into(), code: 2 }
+}
+
+/// A start-up failure: bad configuration is a usage error (2), anything else a failure (1).
+fn startup_failure(e: StartupError) -> Failure {
+    if e.is_configuration() { usage(e.to_string()) } else { e.into() }
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    let outcome = load_settings().and_then(|(env, settings)| {
+        let runtime = tokio::runtime::Runtime::new()?;
+        runtime.block_on(dispatch(cli.command, env, settings))
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("mfa: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn load_settings() -> Result<(EnvMap, Settings), Failure> {
+    let env = EnvMap::load().map_err(|e| usage(e.to_string()))?;
+    let settings = Settings::from_env(&env).map_err(|e| usage(e.to_string()))?;
+    Ok((env, settings))
+}
+
+async fn dispatch(command: Command, env: EnvMap, settings: Settings) -> Result<(), Failure> {
+    let is_server = matches!(command, Command::Serve | Command::Server | Command::Notifier);
+    let filter = if is_server { telemetry::SERVER_FILTER } else { telemetry::COMMAND_FILTER };
+    telemetry::init(settings.log_format, filter);
+    if !matches!(command, Command::CheckConfig) {
+        for warning in &settings.warnings {
+            warn!("{warning}");
+        }
+    }
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    match command {
+        Command::Serve => serve(settings, clock, Services::ALL).await,
+        Command::Server => serve(settings, clock, Services::MFA).await,
+        Command::Notifier => serve(settings, clock, Services::NOTIFIER).await,
+        Command::CheckConfig => {
+            check_config(&env, &settings);
+            Ok(())
+        }
+        Command::Healthcheck { url } => healthcheck(&settings, url).await,
+        Command::User(cmd) => user::run(cmd, settings, clock).await,
+    }
+}
+
+async fn serve(settings: Settings, clock: Arc<dyn Clock>, services: Services) -> Result<(), Failure> {
+    let application = Application::build_services(settings, clock, services).await.map_err(startup_failure)?;
+    application.run_until_stopped().await.map_err(startup_failure)
+}
+
+async fn healthcheck(settings: &Settings, url: Option<String>) -> Result<(), Failure> {
+    let url = url.unwrap_or_else(|| {
+        let addr = settings.bind;
+        // A server listening on every interface is reached through loopback.
+        let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
+        format!("http://{host}:{}/healthcheck", addr.port())
+    });
+    let client = notify::http_client(std::time::Duration::from_secs(5))?;
+    let response = client.get(&url).send().await.map_err(|e| format!("{url}: {}", e.without_url()))?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    println!("{body}");
+    if status.is_success() { Ok(()) } else { Err(Failure::from(format!("{url} answered {status}"))) }
+}
+
+fn check_config(env: &EnvMap, settings: &Settings) {
+    match &env.dotenv_path {
+        Some(path) => println!("Read {}", path.display()),
+        None => println!("No .env file; using the environment and defaults"),
+    }
+    let rows = settings.report(env);
+    let width = rows.iter().map(|(k, _, _)| k.len()).max().unwrap_or(0);
+    for (var, value, source) in rows {
+        println!("  {var:width$}  {value}  [{source}]");
+    }
+    if settings.warnings.is_empty() {
+        println!("Configuration OK");
+    } else {
+        println!("Configuration OK, with {} warning(s):", settings.warnings.len());
+        for w in &settings.warnings {
+            println!("  - {w}");
+        }
+    }
+}

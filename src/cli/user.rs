@@ -1,0 +1,197 @@
+//! `mfa user ...`: user administration from the command line, through the same
+//! [`UserService`] as the admin API.
+
+use std::sync::Arc;
+
+use clap::{Args, Subcommand};
+
+use super::{Failure, startup_failure, usage};
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::domain::{EmailAddress, TelegramChat, Username};
+use crate::otp::{Algorithm, parse_digits};
+use crate::startup;
+use crate::users::{Enrollment, NewUser, UserService, UserSummary};
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user with a fresh 160-bit secret; prints the otpauth URI and a QR code.
+    Add(AddArgs),
+    /// List every user.
+    List,
+    /// Show one user (never the secret).
+    Show { name: String },
+    /// Delete a user.
+    Remove { name: String },
+    /// Give a user a new secret; the old one stops working at once.
+    Rotate {
+        name: String,
+        /// Do not draw the QR code.
+        #[arg(long)]
+        no_qr: bool,
+    },
+    /// Clear a user's failed attempts and lockout.
+    Unlock { name: String },
+    /// Import users with their existing secrets from CSV: username,base32secret[,email[,telegram_id]]
+    /// ("-" reads standard input). Names that exist are skipped.
+    Import { file: String },
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    pub name: String,
+    /// Address that receives codes from /request-otp.
+    #[arg(long)]
+    pub email: Option<String>,
+    /// Telegram chat id (or @channel) that receives codes.
+    #[arg(long)]
+    pub telegram_id: Option<String>,
+    /// SHA1 (the default, what every app supports), SHA256 or SHA512. Default: OTP_ALGORITHM.
+    #[arg(long)]
+    pub algorithm: Option<String>,
+    /// 6, 7 or 8. Default: OTP_DIGITS.
+    #[arg(long)]
+    pub digits: Option<String>,
+    /// Do not draw the QR code.
+    #[arg(long)]
+    pub no_qr: bool,
+}
+
+impl AddArgs {
+    fn new_user(&self) -> Result<NewUser, Failure> {
+        fn option<T>(
+            raw: Option<&str>,
+            flag: &str,
+            parse: impl Fn(&str) -> Result<T, String>,
+        ) -> Result<Option<T>, Failure> {
+            raw.map(parse).transpose().map_err(|e| usage(format!("{flag}: {e}")))
+        }
+        Ok(NewUser {
+            username: parse_name(&self.name)?,
+            email: option(self.email.as_deref(), "--email", EmailAddress::parse)?,
+            telegram: option(self.telegram_id.as_deref(), "--telegram-id", TelegramChat::parse)?,
+            algorithm: option(self.algorithm.as_deref(), "--algorithm", Algorithm::parse)?,
+            digits: option(self.digits.as_deref(), "--digits", parse_digits)?,
+        })
+    }
+}
+
+fn parse_name(raw: &str) -> Result<Username, Failure> {
+    Username::parse(raw).map_err(|e| usage(format!("'{raw}': {e}")))
+}
+
+pub(super) async fn run(cmd: UserCommand, settings: Settings, clock: Arc<dyn Clock>) -> Result<(), Failure> {
+    let users = startup::open_users(Arc::new(settings), clock).await.map_err(startup_failure)?;
+    let outcome = command(cmd, &users).await;
+    users.close().await;
+    outcome
+}
+
+async fn command(cmd: UserCommand, users: &UserService) -> Result<(), Failure> {
+    match cmd {
+        UserCommand::Add(args) => {
+            let enrolled = users.add(args.new_user()?).await?;
+            let username = &enrolled.user.record.profile.username;
+            tracing::info!(target: "audit", event = "enroll", username = %username, via = "cli");
+            print_enrollment("Enrolled", &enrolled, !args.no_qr);
+        }
+        UserCommand::List => {
+            let all = users.all().await?;
+            if all.is_empty() {
+                println!("No users. Add one with `mfa user add NAME --email ADDRESS`.");
+            }
+            println!("{:<24} {:<6} {:<8} {:<32} {:<16} STATE", "USERNAME", "SOURCE", "OTP", "EMAIL", "TELEGRAM");
+            for u in &all {
+                let p = &u.record.profile;
+                println!(
+                    "{:<24} {:<6} {:<8} {:<32} {:<16} {}",
+                    p.username.as_str(),
+                    p.source.as_str(),
+                    format!("{}/{}", p.params.algorithm, p.params.digits),
+                    p.email.as_deref().unwrap_or("-"),
+                    p.telegram_id.as_deref().unwrap_or("-"),
+                    lock_state(u),
+                );
+            }
+        }
+        UserCommand::Show { name } => {
+            let u = users.find(&parse_name(&name)?).await?;
+            let p = &u.record.profile;
+            println!("username:        {}", p.username);
+            println!("source:          {}", p.source.as_str());
+            println!("algorithm:       {}", p.params.algorithm);
+            println!("digits:          {}", p.params.digits);
+            println!("period:          {} s", p.params.period);
+            println!("email:           {}", p.email.as_deref().unwrap_or("-"));
+            println!("telegram id:     {}", p.telegram_id.as_deref().unwrap_or("-"));
+            println!("failed attempts: {}", u.record.lock.failed_attempts);
+            println!("state:           {}", lock_state(&u));
+            println!("created at:      {} (unix)", u.record.created_at);
+        }
+        UserCommand::Remove { name } => {
+            let username = parse_name(&name)?;
+            users.remove(&username).await?;
+            tracing::info!(target: "audit", event = "remove_user", username = %username, via = "cli");
+            println!("Removed user '{username}'.");
+        }
+        UserCommand::Rotate { name, no_qr } => {
+            let username = parse_name(&name)?;
+            let enrolled = users.rotate(&username).await?;
+            tracing::info!(target: "audit", event = "rotate_secret", username = %username, via = "cli");
+            print_enrollment("Rotated the secret of", &enrolled, !no_qr);
+        }
+        UserCommand::Import { file } => {
+            let text = if file == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&file).map_err(|e| format!("{file}: {e}"))?
+            };
+            let report = users.import(&text).await?;
+            tracing::info!(target: "audit", event = "import", imported = report.imported, via = "cli");
+            println!(
+                "Imported {} user(s); {} already existed and were left as they were.",
+                report.imported, report.existing
+            );
+        }
+        UserCommand::Unlock { name } => {
+            let username = parse_name(&name)?;
+            users.unlock(&username).await?;
+            tracing::info!(target: "audit", event = "unlock", username = %username, via = "cli");
+            println!("Unlocked user '{username}': failed attempts reset.");
+        }
+    }
+    Ok(())
+}
+
+fn lock_state(user: &UserSummary) -> String {
+    match user.locked_for {
+        Some(seconds) => format!("locked for {seconds} s"),
+        None => "active".into(),
+    }
+}
+
+fn print_enrollment(verb: &str, e: &Enrollment, qr: bool) {
+    let p = &e.user.record.profile;
+    println!(
+        "{verb} user '{}' ({}, {} digits, {} s period).",
+        p.username, p.params.algorithm, p.params.digits, p.params.period
+    );
+    println!();
+    println!("Secret (shown only now): {}", e.secret.to_base32());
+    println!("otpauth URI: {}", e.otpauth_uri);
+    if qr {
+        match qrcode::QrCode::new(e.otpauth_uri.as_bytes()) {
+            Ok(code) => {
+                let art = code
+                    .render::<qrcode::render::unicode::Dense1x2>()
+                    .dark_color(qrcode::render::unicode::Dense1x2::Light)
+                    .light_color(qrcode::render::unicode::Dense1x2::Dark)
+                    .quiet_zone(true)
+                    .build();
+                println!("\n{art}\n");
+            }
+            Err(err) => println!("(cannot draw a QR code: {err})"),
+        }
+    }
+    println!("Scan the QR code (or enter the secret) in Google Authenticator or any RFC 6238 app.");
+}

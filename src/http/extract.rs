@@ -1,0 +1,117 @@
+//! Extractors whose rejections are the service's own error (so they are answered by its one
+//! mapping, in its JSON shape), and the bearer-token check.
+
+use axum::Json;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use serde::de::DeserializeOwned;
+
+use super::ServiceState;
+use super::error::{HttpFault, InvalidRequest};
+use crate::config::Sensitive;
+
+/// `Json<T>` whose body must be a JSON object, rejected with the service's error.
+///
+/// Hostile bodies are 4xx: not JSON, invalid UTF-8, nested deeper than serde_json's
+/// recursion limit (128), over the body limit (413), a field given twice (serde's derive
+/// refuses duplicate fields: a body's meaning must not depend on which duplicate a parser
+/// keeps, since a proxy or WAF in front may have read the other one), or an array where
+/// an object belongs (serde's derive would otherwise read `["dair", "123456"]` as a struct).
+pub struct AppJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for AppJson<T>
+where
+    T: DeserializeOwned,
+    S: ServiceState,
+{
+    type Rejection = S::Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<ObjectOnly<T>>::from_request(req, state).await {
+            Ok(Json(ObjectOnly(value))) => Ok(Self(value)),
+            Err(rejection) => Err(HttpFault::Invalid(rejection.into()).into()),
+        }
+    }
+}
+
+/// A body's bytes read as [`AppJson`] reads them once the content type and the size have
+/// passed: the entry point of the property tests and the fuzzer (`crate::input_checks`).
+pub fn read_json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, InvalidRequest> {
+    let Json(ObjectOnly(value)) = Json::<ObjectOnly<T>>::from_bytes(bytes)?;
+    Ok(value)
+}
+
+/// Deserializes `T` only from a JSON object.
+struct ObjectOnly<T>(T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for ObjectOnly<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Object<T>(std::marker::PhantomData<T>);
+
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Object<T> {
+            type Value = T;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+
+        deserializer.deserialize_map(Object(std::marker::PhantomData)).map(ObjectOnly)
+    }
+}
+
+/// `Query<T>`, rejected with the service's error (400).
+pub struct AppQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for AppQuery<T>
+where
+    T: DeserializeOwned,
+    S: ServiceState,
+{
+    type Rejection = S::Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(Self(value)),
+            Err(rejection) => Err(HttpFault::Invalid(InvalidRequest::new(rejection.body_text())).into()),
+        }
+    }
+}
+
+/// `Path<T>`, rejected with the service's error (400): a path that is not valid UTF-8 once
+/// percent-decoded, for instance.
+pub struct AppPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for AppPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: ServiceState,
+{
+    type Rejection = S::Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(Self(value)),
+            Err(rejection) => Err(HttpFault::Invalid(InvalidRequest::new(rejection.body_text())).into()),
+        }
+    }
+}
+
+/// Whether the request carries `Authorization: Bearer <one of tokens>`. Every token is
+/// compared in constant time, and all of them are compared, so timing tells nothing about
+/// which one came close.
+pub fn has_bearer(headers: &HeaderMap, tokens: &[Sensitive]) -> bool {
+    use subtle::ConstantTimeEq;
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .as_bytes();
+    tokens.iter().fold(subtle::Choice::from(0), |found, t| found | presented.ct_eq(t.expose().as_bytes())).into()
+}

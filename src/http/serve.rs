@@ -1,0 +1,172 @@
+//! Serving a router: the accept loop, with the connection cap and timeouts that
+//! `axum::serve` does not have, and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Request};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
+use tower::ServiceExt;
+use tower_http::timeout::RequestBodyDeadlineLayer;
+
+use crate::config::HttpLimits;
+
+/// Largest request head (request line and headers) a client may send; beyond it, 431.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// Most header fields in one request; beyond it, 431 (hyper's default, stated here).
+pub const MAX_HEADERS: usize = 100;
+
+/// A router and the listener it will be served on, already bound (so port 0 has become a
+/// real port before anything runs).
+pub struct BoundRouter {
+    listener: TcpListener,
+    router: Router,
+    limits: HttpLimits,
+}
+
+impl BoundRouter {
+    /// Binds `addr` (port 0 picks a free port), with the default [`HttpLimits`].
+    pub async fn bind(addr: SocketAddr, router: Router) -> std::io::Result<Self> {
+        Ok(Self { listener: TcpListener::bind(addr).await?, router, limits: HttpLimits::default() })
+    }
+
+    /// Serves with these timeouts and connection cap instead of the defaults.
+    #[must_use]
+    pub fn with_limits(mut self, limits: HttpLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then lets requests in flight finish.
+    ///
+    /// This is `axum::serve` written out, because axum sets neither a header read timeout
+    /// nor a connection cap: each connection is served by hyper's HTTP/1 server with
+    /// `header_read_timeout` (which also closes idle keep-alive connections) and bounded
+    /// head size, holds one permit of a semaphore of `max_connections` (at the cap nothing is
+    /// accepted; the kernel's backlog holds new connections), and every request body has a
+    /// deadline (`RequestBodyDeadlineLayer`: a total, not a per-chunk, timeout).
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let Self { listener, router, limits } = self;
+        let router = router.layer(RequestBodyDeadlineLayer::new(limits.body_timeout));
+        let permits = Arc::new(Semaphore::new(limits.max_connections));
+        let (stop, stopped) = watch::channel(false);
+        let mut connections = JoinSet::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let permit = tokio::select! {
+                permit = permits.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break, // the semaphore is never closed
+                },
+                () = &mut shutdown => break,
+            };
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        accept_failed(&e).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            connections.spawn(serve_connection(stream, peer, router.clone(), limits, permit, stopped.clone()));
+            while connections.try_join_next().is_some() {}
+        }
+        drop(listener);
+        let _ = stop.send(true);
+        while connections.join_next().await.is_some() {}
+        Ok(())
+    }
+}
+
+/// The soft limit on open files (`ulimit -n`) where the system says (Linux's `/proc`);
+/// `None` when unknown or unlimited.
+pub fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// An accept error: the connection that failed is gone, but running out of file descriptors
+/// (EMFILE, ENFILE) would make `accept` fail again at once, so wait a little as axum does.
+async fn accept_failed(e: &std::io::Error) {
+    use std::io::ErrorKind;
+    if matches!(e.kind(), ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::ConnectionRefused) {
+        return;
+    }
+    tracing::error!(error = %e, "accept failed (out of file descriptors? see HTTP_MAX_CONNECTIONS and ulimit -n)");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// One connection, until the client closes it, a timeout closes it, or shutdown (then the
+/// request in flight is finished and the connection closed).
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    limits: HttpLimits,
+    _permit: OwnedSemaphorePermit,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let service = router.map_request(move |mut request: Request<hyper::body::Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        request
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_header_size(MAX_HEADER_BYTES)
+        .max_headers(MAX_HEADERS);
+    let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+    let mut connection = std::pin::pin!(connection);
+    let stop = async move {
+        // An error means the server is gone, which also means stop.
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let outcome = tokio::select! {
+        outcome = connection.as_mut() => outcome,
+        () = stop => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = outcome {
+        tracing::debug!(client = %peer, error = %e, "connection closed with an error");
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,199 @@
+//! `POST /send` on the wire: the one request and reply types, which the notification
+//! service reads and writes and the MFA server's client (`super::client`) writes and reads.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
+
+use super::Delivery;
+use crate::domain::{Channel, EmailAddress, TELEGRAM_CHAT_PATTERN, TelegramChat};
+use crate::http::InvalidRequest;
+
+/// Telegram's limit for one message's text.
+pub const TELEGRAM_MAX_CHARS: usize = 4096;
+/// Our limit for an email body: codes and short notices, not newsletters.
+pub const EMAIL_MAX_CHARS: usize = 32 * 1024;
+pub const SUBJECT_MAX_CHARS: usize = 255;
+/// A message must have a character that is neither a space nor a control character.
+const VISIBLE_PATTERN: &str = r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]";
+/// A subject is one line: no control character.
+const ONE_LINE_PATTERN: &str = r"^[^\x00-\x1f\x7f-\x9f]*$";
+
+/// The body of `POST /send`. The fields are read as text and checked by [`Self::validate`]
+/// so that each refusal says what is wrong; the schema states the same rules per channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendRequest {
+    /// `email` or `telegram`
+    pub channel: String,
+    /// An email address, or a Telegram chat id / `@channel`.
+    pub recipient: String,
+    pub message: String,
+    /// Email subject (one line); default "<OTP_ISSUER> notification".
+    #[serde(default)]
+    pub subject: Option<String>,
+}
+
+impl From<&Delivery> for SendRequest {
+    fn from(d: &Delivery) -> Self {
+        Self {
+            channel: d.channel.as_str().to_string(),
+            recipient: d.recipient.clone(),
+            message: d.message.clone(),
+            subject: Some(d.subject.clone()),
+        }
+    }
+}
+
+impl SendRequest {
+    /// The delivery to make, or why the request is refused. The property tests and the
+    /// fuzzer check bodies with this too (`crate::input_checks`).
+    pub fn validate(self, default_subject: &str) -> Result<Delivery, InvalidRequest> {
+        let channel = Channel::parse(&self.channel).map_err(InvalidRequest::new)?;
+        let recipient = match channel {
+            Channel::Email => EmailAddress::parse(&self.recipient).map_err(InvalidRequest::new)?.as_str().to_string(),
+            Channel::Telegram => {
+                TelegramChat::parse(&self.recipient).map_err(InvalidRequest::new)?.as_str().to_string()
+            }
+        };
+        let limit = if channel == Channel::Telegram { TELEGRAM_MAX_CHARS } else { EMAIL_MAX_CHARS };
+        let length = self.message.chars().count();
+        if !self.message.chars().any(|c| !c.is_whitespace() && !c.is_control()) {
+            return Err(InvalidRequest::new("message must not be empty (it has no visible character)"));
+        }
+        if length > limit {
+            return Err(InvalidRequest::new(format!("message is {length} characters; the {channel} limit is {limit}")));
+        }
+        let subject = self.subject.unwrap_or_else(|| default_subject.to_string());
+        if subject.chars().count() > SUBJECT_MAX_CHARS || subject.chars().any(char::is_control) {
+            return Err(InvalidRequest::new(format!(
+                "subject must be one line of at most {SUBJECT_MAX_CHARS} characters"
+            )));
+        }
+        Ok(Delivery { channel, recipient, subject, message: self.message })
+    }
+}
+
+/// The schema of one channel's request: `recipient` and the longest `message` depend on it.
+fn channel_request(channel: Channel, title: &str, what: &str, recipient: Schema, max_message: usize) -> Schema {
+    let text = || ObjectBuilder::new().schema_type(Type::String);
+    let subject_note = match channel {
+        Channel::Email => "One line of at most 255 characters; default \"<OTP_ISSUER> notification\".",
+        Channel::Telegram => "Not used by Telegram; checked as for email.",
+    };
+    ObjectBuilder::new()
+        .title(Some(title))
+        .description(Some(what))
+        .property("channel", text().enum_values(Some([channel.as_str()])))
+        .required("channel")
+        .property("recipient", recipient)
+        .required("recipient")
+        .property(
+            "message",
+            text()
+                .description(Some(format!(
+                    "At most {max_message} characters, at least one of them visible (not a space or control)."
+                )))
+                .max_length(Some(max_message))
+                .pattern(Some(VISIBLE_PATTERN))
+                .examples(["Your code is 123456"]),
+        )
+        .required("message")
+        .property(
+            "subject",
+            ObjectBuilder::new()
+                .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                .description(Some(subject_note))
+                .max_length(Some(SUBJECT_MAX_CHARS))
+                .pattern(Some(ONE_LINE_PATTERN)),
+        )
+        .into()
+}
+
+impl utoipa::PartialSchema for SendRequest {
+    fn schema() -> RefOr<Schema> {
+        let email = channel_request(
+            Channel::Email,
+            "EmailMessage",
+            "An email: `recipient` is an address.",
+            crate::openapi::email_schema(),
+            EMAIL_MAX_CHARS,
+        );
+        let chat =
+            ObjectBuilder::new().schema_type(Type::String).pattern(Some(TELEGRAM_CHAT_PATTERN)).examples(["123456789"]);
+        let telegram = channel_request(
+            Channel::Telegram,
+            "TelegramMessage",
+            "A Telegram message: `recipient` is a chat id or `@channel`.",
+            chat.into(),
+            TELEGRAM_MAX_CHARS,
+        );
+        OneOfBuilder::new()
+            .item(email)
+            .item(telegram)
+            .description(Some(
+                "One message to one recipient; what `recipient` and `message` may be depends on `channel`.",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for SendRequest {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("SendRequest")
+    }
+}
+
+/// `sent`: the only status of a 200 from `/send`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SendStatus {
+    Sent,
+}
+
+/// The reply of `POST /send` when the message went out. Fields are declared in the order
+/// they go on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SendReply {
+    /// Tries it took, the first one included.
+    #[schema(example = 1)]
+    pub attempts: u32,
+    pub channel: Channel,
+    pub status: SendStatus,
+}
+
+/// Whether the SMTP server answered at the last attempt, for `/healthcheck`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Reachability {
+    Unknown,
+    Reachable,
+    Unreachable,
+}
+
+/// A channel's state in `/healthcheck`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ChannelHealth {
+    pub configured: bool,
+    /// Email only: what the last delivery found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smtp: Option<Reachability>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ChannelsHealth {
+    pub email: ChannelHealth,
+    pub telegram: ChannelHealth,
+}
+
+/// The notification service's `/healthcheck`. Fields are declared in the order they go on
+/// the wire.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct NotifierHealth {
+    pub channels: ChannelsHealth,
+    /// `ok`, or `degraded` when the SMTP server did not answer at the last attempt.
+    #[schema(example = "ok")]
+    pub status: &'static str,
+    pub version: &'static str,
+}

@@ -1,0 +1,120 @@
+//! Users written in bulk: imported from another system, and `.env` users kept in step with
+//! the file at start-up.
+
+use super::{UserError, UserService};
+use crate::config::EnvUser;
+use crate::domain::{EmailAddress, TelegramChat, Username};
+use crate::otp::SecretBytes;
+use crate::store::{StoreError, UserProfile, UserRecord, UserSource};
+
+/// What `import` did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    pub imported: u64,
+    pub existing: u64,
+}
+
+/// What start-up did to bring the database in line with `<NAME>_SECRET` variables.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    pub added: Vec<String>,
+    pub updated: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+/// Users per transaction when importing.
+const IMPORT_BATCH: usize = 1000;
+
+impl UserService {
+    /// Imports users from CSV lines `username,base32secret[,email[,telegram_id]]` (blank
+    /// lines, `#` comments and a `username,...` header are skipped), for moving users with
+    /// their existing secrets from another system. The whole input is checked before
+    /// anything is written; an error names the line, never the secret. Names that exist are
+    /// left as they are.
+    pub async fn import(&self, text: &str) -> Result<ImportReport, UserError> {
+        let mut profiles = Vec::new();
+        for (index, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with("username,") {
+                continue;
+            }
+            let bad = |what: String| UserError::Invalid(format!("line {}: {what}", index + 1));
+            let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+            let (name, secret) = match fields.as_slice() {
+                [name, secret, ..] if fields.len() <= 4 => (*name, *secret),
+                _ => return Err(bad("expected username,secret[,email[,telegram_id]]".into())),
+            };
+            let username = Username::parse(name).map_err(bad)?;
+            if self.env_var_of(&username).is_some() {
+                return Err(bad(format!("user '{username}' is defined in the environment")));
+            }
+            let secret = SecretBytes::from_base32(secret).map_err(|e| bad(format!("the secret {e}")))?;
+            let optional = |i: usize| fields.get(i).copied().filter(|s| !s.is_empty());
+            let email = optional(2).map(EmailAddress::parse).transpose().map_err(bad)?;
+            let telegram = optional(3).map(TelegramChat::parse).transpose().map_err(bad)?;
+            profiles.push(UserProfile {
+                sealed_secret: self.seal(&username, &secret)?,
+                username,
+                params: self.settings.otp,
+                email: email.map(|e| e.as_str().to_string()),
+                telegram_id: telegram.map(|t| t.as_str().to_string()),
+                source: UserSource::Cli,
+            });
+        }
+        let mut report = ImportReport::default();
+        let now = self.clock.now();
+        for batch in profiles.chunks(IMPORT_BATCH) {
+            let inserted = self.store.insert_users(batch, now).await?;
+            report.imported += inserted;
+            report.existing += batch.len() as u64 - inserted;
+        }
+        Ok(report)
+    }
+
+    /// Makes the database's `.env` users match the settings: adds new ones, updates changed
+    /// ones (a changed secret restarts the replay guard), removes those no longer defined.
+    pub async fn sync_env_users(&self) -> Result<SyncReport, UserError> {
+        let mut report = SyncReport::default();
+        let now = self.clock.now();
+        for env_user in &self.settings.users {
+            let EnvUser { username, var, secret, email, telegram } = env_user;
+            let record = UserProfile {
+                username: username.clone(),
+                sealed_secret: self.seal(username, secret)?,
+                params: self.settings.otp,
+                email: email.as_ref().map(|e| e.as_str().to_string()),
+                telegram_id: telegram.as_ref().map(|t| t.as_str().to_string()),
+                source: UserSource::Env,
+            };
+            match self.store.user(username).await? {
+                None => match self.store.insert_user(&record, now).await {
+                    Ok(()) => report.added.push(username.to_string()),
+                    Err(StoreError::Conflict) => {} // another instance synced it first
+                    Err(e) => return Err(e.into()),
+                },
+                Some(current) if current.profile.source == UserSource::Cli => {
+                    return Err(UserError::Conflict { username: username.clone(), var: var.clone() });
+                }
+                Some(UserRecord { profile: current, .. }) => {
+                    let stored = self.keys.open_secret(username, &current.sealed_secret).ok();
+                    let secret_changed = stored.as_ref() != Some(secret);
+                    let changed = secret_changed
+                        || current.params != record.params
+                        || current.email != record.email
+                        || current.telegram_id != record.telegram_id;
+                    if changed {
+                        self.store.replace_user(&record, secret_changed, now).await?;
+                        report.updated.push(username.to_string());
+                    }
+                }
+            }
+        }
+        for username in self.store.env_usernames().await? {
+            if !self.settings.users.iter().any(|u| u.username == username) {
+                self.store.delete_user(&username).await?;
+                report.removed.push(username.to_string());
+            }
+        }
+        Ok(report)
+    }
+}
