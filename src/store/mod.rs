@@ -1,4 +1,6 @@
 //! Persistence behind one trait, so the MFA logic never knows which database it runs on.
+//! One implementation, `sql::SqlStore`, holds the SQL; `sqlite` and `postgres` are the
+//! drivers it runs on.
 //!
 //! Every security-relevant change is a single conditional statement, atomic in the
 //! database: the replay guard only moves the last step forward, the lockout state is
@@ -6,13 +8,13 @@
 //! guarantees when several processes (the server and the CLI, or several servers) share
 //! one database.
 
-pub mod postgres;
+mod postgres;
 mod sql;
-pub mod sqlite;
+mod sqlite;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 
 use crate::clock::UnixTime;
 use crate::config::DatabaseConfig;
@@ -204,9 +206,6 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self);
     /// The connections that serve requests: (open, idle).
     fn pool_stats(&self) -> (u32, u32);
-    /// How many HTTP connections the server has open, read when deciding how long a group
-    /// commit may wait for more writes (see `sqlite::COMMIT_WINDOW`). Only a hint.
-    fn watch_load(&self, _open_connections: Arc<AtomicUsize>) {}
 
     /// Records `check` on first use; afterwards tells whether it is still the same.
     async fn check_key(&self, check: &str) -> Result<KeyCheck, StoreError>;

@@ -12,30 +12,32 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgConnection, PgPool, Row};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::query::Query;
+use sqlx::{Connection, PgConnection, PgPool, Row, TypeInfo, ValueRef};
 use tokio::time::Instant;
 
-use super::sql::{RawUser, Statement, Value, migrations, select_users, to_i64, to_u64};
-use super::{KeyCheck, PutCode, Store, StoreError, UserProfile, UserRecord};
-use crate::clock::UnixTime;
-use crate::domain::Username;
-use crate::lockout::LockState;
+use super::StoreError;
+use super::sql::{Driver, Param, SqlStore, Statement, Value, migrator};
 
-#[derive(Debug, Clone)]
-pub struct PgStore {
-    /// For migrations, the rare calls (admin, CLI, start-up), and opening hot connections.
+/// The PostgreSQL store.
+pub(crate) type PgStore = SqlStore<Postgres>;
+
+/// PostgreSQL's connections.
+pub struct Postgres {
+    /// For migrations, and for opening the connections statements run on.
     pool: PgPool,
     hot: Arc<HotConnections>,
 }
 
 type BoxedStatement<'c, T> = Pin<Box<dyn Future<Output = Result<T, sqlx::Error>> + Send + 'c>>;
 
-/// The connections every request's statements run on, kept out of the sqlx pool. sqlx
-/// pings a connection each time it goes back to its pool (unconditionally, in
-/// `return_to_pool`), so through the pool every statement cost two round trips and two
-/// backend wake-ups; here it costs one (docs/BENCHMARKS.md, finding 11). Connections are
-/// opened through the pool (its options and timeout) and then detached from it.
+/// The connections every statement runs on, kept out of the sqlx pool. sqlx pings a
+/// connection each time it goes back to its pool (unconditionally, in `return_to_pool`), so
+/// through the pool every statement cost two round trips and two backend wake-ups; here it
+/// costs one (wrong codes at 256 connections: 5.0k → 6.9k req/s; docs/BENCHMARKS.md,
+/// finding 11). Connections are opened through the pool (its options and timeout) and then
+/// detached from it.
 struct HotConnections {
     pool: PgPool,
     /// `None`: not open yet, or dropped after a connection-level error.
@@ -114,8 +116,8 @@ const STARTUP_WAIT: Duration = Duration::from_secs(10);
 impl PgStore {
     /// Connects and applies migrations (sqlx takes an advisory lock, so instances starting
     /// together do not race on the schema). A request waits at most `acquire_timeout` for a
-    /// connection: while the database is down, requests fail fast with 503 and the pool
-    /// reconnects by itself once it is back.
+    /// connection: while the database is down, requests fail fast with 503 and connections
+    /// are opened again once it is back.
     pub async fn connect(url: &str, max_connections: u32, acquire_timeout: Duration) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)?.application_name("mfa");
         let pool = PgPoolOptions::new()
@@ -132,43 +134,100 @@ impl PgStore {
                 Err(e) => return Err(e),
             }
         }
-        migrations!("postgres").run(&pool).await?;
+        migrator(&[
+            (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
+            (2, "secret_set_at", include_str!("../../migrations/postgres/0002_secret_set_at.sql")),
+            (3, "env_source_index", include_str!("../../migrations/postgres/0003_env_source_index.sql")),
+        ])
+        .run(&pool)
+        .await?;
         let slots = (0..max_connections.max(1)).map(|_| tokio::sync::Mutex::new(None)).collect();
         let hot = HotConnections { pool: pool.clone(), slots, next: AtomicUsize::new(0), wait: acquire_timeout };
-        Ok(Self { pool, hot: Arc::new(hot) })
+        Ok(SqlStore::new(Postgres { pool, hot: Arc::new(hot) }))
     }
 }
 
-impl PgStore {
-    /// PostgreSQL already shares WAL flushes between concurrent commits: run writes directly.
-    async fn execute_write(&self, write: Statement) -> Result<u64, StoreError> {
+/// The statement with its parameters bound, in order.
+fn bound(statement: Statement) -> Query<'static, sqlx::Postgres, PgArguments> {
+    let mut query = sqlx::query(statement.sql);
+    for param in statement.params {
+        query = match param {
+            Param::Int(n) => query.bind(n),
+            Param::Text(t) => query.bind(t),
+            Param::Blob(b) => query.bind(b),
+            Param::Bool(b) => query.bind(b),
+        };
+    }
+    query
+}
+
+/// A row's columns as plain values, by the PostgreSQL type of each.
+fn row_values(row: &PgRow) -> Result<Vec<Value>, sqlx::Error> {
+    (0..row.len())
+        .map(|i| {
+            let raw = row.try_get_raw(i)?;
+            if raw.is_null() {
+                return Ok(Value::Null);
+            }
+            let kind = raw.type_info().name().to_string();
+            Ok(match kind.as_str() {
+                "INT8" => Value::Int(row.try_get::<i64, _>(i)?),
+                "INT4" => Value::Int(i64::from(row.try_get::<i32, _>(i)?)),
+                "INT2" => Value::Int(i64::from(row.try_get::<i16, _>(i)?)),
+                "BOOL" => Value::Int(i64::from(row.try_get::<bool, _>(i)?)),
+                "TEXT" | "VARCHAR" | "NAME" => Value::Text(row.try_get::<String, _>(i)?),
+                "BYTEA" => Value::Blob(row.try_get::<Vec<u8>, _>(i)?),
+                other => return Err(sqlx::Error::Decode(format!("a column of type {other}").into())),
+            })
+        })
+        .collect()
+}
+
+#[async_trait]
+impl Driver for Postgres {
+    async fn query(&self, statement: Statement) -> Result<Vec<Vec<Value>>, StoreError> {
+        self.hot
+            .run(move |conn| {
+                Box::pin(async move { bound(statement).fetch_all(conn).await?.iter().map(row_values).collect() })
+            })
+            .await
+    }
+
+    /// PostgreSQL already shares WAL flushes between concurrent commits: writes run as
+    /// they come.
+    async fn execute(&self, statement: Statement) -> Result<u64, StoreError> {
+        self.hot
+            .run(move |conn| Box::pin(async move { Ok(bound(statement).execute(conn).await?.rows_affected()) }))
+            .await
+    }
+
+    async fn execute_all(&self, statements: Vec<Statement>) -> Result<Vec<u64>, StoreError> {
         self.hot
             .run(move |conn| {
                 Box::pin(async move {
-                    let mut query = sqlx::query(write.sql);
-                    for value in write.params {
-                        query = match value {
-                            Value::Null => query.bind(None::<i64>),
-                            Value::Int(n) => query.bind(n),
-                            Value::Text(t) => query.bind(t),
-                            Value::Blob(b) => query.bind(b),
-                        };
+                    let mut tx = conn.begin().await?;
+                    let mut changed = Vec::with_capacity(statements.len());
+                    for statement in statements {
+                        changed.push(bound(statement).execute(&mut *tx).await?.rows_affected());
                     }
-                    Ok(query.execute(conn).await?.rows_affected())
+                    tx.commit().await?;
+                    Ok(changed)
                 })
             })
             .await
     }
 
-    async fn read_user(&self, username: &Username) -> Result<Option<UserRecord>, StoreError> {
-        const SQL: &str = select_users!("WHERE username = $1");
-        let username = username.as_str().to_owned();
-        let row = self.hot.run(move |conn| Box::pin(sqlx::query(SQL).bind(username).fetch_optional(conn))).await?;
-        row.as_ref().map(Self::user_from_row).transpose()
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.hot.run(|conn| Box::pin(async move { sqlx::query("SELECT 1").execute(conn).await.map(drop) })).await
     }
 
-    /// Open: the requests' connections open now (one running a statement counts as open);
-    /// idle: those open and not running one.
+    async fn close(&self) {
+        self.hot.close().await;
+        self.pool.close().await;
+    }
+
+    /// Open: the connections open now (one running a statement counts as open); idle: those
+    /// open and not running one.
     fn connection_stats(&self) -> (u32, u32) {
         let (mut open, mut idle) = (0u32, 0u32);
         for slot in &self.hot.slots {
@@ -183,19 +242,4 @@ impl PgStore {
         }
         (open, idle)
     }
-
-    /// Nothing to tune: PostgreSQL groups concurrent commits itself.
-    #[allow(clippy::unused_self, clippy::needless_pass_by_value)]
-    fn watch_open_connections(&self, _open_connections: std::sync::Arc<std::sync::atomic::AtomicUsize>) {}
-
-    async fn ping_database(&self) -> Result<(), StoreError> {
-        self.hot.run(|conn| Box::pin(async move { sqlx::query("SELECT 1").execute(conn).await.map(drop) })).await
-    }
-
-    async fn close_database(&self) {
-        self.hot.close().await;
-        self.pool.close().await;
-    }
 }
-
-super::sql::sql_store!(PgStore, sqlx::Postgres);
