@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::Reader;
+use super::{Reader, number_in, seconds, vars};
 
 /// Defences against slow and greedy clients (slowloris and the like).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,10 +20,6 @@ pub struct HttpLimits {
     pub max_connections: usize,
 }
 
-pub const DEFAULT_HEADER_TIMEOUT_SECONDS: &str = "10";
-pub const DEFAULT_BODY_TIMEOUT_SECONDS: &str = "10";
-pub const DEFAULT_MAX_CONNECTIONS: &str = "1024";
-
 impl Default for HttpLimits {
     fn default() -> Self {
         Self { header_timeout: Duration::from_secs(10), body_timeout: Duration::from_secs(10), max_connections: 1024 }
@@ -31,11 +27,9 @@ impl Default for HttpLimits {
 }
 
 pub(super) fn read(r: &mut Reader) -> Option<HttpLimits> {
-    let header_timeout =
-        r.parse("HTTP_HEADER_TIMEOUT_SECONDS", DEFAULT_HEADER_TIMEOUT_SECONDS, super::seconds(0.1, 3600.0));
-    let body_timeout = r.parse("HTTP_BODY_TIMEOUT_SECONDS", DEFAULT_BODY_TIMEOUT_SECONDS, super::seconds(0.1, 3600.0));
-    let max_connections =
-        r.parse("HTTP_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, super::number_in(1..=1_000_000usize));
+    let header_timeout = r.parse(&vars::HTTP_HEADER_TIMEOUT_SECONDS, seconds(0.1, 3600.0));
+    let body_timeout = r.parse(&vars::HTTP_BODY_TIMEOUT_SECONDS, seconds(0.1, 3600.0));
+    let max_connections = r.parse(&vars::HTTP_MAX_CONNECTIONS, number_in(1..=1_000_000usize));
     Some(HttpLimits { header_timeout: header_timeout?, body_timeout: body_timeout?, max_connections: max_connections? })
 }
 

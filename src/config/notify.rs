@@ -4,12 +4,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::vars;
 use super::{Reader, Sensitive, number_in, parse_bind, parse_token, seconds};
 use crate::domain::EmailAddress;
 
-pub const DEFAULT_NOTIFY_BIND: &str = "127.0.0.1:6001";
+/// Where the MFA server finds the notification service when `NOTIFICATION_URL` is unset
+/// and the service does not run in the same process: its default `NOTIFY_BIND`.
 pub const DEFAULT_NOTIFICATION_URL: &str = "http://127.0.0.1:6001";
-pub const DEFAULT_TELEGRAM_API_URL: &str = "https://api.telegram.org";
 
 /// How the SMTP connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,43 +82,44 @@ fn http_url(raw: &str) -> Result<String, String> {
 
 pub(super) fn read(r: &mut Reader) -> Option<NotificationSettings> {
     let env = r.env;
-    let bind = r.parse("NOTIFY_BIND", DEFAULT_NOTIFY_BIND, parse_bind);
-    let api_token = r.optional("NOTIFY_API_TOKEN", parse_token);
+    let bind = r.parse(&vars::NOTIFY_BIND, parse_bind);
+    let api_token = r.optional(&vars::NOTIFY_API_TOKEN, parse_token);
     if let Some(addr) = bind
         && !addr.ip().is_loopback()
-        && env.get("NOTIFY_API_TOKEN").is_none()
+        && env.get(vars::NOTIFY_API_TOKEN.name).is_none()
     {
         r.fail(
-            "NOTIFY_BIND",
+            vars::NOTIFY_BIND.name,
             format!(
                 "{addr} is reachable from other machines but NOTIFY_API_TOKEN is not set: /send would be an open \
                  relay for spam; set NOTIFY_API_TOKEN or bind to 127.0.0.1"
             ),
         );
     }
-    let url = r.optional("NOTIFICATION_URL", http_url);
-    let retry_base = r.parse("NOTIFY_RETRY_BASE_MS", "500", number_in(1..=60_000u64)).map(Duration::from_millis);
+    let url = r.optional(&vars::NOTIFICATION_URL, http_url);
+    let retry_base = r.parse(&vars::NOTIFY_RETRY_BASE_MS, number_in(1..=60_000u64)).map(Duration::from_millis);
 
-    let email = match env.get("EMAIL_SMTP_SERVER") {
+    let email = match env.get(vars::EMAIL_SMTP_SERVER.name) {
         None => {
-            r.optional("EMAIL_SENDER", EmailAddress::parse);
+            r.optional(&vars::EMAIL_SENDER, EmailAddress::parse);
             None
         }
         Some(server) => {
-            let sender = match env.get("EMAIL_SENDER") {
-                Some(_) => r.optional("EMAIL_SENDER", EmailAddress::parse),
+            let sender = match env.get(vars::EMAIL_SENDER.name) {
+                Some(_) => r.optional(&vars::EMAIL_SENDER, EmailAddress::parse),
                 None => {
-                    r.fail("EMAIL_SENDER", "is required when EMAIL_SMTP_SERVER is set");
+                    r.fail(vars::EMAIL_SENDER.name, "is required when EMAIL_SMTP_SERVER is set");
                     None
                 }
             };
-            let port = r.optional("EMAIL_SMTP_PORT", number_in(1..=65_535u16));
-            let security = r.optional("EMAIL_SMTP_SECURITY", |raw| match raw.trim().to_ascii_lowercase().as_str() {
-                "tls" | "ssl" | "smtps" => Ok(SmtpSecurity::Tls),
-                "starttls" => Ok(SmtpSecurity::StartTls),
-                "none" | "plain" => Ok(SmtpSecurity::None),
-                other => Err(format!("'{other}' is not tls, starttls or none")),
-            });
+            let port = r.optional(&vars::EMAIL_SMTP_PORT, number_in(1..=65_535u16));
+            let security =
+                r.optional(&vars::EMAIL_SMTP_SECURITY, |raw| match raw.trim().to_ascii_lowercase().as_str() {
+                    "tls" | "ssl" | "smtps" => Ok(SmtpSecurity::Tls),
+                    "starttls" => Ok(SmtpSecurity::StartTls),
+                    "none" | "plain" => Ok(SmtpSecurity::None),
+                    other => Err(format!("'{other}' is not tls, starttls or none")),
+                });
             // The seed gave only a port: 465 is SMTPS, 587 submission with STARTTLS.
             let (security, port) = match (security, port) {
                 (Some(s), Some(p)) => (s, p),
@@ -128,16 +130,18 @@ pub(super) fn read(r: &mut Reader) -> Option<NotificationSettings> {
                 (None, Some(587)) | (None, None) => (SmtpSecurity::StartTls, 587),
                 (None, Some(p)) => (SmtpSecurity::None, p),
             };
-            let ca_file = r.optional("EMAIL_SMTP_CA_FILE", |raw| {
+            let ca_file = r.optional(&vars::EMAIL_SMTP_CA_FILE, |raw| {
                 let path = PathBuf::from(raw.trim());
                 if path.is_file() { Ok(path) } else { Err(format!("{} is not a readable file", path.display())) }
             });
-            let timeout = r.parse("EMAIL_TIMEOUT_SECONDS", "10", seconds(0.0, 300.0));
-            let max_retries = r.parse("EMAIL_MAX_RETRIES", "3", number_in(0..=10u32));
-            let password = env.get("EMAIL_PASSWORD").map(|p| Sensitive(p.to_string()));
+            let timeout = r.parse(&vars::EMAIL_TIMEOUT_SECONDS, seconds(0.0, 300.0));
+            let max_retries = r.parse(&vars::EMAIL_MAX_RETRIES, number_in(0..=10u32));
+            let password = env.get(vars::EMAIL_PASSWORD.name).map(|p| Sensitive::new(p.to_string()));
             match (sender, timeout, max_retries) {
                 (Some(sender), Some(timeout), Some(max_retries)) => Some(EmailSettings {
-                    username: env.get("EMAIL_USERNAME").map_or_else(|| sender.as_str().to_string(), str::to_string),
+                    username: env
+                        .get(vars::EMAIL_USERNAME.name)
+                        .map_or_else(|| sender.as_str().to_string(), str::to_string),
                     sender,
                     password,
                     server: server.trim().to_string(),
@@ -152,16 +156,16 @@ pub(super) fn read(r: &mut Reader) -> Option<NotificationSettings> {
         }
     };
 
-    let telegram = match env.get("TELEGRAM_TOKEN") {
+    let telegram = match env.get(vars::TELEGRAM_TOKEN.name) {
         None => None,
         Some(token) => {
-            let api_url = r.parse("TELEGRAM_API_URL", DEFAULT_TELEGRAM_API_URL, http_url);
-            let timeout = r.parse("TELEGRAM_TIMEOUT_SECONDS", "10", seconds(0.0, 300.0));
-            let max_retries = r.parse("TELEGRAM_MAX_RETRIES", "3", number_in(0..=10u32));
-            let retry_after_max = r.parse("TELEGRAM_RETRY_AFTER_MAX", "10", seconds(0.0, 300.0));
+            let api_url = r.parse(&vars::TELEGRAM_API_URL, http_url);
+            let timeout = r.parse(&vars::TELEGRAM_TIMEOUT_SECONDS, seconds(0.0, 300.0));
+            let max_retries = r.parse(&vars::TELEGRAM_MAX_RETRIES, number_in(0..=10u32));
+            let retry_after_max = r.parse(&vars::TELEGRAM_RETRY_AFTER_MAX, seconds(0.0, 300.0));
             match (api_url, timeout, max_retries, retry_after_max) {
                 (Some(api_url), Some(timeout), Some(max_retries), Some(retry_after_max)) => Some(TelegramSettings {
-                    token: Sensitive(token.trim().to_string()),
+                    token: Sensitive::new(token.trim().to_string()),
                     api_url,
                     timeout,
                     max_retries,

@@ -13,7 +13,7 @@ use super::inputs::valid_username;
 use crate::api::rate_limit::IpRateLimiter;
 use crate::config::rate_limit::parse_rate_limits;
 use crate::config::template::MessageTemplate;
-use crate::config::{DatabaseConfig, EnvMap, KNOWN_VARIABLES, RateLimit, Settings};
+use crate::config::{DatabaseConfig, EnvMap, RateLimit, Settings, vars};
 use crate::http::has_bearer;
 use crate::input_checks::is_clear_config_error;
 
@@ -73,7 +73,7 @@ const PLAUSIBLE: &[&str] = &[
 
 fn key() -> impl Strategy<Value = String> {
     prop_oneof![
-        4 => prop::sample::select(KNOWN_VARIABLES).prop_map(String::from),
+        4 => prop::sample::select(vars::ALL.iter().filter(|v| !v.is_per_user()).map(|v| v.name).collect::<Vec<_>>()).prop_map(String::from),
         2 => "[A-Za-z0-9_]{0,8}_(SECRET|EMAIL|TELEGRAM_ID)",
         1 => "(MFA|OTP)_[A-Z_]{0,8}",
         1 => any_text(),
@@ -129,7 +129,7 @@ proptest! {
                 for e in &errors.0 {
                     prop_assert!(is_clear_config_error(e), "{e:?}");
                     let set = pairs.iter().any(|(k, _)| *k == e.var);
-                    prop_assert!(set || KNOWN_VARIABLES.contains(&e.var.as_str()), "{} is neither set nor ours", e.var);
+                    prop_assert!(set || vars::is_known(&e.var), "{} is neither set nor ours", e.var);
                 }
                 prop_assert!(errors.to_string().starts_with("invalid configuration"));
             }

@@ -1,0 +1,92 @@
+//! Reading the environment: `.env` entries (python-dotenv's grammar, `super::dotenv`)
+//! overlaid by the process environment.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use super::dotenv;
+use super::error::ConfigErrors;
+
+/// Where a variable's value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    DotenvFile,
+    Environment,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Default => "default",
+            Self::DotenvFile => ".env",
+            Self::Environment => "environment",
+        })
+    }
+}
+
+/// The raw variables: `.env` entries overlaid by the process environment.
+#[derive(Debug, Default, Clone)]
+pub struct EnvMap {
+    values: BTreeMap<String, (String, Source)>,
+    /// Line numbers of `.env` lines that could not be parsed.
+    pub bad_dotenv_lines: Vec<usize>,
+    /// The `.env` file that was read, if any.
+    pub dotenv_path: Option<PathBuf>,
+}
+
+impl EnvMap {
+    /// Reads `MFA_ENV_FILE` (which must exist) or `./.env` (which may not), then the process
+    /// environment on top.
+    pub fn load() -> Result<Self, ConfigErrors> {
+        let process: Vec<(String, String)> =
+            std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
+        let explicit = process.iter().find(|(k, _)| k == "MFA_ENV_FILE").map(|(_, v)| PathBuf::from(v));
+        let path = explicit.clone().unwrap_or_else(|| PathBuf::from(".env"));
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => None,
+            Err(e) => {
+                return Err(ConfigErrors::one("MFA_ENV_FILE", format!("cannot read {}: {e}", path.display())));
+            }
+        };
+        let lookup = |name: &str| std::env::var(name).ok();
+        let file = text.as_deref().map(|t| dotenv::parse(t, &lookup)).unwrap_or_default();
+        let mut map = Self::from_pairs(file.entries, process);
+        map.bad_dotenv_lines = file.bad_lines;
+        map.dotenv_path = text.map(|_| path);
+        Ok(map)
+    }
+
+    /// Builds a map from `.env` entries and environment entries; the latter win.
+    pub fn from_pairs(
+        dotenv: impl IntoIterator<Item = (String, String)>,
+        environment: impl IntoIterator<Item = (String, String)>,
+    ) -> Self {
+        let mut values = BTreeMap::new();
+        for (k, v) in dotenv {
+            values.insert(k, (v, Source::DotenvFile));
+        }
+        for (k, v) in environment {
+            values.insert(k, (v, Source::Environment));
+        }
+        Self { values, ..Self::default() }
+    }
+
+    /// A variable's value; an empty value counts as unset, as with python-dotenv's `or` idiom.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(|(v, _)| v.as_str()).filter(|v| !v.trim().is_empty())
+    }
+
+    pub fn source(&self, key: &str) -> Source {
+        match self.values.get(key) {
+            Some((v, source)) if !v.trim().is_empty() => *source,
+            _ => Source::Default,
+        }
+    }
+
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &str> {
+        self.values.keys().map(String::as_str)
+    }
+}

@@ -1,0 +1,37 @@
+//! What a bad configuration is reported as: every problem, each naming its variable.
+
+use std::fmt;
+
+/// One bad variable. The reason never contains a secret's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub var: String,
+    pub reason: String,
+}
+
+/// Every problem found in the configuration, so an operator can fix them in one go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    pub(crate) fn one(var: &str, reason: impl Into<String>) -> Self {
+        Self(vec![ConfigError { var: var.into(), reason: reason.into() }])
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.as_slice() {
+            [one] => write!(f, "invalid configuration: {}: {}", one.var, one.reason),
+            many => {
+                write!(f, "invalid configuration ({} problems):", many.len())?;
+                for e in many {
+                    write!(f, "\n  {}: {}", e.var, e.reason)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
