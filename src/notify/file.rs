@@ -9,6 +9,17 @@ use async_trait::async_trait;
 
 use super::{Delivery, DeliveryError, FailureKind, Notifier};
 use crate::clock::{Clock, SystemClock};
+use crate::domain::Channel;
+
+/// One line of the file. Fields are declared in the order they are written.
+#[derive(serde::Serialize)]
+struct Line<'a> {
+    channel: Channel,
+    message: &'a str,
+    recipient: &'a str,
+    subject: &'a str,
+    time: u64,
+}
 
 #[derive(Debug)]
 pub struct FileNotifier {
@@ -34,14 +45,18 @@ impl Notifier for FileNotifier {
     }
 
     async fn deliver(&self, delivery: &Delivery) -> Result<u32, DeliveryError> {
-        let line = serde_json::json!({
-            "time": SystemClock.now(),
-            "channel": delivery.channel,
-            "recipient": delivery.recipient,
-            "subject": delivery.subject,
-            "message": delivery.message,
-        })
-        .to_string();
+        let line = Line {
+            channel: delivery.channel,
+            message: &delivery.message,
+            recipient: &delivery.recipient,
+            subject: &delivery.subject,
+            time: SystemClock.now(),
+        };
+        let line = serde_json::to_string(&line).map_err(|e| DeliveryError {
+            kind: FailureKind::Permanent,
+            detail: format!("cannot encode the message: {e}"),
+            attempts: 0,
+        })?;
         let path = self.path.clone();
         let _guard = self.lock.lock().await;
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
@@ -71,7 +86,6 @@ impl Notifier for FileNotifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Channel;
 
     #[tokio::test]
     async fn appends_one_json_line_per_delivery() {

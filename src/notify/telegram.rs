@@ -20,6 +20,13 @@ pub struct TelegramChannel {
     policy: RetryPolicy,
 }
 
+/// The body of `sendMessage`.
+#[derive(serde::Serialize)]
+struct SendMessage<'a> {
+    chat_id: &'a str,
+    text: &'a str,
+}
+
 /// The Bot API's error shape: `{"ok":false,"error_code":429,"description":"...",
 /// "parameters":{"retry_after":5}}`.
 #[derive(Debug, Deserialize)]
@@ -57,7 +64,7 @@ impl TelegramChannel {
     }
 
     async fn attempt(&self, delivery: &Delivery) -> Result<(), AttemptError> {
-        let body = serde_json::json!({"chat_id": delivery.recipient, "text": delivery.message});
+        let body = SendMessage { chat_id: &delivery.recipient, text: &delivery.message };
         let response =
             self.client.post(self.send_url.expose()).json(&body).send().await.map_err(|e| {
                 AttemptError::transient(self.redact(format!("cannot reach Telegram: {}", e.without_url())))

@@ -8,14 +8,14 @@
 //! thread, which takes every write waiting (up to [`MAX_BATCH`]), runs them in order inside
 //! one `BEGIN IMMEDIATE ... COMMIT`, and only then answers each caller. Every statement
 //! keeps its own conditional semantics and rows-affected count; the batch only shares the
-//! fsync. Nothing is answered before it is on disk. (Wrong codes, 2026-11: 1,000 → 3,500
-//! req/s; docs/BENCHMARKS.md, finding 1.)
+//! fsync. Nothing is answered before it is on disk. (Wrong codes: about 1,000 req/s with a
+//! commit each, 3,500 with group commit, in bench/run.)
 //!
 //! Reads run on the calling thread, on one of a few read-only connections, through
 //! rusqlite: sqlx-sqlite hands every call to a connection thread and back, two thread
-//! switches per statement, which cost more than the rest of a `/verify` (paths 1 and 2 went
-//! from ~15% to 30-46% of the ceiling without them; finding 4). WAL readers never wait for
-//! the writer. sqlx only applies the migrations.
+//! switches per statement, which cost more than the rest of a `/verify` (about 40% of the
+//! server's CPU in a `perf` profile; `/verify` went from ~15% to 30-46% of the ceiling
+//! without them). WAL readers never wait for the writer. sqlx only applies the migrations.
 //!
 //! Several processes (server, CLI) may open the file at once; `busy_timeout` makes writers
 //! wait for each other instead of failing with "database is locked", and every write is a
@@ -43,7 +43,7 @@ pub const MAX_BATCH: usize = 256;
 /// How long a batch may stay open for more writes to join it, at most. Each commit costs
 /// the writer an fsync and a few thread switches whatever its size, so at a login storm a
 /// batch that waits is larger and every write costs less CPU (wrong codes at 256
-/// connections: 29.4k → 32.1k req/s; docs/BENCHMARKS.md, finding 10). Like PostgreSQL's
+/// connections: 29.4k req/s without it, 32.1k with it). Like PostgreSQL's
 /// `commit_delay` with `commit_siblings`, it only waits when that pays:
 /// - the last batch had at least [`BUSY_BATCH`] writes (under light load a write commits
 ///   at once), and
@@ -360,6 +360,10 @@ fn restrict_permissions(path: &Path) {
     for suffix in ["", "-wal", "-shm"] {
         let mut p = path.as_os_str().to_owned();
         p.push(suffix);
-        let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
+        if let Err(e) = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(file = %std::path::Path::new(&p).display(), error = %e, "cannot make the database owner-only");
+        }
     }
 }
