@@ -1,6 +1,6 @@
 //! The benchmark's ceiling: a minimal axum server that parses the same JSON body as
 //! `/verify` and answers a fixed JSON, on the same runtime and HTTP stack as `mfa` (served
-//! by `mfa::http::BoundServer`, the connection loop both services use). What it
+//! by `mfa::http::BoundRouter`, the connection loop both services use). What it
 //! reaches under the same load generator is the most this machine allows; `bench/run`
 //! prints every figure of ours as a ratio to it.
 //!
@@ -30,7 +30,7 @@ async fn main() -> std::io::Result<()> {
         .route("/verify", post(|Json(_): Json<VerifyLike>| async { Json(json!({"valid": true})) }))
         .route("/healthcheck", get(|| async { Json::<Value>(json!({"status": "ok"})) }));
     let addr = addr.parse().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let server = mfa::http::BoundServer::bind(addr, app).await?;
+    let server = mfa::http::BoundRouter::bind(addr, app).await?;
     eprintln!("ceiling listening on http://{}", server.local_addr()?);
     server.run_until(std::future::pending()).await
 }

@@ -168,6 +168,9 @@ impl fmt::Display for Channel {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

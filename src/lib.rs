@@ -17,8 +17,6 @@ pub mod metrics;
 pub mod notify;
 pub mod openapi;
 pub mod otp;
-#[cfg(test)]
-mod proptests;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

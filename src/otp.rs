@@ -226,6 +226,9 @@ pub fn random_code(digits: u8) -> String {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -68,3 +68,6 @@ impl FromRequestParts<AppState> for ClientIp {
         Ok(Self(client_ip(&parts.extensions, &parts.headers, &state.settings.trusted_proxies)))
     }
 }
+
+#[cfg(test)]
+mod proptests;

@@ -217,6 +217,9 @@ fn expand(value: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -17,6 +17,8 @@ mod env_users;
 mod error;
 pub mod http_limits;
 pub mod notify;
+#[cfg(test)]
+mod proptests;
 pub mod rate_limit;
 mod read;
 mod report;

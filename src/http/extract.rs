@@ -115,3 +115,6 @@ pub fn has_bearer(headers: &HeaderMap, tokens: &[Sensitive]) -> bool {
         .as_bytes();
     tokens.iter().fold(subtle::Choice::from(0), |found, t| found | presented.ct_eq(t.expose().as_bytes())).into()
 }
+
+#[cfg(test)]
+mod proptests;

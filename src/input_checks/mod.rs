@@ -1,14 +1,21 @@
 //! Raw outside input in, parsed value or clear error out: the entry points that the property
-//! tests (`src/proptests/`) and the cargo-fuzz targets (`fuzz/`) drive. Compiled only for
-//! `cfg(test)` and `cfg(fuzzing)` (cargo-fuzz sets it), never into the shipped binary.
+//! tests (here, in `proptests`, and next to each parser) and the cargo-fuzz targets
+//! (`fuzz/`) drive, and the generators of outside input the property tests share
+//! (`strategies`). Compiled only for `cfg(test)` and `cfg(fuzzing)` (cargo-fuzz sets it),
+//! never into the shipped binary.
 //!
-//! Nothing here repeats a handler's checks. A JSON body goes through `AppJson::from_bytes`,
+//! Nothing here repeats a handler's checks. A JSON body goes through `read_json_object`,
 //! what the services' `AppJson` extractor does once the content type and size have passed,
 //! then through the very function its handler calls to validate it: `VerifyBody::validate`,
 //! `RequestOtpBody::validate`, `CreateUser::validate`, `ContactUpdate::validate`, and
-//! `notify::api::validate` for `/send`. The admin list query goes through axum's `Query`,
+//! `SendRequest::validate` for `/send`. The admin list query goes through axum's `Query`,
 //! as `AppQuery` does, then `Page::validate`. A change to a handler's validation is thus
 //! what the properties and the fuzzer test, with no copy to keep in step.
+
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+pub(crate) mod strategies;
 
 use axum::extract::Query;
 

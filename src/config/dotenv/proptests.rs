@@ -1,10 +1,12 @@
-//! The `.env` grammar (python-dotenv's), and a whole file through the `Settings` reader.
+//! Property tests (proptest, 256 cases each; a failure is shrunk to a minimal input and
+//! kept in `proptest-regressions/` to replay first): the `.env` grammar (python-dotenv's)
+//! reads back what was written, and a whole file goes through the `Settings` reader.
 
 use proptest::prelude::*;
 
-use super::any_text;
-use crate::config::dotenv::parse;
+use super::parse;
 use crate::input_checks;
+use crate::input_checks::strategies::any_text;
 
 #[derive(Debug, Clone, Copy)]
 enum Quoting {
@@ -160,7 +162,7 @@ proptest! {
     fn any_dotenv_file_gives_settings_or_named_errors(text in prop_oneof![
         any_text(),
         prop::collection::vec(binding(), 0..6).prop_map(|bs| bs.iter().map(render).collect::<Vec<_>>().join("\n")),
-        Just(include_str!("../../tests/fixtures/seed.env").to_string()),
+        Just(include_str!("../../../tests/fixtures/seed.env").to_string()),
     ]) {
         let (_, result) = input_checks::config(&text, &[]);
         if let Err(errors) = result {

@@ -1,11 +1,12 @@
-//! The JSON bodies of `/verify`, `/request-otp`, the admin API and `/send`, deserialized
-//! into the real request types and validated as their handlers do (`crate::input_checks`).
+//! Property tests (proptest, 256 cases each; a failure is shrunk to a minimal input and
+//! kept in `proptest-regressions/` to replay first): the JSON bodies of `/verify`,
+//! `/request-otp`, the admin API and `/send`, deserialized into the real request types and
+//! validated as their handlers do (through the entry points of this module).
 
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
-use super::any_text;
-use super::inputs::{algorithm, valid_email, valid_username};
+use super::strategies::{algorithm, any_text, valid_email, valid_username};
 use crate::domain::Channel;
 use crate::domain::{EmailAddress, TelegramChat, Username};
 use crate::input_checks::{self, ContactChange, NewUser, is_clear_rejection};

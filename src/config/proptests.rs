@@ -1,5 +1,7 @@
-//! The environment: the whole `Settings` reader on arbitrary variables, `RATE_LIMIT`,
-//! `OTP_MESSAGE_TEMPLATE` and the tokens.
+//! Property tests (proptest, 256 cases each; a failure is shrunk to a minimal input and
+//! kept in `proptest-regressions/` to replay first): the whole `Settings` reader on
+//! arbitrary variables, `RATE_LIMIT`, `OTP_MESSAGE_TEMPLATE` and the tokens: settings or
+//! errors that name their variable, never a secret's value.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -8,14 +10,13 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderValue, header};
 use proptest::prelude::*;
 
-use super::any_text;
-use super::inputs::valid_username;
 use crate::api::rate_limit::IpRateLimiter;
 use crate::config::rate_limit::parse_rate_limits;
 use crate::config::template::MessageTemplate;
 use crate::config::{DatabaseConfig, EnvMap, RateLimit, Settings, vars};
 use crate::http::has_bearer;
 use crate::input_checks::is_clear_config_error;
+use crate::input_checks::strategies::{any_text, valid_username};
 
 fn map(pairs: &[(String, String)]) -> EnvMap {
     EnvMap::from_pairs(pairs.iter().cloned(), [])
