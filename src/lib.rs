@@ -19,6 +19,8 @@ pub mod openapi;
 pub mod otp;
 pub mod startup;
 pub mod store;
+#[cfg(test)]
+mod strategies;
 pub mod telemetry;
 pub mod users;
 pub mod verify;

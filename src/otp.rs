@@ -226,7 +226,7 @@ pub fn random_code(digits: u8) -> String {
 }
 
 #[cfg(test)]
-mod proptests;
+pub(crate) mod proptests;
 
 #[cfg(test)]
 mod tests {

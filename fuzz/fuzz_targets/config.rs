@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
         Err(errors) => {
             assert!(!errors.0.is_empty());
             for e in &errors.0 {
-                assert!(input_checks::is_clear_config_error(e), "{e:?}");
+                assert!(e.is_clear(), "{e:?}");
                 let set = env.get(&e.var).is_some() || vars::is_known(&e.var);
                 assert!(set, "{} is neither set nor a variable of ours", e.var);
             }

@@ -96,6 +96,19 @@ mod tests {
         assert!(limiter.check(b).is_ok());
     }
 
+    proptest::proptest! {
+        /// Whatever `RATE_LIMIT` parses to lets a new client's first request through.
+        #[test]
+        fn any_limit_lets_a_new_clients_first_request_through(
+            raw in proptest::prop_oneof![crate::strategies::any_text(), "[0-9a-z /;,|]{0,30}"]
+        ) {
+            if let Ok(limits) = crate::config::rate_limit::parse_rate_limits(&raw) {
+                let limiter = IpRateLimiter::new(&limits);
+                proptest::prop_assert_eq!(limiter.check(IpAddr::from([127, 0, 0, 1])), Ok(()));
+            }
+        }
+    }
+
     #[test]
     fn no_limits_means_no_limit() {
         let limiter = IpRateLimiter::new(&[]);

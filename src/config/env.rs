@@ -51,12 +51,18 @@ impl EnvMap {
                 return Err(ConfigErrors::one("MFA_ENV_FILE", format!("cannot read {}: {e}", path.display())));
             }
         };
-        let lookup = |name: &str| std::env::var(name).ok();
-        let file = text.as_deref().map(|t| dotenv::parse(t, &lookup)).unwrap_or_default();
-        let mut map = Self::from_pairs(file.entries, process);
-        map.bad_dotenv_lines = file.bad_lines;
+        let mut map = Self::from_dotenv_text(text.as_deref().unwrap_or(""), process);
         map.dotenv_path = text.map(|_| path);
         Ok(map)
+    }
+
+    /// The text of a `.env` file under `environment` (which wins, and answers `${NAME}`).
+    pub fn from_dotenv_text(text: &str, environment: Vec<(String, String)>) -> Self {
+        let lookup = |name: &str| environment.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let file = dotenv::parse(text, &lookup);
+        let mut map = Self::from_pairs(file.entries, environment.iter().cloned());
+        map.bad_dotenv_lines = file.bad_lines;
+        map
     }
 
     /// Builds a map from `.env` entries and environment entries; the latter win.

@@ -1,7 +1,7 @@
 //! Users defined in the environment: `<NAME>_SECRET`, with `<NAME>_EMAIL` and
 //! `<NAME>_TELEGRAM_ID`, as in the Flask design.
 
-use super::read::Reader;
+use super::parse::Reader;
 use super::settings::EnvUser;
 use crate::domain::{EmailAddress, TelegramChat, Username};
 use crate::otp::SecretBytes;

@@ -9,6 +9,14 @@ pub struct ConfigError {
     pub reason: String,
 }
 
+impl ConfigError {
+    /// What every configuration error must be: it names a variable and says what is wrong.
+    /// The catch-all `configuration` entry (a value failed without saying why) is a bug.
+    pub fn is_clear(&self) -> bool {
+        !self.var.trim().is_empty() && self.var != "configuration" && !self.reason.trim().is_empty()
+    }
+}
+
 /// Every problem found in the configuration, so an operator can fix them in one go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigErrors(pub Vec<ConfigError>);

@@ -6,7 +6,8 @@
 //! quotes the value of a secret. Every variable is declared once, in [`vars`].
 //!
 //! - `env`: the raw variables ([`EnvMap`]), from `dotenv` and the process;
-//! - `read`: validation, into [`Settings`] (`settings`), every error at once (`error`);
+//! - `parse`: reading one variable; `validate`: all of them, into [`Settings`]
+//!   (`settings`), with every error at once (`error`);
 //! - `env_users`: users defined by `<NAME>_SECRET`;
 //! - `report`: what `mfa check-config` prints;
 //! - `notify`, `http_limits`, `rate_limit`, `template`: the parts with their own grammar.
@@ -17,21 +18,22 @@ mod env_users;
 mod error;
 pub mod http_limits;
 pub mod notify;
+mod parse;
 #[cfg(test)]
 mod proptests;
 pub mod rate_limit;
-mod read;
 mod report;
 mod settings;
 pub mod template;
+mod validate;
 pub mod vars;
 
 pub use env::{EnvMap, Source};
 pub use error::{ConfigError, ConfigErrors};
 pub use http_limits::HttpLimits;
 pub use notify::{EmailSettings, NotificationSettings, SmtpSecurity, TelegramSettings};
+pub(crate) use parse::{Reader, number_in, parse_bind, parse_token, seconds};
 pub use rate_limit::RateLimit;
-pub(crate) use read::{Reader, number_in, parse_bind, parse_token, seconds};
 pub use report::ReportRow;
 pub use settings::{DatabaseConfig, EnvUser, LogFormat, MAX_CODE_TTL_SECONDS, Sensitive, Settings, mask_url_password};
 pub use template::MessageTemplate;

@@ -7,16 +7,12 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderValue, header};
 use proptest::prelude::*;
 
-use crate::api::rate_limit::IpRateLimiter;
 use crate::config::rate_limit::parse_rate_limits;
 use crate::config::template::MessageTemplate;
 use crate::config::{DatabaseConfig, EnvMap, RateLimit, Settings, vars};
-use crate::http::has_bearer;
-use crate::input_checks::is_clear_config_error;
-use crate::input_checks::strategies::{any_text, valid_username};
+use crate::strategies::{any_text, valid_username};
 
 fn map(pairs: &[(String, String)]) -> EnvMap {
     EnvMap::from_pairs(pairs.iter().cloned(), [])
@@ -128,7 +124,7 @@ proptest! {
             Err(errors) => {
                 prop_assert!(!errors.0.is_empty());
                 for e in &errors.0 {
-                    prop_assert!(is_clear_config_error(e), "{e:?}");
+                    prop_assert!(e.is_clear(), "{e:?}");
                     let set = pairs.iter().any(|(k, _)| *k == e.var);
                     prop_assert!(set || vars::is_known(&e.var), "{} is neither set nor ours", e.var);
                 }
@@ -177,38 +173,6 @@ proptest! {
         prop_assert_eq!(s.database, DatabaseConfig::Sqlite { path: PathBuf::from(&dir).join("mfa.db") });
     }
 
-    /// Every token the configuration accepts can be presented in an `Authorization` header
-    /// and is then accepted; one that cannot is refused at start-up, without being quoted.
-    #[test]
-    fn every_accepted_token_can_authenticate(raw in prop_oneof![any_text(), "[ \t]{0,2}[!-~]{1,30}[ \t]{0,2}"],
-                                             var in prop::sample::select(vec!["MFA_API_KEYS", "ADMIN_TOKEN", "NOTIFY_API_TOKEN"])) {
-        let result = settings(&[(var, &raw)]);
-        let tokens = match &result {
-            Ok(s) => match var {
-                "MFA_API_KEYS" => s.api_keys.clone(),
-                "ADMIN_TOKEN" => s.admin_token.iter().cloned().collect(),
-                _ => s.notification.api_token.iter().cloned().collect(),
-            },
-            Err(e) => {
-                prop_assert_eq!(e.0.len(), 1);
-                prop_assert_eq!(e.0[0].var.as_str(), var);
-                if raw.trim().len() >= 4 {
-                    prop_assert!(!e.0[0].reason.contains(raw.trim()), "{}", e.0[0].reason);
-                }
-                vec![]
-            }
-        };
-        for token in &tokens {
-            // What a client sends; the server's HTTP parser drops blanks around a header value.
-            let sent = HeaderValue::from_str(&format!("Bearer {}", token.expose()));
-            prop_assert!(sent.is_ok(), "{var}: a token no header can carry was accepted");
-            let received = HeaderValue::from_str(sent.unwrap().to_str().unwrap().trim_matches([' ', '\t'])).unwrap();
-            let mut headers = HeaderMap::new();
-            headers.insert(header::AUTHORIZATION, received);
-            prop_assert!(has_bearer(&headers, std::slice::from_ref(token)), "{var}: an accepted token never matches");
-        }
-    }
-
     #[test]
     fn trusted_proxies_are_addresses(ips in prop::collection::vec(any::<IpAddr>(), 0..5), sep in "[, ]{1,3}") {
         let list = ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(&sep);
@@ -224,9 +188,6 @@ proptest! {
                     // What `mfa check-config` prints reads back to the same limit.
                     prop_assert_eq!(parse_rate_limits(&limit.to_string()), Ok(vec![*limit]));
                 }
-                // Any limit lets a new client's first request through.
-                let limiter = IpRateLimiter::new(&limits);
-                prop_assert_eq!(limiter.check(IpAddr::from([127, 0, 0, 1])), Ok(()));
             }
             Err(e) => prop_assert!(e.starts_with("cannot read '") || e.starts_with("is empty"), "{e}"),
         }

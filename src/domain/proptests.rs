@@ -8,7 +8,7 @@ use std::str::FromStr;
 use proptest::prelude::*;
 
 use super::{EmailAddress, OtpCode, TelegramChat, USERNAME_MAX_LEN, Username};
-use crate::input_checks::strategies::{any_text, mangle_case, valid_email, valid_username};
+use crate::strategies::{any_text, mangle_case, valid_email, valid_username};
 
 proptest! {
     #[test]

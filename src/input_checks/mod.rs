@@ -1,7 +1,6 @@
 //! Raw outside input in, parsed value or clear error out: the entry points that the property
 //! tests (here, in `proptests`, and next to each parser) and the cargo-fuzz targets
-//! (`fuzz/`) drive, and the generators of outside input the property tests share
-//! (`strategies`). Compiled only for `cfg(test)` and `cfg(fuzzing)` (cargo-fuzz sets it),
+//! (`fuzz/`) drive. Compiled only for `cfg(test)` and `cfg(fuzzing)` (cargo-fuzz sets it),
 //! never into the shipped binary.
 //!
 //! Nothing here repeats a handler's checks. A JSON body goes through `read_json_object`,
@@ -14,14 +13,12 @@
 
 #[cfg(test)]
 mod proptests;
-#[cfg(test)]
-pub(crate) mod strategies;
 
 use axum::extract::Query;
 
 use crate::api::admin::{ContactUpdate, CreateUser, Page};
 use crate::api::routes::{RequestOtpBody, VerifyBody};
-use crate::config::{ConfigError, ConfigErrors, EnvMap, Settings, dotenv};
+use crate::config::{ConfigErrors, EnvMap, Settings};
 use crate::domain::{Channel, OtpCode, Username};
 use crate::http::{InvalidRequest, read_json_object as json};
 use crate::notify::Delivery;
@@ -65,10 +62,7 @@ pub fn send_body(bytes: &[u8]) -> Result<Delivery, InvalidRequest> {
 /// A `.env` file's text as start-up reads it: the dotenv grammar, then the whole `Settings`
 /// reader. `environment` plays the process environment (it wins, and answers `${NAME}`).
 pub fn config(text: &str, environment: &[(String, String)]) -> (EnvMap, Result<Settings, ConfigErrors>) {
-    let lookup = |name: &str| environment.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    let file = dotenv::parse(text, &lookup);
-    let mut env = EnvMap::from_pairs(file.entries, environment.iter().cloned());
-    env.bad_dotenv_lines = file.bad_lines;
+    let env = EnvMap::from_dotenv_text(text, environment.to_vec());
     let settings = Settings::from_env(&env);
     (env, settings)
 }
@@ -76,10 +70,4 @@ pub fn config(text: &str, environment: &[(String, String)]) -> (EnvMap, Result<S
 /// What every rejection of a request body must be: a 4xx status and a detail that says why.
 pub fn is_clear_rejection(e: &InvalidRequest) -> bool {
     e.status.is_client_error() && !e.detail.trim().is_empty() && !e.detail.starts_with("BUG:")
-}
-
-/// What every configuration error must be: it names a variable and says what is wrong. The
-/// catch-all `configuration` entry (a value failed without saying why) counts as a bug.
-pub fn is_clear_config_error(e: &ConfigError) -> bool {
-    !e.var.trim().is_empty() && e.var != "configuration" && !e.reason.trim().is_empty()
 }

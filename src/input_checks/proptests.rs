@@ -6,11 +6,12 @@
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
-use super::strategies::{algorithm, any_text, valid_email, valid_username};
 use crate::domain::Channel;
 use crate::domain::{EmailAddress, TelegramChat, Username};
 use crate::input_checks::{self, ContactChange, NewUser, is_clear_rejection};
 use crate::notify::wire::{EMAIL_MAX_CHARS, SUBJECT_MAX_CHARS, TELEGRAM_MAX_CHARS};
+use crate::otp::proptests::algorithm;
+use crate::strategies::{any_text, valid_email, valid_username};
 
 const FIELDS: &[&str] =
     &["username", "token", "channel", "email", "telegram_id", "algorithm", "digits", "recipient", "message", "subject"];

@@ -5,7 +5,12 @@
 use proptest::prelude::*;
 
 use super::{Algorithm, MIN_ACCEPTED_SECRET_BYTES, OtpParams, SecretBytes, otpauth_uri, parse_digits, totp_code};
-use crate::input_checks::strategies::{algorithm, any_text, mangle_case, valid_username};
+use crate::strategies::{any_text, mangle_case, valid_username};
+
+/// Any of the three algorithms.
+pub(crate) fn algorithm() -> impl Strategy<Value = Algorithm> {
+    prop_oneof![Just(Algorithm::Sha1), Just(Algorithm::Sha256), Just(Algorithm::Sha512)]
+}
 
 proptest! {
     #[test]

@@ -5,8 +5,8 @@
 use proptest::prelude::*;
 
 use super::parse;
-use crate::input_checks;
-use crate::input_checks::strategies::any_text;
+use crate::config::{EnvMap, Settings};
+use crate::strategies::any_text;
 
 #[derive(Debug, Clone, Copy)]
 enum Quoting {
@@ -164,9 +164,9 @@ proptest! {
         prop::collection::vec(binding(), 0..6).prop_map(|bs| bs.iter().map(render).collect::<Vec<_>>().join("\n")),
         Just(include_str!("../../../tests/fixtures/seed.env").to_string()),
     ]) {
-        let (_, result) = input_checks::config(&text, &[]);
+        let result = Settings::from_env(&EnvMap::from_dotenv_text(&text, Vec::new()));
         if let Err(errors) = result {
-            prop_assert!(errors.0.iter().all(input_checks::is_clear_config_error), "{errors:?}");
+            prop_assert!(errors.0.iter().all(crate::config::ConfigError::is_clear), "{errors:?}");
         }
     }
 }

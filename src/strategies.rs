@@ -1,8 +1,7 @@
-//! Generators of outside input for the property tests of every module.
+//! Generators of outside input, shared by the property tests of every module. They build
+//! text only, so any module's tests can use them.
 
 use proptest::prelude::*;
-
-use crate::otp::Algorithm;
 
 /// Any string at all: control characters, other scripts, lone combining marks, NULs.
 pub(crate) fn any_text() -> impl Strategy<Value = String> {
@@ -16,10 +15,6 @@ pub(crate) fn valid_username() -> impl Strategy<Value = String> {
 /// `s` with each ASCII letter's case chosen by `upper`.
 pub(crate) fn mangle_case(s: &str, upper: &[bool]) -> String {
     s.chars().zip(upper.iter().cycle()).map(|(c, up)| if *up { c.to_ascii_uppercase() } else { c }).collect()
-}
-
-pub(crate) fn algorithm() -> impl Strategy<Value = Algorithm> {
-    prop_oneof![Just(Algorithm::Sha1), Just(Algorithm::Sha256), Just(Algorithm::Sha512)]
 }
 
 /// Email addresses of the usual shape: dot-atom local part, a domain of LDH labels.

@@ -1,135 +1,16 @@
-//! Validation: every variable read from an [`EnvMap`], checked, and gathered into
-//! [`Settings`], with every problem found reported at once.
+//! Validation: every variable read from an [`EnvMap`], checked, cross-checked, and gathered
+//! into [`Settings`], with every problem found reported at once.
 
-use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use super::MessageTemplate;
 use super::env::EnvMap;
-use super::error::{ConfigError, ConfigErrors};
+use super::error::ConfigErrors;
+use super::parse::{Reader, number_in, parse_bind, parse_database, parse_proxies, parse_token, seconds};
 use super::settings::{DatabaseConfig, LogFormat, MAX_CODE_TTL_SECONDS, Sensitive, Settings};
-use super::vars::{self, Var};
+use super::vars;
 use crate::lockout::{self, LockoutPolicy};
 use crate::otp::{Algorithm, OtpParams, parse_digits};
-
-/// Collects errors while every variable is read.
-pub(crate) struct Reader<'a> {
-    pub(crate) env: &'a EnvMap,
-    errors: Vec<ConfigError>,
-}
-
-impl<'a> Reader<'a> {
-    /// The variable's value, or its default ("" without one).
-    pub(crate) fn value(&self, var: &Var) -> &'a str {
-        self.env.get(var.name).or(var.default).unwrap_or("")
-    }
-}
-
-impl Reader<'_> {
-    pub(crate) fn fail(&mut self, var: &str, reason: impl Into<String>) {
-        self.errors.push(ConfigError { var: var.into(), reason: reason.into() });
-    }
-
-    /// Parses a variable, or its default (the table's; an empty value when it has none).
-    /// On error records it and returns `None`.
-    pub(crate) fn parse<T>(&mut self, var: &Var, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
-        let raw = self.env.get(var.name).or(var.default).unwrap_or("");
-        self.checked(var.name, raw, parse)
-    }
-
-    /// Parses a variable when it is set.
-    pub(crate) fn optional<T>(&mut self, var: &Var, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
-        self.optional_named(var.name, parse)
-    }
-
-    /// As [`Self::optional`], for a variable named at run time (a user's `<NAME>_EMAIL`).
-    pub(crate) fn optional_named<T>(&mut self, name: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
-        let raw = self.env.get(name)?;
-        self.checked(name, raw, parse)
-    }
-
-    fn checked<T>(&mut self, name: &str, raw: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
-        match parse(raw) {
-            Ok(value) => Some(value),
-            Err(reason) => {
-                self.fail(name, reason);
-                None
-            }
-        }
-    }
-}
-
-/// A duration in seconds, decimals allowed: above 0, at least `min`, at most `max`.
-pub(crate) fn seconds(min: f64, max: f64) -> impl Fn(&str) -> Result<std::time::Duration, String> {
-    move |raw: &str| match raw.trim().parse::<f64>() {
-        Ok(s) if s > 0.0 && s >= min && s <= max => Ok(std::time::Duration::from_secs_f64(s)),
-        _ if min > 0.0 => Err(format!("'{}' is not a number of seconds from {min} to {max}", raw.trim())),
-        _ => Err(format!("'{}' is not a number of seconds above 0 and at most {max}", raw.trim())),
-    }
-}
-
-pub(crate) fn number_in<T>(range: std::ops::RangeInclusive<T>) -> impl Fn(&str) -> Result<T, String>
-where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
-{
-    move |raw: &str| match raw.trim().parse::<T>() {
-        Ok(n) if range.contains(&n) => Ok(n),
-        _ => Err(format!("'{}' is not a whole number from {} to {}", raw.trim(), range.start(), range.end())),
-    }
-}
-
-pub(crate) fn parse_bind(raw: &str) -> Result<SocketAddr, String> {
-    let raw = raw.trim();
-    let normalized = raw.strip_prefix("localhost:").map(|port| format!("127.0.0.1:{port}"));
-    normalized
-        .as_deref()
-        .unwrap_or(raw)
-        .parse()
-        .map_err(|_| format!("'{raw}' is not an IP:port address (for example 127.0.0.1:6000; ports are 0-65535)"))
-}
-
-/// A bearer token (`MFA_API_KEYS`, `ADMIN_TOKEN`, `NOTIFY_API_TOKEN`): trimmed, since the
-/// server's HTTP parser drops blanks around a header value, and printable ASCII, the only
-/// characters an `Authorization` header can carry. Otherwise a configured token could
-/// never match (a trailing tab, say). The error never quotes the token.
-pub(crate) fn parse_token(raw: &str) -> Result<Sensitive, String> {
-    let token = raw.trim();
-    if token.bytes().all(|b| (b' '..=b'~').contains(&b)) {
-        Ok(Sensitive::new(token.to_string()))
-    } else {
-        Err("has a character that is not printable ASCII, so no HTTP header can carry it \
-             (e.g. `openssl rand -hex 32`)"
-            .into())
-    }
-}
-
-fn parse_database(raw: &str) -> Result<DatabaseConfig, String> {
-    let raw = raw.trim();
-    if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
-        return Ok(DatabaseConfig::Postgres {
-            url: Sensitive::new(raw.to_string()),
-            max_connections: 0,
-            acquire_timeout: Duration::ZERO,
-        });
-    }
-    let path = raw
-        .strip_prefix("sqlite://")
-        .or_else(|| raw.strip_prefix("sqlite:"))
-        .ok_or_else(|| "must be sqlite://PATH or postgres://USER:PASSWORD@HOST/DB".to_string())?;
-    let path = path.split('?').next().unwrap_or("");
-    if path.is_empty() || path.contains(":memory:") {
-        return Err("needs a file path: an in-memory database would lose every user at exit".into());
-    }
-    Ok(DatabaseConfig::Sqlite { path: PathBuf::from(path) })
-}
-
-fn parse_proxies(raw: &str) -> Result<Vec<IpAddr>, String> {
-    raw.split([',', ' '])
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().map_err(|_| format!("'{s}' is not an IP address")))
-        .collect()
-}
 
 impl Settings {
     /// Reads and validates everything; returns every error at once.
@@ -287,10 +168,10 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
-    use crate::config::SmtpSecurity;
-    use crate::config::{Source, dotenv, mask_url_password};
-    use std::path::PathBuf;
+    use crate::config::{SmtpSecurity, Source, dotenv, mask_url_password};
 
     fn env(pairs: &[(&str, &str)]) -> EnvMap {
         EnvMap::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())), [])
