@@ -199,10 +199,11 @@ fn send_enforces_each_channels_length_in_characters() {
     }
 }
 
-/// The harness reads bodies through the handlers' own validation, so it refuses and accepts
-/// what they do. Each case once differed, when the harness repeated the handlers' steps.
+/// The entry points read bodies through the handlers' own validation, so they refuse and
+/// accept what the handlers do. Each case once differed, when the entry points repeated the
+/// handlers' steps.
 #[test]
-fn the_harness_reads_bodies_as_the_handlers_do() {
+fn the_entry_points_read_bodies_as_the_handlers_do() {
     let e = input_checks::verify_body(br#"["dair", "123456"]"#).unwrap_err();
     assert!(is_clear_rejection(&e) && e.detail.contains("JSON object"), "{}", e.detail);
 

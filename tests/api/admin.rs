@@ -6,40 +6,20 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-const TOKEN: &str = "admin-token-0123456789abcdef";
-
-async fn admin_app(extra: &[(&str, &str)]) -> TestApp {
-    let mut vars = vec![("ADMIN_TOKEN", TOKEN)];
-    vars.extend_from_slice(extra);
-    spawn_app_with(&vars).await
-}
-
-async fn admin(app: &TestApp, method: reqwest::Method, path: &str, body: Option<Value>) -> Reply {
-    let mut request = app.client.request(method, app.url(path)).bearer_auth(TOKEN);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    if response.status() == 204 {
-        return Reply { status: 204, body: Value::Null, headers: response.headers().clone() };
-    }
-    Reply::read(response).await
-}
-
 async fn create(app: &TestApp, body: Value) -> Reply {
-    admin(app, reqwest::Method::POST, "/admin/users", Some(body)).await
+    app.admin(reqwest::Method::POST, "/admin/users", Some(body)).await
 }
 
 #[tokio::test]
 async fn without_admin_token_there_is_no_admin_api() {
-    let app = spawn_app().await;
+    let app = TestApp::builder().start().await;
     let reply = app.post_json("/admin/users", json!({"username": "alice"})).await;
     assert_eq!((reply.status, reply.body), (404, json!({"error": "not_found"})));
 }
 
 #[tokio::test]
 async fn every_admin_route_needs_the_token() {
-    let app = admin_app(&[]).await;
+    let app = TestApp::builder().admin().start().await;
     for (method, path) in [("POST", "/admin/users"), ("GET", "/admin/users"), ("GET", "/admin/users/alice")] {
         let request = app.client.request(method.parse().unwrap(), app.url(path)).bearer_auth("wrong-token-0123456789");
         let reply = Reply::read(request.send().await.unwrap()).await;
@@ -49,7 +29,7 @@ async fn every_admin_route_needs_the_token() {
 
 #[tokio::test]
 async fn creating_a_user_returns_the_secret_once_with_its_uri_and_qr_codes() {
-    let app = admin_app(&[]).await;
+    let app = TestApp::builder().admin().start().await;
 
     let created = create(&app, json!({"username": "alice", "email": "alice@example.com", "digits": 8})).await;
 
@@ -61,7 +41,7 @@ async fn creating_a_user_returns_the_secret_once_with_its_uri_and_qr_codes() {
     assert!(created.body["qr_svg"].as_str().unwrap().contains("<svg"));
     assert_eq!((created.body["digits"].as_u64(), created.body["email"].as_str()), (Some(8), Some("alice@example.com")));
 
-    let png = app.client.get(app.url("/admin/users/alice/qr.png")).bearer_auth(TOKEN).send().await.unwrap();
+    let png = app.client.get(app.url("/admin/users/alice/qr.png")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
     assert_eq!(png.status(), 200);
     assert_eq!(
         (png.headers()["content-type"].to_str().unwrap(), png.headers()["cache-control"].to_str().unwrap()),
@@ -72,11 +52,11 @@ async fn creating_a_user_returns_the_secret_once_with_its_uri_and_qr_codes() {
     let params = mfa::otp::OtpParams { digits: 8, ..mfa::otp::OtpParams::default() };
     assert_eq!(app.verify("alice", &app.totp_with(&secret, params, 0)).await.status, 200);
 
-    let shown = admin(&app, reqwest::Method::GET, "/admin/users/alice", None).await;
+    let shown = app.admin(reqwest::Method::GET, "/admin/users/alice", None).await;
     assert_eq!(shown.status, 200);
     assert!(!shown.body.to_string().contains(&secret.to_base32()), "the secret is never shown again");
     assert!(shown.body.get("secret").is_none());
-    let gone = admin(&app, reqwest::Method::GET, "/admin/users/alice/qr.png", None).await;
+    let gone = app.admin(reqwest::Method::GET, "/admin/users/alice/qr.png", None).await;
     assert_eq!((gone.status, gone.body["error"].as_str()), (410, Some("qr_expired")), "used: no more QR");
 
     let again = create(&app, json!({"username": "alice"})).await;
@@ -85,20 +65,20 @@ async fn creating_a_user_returns_the_secret_once_with_its_uri_and_qr_codes() {
 
 #[tokio::test]
 async fn the_qr_code_expires_ten_minutes_after_the_secret_was_issued() {
-    let app = admin_app(&[]).await;
+    let app = TestApp::builder().admin().start().await;
     create(&app, json!({"username": "alice"})).await;
-    app.clock.advance(599);
+    app.clock().advance(599);
     assert_eq!(
-        app.client.get(app.url("/admin/users/alice/qr.png")).bearer_auth(TOKEN).send().await.unwrap().status(),
+        app.client.get(app.url("/admin/users/alice/qr.png")).bearer_auth(ADMIN_TOKEN).send().await.unwrap().status(),
         200
     );
-    app.clock.advance(1);
-    assert_eq!(admin(&app, reqwest::Method::GET, "/admin/users/alice/qr.png", None).await.status, 410);
+    app.clock().advance(1);
+    assert_eq!(app.admin(reqwest::Method::GET, "/admin/users/alice/qr.png", None).await.status, 410);
 }
 
 #[tokio::test]
 async fn bad_creation_requests_are_400() {
-    let app = admin_app(&[]).await;
+    let app = TestApp::builder().admin().start().await;
     for body in [
         json!({"username": "bad name"}),
         json!({"username": "alice", "email": "nope"}),
@@ -114,14 +94,14 @@ async fn bad_creation_requests_are_400() {
 
 #[tokio::test]
 async fn users_are_listed_page_by_page() {
-    let app = admin_app(&[]).await;
+    let app = TestApp::builder().admin().start().await;
     for name in ["erin", "alice", "dave", "bob", "carol"] {
         assert_eq!(create(&app, json!({"username": name})).await.status, 201);
     }
     let mut seen = Vec::new();
     let mut path = "/admin/users?limit=2".to_string();
     loop {
-        let page = admin(&app, reqwest::Method::GET, &path, None).await;
+        let page = app.admin(reqwest::Method::GET, &path, None).await;
         assert_eq!(page.status, 200);
         let users = page.body["users"].as_array().unwrap();
         assert!(users.len() <= 2);
@@ -133,14 +113,14 @@ async fn users_are_listed_page_by_page() {
         }
     }
     assert_eq!(seen, ["alice", "bob", "carol", "dave", "erin"]);
-    assert_eq!(admin(&app, reqwest::Method::GET, "/admin/users?limit=0", None).await.status, 400);
+    assert_eq!(app.admin(reqwest::Method::GET, "/admin/users?limit=0", None).await.status, 400);
 }
 
 #[tokio::test]
 async fn contact_details_can_be_changed_and_cleared() {
-    let app = admin_app(&[("DAIR_SECRET", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")]).await;
+    let app = TestApp::builder().admin().envs(&[("DAIR_SECRET", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")]).start().await;
     create(&app, json!({"username": "alice", "telegram_id": "42"})).await;
-    let patch = |body: Value| admin(&app, reqwest::Method::PATCH, "/admin/users/alice", Some(body));
+    let patch = |body: Value| app.admin(reqwest::Method::PATCH, "/admin/users/alice", Some(body));
 
     let changed = patch(json!({"email": "alice@example.com", "telegram_id": null})).await;
     assert_eq!(changed.status, 200, "{:?}", changed.body);
@@ -157,42 +137,42 @@ async fn contact_details_can_be_changed_and_cleared() {
     assert_eq!(patch(json!({"email": "nope"})).await.status, 400);
     assert_eq!(patch(json!({"secret": "x"})).await.status, 400);
     let env_user =
-        admin(&app, reqwest::Method::PATCH, "/admin/users/dair", Some(json!({"email": "d@example.com"}))).await;
+        app.admin(reqwest::Method::PATCH, "/admin/users/dair", Some(json!({"email": "d@example.com"}))).await;
     assert_eq!((env_user.status, env_user.body["error"].as_str()), (409, Some("defined_in_env")));
-    let missing = admin(&app, reqwest::Method::PATCH, "/admin/users/nobody", Some(json!({"email": null}))).await;
+    let missing = app.admin(reqwest::Method::PATCH, "/admin/users/nobody", Some(json!({"email": null}))).await;
     assert_eq!((missing.status, missing.body["error"].as_str()), (404, Some("unknown_user")));
 }
 
 #[tokio::test]
 async fn rotate_unlock_and_delete() {
-    let app = admin_app(&[("MAX_FAILED_ATTEMPTS", "2")]).await;
+    let app = TestApp::builder().admin().envs(&[("MAX_FAILED_ATTEMPTS", "2")]).start().await;
     let first = create(&app, json!({"username": "alice"})).await;
     let old = SecretBytes::from_base32(first.body["secret"].as_str().unwrap()).unwrap();
 
-    let rotated = admin(&app, reqwest::Method::POST, "/admin/users/alice/rotate", None).await;
+    let rotated = app.admin(reqwest::Method::POST, "/admin/users/alice/rotate", None).await;
     assert_eq!(rotated.status, 200);
     assert_eq!(rotated.headers["cache-control"], "no-store");
     let new = SecretBytes::from_base32(rotated.body["secret"].as_str().unwrap()).unwrap();
     assert_ne!(new, old);
     assert_eq!(app.verify("alice", &app.totp(&old, 0)).await.status, 401);
     assert_eq!(app.verify("alice", &app.totp(&old, 0)).await.status, 401);
-    let locked = admin(&app, reqwest::Method::GET, "/admin/users/alice", None).await;
+    let locked = app.admin(reqwest::Method::GET, "/admin/users/alice", None).await;
     assert_eq!(locked.body["locked"], true);
     assert_eq!(app.verify("alice", &app.totp(&new, 0)).await.status, 429);
 
-    let unlocked = admin(&app, reqwest::Method::POST, "/admin/users/alice/unlock", None).await;
+    let unlocked = app.admin(reqwest::Method::POST, "/admin/users/alice/unlock", None).await;
     assert_eq!((unlocked.status, unlocked.body["locked"].as_bool()), (200, Some(false)));
     assert_eq!(app.verify("alice", &app.totp(&new, 0)).await.status, 200);
 
-    assert_eq!(admin(&app, reqwest::Method::DELETE, "/admin/users/alice", None).await.status, 204);
-    assert_eq!(admin(&app, reqwest::Method::GET, "/admin/users/alice", None).await.status, 404);
+    assert_eq!(app.admin(reqwest::Method::DELETE, "/admin/users/alice", None).await.status, 204);
+    assert_eq!(app.admin(reqwest::Method::GET, "/admin/users/alice", None).await.status, 404);
     assert_eq!(app.verify("alice", &app.totp(&new, 1)).await.status, 404);
 }
 
 #[tokio::test]
 async fn a_database_that_cannot_be_reached_is_503_for_the_admin_api_too() {
-    let app = admin_app(&[]).await;
-    app.service.store.close().await;
-    let reply = admin(&app, reqwest::Method::GET, "/admin/users/alice", None).await;
+    let app = TestApp::builder().admin().start().await;
+    app.users().close().await; // the database goes away under the running server
+    let reply = app.admin(reqwest::Method::GET, "/admin/users/alice", None).await;
     assert_eq!((reply.status, reply.body["error"].as_str()), (503, Some("database_unavailable")));
 }

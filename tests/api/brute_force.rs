@@ -40,7 +40,10 @@ async fn scrape(app: &TestApp, series: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_days_of_guessing_from_64_addresses_stays_below_1_in_1000() {
-    let app = spawn_app_with(&[("RATE_LIMIT", mfa::config::DEFAULT_RATE_LIMIT), ("ADMIN_TOKEN", ADMIN_TOKEN)]).await;
+    let app = TestApp::builder()
+        .envs(&[("RATE_LIMIT", mfa::config::vars::RATE_LIMIT.default.unwrap()), ("ADMIN_TOKEN", ADMIN_TOKEN)])
+        .start()
+        .await;
     let policy = app.settings.lockout;
     let secret = app.enroll("alice", None, None).await;
     let clients: Vec<(Ipv4Addr, reqwest::Client)> = (2..2 + ADDRESSES)
@@ -48,7 +51,7 @@ async fn thirty_days_of_guessing_from_64_addresses_stays_below_1_in_1000() {
         .map(|address| (address, client_from(address)))
         .collect();
     let started = std::time::Instant::now();
-    let end = app.clock.now() + ATTACK_SPAN_SECONDS;
+    let end = app.clock().now() + ATTACK_SPAN_SECONDS;
 
     // Each round 16 addresses send one guess each at once; whatever the server lets through
     // is checked, the rest are refused with the time left on the lock, which the clock skips.
@@ -90,10 +93,10 @@ async fn thirty_days_of_guessing_from_64_addresses_stays_below_1_in_1000() {
         }
         rounds += 1;
         assert!(wait > 0, "{WAVE} guesses at once always end in a lock");
-        if app.clock.now() + wait >= end {
+        if app.clock().now() + wait >= end {
             break wait;
         }
-        app.clock.advance(wait);
+        app.clock().advance(wait);
     };
     let lockouts = scrape(&app, "mfa_lockouts_total").await as u64;
     let rate_limited = scrape(&app, "mfa_rate_limited_total").await as u64;
@@ -126,7 +129,7 @@ async fn thirty_days_of_guessing_from_64_addresses_stays_below_1_in_1000() {
     assert_eq!((locked.status, locked.retry_after()), (429, Some(last_lock)));
     assert_eq!(last_lock, 86_400);
     // ... and gets in once it ends; the success resets the ladder to a 5-minute first lock.
-    app.clock.advance(last_lock);
+    app.clock().advance(last_lock);
     assert_eq!(app.verify("alice", &app.totp(&secret, 0)).await.status, 200);
     for _ in 0..policy.max_failed_attempts {
         assert_eq!(app.verify("alice", "000000").await.status, 401);
@@ -137,7 +140,7 @@ async fn thirty_days_of_guessing_from_64_addresses_stays_below_1_in_1000() {
     // An operator unlock lets the user in at once, and the lockouts are all on /metrics.
     let unlock = app.client.post(app.url("/admin/users/alice/unlock")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
     assert_eq!(unlock.status(), 200);
-    app.clock.advance(30); // the next time step: the previous code was used
+    app.clock().advance(30); // the next time step: the previous code was used
     assert_eq!(app.verify("alice", &app.totp(&secret, 0)).await.status, 200);
     assert_eq!(scrape(&app, "mfa_lockouts_total").await as u64, lockouts + 1);
 }
@@ -152,7 +155,7 @@ async fn each_lockout_is_logged_with_its_level_length_user_and_address() {
         ("ALICE_SECRET", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"),
         ("LOG_FORMAT", "json"),
     ];
-    let server = crate::process::Server::start(dir.path(), &env).await;
+    let server = crate::process::start_server(dir.path(), &env).await;
     for _ in 0..5 {
         assert_eq!(server.verify("alice", "000000").await.status, 401);
     }

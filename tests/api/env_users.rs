@@ -14,8 +14,7 @@ async fn dair(app: &TestApp) -> Option<mfa::store::UserRecord> {
 
 #[tokio::test]
 async fn env_users_are_added_updated_and_removed_with_the_environment() {
-    let first =
-        TestApp::builder().envs([("DAIR_SECRET", SECRET_A), ("DAIR_EMAIL", "dair@example.com")]).start().await;
+    let first = TestApp::builder().envs([("DAIR_SECRET", SECRET_A), ("DAIR_EMAIL", "dair@example.com")]).start().await;
     assert_eq!(dair(&first).await.unwrap().profile.email.as_deref(), Some("dair@example.com"));
     let a = mfa::otp::SecretBytes::from_base32(SECRET_A).unwrap();
     assert_eq!(first.verify("dair", &first.totp(&a, 0)).await.status, 200);

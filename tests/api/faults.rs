@@ -12,26 +12,12 @@ use mfa::otp::{OtpParams, SecretBytes};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
+use crate::helpers::TestApp;
 use crate::helpers::{Reply, database_vars, postgres_mode};
-use crate::process::{Server, cli, mfa, mfa_via, now_code};
+use crate::process::{cli, mfa, mfa_via, now_code};
 
 const KEY: (&str, &str) = ("SECRET_KEY", "faults-test-key-0123456789abcdef");
 const ADMIN: &str = "faults-admin-token-0123456789";
-
-async fn admin(server: &Server, method: reqwest::Method, path: &str, body: Option<Value>) -> Reply {
-    let mut request = server.client.request(method, format!("http://{}{path}", server.addr)).bearer_auth(ADMIN);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    Reply::read(request.send().await.unwrap()).await
-}
-
-/// `POST /admin/users`: the new user's secret.
-async fn enroll(server: &Server, name: &str) -> SecretBytes {
-    let created = admin(server, reqwest::Method::POST, "/admin/users", Some(json!({"username": name}))).await;
-    assert_eq!(created.status, 201, "{:?}", created.body);
-    SecretBytes::from_base32(created.body["secret"].as_str().unwrap()).unwrap()
-}
 
 /// The database's own integrity checks, on the test's database (the SQLite file in `dir`,
 /// or its PostgreSQL database), plus the invariants of our schema. Returns what was checked.
@@ -161,7 +147,7 @@ async fn client_loop(addr: std::net::SocketAddr, worker: usize, limit: usize, do
 async fn kill_9_under_mixed_load_loses_no_enrollment_and_no_used_code() {
     let dir = tempfile::tempdir().unwrap();
     let env = [KEY, ("ADMIN_TOKEN", ADMIN), ("RATE_LIMIT", "off"), ("MAX_FAILED_ATTEMPTS", "1000")];
-    let server = Server::start(dir.path(), &env).await;
+    let server = crate::process::start_server(dir.path(), &env).await;
     let (workers, per_worker, kill_after) = (8, 40, 60);
 
     let done = Arc::new(AtomicUsize::new(0));
@@ -184,8 +170,8 @@ async fn kill_9_under_mixed_load_loses_no_enrollment_and_no_used_code() {
     assert!(all.enrolled.len() < workers * per_worker, "the kill came before the load ended");
 
     let checked = check_integrity(dir.path()).await;
-    let restarted = Server::start(dir.path(), &env).await;
-    let listed = admin(&restarted, reqwest::Method::GET, "/admin/users?limit=500", None).await;
+    let restarted = crate::process::start_server(dir.path(), &env).await;
+    let listed = restarted.admin(reqwest::Method::GET, "/admin/users?limit=500", None).await;
     let users: HashSet<&str> =
         listed.body["users"].as_array().unwrap().iter().filter_map(|u| u["username"].as_str()).collect();
     for (name, _) in &all.enrolled {
@@ -216,7 +202,7 @@ async fn kill_9_under_mixed_load_loses_no_enrollment_and_no_used_code() {
 }
 
 /// `/verify` for each (user, code), all at once; the replies in order.
-async fn verify_all(server: &Server, attempts: impl Iterator<Item = (String, String)>) -> Vec<Reply> {
+async fn verify_all(server: &TestApp, attempts: impl Iterator<Item = (String, String)>) -> Vec<Reply> {
     let url = format!("http://{}/verify", server.addr);
     let tasks = attempts.map(|(name, code)| {
         let request = server.client.post(&url).json(&json!({"username": name, "token": code}));
@@ -284,11 +270,11 @@ async fn when_postgresql_stops_requests_get_503_at_once_and_service_resumes_when
         ("DATABASE_URL", cluster.url.as_str()),
         ("DATABASE_TIMEOUT_SECONDS", timeout_var.as_str()),
     ];
-    let server = Server::start(dir.path(), &env).await;
-    let alice = enroll(&server, "alice").await;
-    let bob = enroll(&server, "bob").await;
+    let server = crate::process::start_server(dir.path(), &env).await;
+    let alice = server.admin_enroll(json!({"username": "alice"})).await;
+    let bob = server.admin_enroll(json!({"username": "bob"})).await;
     let patched =
-        admin(&server, reqwest::Method::PATCH, "/admin/users/alice", Some(json!({"email": "alice@example.com"}))).await;
+        server.admin(reqwest::Method::PATCH, "/admin/users/alice", Some(json!({"email": "alice@example.com"}))).await;
     assert_eq!(patched.status, 200);
     let used = now_code(&alice, OtpParams::default());
     assert_eq!(server.verify("alice", &used).await.status, 200);
@@ -367,11 +353,11 @@ async fn a_disk_that_fills_up_while_serving_fails_closed() {
     }
     let dir = tempfile::tempdir().unwrap();
     let env = [KEY, ("ADMIN_TOKEN", ADMIN), ("RATE_LIMIT", "off")];
-    let setup = Server::start(dir.path(), &env).await;
+    let setup = crate::process::start_server(dir.path(), &env).await;
     let mut users = Vec::new();
     for i in 0..40 {
         let name = format!("user{i}");
-        users.push((name.clone(), enroll(&setup, &name).await));
+        users.push((name.clone(), setup.admin_enroll(json!({"username": &name})).await));
     }
     let (code, _) = setup.terminate().await;
     assert_eq!(code, 0);
@@ -384,7 +370,7 @@ async fn a_disk_that_fills_up_while_serving_fails_closed() {
     let limit = largest + 12 * 4120;
     let wrapper = disk_full_after(limit);
     let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
-    let server = Server::run_via(dir.path(), &env, "server", &wrapper).await;
+    let server = TestApp::builder().shared_dir(dir.path()).envs(&env).start_binary_via("server", &wrapper).await;
 
     let mut accepted = Vec::new();
     let mut refused = Vec::new();
@@ -422,7 +408,7 @@ async fn a_disk_that_fills_up_while_serving_fails_closed() {
     assert!(reason.contains("disk I/O error") || reason.contains("disk is full"), "{reason}");
 
     let checked = check_integrity(dir.path()).await;
-    let restarted = Server::start(dir.path(), &env).await;
+    let restarted = crate::process::start_server(dir.path(), &env).await;
     for (name, code) in &accepted {
         let replay = restarted.verify(name, code).await;
         assert_eq!((replay.status, replay.body["error"].as_str()), (401, Some("invalid_token")), "{name}");
@@ -482,7 +468,7 @@ async fn a_read_only_data_directory_or_a_full_disk_stops_start_up_with_one_clear
     if pg {
         assert!(stderr.contains("File too large"), "{stderr}");
         assert!(!full.path().join("data/secret.key").exists(), "no half-written key file is left");
-        let server = Server::start(full.path(), env).await;
+        let server = crate::process::start_server(full.path(), env).await;
         server.kill9().await; // with room again, it starts
     }
 

@@ -190,7 +190,8 @@ impl TestAppBuilder {
             Ok(Ok(addrs)) => addrs,
             _ => panic!("the server did not start; logs:\n{}", logs.lock().unwrap()),
         };
-        let running = Running::Binary { child, logs };
+        let pid = child.id().expect("the server runs");
+        let running = Running::Binary { child, logs, pid };
         TestApp { addr, notify_addr, client: http_client(), settings, dir, running }
     }
 }
@@ -223,6 +224,7 @@ enum Running {
     Binary {
         child: Child,
         logs: Arc<Mutex<String>>,
+        pid: u32,
     },
 }
 
@@ -267,10 +269,6 @@ impl Reply {
 impl TestApp {
     pub fn builder() -> TestAppBuilder {
         TestAppBuilder { vars: Vec::new(), dir: None }
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -426,9 +424,9 @@ impl TestApp {
         }
     }
 
-    fn binary(&mut self) -> (&mut Child, &Arc<Mutex<String>>) {
+    fn child(&mut self) -> &mut Child {
         match &mut self.running {
-            Running::Binary { child, logs } => (child, logs),
+            Running::Binary { child, .. } => child,
             Running::InProcess { .. } => panic!("not a binary"),
         }
     }
@@ -442,8 +440,11 @@ impl TestApp {
     }
 
     /// The binary's process id, to read its memory use from `/proc`.
-    pub fn pid(&mut self) -> u32 {
-        self.binary().0.id().expect("the server runs")
+    pub fn pid(&self) -> u32 {
+        match &self.running {
+            Running::Binary { pid, .. } => *pid,
+            Running::InProcess { .. } => std::process::id(),
+        }
     }
 
     /// SIGTERM, then the exit code and everything the binary wrote.
@@ -451,7 +452,7 @@ impl TestApp {
         let pid = self.pid().to_string();
         let sent = tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
         assert!(sent.success());
-        let (child, _) = self.binary();
+        let child = self.child();
         let status = tokio::time::timeout(Duration::from_secs(20), child.wait()).await.expect("exits").unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await; // let the log readers drain
         (status.code().unwrap_or(-1), self.logs())
@@ -459,7 +460,7 @@ impl TestApp {
 
     /// SIGKILL: no chance to flush or clean up. Gives back everything the binary wrote.
     pub async fn kill9(mut self) -> String {
-        let (child, _) = self.binary();
+        let child = self.child();
         child.start_kill().unwrap();
         child.wait().await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await; // let the log readers drain

@@ -61,7 +61,7 @@ async fn slow_client(addr: SocketAddr, connected: Arc<AtomicUsize>, give_up: Dur
 async fn slowloris_does_not_stop_a_legitimate_client_and_is_cut_off_at_the_header_timeout() {
     let slow = connection_budget(500);
     let header_timeout = Duration::from_secs(4);
-    let app = spawn_app_with(&[("HTTP_HEADER_TIMEOUT_SECONDS", "4")]).await;
+    let app = TestApp::builder().envs(&[("HTTP_HEADER_TIMEOUT_SECONDS", "4")]).start().await;
     let secret = app.enroll("alice", None, None).await;
     let connected = Arc::new(AtomicUsize::new(0));
     let clients: Vec<_> =
@@ -95,7 +95,8 @@ async fn slowloris_does_not_stop_a_legitimate_client_and_is_cut_off_at_the_heade
 
 #[tokio::test]
 async fn at_the_connection_cap_a_new_client_waits_until_an_idle_connection_times_out() {
-    let app = spawn_app_with(&[("HTTP_MAX_CONNECTIONS", "8"), ("HTTP_HEADER_TIMEOUT_SECONDS", "1")]).await;
+    let app =
+        TestApp::builder().envs(&[("HTTP_MAX_CONNECTIONS", "8"), ("HTTP_HEADER_TIMEOUT_SECONDS", "1")]).start().await;
     // Eight keep-alive connections that made one request each: accepted, now idle.
     let mut idle = Vec::new();
     for _ in 0..8 {
@@ -135,7 +136,7 @@ async fn exchange(addr: SocketAddr, request: &[u8], wait: Duration) -> String {
 
 #[tokio::test]
 async fn a_body_that_does_not_arrive_in_time_is_408() {
-    let app = spawn_app_with(&[("HTTP_BODY_TIMEOUT_SECONDS", "1")]).await;
+    let app = TestApp::builder().envs(&[("HTTP_BODY_TIMEOUT_SECONDS", "1")]).start().await;
     let head =
         "POST /verify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n";
     let started = Instant::now();
@@ -150,7 +151,7 @@ async fn a_body_that_does_not_arrive_in_time_is_408() {
 
 #[tokio::test]
 async fn huge_or_too_many_headers_are_431_and_never_reach_the_handlers() {
-    let app = spawn_app().await;
+    let app = TestApp::builder().start().await;
     let long = format!("GET /healthcheck HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Long: {}\r\n\r\n", "a".repeat(40 * 1024));
     let many: String = (0..200).map(|i| format!("X-Header-{i}: {i}\r\n")).collect();
     let many = format!("GET /healthcheck HTTP/1.1\r\nHost: 127.0.0.1\r\n{many}\r\n");
@@ -176,7 +177,7 @@ async fn post_bytes(app: &TestApp, path: &str, content_type: &str, body: Vec<u8>
 
 #[tokio::test]
 async fn bodies_built_to_hurt_a_parser_are_4xx() {
-    let app = spawn_app_with(&[("ADMIN_TOKEN", "admin-token-0123456789abcdef")]).await;
+    let app = TestApp::builder().envs(&[("ADMIN_TOKEN", "admin-token-0123456789abcdef")]).start().await;
     app.enroll("alice", Some("alice@example.com"), None).await;
     let json = "application/json";
     let deep_array = format!("{}{}", "[".repeat(6000), "]".repeat(6000));
@@ -242,7 +243,7 @@ async fn bodies_built_to_hurt_a_parser_are_4xx() {
 
 #[tokio::test]
 async fn wrong_content_types_are_415_and_json_variants_are_read() {
-    let app = spawn_app().await;
+    let app = TestApp::builder().start().await;
     let secret = app.enroll("alice", None, None).await;
     let body = |token: &str| json!({"username": "alice", "token": token}).to_string().into_bytes();
     for content_type in [
@@ -274,7 +275,7 @@ fn memory_kib(pid: u32) -> (u64, u64) {
 #[tokio::test]
 async fn a_burst_of_oversized_bodies_is_refused_with_memory_bounded() {
     let dir = tempfile::tempdir().unwrap();
-    let server = crate::process::Server::start(dir.path(), &[("RATE_LIMIT", "off")]).await;
+    let server = crate::process::start_server(dir.path(), &[("RATE_LIMIT", "off")]).await;
     let client = http_client();
     let url = format!("http://{}/verify", server.addr);
     // Warm up (first requests allocate pools and buffers), then measure.
@@ -350,7 +351,7 @@ async fn chunked_upload(addr: SocketAddr, chunks: usize, size: usize) -> String 
 /// statement, so the task is insurance, not what this shows.)
 #[tokio::test]
 async fn requests_abandoned_mid_statement_leave_the_database_connections_usable() {
-    let app = spawn_app_with(&[("MAX_FAILED_ATTEMPTS", "1000000"), ("RATE_LIMIT", "off")]).await;
+    let app = TestApp::builder().envs(&[("MAX_FAILED_ATTEMPTS", "1000000"), ("RATE_LIMIT", "off")]).start().await;
     let secret = app.enroll("alice", None, None).await;
     // Patience from 0.2 to 50 ms, around how long 32 /verify at once take here (a debug
     // build): some clients leave before the server has their request, some while it works

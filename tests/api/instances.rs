@@ -6,7 +6,8 @@ use std::time::Duration;
 use mfa::otp::OtpParams;
 use serde_json::json;
 
-use crate::process::{Server, cli, now_code, secret_from_cli};
+use crate::helpers::TestApp;
+use crate::process::{cli, now_code, secret_from_cli};
 
 const KEY: (&str, &str) = ("SECRET_KEY", "multi-instance-test-key-0123456789");
 
@@ -22,8 +23,8 @@ async fn enroll(dir: &std::path::Path, name: &str, extra: &[(&str, &str)]) -> mf
 async fn a_code_accepted_by_one_instance_is_refused_by_the_other() {
     let dir = tempfile::tempdir().unwrap();
     let secret = enroll(dir.path(), "alice", &[]).await;
-    let a = Server::start(dir.path(), &[KEY]).await;
-    let b = Server::start(dir.path(), &[KEY]).await;
+    let a = crate::process::start_server(dir.path(), &[KEY]).await;
+    let b = crate::process::start_server(dir.path(), &[KEY]).await;
     let code = now_code(&secret, OtpParams::default());
 
     assert_eq!(a.verify("alice", &code).await.status, 200);
@@ -37,8 +38,8 @@ async fn a_lockout_earned_on_one_instance_holds_on_the_other() {
     let dir = tempfile::tempdir().unwrap();
     let env = [KEY, ("MAX_FAILED_ATTEMPTS", "3")];
     let secret = enroll(dir.path(), "alice", &env).await;
-    let a = Server::start(dir.path(), &env).await;
-    let b = Server::start(dir.path(), &env).await;
+    let a = crate::process::start_server(dir.path(), &env).await;
+    let b = crate::process::start_server(dir.path(), &env).await;
     let right = now_code(&secret, OtpParams::default());
     let wrong = crate::helpers::wrong(&right);
     for _ in 0..3 {
@@ -60,8 +61,8 @@ async fn simultaneous_verifications_on_two_instances_succeed_exactly_once() {
     for i in 0..rounds {
         secrets.push(enroll(dir.path(), &format!("user{i}"), &[]).await);
     }
-    let a = Server::start(dir.path(), &[KEY]).await;
-    let b = Server::start(dir.path(), &[KEY]).await;
+    let a = crate::process::start_server(dir.path(), &[KEY]).await;
+    let b = crate::process::start_server(dir.path(), &[KEY]).await;
 
     for (i, secret) in secrets.iter().enumerate() {
         let user = format!("user{i}");
@@ -83,13 +84,13 @@ async fn killing_one_instance_under_load_leaves_the_other_answering_and_loses_no
     let dir = tempfile::tempdir().unwrap();
     let env = [KEY, ("MAX_FAILED_ATTEMPTS", "1000000"), ("RATE_LIMIT", "off")];
     let secret = enroll(dir.path(), "alice", &env).await;
-    let a = Server::start(dir.path(), &env).await;
-    let b = Server::start(dir.path(), &env).await;
+    let a = crate::process::start_server(dir.path(), &env).await;
+    let b = crate::process::start_server(dir.path(), &env).await;
     let used = now_code(&secret, OtpParams::default());
     assert_eq!(a.verify("alice", &used).await.status, 200);
 
     // Load on both instances: 150 wrong guesses each, bounded in count; A dies midway.
-    let load = |server: &Server| {
+    let load = |server: &TestApp| {
         let client = crate::helpers::http_client();
         let url = format!("http://{}/verify", server.addr);
         tokio::spawn(async move {
@@ -111,7 +112,7 @@ async fn killing_one_instance_under_load_leaves_the_other_answering_and_loses_no
     assert!(on_b.iter().all(|s| *s == 401), "B answered every request: {on_b:?}");
     assert!(on_a.contains(&0), "A did die under load");
 
-    let restarted = Server::start(dir.path(), &env).await;
+    let restarted = crate::process::start_server(dir.path(), &env).await;
     assert_eq!(restarted.verify("alice", &used).await.status, 401, "the used step is still used");
     let wrong = restarted.verify("alice", "00000000").await;
     assert_eq!(wrong.status, 401, "the user is still there");

@@ -20,7 +20,7 @@ fn assert_invalid(reply: &Reply, status: u16, case: &str) {
 
 #[tokio::test]
 async fn bodies_that_are_not_the_expected_json_are_400() {
-    let app = spawn_app().await;
+    let app = TestApp::builder().start().await;
     app.enroll("alice", None, None).await;
     let json = Some("application/json");
     let cases: &[(&str, &str)] = &[
@@ -47,7 +47,7 @@ async fn bodies_that_are_not_the_expected_json_are_400() {
 
 #[tokio::test]
 async fn a_missing_or_wrong_content_type_is_415() {
-    let app = spawn_app().await;
+    let app = TestApp::builder().start().await;
     let body = json!({"username": "alice", "token": "123456"}).to_string();
     assert_invalid(&raw(&app, "/verify", None, body.clone()).await, 415, "no content type");
     assert_invalid(&raw(&app, "/verify", Some("text/plain"), body).await, 415, "text/plain");
@@ -55,14 +55,14 @@ async fn a_missing_or_wrong_content_type_is_415() {
 
 #[tokio::test]
 async fn a_one_megabyte_body_is_413() {
-    let app = spawn_app().await;
+    let app = TestApp::builder().start().await;
     let body = format!("{{\"username\": \"{}\"}}", "a".repeat(1 << 20));
     assert_invalid(&raw(&app, "/request-otp", Some("application/json"), body).await, 413, "1 MB");
 }
 
 #[tokio::test]
 async fn unknown_routes_and_methods_answer_json() {
-    let app = spawn_app().await;
+    let app = TestApp::builder().start().await;
     let missing = app.get("/nope").await;
     assert_eq!((missing.status, missing.body), (404, json!({"error": "not_found"})));
     let wrong_method = app.get("/verify").await;
@@ -71,7 +71,7 @@ async fn unknown_routes_and_methods_answer_json() {
 
 #[tokio::test]
 async fn extra_fields_are_ignored_like_flask_did() {
-    let app = spawn_app().await;
+    let app = TestApp::builder().start().await;
     let secret = app.enroll("alice", None, None).await;
     let reply =
         app.post_json("/verify", json!({"username": "alice", "token": app.totp(&secret, 0), "remember": true})).await;
@@ -80,7 +80,7 @@ async fn extra_fields_are_ignored_like_flask_did() {
 
 #[tokio::test]
 async fn malformed_requests_do_not_count_as_failed_attempts() {
-    let app = spawn_app_with(&[("MAX_FAILED_ATTEMPTS", "1")]).await;
+    let app = TestApp::builder().envs(&[("MAX_FAILED_ATTEMPTS", "1")]).start().await;
     let secret = app.enroll("alice", None, None).await;
     for _ in 0..3 {
         assert_eq!(app.verify("alice", "abc").await.status, 400);

@@ -21,7 +21,7 @@ fn value(text: &str, series: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn the_mfa_server_counts_outcomes_lockouts_and_rate_limits() {
-    let app = spawn_app_with(&[("MAX_FAILED_ATTEMPTS", "2"), ("RATE_LIMIT", "8 per minute")]).await;
+    let app = TestApp::builder().envs(&[("MAX_FAILED_ATTEMPTS", "2"), ("RATE_LIMIT", "8 per minute")]).start().await;
     let secret = app.enroll("alice", None, None).await;
     let code = app.totp(&secret, 0);
     app.verify("alice", &code).await; // valid
@@ -53,7 +53,7 @@ async fn the_mfa_server_counts_outcomes_lockouts_and_rate_limits() {
 async fn the_notification_service_counts_deliveries_and_retries() {
     let bot = BotApi::start().await;
     bot.script([Scripted::Error(500, "Internal Server Error"), Scripted::Error(400, "Bad Request: chat not found")]);
-    let app = spawn_app_owned(bot.env()).await;
+    let app = TestApp::builder().envs(bot.env()).start().await;
     let body = serde_json::json!({"channel": "telegram", "recipient": "42", "message": "hi"});
     assert_eq!(app.send(body.clone(), None).await.status, 502, "500 retried, then 400");
     assert_eq!(app.send(body.clone(), None).await.status, 200);

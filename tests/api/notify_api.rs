@@ -10,7 +10,7 @@ use crate::support::telegram::{BotApi, Scripted};
 #[tokio::test]
 async fn bad_send_requests_are_400_invalid_request() {
     let bot = BotApi::start().await;
-    let app = spawn_app_owned(bot.env()).await;
+    let app = TestApp::builder().envs(bot.env()).start().await;
     let cases = [
         json!({"channel": "sms", "recipient": "42", "message": "x"}),
         json!({"channel": "telegram", "recipient": "42", "message": ""}),
@@ -33,7 +33,7 @@ async fn bad_send_requests_are_400_invalid_request() {
 #[tokio::test]
 async fn a_channel_without_credentials_is_503() {
     let bot = BotApi::start().await;
-    let app = spawn_app_owned(bot.env()).await;
+    let app = TestApp::builder().envs(bot.env()).start().await;
 
     let reply = app.send(json!({"channel": "email", "recipient": "a@example.com", "message": "x"}), None).await;
 
@@ -50,7 +50,7 @@ async fn with_an_api_token_send_requires_it() {
     let bot = BotApi::start().await;
     let mut vars = bot.env();
     vars.push(("NOTIFY_API_TOKEN".into(), "notify-token-3c1f".into()));
-    let app = spawn_app_owned(vars).await;
+    let app = TestApp::builder().envs(vars).start().await;
     let body = json!({"channel": "telegram", "recipient": "42", "message": "x"});
 
     let none = app.send(body.clone(), None).await;
@@ -71,7 +71,7 @@ async fn request_otp_sends_the_code_by_email_and_telegram_and_it_verifies_once()
     let mut vars = smtp.env();
     vars.extend(bot.env());
     vars.push(("NOTIFY_API_TOKEN".into(), "t0k3n-for-the-mfa-server".into()));
-    let app = spawn_app_owned(vars).await;
+    let app = TestApp::builder().envs(vars).start().await;
     app.enroll("dair", Some("dair@example.com"), Some("123456789")).await;
 
     let reply = app.request_otp("dair").await;
@@ -96,7 +96,7 @@ async fn request_otp_can_name_one_channel() {
     let smtp = SmtpServer::start("plain", false, &[]).await;
     let mut vars = smtp.env();
     vars.extend(bot.env());
-    let app = spawn_app_owned(vars).await;
+    let app = TestApp::builder().envs(vars).start().await;
     app.enroll("dair", Some("dair@example.com"), Some("42")).await;
     app.enroll("appuser", Some("app@example.com"), None).await;
 
@@ -118,7 +118,7 @@ async fn one_failing_channel_does_not_stop_the_other() {
     bot.script([Scripted::Error(403, "Forbidden: bot was blocked by the user")]);
     let mut vars = smtp.env();
     vars.extend(bot.env());
-    let app = spawn_app_owned(vars).await;
+    let app = TestApp::builder().envs(vars).start().await;
     app.enroll("dair", Some("dair@example.com"), Some("42")).await;
 
     let reply = app.request_otp("dair").await;
@@ -130,7 +130,7 @@ async fn one_failing_channel_does_not_stop_the_other() {
 async fn when_every_channel_fails_the_answer_is_502_and_the_user_may_ask_again_at_once() {
     let bot = BotApi::start().await;
     bot.script([Scripted::Error(400, "Bad Request: chat not found")]);
-    let app = spawn_app_owned(bot.env()).await;
+    let app = TestApp::builder().envs(bot.env()).start().await;
     app.enroll("dair", None, Some("42")).await;
 
     let failed = app.request_otp("dair").await;
@@ -148,7 +148,7 @@ async fn the_message_follows_otp_message_template() {
     let mut vars = bot.env();
     vars.push(("OTP_MESSAGE_TEMPLATE".into(), "{username}, use {code} within {expires}.".into()));
     vars.push(("OTP_CODE_TTL".into(), "120".into()));
-    let app = spawn_app_owned(vars).await;
+    let app = TestApp::builder().envs(vars).start().await;
     app.enroll("dair", None, Some("42")).await;
 
     app.request_otp("dair").await;
@@ -161,7 +161,7 @@ async fn the_message_follows_otp_message_template() {
 #[tokio::test]
 async fn with_the_notification_service_down_request_otp_fails_fast_and_verify_still_works() {
     let url = format!("http://127.0.0.1:{}", crate::support::closed_port());
-    let app = spawn_app_with(&[("NOTIFICATION_URL", &url)]).await;
+    let app = TestApp::builder().envs(&[("NOTIFICATION_URL", &url)]).start().await;
     let secret = app.enroll("dair", Some("dair@example.com"), None).await;
     let started = std::time::Instant::now();
 

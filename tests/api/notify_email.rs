@@ -16,7 +16,7 @@ fn email(to: &str, message: &str) -> serde_json::Value {
 #[tokio::test]
 async fn a_plain_smtp_server_with_auth_receives_subject_both_bodies_and_headers() {
     let smtp = SmtpServer::start("plain", true, &[]).await;
-    let app = spawn_app_extended(smtp.env(), &[]).await;
+    let app = TestApp::builder().envs(smtp.env()).start().await;
 
     let reply = app.send(email("dair@example.com", "Your code is 123456 <b>now</b>"), None).await;
 
@@ -41,14 +41,14 @@ async fn a_plain_smtp_server_with_auth_receives_subject_both_bodies_and_headers(
 #[tokio::test]
 async fn starttls_is_used_and_email_username_overrides_the_login() {
     let smtp = SmtpServer::start("starttls", false, &[]).await;
-    let app = spawn_app_extended(smtp.env(), &[]).await;
+    let app = TestApp::builder().envs(smtp.env()).start().await;
     assert_eq!(app.send(email("dair@example.com", "hello"), None).await.status, 200);
     assert_eq!(smtp.received()[0]["tls"], true);
 
     let with_auth = SmtpServer::start("starttls", true, &[]).await;
     let mut vars = with_auth.env();
     vars.push(("EMAIL_USERNAME".into(), "relay-user".into()));
-    let app = spawn_app_owned(vars).await;
+    let app = TestApp::builder().envs(vars).start().await;
     let refused = app.send(email("dair@example.com", "hello"), None).await;
     assert_eq!(refused.status, 502, "the relay only knows {LOGIN}");
     assert_eq!(refused.body["attempts"], 1, "a refused login is permanent: {:?}", refused.body);
@@ -58,7 +58,7 @@ async fn starttls_is_used_and_email_username_overrides_the_login() {
 #[tokio::test]
 async fn implicit_tls_with_auth_delivers() {
     let smtp = SmtpServer::start("tls", true, &[]).await;
-    let app = spawn_app_extended(smtp.env(), &[]).await;
+    let app = TestApp::builder().envs(smtp.env()).start().await;
 
     let reply = app.send(email("dair@example.com", "over TLS"), None).await;
 
@@ -71,7 +71,7 @@ async fn implicit_tls_with_auth_delivers() {
 async fn an_untrusted_certificate_is_refused_without_retries() {
     let smtp = SmtpServer::start("tls", true, &[]).await;
     let vars: Vec<(String, String)> = smtp.env().into_iter().filter(|(k, _)| k != "EMAIL_SMTP_CA_FILE").collect();
-    let app = spawn_app_owned(vars).await;
+    let app = TestApp::builder().envs(vars).start().await;
 
     let reply = app.send(email("dair@example.com", "x"), None).await;
 
@@ -84,7 +84,7 @@ async fn an_untrusted_certificate_is_refused_without_retries() {
 #[tokio::test]
 async fn an_unknown_mailbox_is_permanent_and_reported_with_its_smtp_code() {
     let smtp = SmtpServer::start("plain", false, &[]).await;
-    let app = spawn_app_extended(smtp.env(), &[]).await;
+    let app = TestApp::builder().envs(smtp.env()).start().await;
 
     let reply = app.send(email("unknown@example.com", "x"), None).await;
 
@@ -99,7 +99,7 @@ async fn an_unknown_mailbox_is_permanent_and_reported_with_its_smtp_code() {
 #[tokio::test]
 async fn a_server_that_answers_451_twice_then_accepts_gets_the_message_on_the_third_attempt() {
     let smtp = SmtpServer::start("plain", false, &["--fail-first", "2"]).await;
-    let app = spawn_app_extended(smtp.env(), &[]).await;
+    let app = TestApp::builder().envs(smtp.env()).start().await;
 
     let reply = app.send(email("dair@example.com", "third time lucky"), None).await;
 
@@ -111,14 +111,16 @@ async fn a_server_that_answers_451_twice_then_accepts_gets_the_message_on_the_th
 #[tokio::test]
 async fn a_server_that_is_down_is_retried_then_reported_within_a_bounded_time() {
     let port = closed_port().to_string();
-    let app = spawn_app_with(&[
-        ("EMAIL_SMTP_SERVER", "127.0.0.1"),
-        ("EMAIL_SMTP_PORT", &port),
-        ("EMAIL_SMTP_SECURITY", "none"),
-        ("EMAIL_SENDER", SENDER),
-        ("EMAIL_MAX_RETRIES", "2"),
-    ])
-    .await;
+    let app = TestApp::builder()
+        .envs(&[
+            ("EMAIL_SMTP_SERVER", "127.0.0.1"),
+            ("EMAIL_SMTP_PORT", &port),
+            ("EMAIL_SMTP_SECURITY", "none"),
+            ("EMAIL_SENDER", SENDER),
+            ("EMAIL_MAX_RETRIES", "2"),
+        ])
+        .start()
+        .await;
     let started = Instant::now();
 
     let reply = app.send(email("dair@example.com", "x"), None).await;
@@ -134,15 +136,17 @@ async fn a_server_that_is_down_is_retried_then_reported_within_a_bounded_time() 
 async fn a_server_that_never_answers_times_out_each_attempt() {
     let hung = silent_server().await;
     let port = hung.port().to_string();
-    let app = spawn_app_with(&[
-        ("EMAIL_SMTP_SERVER", "127.0.0.1"),
-        ("EMAIL_SMTP_PORT", &port),
-        ("EMAIL_SMTP_SECURITY", "none"),
-        ("EMAIL_SENDER", SENDER),
-        ("EMAIL_TIMEOUT_SECONDS", "0.5"),
-        ("EMAIL_MAX_RETRIES", "1"),
-    ])
-    .await;
+    let app = TestApp::builder()
+        .envs(&[
+            ("EMAIL_SMTP_SERVER", "127.0.0.1"),
+            ("EMAIL_SMTP_PORT", &port),
+            ("EMAIL_SMTP_SECURITY", "none"),
+            ("EMAIL_SENDER", SENDER),
+            ("EMAIL_TIMEOUT_SECONDS", "0.5"),
+            ("EMAIL_MAX_RETRIES", "1"),
+        ])
+        .start()
+        .await;
     let started = Instant::now();
 
     let reply = app.send(email("dair@example.com", "x"), None).await;
@@ -156,7 +160,7 @@ async fn a_server_that_never_answers_times_out_each_attempt() {
 #[tokio::test]
 async fn connections_to_the_smtp_server_are_reused() {
     let smtp = SmtpServer::start("plain", true, &[]).await;
-    let app = spawn_app_extended(smtp.env(), &[]).await;
+    let app = TestApp::builder().envs(smtp.env()).start().await;
     for i in 0..3 {
         assert_eq!(app.send(email("dair@example.com", &format!("message {i}")), None).await.status, 200);
     }

@@ -16,7 +16,7 @@ fn telegram(chat: &str, message: &str) -> serde_json::Value {
 #[tokio::test]
 async fn a_message_is_sent_with_send_message() {
     let bot = BotApi::start().await;
-    let app = spawn_app_extended(bot.env(), &[]).await;
+    let app = TestApp::builder().envs(bot.env()).start().await;
 
     let reply = app.send(telegram("123456789", "Your code is 654321"), None).await;
 
@@ -28,7 +28,7 @@ async fn a_message_is_sent_with_send_message() {
 async fn a_429_is_retried_after_the_time_telegram_asks_for() {
     let bot = BotApi::start().await;
     bot.script([Scripted::RetryAfter(1)]);
-    let app = spawn_app_extended(bot.env(), &[]).await;
+    let app = TestApp::builder().envs(bot.env()).start().await;
     let started = Instant::now();
 
     let reply = app.send(telegram("42", "hello"), None).await;
@@ -42,7 +42,7 @@ async fn a_429_is_retried_after_the_time_telegram_asks_for() {
 async fn a_retry_after_beyond_the_cap_fails_at_once() {
     let bot = BotApi::start().await;
     bot.script([Scripted::RetryAfter(3600)]);
-    let app = spawn_app_extended(bot.env(), &[]).await;
+    let app = TestApp::builder().envs(bot.env()).start().await;
     let started = Instant::now();
 
     let reply = app.send(telegram("42", "hello"), None).await;
@@ -56,7 +56,7 @@ async fn a_retry_after_beyond_the_cap_fails_at_once() {
 async fn server_errors_are_retried_with_backoff() {
     let bot = BotApi::start().await;
     bot.script([Scripted::Error(500, "Internal Server Error"), Scripted::Error(502, "Bad Gateway")]);
-    let app = spawn_app_extended(bot.env(), &[]).await;
+    let app = TestApp::builder().envs(bot.env()).start().await;
 
     let reply = app.send(telegram("42", "hello"), None).await;
 
@@ -70,7 +70,7 @@ async fn chat_not_found_and_blocked_bots_are_reported_without_retrying() {
         Scripted::Error(400, "Bad Request: chat not found"),
         Scripted::Error(403, "Forbidden: bot was blocked by the user"),
     ]);
-    let app = spawn_app_extended(bot.env(), &[]).await;
+    let app = TestApp::builder().envs(bot.env()).start().await;
 
     let missing = app.send(telegram("42", "hello"), None).await;
     let blocked = app.send(telegram("43", "hello"), None).await;
@@ -86,11 +86,8 @@ async fn chat_not_found_and_blocked_bots_are_reported_without_retrying() {
 async fn a_wrong_token_is_reported_without_showing_any_token() {
     let bot = BotApi::start().await;
     let wrong = "999999:WrongTokenValue-abc";
-    let app = spawn_app_owned(vec![
-        ("TELEGRAM_TOKEN".into(), wrong.into()),
-        ("TELEGRAM_API_URL".into(), format!("http://{}", bot.addr)),
-    ])
-    .await;
+    let api_url = format!("http://{}", bot.addr);
+    let app = TestApp::builder().env("TELEGRAM_TOKEN", wrong).env("TELEGRAM_API_URL", &api_url).start().await;
 
     let reply = app.send(telegram("42", "hello"), None).await;
 
@@ -103,8 +100,10 @@ async fn a_wrong_token_is_reported_without_showing_any_token() {
 #[tokio::test]
 async fn an_unreachable_api_is_retried_and_the_token_stays_out_of_the_error() {
     let url = format!("http://127.0.0.1:{}", closed_port());
-    let app =
-        spawn_app_with(&[("TELEGRAM_TOKEN", TOKEN), ("TELEGRAM_API_URL", &url), ("TELEGRAM_MAX_RETRIES", "2")]).await;
+    let app = TestApp::builder()
+        .envs(&[("TELEGRAM_TOKEN", TOKEN), ("TELEGRAM_API_URL", &url), ("TELEGRAM_MAX_RETRIES", "2")])
+        .start()
+        .await;
 
     let reply = app.send(telegram("42", "hello"), None).await;
 

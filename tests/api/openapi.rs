@@ -41,7 +41,7 @@ async fn every_operation_is_served(app: &TestApp, addr: std::net::SocketAddr, do
 
 #[tokio::test]
 async fn the_mfa_document_covers_every_route_and_status() {
-    let app = spawn_app_with(&[("ADMIN_TOKEN", ADMIN)]).await;
+    let app = TestApp::builder().envs(&[("ADMIN_TOKEN", ADMIN)]).start().await;
     let doc = document(&app, app.addr).await;
 
     for status in ["200", "400", "401", "404", "413", "415", "429"] {
@@ -70,7 +70,7 @@ async fn the_mfa_document_covers_every_route_and_status() {
 #[tokio::test]
 async fn the_notifier_document_covers_send_and_its_errors() {
     let bot = BotApi::start().await;
-    let app = spawn_app_owned(bot.env()).await;
+    let app = TestApp::builder().envs(bot.env()).start().await;
     let addr = app.notify_addr.unwrap();
     let doc = document(&app, addr).await;
 

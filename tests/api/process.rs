@@ -9,7 +9,7 @@ use mfa::otp::{self, OtpParams, SecretBytes};
 use serde_json::{Value, json};
 use tokio::process::Command;
 
-use crate::helpers::{Reply, TestApp, Var, extract_code};
+use crate::helpers::{TestApp, Var, extract_code};
 
 const SEED_ENV: &str = include_str!("../fixtures/seed.env");
 

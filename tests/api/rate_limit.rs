@@ -4,7 +4,7 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn requests_over_the_limit_get_429_rate_limited() {
-    let app = spawn_app_with(&[("RATE_LIMIT", "3 per minute")]).await;
+    let app = TestApp::builder().envs(&[("RATE_LIMIT", "3 per minute")]).start().await;
     for _ in 0..3 {
         assert_eq!(app.verify("nobody", "123456").await.status, 404);
     }
@@ -20,7 +20,7 @@ async fn requests_over_the_limit_get_429_rate_limited() {
 
 #[tokio::test]
 async fn healthcheck_is_never_rate_limited() {
-    let app = spawn_app_with(&[("RATE_LIMIT", "2 per day")]).await;
+    let app = TestApp::builder().envs(&[("RATE_LIMIT", "2 per day")]).start().await;
     for _ in 0..10 {
         assert_eq!(app.get("/healthcheck").await.status, 200);
     }
@@ -29,7 +29,7 @@ async fn healthcheck_is_never_rate_limited() {
 
 #[tokio::test]
 async fn forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy() {
-    let app = spawn_app_with(&[("RATE_LIMIT", "1 per minute")]).await;
+    let app = TestApp::builder().envs(&[("RATE_LIMIT", "1 per minute")]).start().await;
     let send = |ip: &str| {
         app.client
             .post(app.url("/verify"))
@@ -43,7 +43,8 @@ async fn forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy() {
 
 #[tokio::test]
 async fn behind_a_trusted_proxy_each_client_has_its_own_quota() {
-    let app = spawn_app_with(&[("RATE_LIMIT", "1 per minute"), ("TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let app =
+        TestApp::builder().envs(&[("RATE_LIMIT", "1 per minute"), ("TRUSTED_PROXIES", "127.0.0.1")]).start().await;
     let send = |xff: &'static str| {
         app.client
             .post(app.url("/verify"))
@@ -58,7 +59,7 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_quota() {
 
 #[tokio::test]
 async fn with_mfa_api_keys_the_endpoints_need_one_of_them() {
-    let app = spawn_app_with(&[("MFA_API_KEYS", "backend-key-1, backend-key-2")]).await;
+    let app = TestApp::builder().envs(&[("MFA_API_KEYS", "backend-key-1, backend-key-2")]).start().await;
     let call = |key: Option<&'static str>| {
         let mut request = app.client.post(app.url("/verify")).json(&json!({"username": "nobody", "token": "123456"}));
         if let Some(key) = key {

@@ -4,7 +4,7 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn a_code_is_sent_to_every_channel_and_verifies_once() {
-    let app = spawn_app().await;
+    let app = TestApp::builder().start().await;
     app.enroll("alice", Some("alice@example.com"), Some("123456789")).await;
 
     let reply = app.request_otp("alice").await;
@@ -24,7 +24,7 @@ async fn a_code_is_sent_to_every_channel_and_verifies_once() {
 
 #[tokio::test]
 async fn a_sent_code_outlives_the_totp_window_but_not_its_ttl() {
-    let app = spawn_app_with(&[("OTP_CODE_TTL", "120")]).await;
+    let app = TestApp::builder().envs(&[("OTP_CODE_TTL", "120")]).start().await;
     app.enroll("alice", Some("alice@example.com"), None).await;
     app.enroll("bob", Some("bob@example.com"), None).await;
     app.request_otp("alice").await;
@@ -32,18 +32,18 @@ async fn a_sent_code_outlives_the_totp_window_but_not_its_ttl() {
     let alice = app.last_code_sent_to("alice@example.com");
     let bob = app.last_code_sent_to("bob@example.com");
 
-    app.clock.advance(119);
+    app.clock().advance(119);
     assert_eq!(app.verify("alice", &alice).await.status, 200, "a slow email still works");
-    app.clock.advance(1);
+    app.clock().advance(1);
     assert_eq!(app.verify("bob", &bob).await.status, 401, "expired");
 }
 
 #[tokio::test]
 async fn asking_again_too_soon_is_429_with_retry_after() {
-    let app = spawn_app().await;
+    let app = TestApp::builder().start().await;
     app.enroll("alice", Some("alice@example.com"), None).await;
     assert_eq!(app.request_otp("alice").await.status, 200);
-    app.clock.advance(10);
+    app.clock().advance(10);
 
     let again = app.request_otp("alice").await;
 
@@ -55,11 +55,11 @@ async fn asking_again_too_soon_is_429_with_retry_after() {
 
 #[tokio::test]
 async fn a_new_code_replaces_the_previous_one() {
-    let app = spawn_app().await;
+    let app = TestApp::builder().start().await;
     app.enroll("alice", Some("alice@example.com"), None).await;
     app.request_otp("alice").await;
     let first = app.last_code_sent_to("alice@example.com");
-    app.clock.advance(30);
+    app.clock().advance(30);
     assert_eq!(app.request_otp("alice").await.status, 200);
     let second = app.last_code_sent_to("alice@example.com");
     if first == second {
@@ -71,7 +71,7 @@ async fn a_new_code_replaces_the_previous_one() {
 
 #[tokio::test]
 async fn unknown_users_and_users_without_channels_get_clear_errors() {
-    let app = spawn_app().await;
+    let app = TestApp::builder().start().await;
     app.enroll("appuser", None, None).await;
 
     let unknown = app.request_otp("nobody").await;
@@ -84,7 +84,7 @@ async fn unknown_users_and_users_without_channels_get_clear_errors() {
 
 #[tokio::test]
 async fn codes_follow_the_users_digits() {
-    let app = spawn_app().await;
+    let app = TestApp::builder().start().await;
     app.enroll_with("alice", Some("alice@example.com"), None, sha256_8()).await;
     app.request_otp("alice").await;
     let code = app.last_code_sent_to("alice@example.com");

@@ -7,8 +7,9 @@ use data_encoding::{BASE64, BASE64_NOPAD, HEXLOWER, HEXUPPER};
 use mfa::otp::{OtpParams, SecretBytes};
 use serde_json::{Value, json};
 
+use crate::helpers::TestApp;
 use crate::helpers::{Reply, database_vars, extract_code, postgres_mode, wrong};
-use crate::process::{Server, cli, contains_code, now_code, secret_from_cli};
+use crate::process::{cli, contains_code, now_code, secret_from_cli};
 use crate::support::smtp::{LOGIN, PASSWORD, SmtpServer};
 use crate::support::telegram::{BotApi, TOKEN};
 
@@ -84,7 +85,7 @@ async fn stored_data(dir: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 struct Session<'a> {
-    server: &'a Server,
+    server: &'a TestApp,
     needles: &'a mut Needles,
 }
 
@@ -111,7 +112,7 @@ impl Session<'_> {
     }
 
     async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Reply {
-        self.call(method, path, ADMIN, body).await
+        self.server.admin(method, path, body).await
     }
 }
 
@@ -180,7 +181,7 @@ async fn nothing_the_process_writes_holds_a_secret_a_token_or_a_code() {
     logs.push_str(&added.stderr);
     logs.push_str(&rotated.stderr);
 
-    let server = Server::run(dir.path(), &env, "serve").await;
+    let server = TestApp::builder().shared_dir(dir.path()).envs(&env).start_binary("serve").await;
     let mut s = Session { server: &server, needles: &mut needles };
     let key = API_KEYS[1];
 

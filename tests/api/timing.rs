@@ -100,7 +100,7 @@ fn the_code_comparison_takes_as_long_whichever_digit_is_wrong() {
 
 #[tokio::test]
 async fn verify_takes_as_long_whichever_digit_is_wrong() {
-    let app = spawn_app_with(&[("MAX_FAILED_ATTEMPTS", "1000000")]).await;
+    let app = TestApp::builder().envs(&[("MAX_FAILED_ATTEMPTS", "1000000")]).start().await;
     let secret = app.enroll("alice", None, None).await;
     let right = app.totp(&secret, 0);
     let window: Vec<String> = (-1..=1).map(|offset| app.totp(&secret, offset)).collect();
