@@ -77,12 +77,13 @@ impl AdminEnrollment {
     }
 }
 
-/// A page of users; `next` is the `after` of the next page, `null` on the last.
+/// A page of users; `next` is the `after` of the next page, `null` on the last. Fields are
+/// declared in the order they go on the wire.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AdminUserPage {
-    pub users: Vec<AdminUser>,
     #[schema(value_type = Option<Username>)]
     pub next: Option<String>,
+    pub users: Vec<AdminUser>,
 }
 
 impl From<&UserPage> for AdminUserPage {
