@@ -171,9 +171,12 @@ impl VerifyService {
                 Ok((channel, Err(e))) => {
                     self.metrics.code_sent(channel.as_str(), "failed");
                     warn!(event = "delivery_failed", %channel, notifier = self.notifier.name(), error = %e);
-                    failures.push(format!("{channel}: {e}"));
+                    failures.push(format!("{channel}: {}", e.why.public));
                 }
-                Err(e) => failures.push(format!("delivery task failed: {e}")),
+                Err(e) => {
+                    warn!(event = "delivery_failed", error = %e, "a delivery task failed");
+                    failures.push("a delivery task failed".to_string());
+                }
             }
         }
         delivered.sort_by_key(|c| c.as_str());

@@ -22,7 +22,7 @@ impl FromRequestParts<AppState> for Admitted {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let keys = &state.settings.api_keys;
         if !keys.is_empty() && !has_bearer(&parts.headers, keys) {
-            tracing::warn!(event = "unauthorized", path = %parts.uri.path(), "request without a valid MFA API key");
+            tracing::warn!(event = "unauthorized", path = %crate::telemetry::printable(parts.uri.path(), crate::http::LOGGED_PATH_CHARS), "request without a valid MFA API key");
             return Err(ApiError::Unauthorized);
         }
         let ip = client_ip(&parts.extensions, &parts.headers, &state.settings.trusted_proxies);

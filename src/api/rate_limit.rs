@@ -37,9 +37,10 @@ impl IpRateLimiter {
 
     /// `Err(seconds)` until the client may try again.
     pub fn check(&self, ip: IpAddr) -> Result<(), u64> {
+        let key = client_network(ip);
         let mut wait = Duration::ZERO;
         for limiter in &self.limiters {
-            if let Err(not_until) = limiter.check_key(&ip) {
+            if let Err(not_until) = limiter.check_key(&key) {
                 wait = wait.max(not_until.wait_time_from(self.clock.now()));
             }
         }
@@ -66,6 +67,19 @@ impl IpRateLimiter {
                 }
             }
         });
+    }
+}
+
+/// The key a client is counted under: its IPv4 address, or the /64 network of its IPv6
+/// address. One IPv6 host is usually given a whole /64, so keying on the address would give
+/// it 2^64 quotas (and the limiter's map an entry for each).
+pub fn client_network(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        },
     }
 }
 
@@ -107,6 +121,18 @@ mod tests {
                 proptest::prop_assert_eq!(limiter.check(IpAddr::from([127, 0, 0, 1])), Ok(()));
             }
         }
+    }
+
+    #[test]
+    fn an_ipv6_network_shares_one_quota() {
+        let limits = crate::config::rate_limit::parse_rate_limits("2 per minute").unwrap();
+        let limiter = IpRateLimiter::new(&limits);
+        let host = |n: u16| IpAddr::from([0x2001, 0xdb8, 0, 1, n, n, n, n]);
+        assert!(limiter.check(host(1)).is_ok() && limiter.check(host(2)).is_ok());
+        assert!(limiter.check(host(3)).is_err(), "another address of the same /64");
+        assert!(limiter.check(IpAddr::from([0x2001, 0xdb8, 0, 2, 0, 0, 0, 1])).is_ok(), "another /64");
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(client_network(mapped), IpAddr::from([192, 0, 2, 7]));
     }
 
     #[test]

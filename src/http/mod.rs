@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 
 pub use error::{ErrorBody, ErrorCode, HttpFault, InvalidRequest};
 pub use extract::{AppJson, AppPath, AppQuery, has_bearer, read_json_object};
-pub use observe::{REQUEST_TIMEOUT, with_common_layers};
+pub use observe::{LOGGED_PATH_CHARS, MAX_REQUEST_ID_LEN, REQUEST_TIMEOUT, with_common_layers};
 pub use serve::{BoundRouter, MAX_HEADER_BYTES, MAX_HEADERS, open_files_limit, shutdown_signal};
 
 /// A service's router state, as the shared plumbing sees it: it names the service's error

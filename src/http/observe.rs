@@ -15,13 +15,27 @@ use tracing::Instrument;
 
 use super::ServiceState;
 use super::error::HttpFault;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, method_label};
+use crate::telemetry::printable;
 
 /// A request that takes longer than this is answered with 408.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The request id header: the client's, or a new one (see [`observe`]).
 const REQUEST_ID: &str = "x-request-id";
+/// The longest request id taken from a client (a UUID is 36 characters).
+pub const MAX_REQUEST_ID_LEN: usize = 64;
+/// The most of a request's path that goes into a log line.
+pub const LOGGED_PATH_CHARS: usize = 128;
+
+/// The client's request id, if it is one we may log as it is: 1 to
+/// [`MAX_REQUEST_ID_LEN`] characters of `A-Z a-z 0-9 - _ . : / + =` (what UUIDs, trace ids
+/// and base64 ids use). Anything else gets a fresh id, so no client text reaches the log.
+fn client_request_id(value: &HeaderValue) -> Option<HeaderValue> {
+    let id = value.as_bytes();
+    let allowed = |b: &u8| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(b);
+    ((1..=MAX_REQUEST_ID_LEN).contains(&id.len()) && id.iter().all(allowed)).then(|| value.clone())
+}
 
 /// A new request id: 128 random bits in hex.
 fn new_request_id() -> HeaderValue {
@@ -43,12 +57,12 @@ async fn observe(
     request: Request,
     next: Next,
 ) -> Response {
-    let id = request.headers().get(REQUEST_ID).cloned().unwrap_or_else(new_request_id);
+    let id = request.headers().get(REQUEST_ID).and_then(client_request_id).unwrap_or_else(new_request_id);
     // The route pattern, never the raw path (that would make a metrics label per username).
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
     let method = request.method().clone();
-    let span = tracing::info_span!("http", service, method = %method, path = %request.uri().path(),
-        request_id = id.to_str().unwrap_or(""));
+    let span = tracing::info_span!("http", service, method = method_label(&method),
+        path = %printable(request.uri().path(), LOGGED_PATH_CHARS), request_id = id.to_str().unwrap_or(""));
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();

@@ -87,7 +87,7 @@ impl IntoResponse for NotifyError {
                     ErrorBody {
                         attempts: Some(error.attempts),
                         channel: Some(channel),
-                        ..ErrorBody::new(Code::DeliveryFailed).detail(error.detail)
+                        ..ErrorBody::new(Code::DeliveryFailed).detail(error.why.public)
                     },
                 ),
             },
@@ -135,7 +135,7 @@ pub async fn send(
             state.metrics.delivery(channel.as_str(), outcome, error.attempts);
             tracing::warn!(
                 event = "delivery", %channel, recipient = %delivery.recipient, outcome = "failed",
-                attempts = error.attempts, detail = %error.detail
+                attempts = error.attempts, detail = %error.why.log
             );
             Err(NotifyError::Delivery { channel, error })
         }

@@ -5,9 +5,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::wire::{SendReply, SendRequest};
-use super::{Delivery, DeliveryError, FailureKind, Notifier};
+use super::{Delivery, DeliveryError, FailureKind, Notifier, Why};
 use crate::config::Sensitive;
 use crate::http::ErrorBody;
+use crate::telemetry::printable;
 
 pub struct HttpNotifier {
     client: reqwest::Client,
@@ -26,8 +27,8 @@ impl HttpNotifier {
     }
 }
 
-fn failure(kind: FailureKind, detail: impl Into<String>, attempts: u32) -> DeliveryError {
-    DeliveryError { kind, detail: detail.into(), attempts }
+fn failure(kind: FailureKind, why: Why, attempts: u32) -> DeliveryError {
+    DeliveryError { kind, why, attempts }
 }
 
 #[async_trait]
@@ -43,7 +44,8 @@ impl Notifier for HttpNotifier {
         }
         let response = request.send().await.map_err(|e| {
             let e = e.without_url();
-            failure(FailureKind::Transient, format!("notification service unreachable at {}: {e}", self.send_url), 0)
+            let why = Why::with_upstream("the notification service is unreachable", &format!("{}: {e}", self.send_url));
+            failure(FailureKind::Transient, why, 0)
         })?;
         let status = response.status().as_u16();
         let text = response.text().await.unwrap_or_default();
@@ -52,14 +54,19 @@ impl Notifier for HttpNotifier {
         }
         let error: Option<ErrorBody> = serde_json::from_str(&text).ok();
         let attempts = error.as_ref().and_then(|e| e.attempts).unwrap_or(0);
-        let detail = error.and_then(|e| e.detail).unwrap_or_default();
+        // The service's own public reason, read as any upstream text is.
+        let detail = printable(&error.and_then(|e| e.detail).unwrap_or_default(), 300);
         match status {
             503 => Err(DeliveryError::not_configured(delivery.channel)),
-            401 => Err(failure(FailureKind::Permanent, "the notification service refused NOTIFY_API_TOKEN", 0)),
-            502 => Err(failure(FailureKind::Transient, detail, attempts)),
-            other => {
-                Err(failure(FailureKind::Permanent, format!("notification service answered {other}: {detail}"), 0))
+            401 => {
+                Err(failure(FailureKind::Permanent, Why::plain("the notification service refused NOTIFY_API_TOKEN"), 0))
             }
+            502 => Err(failure(FailureKind::Transient, Why::plain(detail), attempts)),
+            other => Err(failure(
+                FailureKind::Permanent,
+                Why::with_upstream(format!("the notification service answered {other}"), &detail),
+                0,
+            )),
         }
     }
 }

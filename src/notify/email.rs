@@ -15,7 +15,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::retry::{AttemptError, RetryPolicy, with_retries};
 use super::wire::Reachability;
-use super::{Delivery, DeliveryError};
+use super::{Delivery, DeliveryError, Why};
 use crate::config::{EmailSettings, SmtpSecurity};
 
 pub struct EmailChannel {
@@ -111,11 +111,11 @@ impl EmailChannel {
     pub async fn deliver(&self, delivery: &Delivery) -> Result<u32, DeliveryError> {
         let message = self.build_message(delivery).map_err(|detail| DeliveryError {
             kind: super::FailureKind::Permanent,
-            detail,
+            why: Why::plain(detail),
             attempts: 0,
         })?;
         let result = with_retries(self.policy, || self.attempt(&message)).await;
-        if result.as_ref().is_err_and(|e| e.detail.starts_with("no answer within")) {
+        if result.as_ref().is_err_and(|e| e.why.public.starts_with("no answer within")) {
             self.record(Reachability::Unreachable);
         }
         result
@@ -124,26 +124,28 @@ impl EmailChannel {
 
 /// Sorts lettre's errors into retry-or-not, the way Vaultwarden's mailer does: SMTP 4xx,
 /// timeouts and connection failures are transient; 5xx, TLS and client errors are not.
+/// The server's own words (its reply, a host name) go only to the log.
 fn classify(e: &lettre::transport::smtp::Error) -> (Reachability, AttemptError) {
-    let code = e.status().map(|c| c.to_string());
+    let said = e.to_string();
+    let code = e.status().map(|c| c.to_string()).unwrap_or_default();
     if e.is_permanent() {
-        let detail = format!("SMTP server refused the message ({}): {e}", code.unwrap_or_default());
-        (Reachability::Reachable, AttemptError::permanent(detail))
+        let why = Why::with_upstream(format!("the SMTP server refused the message ({code})"), &said);
+        (Reachability::Reachable, AttemptError::permanent(why))
     } else if e.is_transient() {
-        let detail = format!("SMTP server deferred the message ({}): {e}", code.unwrap_or_default());
-        (Reachability::Reachable, AttemptError::transient(detail))
+        let why = Why::with_upstream(format!("the SMTP server deferred the message ({code})"), &said);
+        (Reachability::Reachable, AttemptError::transient(why))
     } else if e.is_tls() || is_tls_failure(e) {
-        let detail = format!(
-            "TLS with the SMTP server failed: {e} (check EMAIL_SMTP_SECURITY against the port: 465 is tls, 587 is \
-             starttls; and the certificate, EMAIL_SMTP_CA_FILE)"
+        let why = Why::with_upstream("TLS with the SMTP server failed", &said).and(
+            " (check EMAIL_SMTP_SECURITY against the port: 465 is tls, 587 is starttls; and the certificate, \
+             EMAIL_SMTP_CA_FILE)",
         );
-        (Reachability::Reachable, AttemptError::permanent(detail))
+        (Reachability::Reachable, AttemptError::permanent(why))
     } else if e.is_client() {
-        (Reachability::Reachable, AttemptError::permanent(format!("SMTP client error: {e}")))
+        (Reachability::Reachable, AttemptError::permanent(Why::with_upstream("SMTP client error", &said)))
     } else if e.is_timeout() {
-        (Reachability::Unreachable, AttemptError::transient(format!("SMTP server timed out: {e}")))
+        (Reachability::Unreachable, AttemptError::transient(Why::with_upstream("the SMTP server timed out", &said)))
     } else {
-        (Reachability::Unreachable, AttemptError::transient(format!("cannot reach the SMTP server: {e}")))
+        (Reachability::Unreachable, AttemptError::transient(Why::with_upstream("cannot reach the SMTP server", &said)))
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 
-use super::{Delivery, DeliveryError, FailureKind, Notifier};
+use super::{Delivery, DeliveryError, FailureKind, Notifier, Why};
 use crate::clock::{Clock, SystemClock};
 use crate::domain::Channel;
 
@@ -54,7 +54,7 @@ impl Notifier for FileNotifier {
         };
         let line = serde_json::to_string(&line).map_err(|e| DeliveryError {
             kind: FailureKind::Permanent,
-            detail: format!("cannot encode the message: {e}"),
+            why: Why::plain(format!("cannot encode the message: {e}")),
             attempts: 0,
         })?;
         let path = self.path.clone();
@@ -77,7 +77,7 @@ impl Notifier for FileNotifier {
         .map(|()| 1)
         .map_err(|e| DeliveryError {
             kind: FailureKind::Permanent,
-            detail: format!("cannot write {}: {e}", self.path.display()),
+            why: Why::with_upstream("cannot write the notifications file", &format!("{}: {e}", self.path.display())),
             attempts: 1,
         })
     }

@@ -54,13 +54,45 @@ pub enum FailureKind {
     Permanent,
 }
 
-/// A failed delivery. `detail` is meant for an operator and never holds a password,
-/// a token or the message text.
+/// Why a delivery failed, said twice: `public` for whoever asked (our own words: no
+/// address, URL or upstream server's text), `log` for the operator (with the upstream's
+/// text, truncated and escaped). Neither ever holds a password, a token or the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Why {
+    pub public: String,
+    pub log: String,
+}
+
+/// Upstream text kept in a log line, at most.
+const UPSTREAM_LOG_CHARS: usize = 300;
+
+impl Why {
+    /// Our own words, which both may read.
+    pub fn plain(text: impl Into<String>) -> Self {
+        let text = text.into();
+        Self { log: text.clone(), public: text }
+    }
+
+    /// Our words for the caller; for the log, followed by what the upstream said.
+    pub fn with_upstream(public: impl Into<String>, upstream: &str) -> Self {
+        let public = public.into();
+        let log = format!("{public}: {}", crate::telemetry::printable(upstream, UPSTREAM_LOG_CHARS));
+        Self { public, log }
+    }
+
+    /// The same, with `more` added to both.
+    #[must_use]
+    pub fn and(self, more: &str) -> Self {
+        Self { public: format!("{}{more}", self.public), log: format!("{}{more}", self.log) }
+    }
+}
+
+/// A failed delivery.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{detail}")]
+#[error("{}", why.log)]
 pub struct DeliveryError {
     pub kind: FailureKind,
-    pub detail: String,
+    pub why: Why,
     pub attempts: u32,
 }
 
@@ -68,7 +100,7 @@ impl DeliveryError {
     pub fn not_configured(channel: Channel) -> Self {
         Self {
             kind: FailureKind::NotConfigured,
-            detail: format!("the {channel} channel is not configured"),
+            why: Why::plain(format!("the {channel} channel is not configured")),
             attempts: 0,
         }
     }

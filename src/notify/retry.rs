@@ -10,7 +10,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use super::{DeliveryError, FailureKind};
+use super::{DeliveryError, FailureKind, Why};
 use crate::config::{EmailSettings, TelegramSettings};
 
 #[derive(Debug, Clone, Copy)]
@@ -60,17 +60,17 @@ impl RetryPolicy {
 /// How one attempt failed.
 #[derive(Debug, Clone)]
 pub enum AttemptError {
-    Transient { detail: String, retry_after: Option<Duration> },
-    Permanent { detail: String },
+    Transient { why: Why, retry_after: Option<Duration> },
+    Permanent { why: Why },
 }
 
 impl AttemptError {
-    pub fn transient(detail: impl Into<String>) -> Self {
-        Self::Transient { detail: detail.into(), retry_after: None }
+    pub fn transient(why: Why) -> Self {
+        Self::Transient { why, retry_after: None }
     }
 
-    pub fn permanent(detail: impl Into<String>) -> Self {
-        Self::Permanent { detail: detail.into() }
+    pub fn permanent(why: Why) -> Self {
+        Self::Permanent { why }
     }
 }
 
@@ -81,35 +81,35 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), AttemptError>>,
 {
-    let mut last = String::new();
+    let mut last = Why::plain("");
     for n in 1..=policy.max_retries + 1 {
         let wait = match tokio::time::timeout(policy.attempt_timeout, attempt()).await {
             Ok(Ok(())) => return Ok(n),
-            Ok(Err(AttemptError::Permanent { detail })) => {
-                return Err(DeliveryError { kind: FailureKind::Permanent, detail, attempts: n });
+            Ok(Err(AttemptError::Permanent { why })) => {
+                return Err(DeliveryError { kind: FailureKind::Permanent, why, attempts: n });
             }
-            Ok(Err(AttemptError::Transient { detail, retry_after })) => {
+            Ok(Err(AttemptError::Transient { why, retry_after })) => {
                 if let Some(asked) = retry_after
                     && asked > policy.retry_after_max
                 {
-                    let detail =
-                        format!("{detail}; the server asked to wait {} s, longer than allowed", asked.as_secs());
-                    return Err(DeliveryError { kind: FailureKind::Transient, detail, attempts: n });
+                    let why =
+                        why.and(&format!("; the server asked to wait {} s, longer than allowed", asked.as_secs()));
+                    return Err(DeliveryError { kind: FailureKind::Transient, why, attempts: n });
                 }
-                last = detail;
+                last = why;
                 retry_after.unwrap_or_else(|| policy.backoff(n))
             }
             Err(_) => {
-                last = format!("no answer within {:.1} s", policy.attempt_timeout.as_secs_f64());
+                last = Why::plain(format!("no answer within {:.1} s", policy.attempt_timeout.as_secs_f64()));
                 policy.backoff(n)
             }
         };
         if n <= policy.max_retries {
-            tracing::debug!(attempt = n, wait_ms = wait.as_millis() as u64, reason = %last, "delivery attempt failed; retrying");
+            tracing::debug!(attempt = n, wait_ms = wait.as_millis() as u64, reason = %last.log, "delivery attempt failed; retrying");
             tokio::time::sleep(wait).await;
         }
     }
-    Err(DeliveryError { kind: FailureKind::Transient, detail: last, attempts: policy.max_retries + 1 })
+    Err(DeliveryError { kind: FailureKind::Transient, why: last, attempts: policy.max_retries + 1 })
 }
 
 #[cfg(test)]
@@ -131,7 +131,11 @@ mod tests {
     async fn transient_failures_are_retried_until_success() {
         let calls = AtomicU32::new(0);
         let result = with_retries(policy(3), || async {
-            if calls.fetch_add(1, Ordering::SeqCst) < 2 { Err(AttemptError::transient("451")) } else { Ok(()) }
+            if calls.fetch_add(1, Ordering::SeqCst) < 2 {
+                Err(AttemptError::transient(Why::plain("451")))
+            } else {
+                Ok(())
+            }
         })
         .await;
         assert_eq!(result.unwrap(), 3);
@@ -139,15 +143,18 @@ mod tests {
 
     #[tokio::test]
     async fn permanent_failures_stop_at_once() {
-        let err =
-            with_retries(policy(3), || async { Err(AttemptError::permanent("550 no such user")) }).await.unwrap_err();
-        assert_eq!((err.kind, err.attempts, err.detail.as_str()), (FailureKind::Permanent, 1, "550 no such user"));
+        let err = with_retries(policy(3), || async { Err(AttemptError::permanent(Why::plain("550 no such user"))) })
+            .await
+            .unwrap_err();
+        assert_eq!((err.kind, err.attempts, err.why.log.as_str()), (FailureKind::Permanent, 1, "550 no such user"));
     }
 
     #[tokio::test]
     async fn retries_run_out_with_the_last_reason() {
-        let err = with_retries(policy(2), || async { Err(AttemptError::transient("refused")) }).await.unwrap_err();
-        assert_eq!((err.kind, err.attempts, err.detail.as_str()), (FailureKind::Transient, 3, "refused"));
+        let err = with_retries(policy(2), || async { Err(AttemptError::transient(Why::plain("refused"))) })
+            .await
+            .unwrap_err();
+        assert_eq!((err.kind, err.attempts, err.why.log.as_str()), (FailureKind::Transient, 3, "refused"));
     }
 
     #[tokio::test]
@@ -155,19 +162,19 @@ mod tests {
         let started = tokio::time::Instant::now();
         let err = with_retries(policy(1), std::future::pending::<Result<(), AttemptError>>).await.unwrap_err();
         assert_eq!(err.attempts, 2);
-        assert!(err.detail.contains("no answer within"));
+        assert!(err.why.public.contains("no answer within"));
         assert!(started.elapsed() < Duration::from_secs(2));
     }
 
     #[tokio::test]
     async fn an_overlong_retry_after_fails_without_waiting() {
         let err = with_retries(policy(3), || async {
-            Err(AttemptError::Transient { detail: "429".into(), retry_after: Some(Duration::from_secs(60)) })
+            Err(AttemptError::Transient { why: Why::plain("429"), retry_after: Some(Duration::from_secs(60)) })
         })
         .await
         .unwrap_err();
         assert_eq!(err.attempts, 1);
-        assert!(err.detail.contains("wait 60 s"));
+        assert!(err.why.public.contains("wait 60 s"));
     }
 
     #[test]

@@ -9,7 +9,11 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::retry::{AttemptError, RetryPolicy, with_retries};
-use super::{Delivery, DeliveryError};
+use super::{Delivery, DeliveryError, Why};
+use crate::telemetry::printable;
+
+/// The most of a Bot API description passed on.
+const DESCRIPTION_CHARS: usize = 120;
 use crate::config::{Sensitive, TelegramSettings};
 
 pub struct TelegramChannel {
@@ -65,25 +69,30 @@ impl TelegramChannel {
 
     async fn attempt(&self, delivery: &Delivery) -> Result<(), AttemptError> {
         let body = SendMessage { chat_id: &delivery.recipient, text: &delivery.message };
-        let response =
-            self.client.post(self.send_url.expose()).json(&body).send().await.map_err(|e| {
-                AttemptError::transient(self.redact(format!("cannot reach Telegram: {}", e.without_url())))
-            })?;
+        let response = self.client.post(self.send_url.expose()).json(&body).send().await.map_err(|e| {
+            AttemptError::transient(Why::with_upstream(
+                "cannot reach Telegram",
+                &self.redact(e.without_url().to_string()),
+            ))
+        })?;
         let status = response.status();
         let reply: Option<ApiReply> = response.json().await.ok();
         if status.is_success() && reply.as_ref().is_some_and(|r| r.ok) {
             return Ok(());
         }
+        // The Bot API's descriptions ("Bad Request: chat not found") are the documented
+        // reason; they are passed on short, escaped and without the token.
         let description = reply.as_ref().and_then(|r| r.description.clone()).unwrap_or_else(|| status.to_string());
-        let detail = self.redact(format!("Telegram answered {}: {description}", status.as_u16()));
+        let description = printable(&self.redact(description), DESCRIPTION_CHARS);
+        let why = Why::plain(format!("Telegram answered {}: {description}", status.as_u16()));
         match status.as_u16() {
             429 => {
                 let retry_after = reply.and_then(|r| r.parameters).and_then(|p| p.retry_after).unwrap_or(1);
-                Err(AttemptError::Transient { detail, retry_after: Some(Duration::from_secs(retry_after)) })
+                Err(AttemptError::Transient { why, retry_after: Some(Duration::from_secs(retry_after)) })
             }
-            401 | 404 => Err(AttemptError::permanent(format!("{detail} (check TELEGRAM_TOKEN)"))),
-            s if s >= 500 => Err(AttemptError::transient(detail)),
-            _ => Err(AttemptError::permanent(detail)),
+            401 | 404 => Err(AttemptError::permanent(why.and(" (check TELEGRAM_TOKEN)"))),
+            s if s >= 500 => Err(AttemptError::transient(why)),
+            _ => Err(AttemptError::permanent(why)),
         }
     }
 

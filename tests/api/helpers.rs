@@ -556,3 +556,13 @@ pub async fn join_all(tasks: impl Iterator<Item = tokio::task::JoinHandle<Reply>
 pub fn http_client() -> reqwest::Client {
     mfa::notify::http_client(Duration::from_secs(60)).unwrap()
 }
+
+/// Resident and peak memory of a process, in KiB, from `/proc/PID/status`.
+pub fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in {status}"));
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}

@@ -262,16 +262,6 @@ async fn wrong_content_types_are_415_and_json_variants_are_read() {
     assert_eq!(reply.status, 401, "a +json type is read (and this code is wrong): {:?}", reply.body);
 }
 
-/// Resident and peak memory of a process, in KiB, from `/proc/PID/status`.
-fn memory_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| -> u64 {
-        let line = status.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in {status}"));
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 #[tokio::test]
 async fn a_burst_of_oversized_bodies_is_refused_with_memory_bounded() {
     let dir = tempfile::tempdir().unwrap();

@@ -5,6 +5,7 @@ mod admin;
 mod brute_force;
 mod env_users;
 mod faults;
+mod flood;
 mod helpers;
 mod hostile;
 mod instances;

@@ -182,7 +182,7 @@ async fn require_admin_token(State(state): State<AppState>, request: Request, ne
     match &state.settings.admin_token {
         Some(token) if has_bearer(request.headers(), std::slice::from_ref(token)) => next.run(request).await,
         _ => {
-            tracing::warn!(event = "admin_unauthorized", path = %request.uri().path(), "admin request without ADMIN_TOKEN");
+            tracing::warn!(event = "admin_unauthorized", path = %crate::telemetry::printable(request.uri().path(), crate::http::LOGGED_PATH_CHARS), "admin request without ADMIN_TOKEN");
             ApiError::Unauthorized.into_response()
         }
     }
