@@ -1,5 +1,6 @@
 //! Limits on HTTP connections, shared by both services: how long a client may take to send
-//! its headers and its body, and how many connections are served at once.
+//! its headers and its body and to take a response, and how many connections are served at
+//! once.
 
 use std::time::Duration;
 
@@ -15,6 +16,9 @@ pub struct HttpLimits {
     /// `HTTP_BODY_TIMEOUT_SECONDS`: the whole request body must arrive within this time of the
     /// head; otherwise 408.
     pub body_timeout: Duration,
+    /// `HTTP_WRITE_TIMEOUT_SECONDS`: a response that cannot be written for this long (the
+    /// client stopped reading) closes the connection.
+    pub write_timeout: Duration,
     /// `HTTP_MAX_CONNECTIONS`: connections served at once, per service. At the cap the
     /// server stops accepting; new connections wait in the kernel's backlog until one closes.
     pub max_connections: usize,
@@ -22,15 +26,22 @@ pub struct HttpLimits {
 
 impl Default for HttpLimits {
     fn default() -> Self {
-        Self { header_timeout: Duration::from_secs(10), body_timeout: Duration::from_secs(10), max_connections: 1024 }
+        let ten = Duration::from_secs(10);
+        Self { header_timeout: ten, body_timeout: ten, write_timeout: ten, max_connections: 1024 }
     }
 }
 
 pub(super) fn read(r: &mut Reader) -> Option<HttpLimits> {
     let header_timeout = r.parse(&vars::HTTP_HEADER_TIMEOUT_SECONDS, seconds(0.1, 3600.0));
     let body_timeout = r.parse(&vars::HTTP_BODY_TIMEOUT_SECONDS, seconds(0.1, 3600.0));
+    let write_timeout = r.parse(&vars::HTTP_WRITE_TIMEOUT_SECONDS, seconds(0.1, 3600.0));
     let max_connections = r.parse(&vars::HTTP_MAX_CONNECTIONS, number_in(1..=1_000_000usize));
-    Some(HttpLimits { header_timeout: header_timeout?, body_timeout: body_timeout?, max_connections: max_connections? })
+    Some(HttpLimits {
+        header_timeout: header_timeout?,
+        body_timeout: body_timeout?,
+        write_timeout: write_timeout?,
+        max_connections: max_connections?,
+    })
 }
 
 #[cfg(test)]

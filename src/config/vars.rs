@@ -138,6 +138,11 @@ pub const HTTP_HEADER_TIMEOUT_SECONDS: Var = var(
 );
 pub const HTTP_BODY_TIMEOUT_SECONDS: Var =
     var("HTTP_BODY_TIMEOUT_SECONDS", "10", "a request body must arrive within this of its head, else 408");
+pub const HTTP_WRITE_TIMEOUT_SECONDS: Var = var(
+    "HTTP_WRITE_TIMEOUT_SECONDS",
+    "10",
+    "a response that cannot be written for this long (the client stopped reading) closes the connection",
+);
 pub const HTTP_MAX_CONNECTIONS: Var =
     var("HTTP_MAX_CONNECTIONS", "1024", "connections served at once per service; more wait in the backlog");
 
@@ -191,6 +196,7 @@ pub const ALL: &[Var] = &[
     RUST_LOG,
     HTTP_HEADER_TIMEOUT_SECONDS,
     HTTP_BODY_TIMEOUT_SECONDS,
+    HTTP_WRITE_TIMEOUT_SECONDS,
     HTTP_MAX_CONNECTIONS,
 ];
 

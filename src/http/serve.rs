@@ -13,6 +13,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
+use tokio_io_timeout::TimeoutStream;
 use tower::ServiceExt;
 use tower_http::timeout::RequestBodyDeadlineLayer;
 
@@ -130,7 +131,11 @@ async fn serve_connection(
         .header_read_timeout(limits.header_timeout)
         .max_header_size(MAX_HEADER_BYTES)
         .max_headers(MAX_HEADERS);
-    let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+    // A write that makes no progress for `write_timeout` (a client that stopped reading its
+    // responses) fails, and the connection with it: hyper has no such timeout.
+    let mut stream = TimeoutStream::new(stream);
+    stream.set_write_timeout(Some(limits.write_timeout));
+    let connection = builder.serve_connection(TokioIo::new(Box::pin(stream)), TowerToHyperService::new(service));
     let mut connection = std::pin::pin!(connection);
     let stop = async move {
         // An error means the server is gone, which also means stop.

@@ -3,6 +3,7 @@
 
 mod admin;
 mod brute_force;
+mod connections;
 mod env_users;
 mod faults;
 mod flood;
