@@ -239,6 +239,7 @@ async fn bind_notifier(settings: &Settings) -> Result<(BoundRouter, SocketAddr),
     let state = NotifyState {
         channels: Arc::new(channels),
         api_token: n.api_token.clone(),
+        auth_failures: Arc::default(),
         default_subject: format!("{} notification", settings.issuer),
         metrics: Arc::new(Metrics::notifier()),
     };

@@ -7,7 +7,8 @@ use axum::http::request::Parts;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::http::has_bearer;
+use crate::http::LOGGED_PATH_CHARS;
+use crate::telemetry::printable;
 
 /// A caller let through to `/verify` or `/request-otp`, with its IP (as [`ClientIp`]). The
 /// API key is checked first (a caller without one must not spend a client's quota), then
@@ -20,12 +21,15 @@ impl FromRequestParts<AppState> for Admitted {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let keys = &state.settings.api_keys;
-        if !keys.is_empty() && !has_bearer(&parts.headers, keys) {
-            tracing::warn!(event = "unauthorized", path = %crate::telemetry::printable(parts.uri.path(), crate::http::LOGGED_PATH_CHARS), "request without a valid MFA API key");
-            return Err(ApiError::Unauthorized);
-        }
         let ip = client_ip(&parts.extensions, &parts.headers, &state.settings.trusted_proxies);
+        let keys = &state.settings.api_keys;
+        if !keys.is_empty()
+            && let Err(refusal) = state.auth_failures.check(ip, &parts.headers, keys)
+        {
+            tracing::warn!(event = "unauthorized", client_ip = %ip, refusal = ?refusal,
+                path = %printable(parts.uri.path(), LOGGED_PATH_CHARS), "request without a valid MFA API key");
+            return Err(refusal.into());
+        }
         super::rate_limit::check(state, ip)?;
         Ok(Self(ip))
     }

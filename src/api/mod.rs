@@ -16,7 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::config::Settings;
-use crate::http::{ServiceState, with_common_layers};
+use crate::http::{AuthFailures, AuthRefusal, ServiceState, with_common_layers};
 use crate::openapi;
 use crate::users::UserService;
 use crate::verify::VerifyService;
@@ -36,6 +36,8 @@ pub struct SharedState {
     pub verify: VerifyService,
     pub users: UserService,
     pub limiter: Arc<IpRateLimiter>,
+    /// Failed `MFA_API_KEYS` and `ADMIN_TOKEN` checks, per client network.
+    pub auth_failures: AuthFailures,
     /// `TRUSTED_PROXIES`, `MFA_API_KEYS`, `ADMIN_TOKEN` and `MFA_BIND`.
     pub settings: Arc<Settings>,
 }
@@ -44,7 +46,7 @@ impl AppState {
     pub fn new(verify: VerifyService, users: UserService, settings: Arc<Settings>) -> Self {
         let limiter = Arc::new(IpRateLimiter::new(&settings.rate_limits));
         limiter.spawn_pruner();
-        Self(Arc::new(SharedState { verify, users, limiter, settings }))
+        Self(Arc::new(SharedState { verify, users, limiter, auth_failures: AuthFailures::default(), settings }))
     }
 }
 
@@ -58,6 +60,15 @@ impl std::ops::Deref for AppState {
 
 impl ServiceState for AppState {
     type Error = ApiError;
+}
+
+impl From<AuthRefusal> for ApiError {
+    fn from(refusal: AuthRefusal) -> Self {
+        match refusal {
+            AuthRefusal::Unauthorized => Self::Unauthorized,
+            AuthRefusal::TooManyFailures { retry_after } => Self::RateLimited { retry_after },
+        }
+    }
 }
 
 pub fn router(state: AppState) -> Router {

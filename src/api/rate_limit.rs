@@ -16,6 +16,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use super::AppState;
 use super::error::ApiError;
 use crate::config::RateLimit;
+use crate::http::client_network;
 
 pub struct IpRateLimiter {
     limiters: Vec<DefaultKeyedRateLimiter<IpAddr>>,
@@ -67,19 +68,6 @@ impl IpRateLimiter {
                 }
             }
         });
-    }
-}
-
-/// The key a client is counted under: its IPv4 address, or the /64 network of its IPv6
-/// address. One IPv6 host is usually given a whole /64, so keying on the address would give
-/// it 2^64 quotas (and the limiter's map an entry for each).
-pub fn client_network(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
-        },
     }
 }
 

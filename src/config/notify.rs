@@ -221,7 +221,7 @@ mod tests {
         let err = settings(&[("NOTIFY_BIND", "0.0.0.0:6001")]).unwrap_err();
         assert_eq!(err.0[0].var, "NOTIFY_BIND");
         assert!(err.0[0].reason.contains("NOTIFY_API_TOKEN"));
-        assert!(settings(&[("NOTIFY_BIND", "0.0.0.0:6001"), ("NOTIFY_API_TOKEN", "t")]).is_ok());
+        assert!(settings(&[("NOTIFY_BIND", "0.0.0.0:6001"), ("NOTIFY_API_TOKEN", "notify-token-0123456789")]).is_ok());
     }
 
     #[test]

@@ -87,19 +87,26 @@ pub(crate) fn parse_bind(raw: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("'{raw}' is not an IP:port address (for example 127.0.0.1:6000; ports are 0-65535)"))
 }
 
+/// The shortest bearer token accepted: 16 printable characters are over 100 bits when
+/// random, and a one-character key was found in 432 requests.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
 /// A bearer token (`MFA_API_KEYS`, `ADMIN_TOKEN`, `NOTIFY_API_TOKEN`): trimmed, since the
-/// server's HTTP parser drops blanks around a header value, and printable ASCII, the only
-/// characters an `Authorization` header can carry. Otherwise a configured token could
-/// never match (a trailing tab, say). The error never quotes the token.
+/// server's HTTP parser drops blanks around a header value, printable ASCII, the only
+/// characters an `Authorization` header can carry (otherwise a configured token could
+/// never match: a trailing tab, say), and at least [`MIN_TOKEN_CHARS`] long. The error
+/// never quotes the token.
 pub(crate) fn parse_token(raw: &str) -> Result<Sensitive, String> {
     let token = raw.trim();
-    if token.bytes().all(|b| (b' '..=b'~').contains(&b)) {
-        Ok(Sensitive::new(token.to_string()))
-    } else {
-        Err("has a character that is not printable ASCII, so no HTTP header can carry it \
-             (e.g. `openssl rand -hex 32`)"
-            .into())
+    if !token.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        return Err("has a character that is not printable ASCII, so no HTTP header can carry it \
+                    (e.g. `openssl rand -hex 32`)"
+            .into());
     }
+    if token.len() < MIN_TOKEN_CHARS {
+        return Err(format!("must be at least {MIN_TOKEN_CHARS} characters (e.g. `openssl rand -hex 32`)"));
+    }
+    Ok(Sensitive::new(token.to_string()))
 }
 
 pub(crate) fn parse_database(raw: &str) -> Result<DatabaseConfig, String> {

@@ -275,15 +275,20 @@ enum Piece {
 #[test]
 fn regressions_found_by_the_properties() {
     // NOTIFY_API_TOKEN kept a trailing tab that no HTTP request can carry: it is trimmed now.
-    let s = settings(&[("NOTIFY_API_TOKEN", "A\t")]).unwrap();
-    assert_eq!(s.notification.api_token.unwrap().expose(), "A");
+    let s = settings(&[("NOTIFY_API_TOKEN", "A0123456789abcdef\t")]).unwrap();
+    assert_eq!(s.notification.api_token.unwrap().expose(), "A0123456789abcdef");
+    // Too short to resist guessing: refused, by name, for every token.
+    for var in ["MFA_API_KEYS", "ADMIN_TOKEN", "NOTIFY_API_TOKEN"] {
+        let err = settings(&[(var, "k")]).unwrap_err();
+        assert_eq!((err.0[0].var.as_str(), err.0[0].reason.contains("at least 16")), (var, true), "{err}");
+    }
     // A token with a character no header can carry could never match: refused, by name.
     for var in ["MFA_API_KEYS", "ADMIN_TOKEN", "NOTIFY_API_TOKEN"] {
         let err = settings(&[(var, "caf\u{e9}-0123456789abcdef")]).unwrap_err();
         assert_eq!(err.0[0].var, var);
         assert!(err.0[0].reason.contains("printable ASCII") && !err.0[0].reason.contains("caf"), "{err}");
     }
-    let err = settings(&[("MFA_API_KEYS", "good, b\u{0}d")]).unwrap_err();
+    let err = settings(&[("MFA_API_KEYS", "good-key-0123456789, b\u{0}d-0123456789abcdef")]).unwrap_err();
     assert!(err.0[0].reason.starts_with("key 2 "), "{err}");
     // A data directory named `?` (or holding `:memory:`) is a directory, not a URL query.
     for dir in ["?", "/srv/a?b", "x:memory:"] {

@@ -65,14 +65,7 @@ impl Settings {
                 keys.enumerate().map(|(i, k)| parse_token(k).map_err(|e| format!("key {} {e}", i + 1))).collect()
             })
             .unwrap_or_default();
-        let admin_token = r.optional(&vars::ADMIN_TOKEN, |raw| {
-            let token = parse_token(raw)?;
-            if token.expose().len() < 16 {
-                Err("must be at least 16 characters (e.g. `openssl rand -hex 32`)".into())
-            } else {
-                Ok(token)
-            }
-        });
+        let admin_token = r.optional(&vars::ADMIN_TOKEN, parse_token);
         let rate_limits = r.parse(&vars::RATE_LIMIT, super::rate_limit::parse_rate_limits);
         let trusted_proxies = r.parse(&vars::TRUSTED_PROXIES, parse_proxies);
         let digits = r.parse(&vars::OTP_DIGITS, parse_digits);

@@ -79,7 +79,7 @@ pub const TRUSTED_PROXIES: Var =
 pub const MFA_API_KEYS: Var = secret(
     "MFA_API_KEYS",
     "none",
-    "comma-separated keys (printable ASCII); when set, `/request-otp` and `/verify` need `Authorization: Bearer <key>`",
+    "comma-separated keys (16+ printable ASCII characters each); when set, `/request-otp` and `/verify` need `Authorization: Bearer <key>`",
 );
 pub const ADMIN_TOKEN: Var =
     secret("ADMIN_TOKEN", "none", "enables the admin API under `/admin/` (16+ printable ASCII characters)");
@@ -107,8 +107,11 @@ pub const OTP_MESSAGE_TEMPLATE: Var = var(
 );
 pub const NOTIFY_BIND: Var =
     var("NOTIFY_BIND", "127.0.0.1:6001", "notification service address (non-loopback needs `NOTIFY_API_TOKEN`)");
-pub const NOTIFY_API_TOKEN: Var =
-    secret("NOTIFY_API_TOKEN", "—", "bearer token `/send` requires (printable ASCII); the MFA server sends it");
+pub const NOTIFY_API_TOKEN: Var = secret(
+    "NOTIFY_API_TOKEN",
+    "—",
+    "bearer token `/send` requires (16+ printable ASCII characters); the MFA server sends it",
+);
 pub const NOTIFICATION_URL: Var = unset(
     "NOTIFICATION_URL",
     "`http://127.0.0.1:6001` (under `mfa serve`, the address it bound)",

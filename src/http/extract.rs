@@ -4,12 +4,10 @@
 use axum::Json;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
 use serde::de::DeserializeOwned;
 
 use super::ServiceState;
 use super::error::{HttpFault, InvalidRequest};
-use crate::config::Sensitive;
 
 /// `Json<T>` whose body must be a JSON object, rejected with the service's error.
 ///
@@ -101,20 +99,3 @@ where
         }
     }
 }
-
-/// Whether the request carries `Authorization: Bearer <one of tokens>`. Every token is
-/// compared in constant time, and all of them are compared, so timing tells nothing about
-/// which one came close.
-pub fn has_bearer(headers: &HeaderMap, tokens: &[Sensitive]) -> bool {
-    use subtle::ConstantTimeEq;
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("")
-        .as_bytes();
-    tokens.iter().fold(subtle::Choice::from(0), |found, t| found | presented.ct_eq(t.expose().as_bytes())).into()
-}
-
-#[cfg(test)]
-mod proptests;

@@ -2,6 +2,7 @@
 //! extractors (`extract`), the layers around every request (`observe`), and serving with
 //! a connection cap and timeouts (`serve`).
 
+mod auth;
 mod error;
 mod extract;
 mod observe;
@@ -9,8 +10,9 @@ mod serve;
 
 use axum::response::IntoResponse;
 
+pub use auth::{AUTH_FAILURE_BURST, AUTH_FAILURE_PERIOD, AuthFailures, AuthRefusal, client_network, has_bearer};
 pub use error::{ErrorBody, ErrorCode, HttpFault, InvalidRequest};
-pub use extract::{AppJson, AppPath, AppQuery, has_bearer, read_json_object};
+pub use extract::{AppJson, AppPath, AppQuery, read_json_object};
 pub use observe::{LOGGED_PATH_CHARS, MAX_REQUEST_ID_LEN, REQUEST_TIMEOUT, with_common_layers};
 pub use serve::{BoundRouter, MAX_HEADER_BYTES, MAX_HEADERS, open_files_limit, shutdown_signal};
 

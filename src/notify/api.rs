@@ -4,10 +4,10 @@
 //! messages in our name: an open relay. So the service binds to loopback by default, and
 //! configuration refuses a non-loopback address without a token.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -22,7 +22,8 @@ use super::{Channels, DeliveryError, FailureKind, Notifier};
 use crate::config::Sensitive;
 use crate::domain::Channel;
 use crate::http::{
-    AppJson, ErrorBody, ErrorCode, HttpFault, InvalidRequest, ServiceState, has_bearer, with_common_layers,
+    AppJson, AuthFailures, AuthRefusal, ErrorBody, ErrorCode, HttpFault, InvalidRequest, ServiceState,
+    with_common_layers,
 };
 use crate::metrics::Metrics;
 use crate::openapi;
@@ -33,6 +34,8 @@ const MAX_BODY_BYTES: usize = 256 * 1024;
 pub struct NotifyState {
     pub channels: Arc<Channels>,
     pub api_token: Option<Sensitive>,
+    /// Failed `NOTIFY_API_TOKEN` checks, per client network.
+    pub auth_failures: Arc<AuthFailures>,
     pub default_subject: String,
     pub metrics: Arc<Metrics>,
 }
@@ -47,6 +50,10 @@ pub enum NotifyError {
     Http(HttpFault),
     /// `NOTIFY_API_TOKEN` is set and the request did not carry it.
     Unauthorized,
+    /// Too many wrong tokens from this client network.
+    TooManyFailures {
+        retry_after: u64,
+    },
     Delivery {
         channel: Channel,
         error: DeliveryError,
@@ -77,6 +84,9 @@ impl IntoResponse for NotifyError {
             }
             Self::Http(HttpFault::Panicked) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorBody::new(Code::InternalError)),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, ErrorBody::new(Code::Unauthorized)),
+            Self::TooManyFailures { retry_after } => {
+                (StatusCode::TOO_MANY_REQUESTS, ErrorBody::new(Code::RateLimited).retry_after(retry_after))
+            }
             Self::Delivery { channel, error } => match error.kind {
                 FailureKind::NotConfigured => (
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -97,11 +107,18 @@ impl IntoResponse for NotifyError {
 }
 
 async fn require_token(State(state): State<NotifyState>, request: Request, next: Next) -> Response {
-    if let Some(expected) = &state.api_token
-        && !has_bearer(request.headers(), std::slice::from_ref(expected))
-    {
-        tracing::warn!(event = "send_unauthorized", "refused /send without a valid NOTIFY_API_TOKEN");
-        return NotifyError::Unauthorized.into_response();
+    if let Some(expected) = &state.api_token {
+        let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
+        let peer = peer.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        if let Err(refusal) = state.auth_failures.check(peer, request.headers(), std::slice::from_ref(expected)) {
+            tracing::warn!(event = "send_unauthorized", client_ip = %peer, refusal = ?refusal,
+                "refused /send without a valid NOTIFY_API_TOKEN");
+            return match refusal {
+                AuthRefusal::Unauthorized => NotifyError::Unauthorized,
+                AuthRefusal::TooManyFailures { retry_after } => NotifyError::TooManyFailures { retry_after },
+            }
+            .into_response();
+        }
     }
     next.run(request).await
 }
@@ -113,6 +130,8 @@ async fn require_token(State(state): State<NotifyState>, request: Request, next:
         (status = 200, body = SendReply),
         (status = 400, description = "invalid_request", body = ErrorBody),
         (status = 401, description = "unauthorized: NOTIFY_API_TOKEN is set and was not sent", body = ErrorBody),
+        (status = 429, description = "rate_limited: too many wrong tokens from this address", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "seconds"))),
         (status = 413, description = "invalid_request: body over 256 KiB", body = ErrorBody),
         (status = 415, description = "invalid_request: not application/json", body = ErrorBody),
         (status = 502, description = "delivery_failed: failed after its retries", body = ErrorBody),

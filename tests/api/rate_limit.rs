@@ -59,7 +59,10 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_quota() {
 
 #[tokio::test]
 async fn with_mfa_api_keys_the_endpoints_need_one_of_them() {
-    let app = TestApp::builder().envs(&[("MFA_API_KEYS", "backend-key-1, backend-key-2")]).start().await;
+    let app = TestApp::builder()
+        .envs(&[("MFA_API_KEYS", "backend-key-1-0123456789, backend-key-2-0123456789")])
+        .start()
+        .await;
     let call = |key: Option<&'static str>| {
         let mut request = app.client.post(app.url("/verify")).json(&json!({"username": "nobody", "token": "123456"}));
         if let Some(key) = key {
@@ -69,12 +72,47 @@ async fn with_mfa_api_keys_the_endpoints_need_one_of_them() {
     };
 
     let none = Reply::read(call(None).await.unwrap()).await;
-    let wrong = Reply::read(call(Some("backend-key-3")).await.unwrap()).await;
-    let right = Reply::read(call(Some("backend-key-2")).await.unwrap()).await;
+    let wrong = Reply::read(call(Some("backend-key-3-0123456789")).await.unwrap()).await;
+    let right = Reply::read(call(Some("backend-key-2-0123456789")).await.unwrap()).await;
 
     assert_eq!((none.status, none.body), (401, json!({"error": "unauthorized"})));
     assert_eq!(none.headers["www-authenticate"], "Bearer");
     assert_eq!(wrong.status, 401);
     assert_eq!((right.status, right.body["error"].as_str()), (404, Some("unknown_user")));
     assert_eq!(app.get("/healthcheck").await.status, 200, "health stays open for probes");
+}
+
+/// Wrong bearer tokens are limited per client address on every gate: after a burst, 429 with
+/// `Retry-After`, even for the right token, until the wait is over.
+#[tokio::test]
+async fn wrong_tokens_are_limited_per_address_on_every_gate() {
+    let key = "backend-key-0123456789abcdef";
+    let notify_token = "notify-token-0123456789abcdef";
+    let app = TestApp::builder()
+        .admin()
+        .envs(&[("MFA_API_KEYS", key), ("NOTIFY_API_TOKEN", notify_token), ("TELEGRAM_TOKEN", "1:unused")])
+        .start()
+        .await;
+    let notifier = app.notify_addr.unwrap();
+    let gates = [
+        (app.url("/verify"), reqwest::Method::POST, key),
+        (app.url("/admin/users"), reqwest::Method::GET, ADMIN_TOKEN),
+        (format!("http://{notifier}/send"), reqwest::Method::POST, notify_token),
+    ];
+    // The gates of one service share the count: each gate is tried from an address of its own.
+    for ((url, method, right), n) in gates.into_iter().zip(2u8..) {
+        let client = reqwest::Client::builder().local_address(std::net::IpAddr::from([127, 0, 0, n])).build().unwrap();
+        let call = |token: &str| {
+            let body = json!({"username": "nobody", "token": "123456", "channel": "telegram", "recipient": "42", "message": "x"});
+            client.request(method.clone(), &url).bearer_auth(token).json(&body).send()
+        };
+        for _ in 0..mfa::http::AUTH_FAILURE_BURST {
+            assert_eq!(Reply::read(call("a-wrong-token-0123456789").await.unwrap()).await.status, 401, "{url}");
+        }
+        let limited = Reply::read(call("a-wrong-token-0123456789").await.unwrap()).await;
+        assert_eq!((limited.status, limited.body["error"].as_str()), (429, Some("rate_limited")), "{url}");
+        assert!(limited.retry_after().is_some_and(|s| s >= 1), "{url}: {:?}", limited.headers);
+        let right = Reply::read(call(right).await.unwrap()).await;
+        assert_eq!(right.status, 429, "{url}: while limited, a right token tells nothing");
+    }
 }

@@ -17,7 +17,8 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::ClientIp;
 use crate::domain::Username;
-use crate::http::{AppJson, AppPath, AppQuery, ErrorBody, InvalidRequest, has_bearer};
+use crate::http::{AppJson, AppPath, AppQuery, AuthRefusal, ErrorBody, InvalidRequest, LOGGED_PATH_CHARS};
+use crate::telemetry::printable;
 use crate::users::{Enrollment, qr_svg};
 pub use wire::{AdminEnrollment, AdminUser, AdminUserPage, ContactUpdate, CreateUser, DEFAULT_PAGE, MAX_PAGE, Page};
 
@@ -179,11 +180,15 @@ pub async fn qr_png(State(state): State<AppState>, AppPath(name): AppPath<String
 }
 
 async fn require_admin_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    match &state.settings.admin_token {
-        Some(token) if has_bearer(request.headers(), std::slice::from_ref(token)) => next.run(request).await,
-        _ => {
-            tracing::warn!(event = "admin_unauthorized", path = %crate::telemetry::printable(request.uri().path(), crate::http::LOGGED_PATH_CHARS), "admin request without ADMIN_TOKEN");
-            ApiError::Unauthorized.into_response()
+    let ip = super::extract::client_ip(request.extensions(), request.headers(), &state.settings.trusted_proxies);
+    let tokens = state.settings.admin_token.as_slice();
+    match state.auth_failures.check(ip, request.headers(), tokens) {
+        Ok(()) if !tokens.is_empty() => next.run(request).await,
+        outcome => {
+            let refusal = outcome.err().unwrap_or(AuthRefusal::Unauthorized);
+            tracing::warn!(event = "admin_unauthorized", client_ip = %ip, refusal = ?refusal,
+                path = %printable(request.uri().path(), LOGGED_PATH_CHARS), "admin request without ADMIN_TOKEN");
+            ApiError::from(refusal).into_response()
         }
     }
 }

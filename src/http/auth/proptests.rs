@@ -17,7 +17,7 @@ fn settings(pairs: &[(&str, &str)]) -> Result<Settings, crate::config::ConfigErr
 proptest! {
     /// A token is accepted exactly when it is presented as `Bearer <token>`.
     #[test]
-    fn bearer_tokens_match_exactly(tokens in prop::collection::vec("[!-~]{1,40}", 1..4), pick in any::<prop::sample::Index>(),
+    fn bearer_tokens_match_exactly(tokens in prop::collection::vec("[!-+--~]{16,40}", 1..4), pick in any::<prop::sample::Index>(),
                                    other in "[!-~]{0,40}", raw in prop::collection::vec(any::<u8>(), 0..60)) {
         let map = EnvMap::from_pairs([], [("MFA_API_KEYS".to_string(), tokens.join(","))]);
         let keys = Settings::from_env(&map).unwrap().api_keys;
