@@ -11,8 +11,8 @@ use axum::Json;
 use axum::response::{IntoResponse, Response};
 use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{OpenApi as Document, RefOr, Server};
-use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
+use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder, Server};
+use utoipa::{OpenApi, PartialSchema, ToSchema};
 
 use crate::domain::{TELEGRAM_CHAT_PATTERN, TelegramChat, USERNAME_PATTERN, Username};
 use crate::http::{ErrorBody, ErrorCode};
@@ -95,18 +95,19 @@ impl PartialSchema for Algorithm {
 
 impl ToSchema for Algorithm {}
 
-struct BearerSchemes;
+/// The bearer tokens a document's operations may require, by security scheme name.
+pub enum Bearer {
+    ApiKey,
+    AdminToken,
+    NotifyToken,
+}
 
-impl Modify for BearerSchemes {
-    fn modify(&self, doc: &mut Document) {
-        let components = doc.components.get_or_insert_with(Default::default);
-        for (name, what) in [
-            ("api_key", "MFA_API_KEYS: required on /request-otp and /verify when set"),
-            ("admin_token", "ADMIN_TOKEN: required on /admin/*"),
-            ("notify_token", "NOTIFY_API_TOKEN: required on /send when set"),
-        ] {
-            let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some(what)).build();
-            components.add_security_scheme(name, SecurityScheme::Http(scheme));
+impl Bearer {
+    fn scheme(&self) -> (&'static str, &'static str) {
+        match self {
+            Self::ApiKey => ("api_key", "MFA_API_KEYS: required on /request-otp and /verify when set"),
+            Self::AdminToken => ("admin_token", "ADMIN_TOKEN: required on /admin/*"),
+            Self::NotifyToken => ("notify_token", "NOTIFY_API_TOKEN: required on /send when set"),
         }
     }
 }
@@ -118,23 +119,43 @@ impl Modify for BearerSchemes {
         description = "TOTP (RFC 6238) and sent one-time codes: /request-otp, /verify, /healthcheck, \
                        the admin API (only when ADMIN_TOKEN is set) and /metrics."
     ),
-    modifiers(&BearerSchemes),
     components(schemas(ErrorBody, ErrorCode))
 )]
 pub struct MfaDoc;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Notification service", description = "Delivers messages by email (SMTP) and Telegram: /send, /healthcheck, /metrics."),
-    modifiers(&BearerSchemes),
+    info(
+        title = "Notification service",
+        description = "Delivers messages by email (SMTP) and Telegram: /send, /healthcheck, /metrics."
+    ),
     components(schemas(ErrorBody, ErrorCode))
 )]
 pub struct NotifierDoc;
 
-/// Finishes a generated document: version and the server it describes.
-pub fn finish(mut doc: Document, server: &str) -> Arc<Document> {
+/// Finishes a generated document: version, the server it describes, the bearer schemes its
+/// served operations use (only those), and the answer every operation may give before its
+/// handler runs.
+pub fn finish(mut doc: Document, server: &str, bearers: &[Bearer]) -> Arc<Document> {
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     doc.servers = Some(vec![Server::new(server)]);
+    let components = doc.components.get_or_insert_with(Default::default);
+    for (name, what) in bearers.iter().map(Bearer::scheme) {
+        let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some(what)).build();
+        components.add_security_scheme(name, SecurityScheme::Http(scheme));
+    }
+    let misdirected = ResponseBuilder::new()
+        .description(
+            "invalid_request: the Host header is neither an IP address, localhost, nor a name in ALLOWED_HOSTS",
+        )
+        .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
+        .build();
+    for item in doc.paths.paths.values_mut() {
+        let operations = [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch];
+        for operation in operations.into_iter().flatten() {
+            operation.responses.responses.entry("421".into()).or_insert_with(|| misdirected.clone().into());
+        }
+    }
     Arc::new(doc)
 }
 

@@ -79,7 +79,29 @@ impl SecretBytes {
     pub fn expose(&self) -> &[u8] {
         &self.0
     }
+
+    /// Where this secret is published, if it is one of the examples that documentation and
+    /// test suites print (anyone can compute its codes).
+    pub fn publicly_known(&self) -> Option<&'static str> {
+        PUBLISHED_SECRETS
+            .iter()
+            .find(|(base32, _)| Self::from_base32(base32).is_ok_and(|s| s == *self))
+            .map(|(_, what)| *what)
+    }
 }
+
+/// Secrets printed in documentation and test suites, with where.
+const PUBLISHED_SECRETS: &[(&str, &str)] = &[
+    ("base32secret3232", "pyotp's documentation example, also the Flask design's sample .env"),
+    ("JBSWY3DPEHPK3PXP", "the Key Uri Format's example"),
+    ("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", "an example of this project's documentation and tests"),
+    ("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", "the RFC 4226 and RFC 6238 test seed"),
+    ("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZA", "the RFC 6238 SHA-256 test seed"),
+    (
+        "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNA",
+        "the RFC 6238 SHA-512 test seed",
+    ),
+];
 
 impl fmt::Debug for SecretBytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -169,6 +169,35 @@ impl Application {
     }
 }
 
+/// Makes sure a crash writes no core dump: the process holds the keys, every secret it has
+/// read and the codes it sends, and a core file would put them on disk. The core size
+/// limit goes to 0 and the process is marked not dumpable (which also keeps other processes
+/// of the same user from reading its memory through `ptrace` and `/proc/PID/mem`).
+pub fn forbid_core_dumps() {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{DumpableBehavior, Resource, Rlimit, set_dumpable_behavior, setrlimit};
+        if let Err(e) = setrlimit(Resource::Core, Rlimit { current: Some(0), maximum: Some(0) }) {
+            warn!(error = %e, "cannot turn core dumps off (RLIMIT_CORE)");
+        }
+        if let Err(e) = set_dumpable_behavior(DumpableBehavior::NotDumpable) {
+            warn!(error = %e, "cannot mark the process not dumpable");
+        }
+    }
+}
+
+/// The names the notification service answers to besides addresses and `localhost`:
+/// `ALLOWED_HOSTS`, and the host of `NOTIFICATION_URL` (the MFA server, reading the same
+/// configuration, calls it by that name).
+fn notifier_hosts(settings: &Settings) -> Vec<String> {
+    let mut hosts = settings.allowed_hosts.clone();
+    let url_host = settings.notification.url.as_deref().and_then(|url| reqwest::Url::parse(url).ok());
+    if let Some(host) = url_host.as_ref().and_then(|url| url.host_str()) {
+        hosts.push(host.to_ascii_lowercase());
+    }
+    hosts
+}
+
 /// Opens the database and the keys as the MFA server does (checking that they match, and
 /// bringing `.env` users into the database), for the `mfa user` commands.
 pub async fn open_users(settings: Arc<Settings>, clock: Arc<dyn Clock>) -> Result<UserService, StartupError> {
@@ -240,6 +269,7 @@ async fn bind_notifier(settings: &Settings) -> Result<(BoundRouter, SocketAddr),
         channels: Arc::new(channels),
         api_token: n.api_token.clone(),
         auth_failures: Arc::default(),
+        allowed_hosts: notifier_hosts(settings),
         default_subject: format!("{} notification", settings.issuer),
         metrics: Arc::new(Metrics::notifier()),
     };

@@ -81,14 +81,19 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(routes::healthcheck))
         .routes(routes!(routes::metrics))
         .split_for_parts();
-    // The admin API is always documented, and only served with ADMIN_TOKEN.
+    // The admin API is only served, and only described, with ADMIN_TOKEN.
     let (admin_routes, admin_doc) = admin::routes(state.clone()).split_for_parts();
-    doc.merge(admin_doc);
-    let doc = openapi::finish(doc, &format!("http://{}", state.settings.bind));
+    let mut bearers = vec![openapi::Bearer::ApiKey];
+    if state.settings.admin_token.is_some() {
+        doc.merge(admin_doc);
+        bearers.push(openapi::Bearer::AdminToken);
+    }
+    let doc = openapi::finish(doc, &format!("http://{}", state.settings.bind), &bearers);
     let mut routes = routes.route("/openapi.json", get(move || async move { openapi::response(&doc) }));
     if state.settings.admin_token.is_some() {
         routes = routes.merge(admin_routes);
     }
     let metrics = state.verify.metrics().clone();
-    with_common_layers(routes, state, "mfa", MAX_BODY_BYTES, metrics)
+    let allowed_hosts = state.settings.allowed_hosts.clone();
+    with_common_layers(routes, state, "mfa", MAX_BODY_BYTES, metrics, &allowed_hosts)
 }

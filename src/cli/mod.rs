@@ -89,6 +89,7 @@ async fn dispatch(command: Command, env: EnvMap, settings: Settings) -> Result<(
     let is_server = matches!(command, Command::Serve | Command::Server | Command::Notifier);
     let filter = if is_server { telemetry::SERVER_FILTER } else { telemetry::COMMAND_FILTER };
     telemetry::init(settings.log_format, filter);
+    crate::startup::forbid_core_dumps();
     if !matches!(command, Command::CheckConfig) {
         for warning in &settings.warnings {
             warn!("{warning}");

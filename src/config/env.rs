@@ -1,7 +1,7 @@
 //! Reading the environment: `.env` entries (python-dotenv's grammar, `super::dotenv`)
 //! overlaid by the process environment.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::PathBuf;
 
@@ -30,6 +30,8 @@ impl fmt::Display for Source {
 #[derive(Debug, Default, Clone)]
 pub struct EnvMap {
     values: BTreeMap<String, (String, Source)>,
+    /// Names the `.env` file defines, whatever the environment put on top.
+    dotenv_keys: BTreeSet<String>,
     /// Line numbers of `.env` lines that could not be parsed.
     pub bad_dotenv_lines: Vec<usize>,
     /// The `.env` file that was read, if any.
@@ -71,13 +73,15 @@ impl EnvMap {
         environment: impl IntoIterator<Item = (String, String)>,
     ) -> Self {
         let mut values = BTreeMap::new();
+        let mut dotenv_keys = BTreeSet::new();
         for (k, v) in dotenv {
+            dotenv_keys.insert(k.clone());
             values.insert(k, (v, Source::DotenvFile));
         }
         for (k, v) in environment {
             values.insert(k, (v, Source::Environment));
         }
-        Self { values, ..Self::default() }
+        Self { values, dotenv_keys, ..Self::default() }
     }
 
     /// A variable's value; an empty value counts as unset, as with python-dotenv's `or` idiom.
@@ -90,6 +94,11 @@ impl EnvMap {
             Some((v, source)) if !v.trim().is_empty() => *source,
             _ => Source::Default,
         }
+    }
+
+    /// Whether the `.env` file names this variable (the environment may override its value).
+    pub fn in_dotenv(&self, key: &str) -> bool {
+        self.dotenv_keys.contains(key)
     }
 
     pub(crate) fn keys(&self) -> impl Iterator<Item = &str> {

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::telemetry::printable;
+
 /// One bad variable. The reason never contains a secret's value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -27,14 +29,24 @@ impl ConfigErrors {
     }
 }
 
+/// A reason may quote the bad value: its control characters are escaped, so that each
+/// problem stays one line of the terminal or the log.
+const MAX_REASON_CHARS: usize = 2_000;
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", printable(&self.var, 200), printable(&self.reason, MAX_REASON_CHARS))
+    }
+}
+
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0.as_slice() {
-            [one] => write!(f, "invalid configuration: {}: {}", one.var, one.reason),
+            [one] => write!(f, "invalid configuration: {one}"),
             many => {
                 write!(f, "invalid configuration ({} problems):", many.len())?;
                 for e in many {
-                    write!(f, "\n  {}: {}", e.var, e.reason)?;
+                    write!(f, "\n  {e}")?;
                 }
                 Ok(())
             }

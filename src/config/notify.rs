@@ -4,9 +4,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::parse::no_control;
 use super::vars;
 use super::{Reader, Sensitive, number_in, parse_bind, parse_token, seconds};
 use crate::domain::EmailAddress;
+use crate::telemetry::printable;
 
 /// Where the MFA server finds the notification service when `NOTIFICATION_URL` is unset
 /// and the service does not run in the same process: its default `NOTIFY_BIND`.
@@ -73,7 +75,9 @@ impl NotificationSettings {
 
 fn http_url(raw: &str) -> Result<String, String> {
     let url = raw.trim().trim_end_matches('/');
-    if (url.starts_with("http://") || url.starts_with("https://")) && !url.contains(char::is_whitespace) {
+    if url.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        Err("has a space or a control character, which no URL has".into())
+    } else if url.starts_with("http://") || url.starts_with("https://") {
         Ok(url.to_string())
     } else {
         Err(format!("'{url}' is not an http:// or https:// URL"))
@@ -104,7 +108,7 @@ pub(super) fn read(r: &mut Reader) -> Option<NotificationSettings> {
             r.optional(&vars::EMAIL_SENDER, EmailAddress::parse);
             None
         }
-        Some(server) => {
+        Some(_) => {
             let sender = match env.get(vars::EMAIL_SENDER.name) {
                 Some(_) => r.optional(&vars::EMAIL_SENDER, EmailAddress::parse),
                 None => {
@@ -136,15 +140,41 @@ pub(super) fn read(r: &mut Reader) -> Option<NotificationSettings> {
             });
             let timeout = r.parse(&vars::EMAIL_TIMEOUT_SECONDS, seconds(0.0, 300.0));
             let max_retries = r.parse(&vars::EMAIL_MAX_RETRIES, number_in(0..=10u32));
+            let server = r.parse(&vars::EMAIL_SMTP_SERVER, |raw| {
+                let host = raw.trim();
+                if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c.is_control() || c == '/') {
+                    Err(format!("'{}' is not a host name or address", printable(host, 64)))
+                } else {
+                    Ok(host.to_string())
+                }
+            });
             let password = env.get(vars::EMAIL_PASSWORD.name).map(|p| Sensitive::new(p.to_string()));
-            match (sender, timeout, max_retries) {
-                (Some(sender), Some(timeout), Some(max_retries)) => Some(EmailSettings {
-                    username: env
-                        .get(vars::EMAIL_USERNAME.name)
-                        .map_or_else(|| sender.as_str().to_string(), str::to_string),
+            let explicit = env.get(vars::EMAIL_SMTP_SECURITY.name).is_some();
+            if password.is_some() && security == SmtpSecurity::None {
+                if explicit {
+                    r.warn(format!(
+                        "EMAIL_SMTP_SECURITY=none with EMAIL_PASSWORD: the SMTP password travels in clear to \
+                         {}:{port}; use tls or starttls unless that network is trusted",
+                        server.as_deref().unwrap_or("")
+                    ));
+                } else {
+                    r.fail(
+                        vars::EMAIL_SMTP_SECURITY.name,
+                        format!(
+                            "port {port} is plain SMTP and EMAIL_PASSWORD is set: the password would travel in \
+                             clear; use port 465 or 587 (or EMAIL_SMTP_SECURITY=tls or starttls), or set \
+                             EMAIL_SMTP_SECURITY=none to send it in clear on a trusted network"
+                        ),
+                    );
+                }
+            }
+            let username = r.optional(&vars::EMAIL_USERNAME, no_control(false));
+            match (sender, timeout, max_retries, server) {
+                (Some(sender), Some(timeout), Some(max_retries), Some(server)) => Some(EmailSettings {
+                    username: username.unwrap_or_else(|| sender.as_str().to_string()),
                     sender,
                     password,
-                    server: server.trim().to_string(),
+                    server,
                     port,
                     security,
                     ca_file,

@@ -15,6 +15,8 @@ use super::vars::Var;
 pub(crate) struct Reader<'a> {
     pub(crate) env: &'a EnvMap,
     pub(crate) errors: Vec<ConfigError>,
+    /// Things worth an operator's attention that do not stop start-up.
+    pub(crate) warnings: Vec<String>,
 }
 
 impl<'a> Reader<'a> {
@@ -25,6 +27,10 @@ impl<'a> Reader<'a> {
 }
 
 impl Reader<'_> {
+    pub(crate) fn warn(&mut self, warning: impl Into<String>) {
+        self.warnings.push(warning.into());
+    }
+
     pub(crate) fn fail(&mut self, var: &str, reason: impl Into<String>) {
         self.errors.push(ConfigError { var: var.into(), reason: reason.into() });
     }
@@ -85,6 +91,47 @@ pub(crate) fn parse_bind(raw: &str) -> Result<SocketAddr, String> {
         .unwrap_or(raw)
         .parse()
         .map_err(|_| format!("'{raw}' is not an IP:port address (for example 127.0.0.1:6000; ports are 0-65535)"))
+}
+
+/// `raw`, trimmed, when it holds no control character (`newlines`: except line breaks and
+/// tabs): what ends up in a message header, a URI or a log line must not carry one.
+pub(crate) fn no_control(newlines: bool) -> impl Fn(&str) -> Result<String, String> {
+    move |raw: &str| {
+        let allowed = |c: char| !c.is_control() || (newlines && matches!(c, '\n' | '\r' | '\t'));
+        if raw.chars().all(allowed) {
+            Ok(raw.trim().to_string())
+        } else {
+            Err("has a control character (a header, URI or log line would break)".into())
+        }
+    }
+}
+
+/// The hosts a request's `Host` may name besides IP addresses and `localhost` (see
+/// `crate::http::observe`), lower-cased, without ports.
+pub(crate) fn parse_hosts(raw: &str) -> Result<Vec<String>, String> {
+    raw.split([',', ' '])
+        .filter(|s| !s.is_empty())
+        .map(|host| {
+            let host = host.trim().to_ascii_lowercase();
+            let ok = host.split('.').all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+            if ok {
+                Ok(host)
+            } else if host.contains(char::is_control) {
+                Err("has a control character, which no host name has".into())
+            } else {
+                Err(format!("'{host}' is not a host name (no port, no scheme)"))
+            }
+        })
+        .collect()
+}
+
+/// `true`/`false` (also `yes`/`no`, `1`/`0`, `on`/`off`).
+pub(crate) fn parse_bool(raw: &str) -> Result<bool, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" | "on" => Ok(true),
+        "false" | "no" | "0" | "off" => Ok(false),
+        other => Err(format!("'{other}' is not true or false")),
+    }
 }
 
 /// The shortest bearer token accepted: 16 printable characters are over 100 bits when

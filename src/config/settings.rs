@@ -76,6 +76,9 @@ pub struct Settings {
     pub secret_key: Option<Sensitive>,
     pub rate_limits: Vec<RateLimit>,
     pub trusted_proxies: Vec<IpAddr>,
+    /// `ALLOWED_HOSTS`: names a request's `Host` may carry besides IP addresses and
+    /// `localhost`, on both services.
+    pub allowed_hosts: Vec<String>,
     /// `MFA_API_KEYS`: bearer tokens the MFA endpoints accept; empty means open.
     pub api_keys: Vec<Sensitive>,
     /// `ADMIN_TOKEN`: enables the admin API; unset, `/admin/` does not exist.

@@ -11,6 +11,9 @@ pub struct MessageTemplate(String);
 
 impl MessageTemplate {
     pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\t')) {
+            return Err("has a control character other than a line break or a tab".into());
+        }
         let mut rest = raw;
         while let Some(start) = rest.find('{') {
             let after = rest.get(start + 1..).unwrap_or("");

@@ -6,16 +6,27 @@ use std::path::PathBuf;
 use super::MessageTemplate;
 use super::env::EnvMap;
 use super::error::ConfigErrors;
-use super::parse::{Reader, number_in, parse_bind, parse_database, parse_proxies, parse_token, seconds};
+use super::parse::{
+    Reader, no_control, number_in, parse_bind, parse_bool, parse_database, parse_hosts, parse_proxies, parse_token,
+    seconds,
+};
 use super::settings::{DatabaseConfig, LogFormat, MAX_CODE_TTL_SECONDS, Sensitive, Settings};
 use super::vars;
 use crate::lockout::{self, LockoutPolicy};
 use crate::otp::{Algorithm, OtpParams, parse_digits};
 
+/// Placeholders that documentation and sample files put in `SECRET_KEY`.
+const PLACEHOLDER_KEYS: &[&str] = &["your-secret-key", "changeme", "change-me", "secret", "secret-key", "supersecret"];
+
+/// A key an offline guesser finds first: under 16 characters, or a known placeholder.
+fn is_weak_key(key: &str) -> bool {
+    key.chars().count() < 16 || PLACEHOLDER_KEYS.iter().any(|p| key.eq_ignore_ascii_case(p))
+}
+
 impl Settings {
     /// Reads and validates everything; returns every error at once.
     pub fn from_env(env: &EnvMap) -> Result<Self, ConfigErrors> {
-        let mut r = Reader { env, errors: Vec::new() };
+        let mut r = Reader { env, errors: Vec::new(), warnings: Vec::new() };
         let mut warnings = Vec::new();
 
         if !env.bad_dotenv_lines.is_empty() {
@@ -51,11 +62,18 @@ impl Settings {
         if let Some(key) = &secret_key {
             let var =
                 if env.get(vars::SECRET_KEY.name).is_some() { vars::SECRET_KEY } else { vars::FLASK_SECRET_KEY }.name;
-            if key.expose().len() < 16 || key.expose() == "your-secret-key" {
-                warnings.push(format!(
+            if is_weak_key(key.expose()) {
+                let weak = format!(
                     "{var} is short or a placeholder; the key that encrypts TOTP secrets is derived from it, \
-                     so use 32 or more random characters (e.g. `openssl rand -hex 32`)"
-                ));
+                     so use 32 or more random characters (e.g. `openssl rand -hex 32`), or unset it to use a \
+                     generated key file"
+                );
+                match bind {
+                    Some(addr) if !addr.ip().is_loopback() => {
+                        r.fail(var, format!("{weak}; MFA_BIND is reachable from other machines"));
+                    }
+                    _ => warnings.push(weak),
+                }
             }
         }
 
@@ -73,8 +91,23 @@ impl Settings {
         let algorithm = r.parse(&vars::OTP_ALGORITHM, Algorithm::parse);
         let valid_window = r.parse(&vars::OTP_VALID_WINDOW, number_in(0..=10u16));
         let issuer = r.parse(&vars::OTP_ISSUER, |s| {
-            if s.contains(':') { Err("must not contain ':'".into()) } else { Ok(s.trim().to_string()) }
+            if s.contains(':') { Err("must not contain ':'".into()) } else { no_control(false)(s) }
         });
+        let allowed_hosts = r.optional(&vars::ALLOWED_HOSTS, parse_hosts).unwrap_or_default();
+        let behind_proxy = r.parse(&vars::MFA_API_BEHIND_PROXY, parse_bool);
+        if let (Some(addr), Some(false)) = (bind, behind_proxy)
+            && !addr.ip().is_loopback()
+            && env.get(vars::MFA_API_KEYS.name).is_none()
+        {
+            r.fail(
+                vars::MFA_BIND.name,
+                format!(
+                    "{addr} is reachable from other machines but MFA_API_KEYS is not set: anyone could try codes \
+                     and send them; set MFA_API_KEYS, bind to 127.0.0.1, or set MFA_API_BEHIND_PROXY=true if a \
+                     proxy or network policy in front decides who may call /verify and /request-otp"
+                ),
+            );
+        }
         let max_failed_attempts = r.parse(&vars::MAX_FAILED_ATTEMPTS, number_in(1..=1_000_000u32));
         let lockout_seconds = r.parse(&vars::LOCKOUT_SECONDS, number_in(1..=31_536_000u64));
         let max_lockout_seconds = r.optional(&vars::LOCKOUT_MAX_SECONDS, number_in(1..=31_536_000u64));
@@ -107,7 +140,9 @@ impl Settings {
         let http = super::http_limits::read(&mut r);
         let message_template = r.parse(&vars::OTP_MESSAGE_TEMPLATE, MessageTemplate::parse);
 
-        let users = super::env_users::read(&mut r, &mut warnings);
+        let exposed = bind.is_some_and(|addr| !addr.ip().is_loopback());
+        let users = super::env_users::read(&mut r, &mut warnings, exposed);
+        warnings.append(&mut r.warnings);
 
         if let (Some(policy), Some(digits), Some(window)) = (lockout, digits, valid_window) {
             let chance = policy.chance_in(lockout::ATTACK_SPAN_SECONDS, digits, window);
@@ -139,6 +174,7 @@ impl Settings {
                 secret_key,
                 rate_limits: rate_limits?,
                 trusted_proxies: trusted_proxies?,
+                allowed_hosts,
                 api_keys,
                 admin_token,
                 otp: OtpParams { algorithm: algorithm?, digits: digits?, period: period? },
@@ -152,7 +188,8 @@ impl Settings {
                 users,
                 notification: notification?,
                 http: http?,
-                warnings,
+                // A warning may name a variable from the environment: one line each.
+                warnings: warnings.iter().map(|w| crate::telemetry::printable(w, 2_000)).collect(),
             })
         })();
         settings.ok_or_else(|| ConfigErrors::one("configuration", "a value failed to parse"))
@@ -302,5 +339,65 @@ mod tests {
 
         let warning = flat.warnings.iter().find(|w| w.contains("LOCKOUT_MAX_SECONDS")).expect("a warning");
         assert!(warning.contains("chance of 1 in 6"), "{warning}");
+    }
+
+    #[test]
+    fn an_api_reachable_from_other_machines_needs_keys_or_a_stated_guard() {
+        let err = Settings::from_env(&env(&[("MFA_BIND", "0.0.0.0:6000")])).unwrap_err();
+        assert_eq!(err.0[0].var, "MFA_BIND");
+        assert!(err.0[0].reason.contains("MFA_API_KEYS") && err.0[0].reason.contains("MFA_API_BEHIND_PROXY"), "{err}");
+        let keyed = [("MFA_BIND", "0.0.0.0:6000"), ("MFA_API_KEYS", "backend-key-0123456789")];
+        assert!(Settings::from_env(&env(&keyed)).is_ok());
+        let guarded = [("MFA_BIND", "[::]:6000"), ("MFA_API_BEHIND_PROXY", "true")];
+        assert!(Settings::from_env(&env(&guarded)).is_ok());
+        assert!(Settings::from_env(&env(&[("MFA_BIND", "127.0.0.1:6000")])).is_ok(), "loopback stays open");
+    }
+
+    #[test]
+    fn values_that_end_up_in_headers_or_messages_have_no_control_characters() {
+        for (var, value) in [
+            ("OTP_ISSUER", "ACME\r\nBcc x@example.com"),
+            ("OTP_ISSUER", "A\u{7}"),
+            ("OTP_MESSAGE_TEMPLATE", "{code}\u{1b}[2J"),
+            ("EMAIL_USERNAME", "relay\u{0}"),
+        ] {
+            let mut vars = vec![(var, value)];
+            if var.starts_with("EMAIL") {
+                vars.extend([("EMAIL_SMTP_SERVER", "smtp.example.com"), ("EMAIL_SENDER", "a@example.com")]);
+            }
+            let err = Settings::from_env(&env(&vars)).unwrap_err();
+            assert_eq!(err.0[0].var, var, "{err}");
+            assert!(err.0[0].reason.contains("control character"), "{err}");
+        }
+        let multiline = Settings::from_env(&env(&[("OTP_MESSAGE_TEMPLATE", "Code:\n{code}\tbye")])).unwrap();
+        assert_eq!(multiline.message_template.as_str(), "Code:\n{code}\tbye");
+    }
+
+    #[test]
+    fn an_smtp_password_is_never_sent_in_clear_unless_asked_for() {
+        let base = [
+            ("EMAIL_SMTP_SERVER", "smtp.example.com"),
+            ("EMAIL_SENDER", "a@example.com"),
+            ("EMAIL_PASSWORD", "pw"),
+            ("EMAIL_SMTP_PORT", "2525"),
+        ];
+        let err = Settings::from_env(&env(&base)).unwrap_err();
+        assert_eq!(err.0[0].var, "EMAIL_SMTP_SECURITY", "{err}");
+        let mut explicit = base.to_vec();
+        explicit.push(("EMAIL_SMTP_SECURITY", "none"));
+        let s = Settings::from_env(&env(&explicit)).unwrap();
+        assert!(s.warnings.iter().any(|w| w.contains("travels in clear")), "{:?}", s.warnings);
+        let mut tls = base.to_vec();
+        tls[3] = ("EMAIL_SMTP_PORT", "465");
+        assert!(Settings::from_env(&env(&tls)).unwrap().warnings.iter().all(|w| !w.contains("clear")));
+    }
+
+    #[test]
+    fn allowed_hosts_are_names() {
+        let s = Settings::from_env(&env(&[("ALLOWED_HOSTS", "MFA.example.com, notifier")])).unwrap();
+        assert_eq!(s.allowed_hosts, ["mfa.example.com", "notifier"]);
+        for bad in ["http://x", "x:6000", "a..b"] {
+            assert_eq!(Settings::from_env(&env(&[("ALLOWED_HOSTS", bad)])).unwrap_err().0[0].var, "ALLOWED_HOSTS");
+        }
     }
 }

@@ -55,6 +55,12 @@ pub const EMAIL_SENDER: Var =
 pub const EMAIL_PASSWORD: Var = secret("EMAIL_PASSWORD", "—", "SMTP password; unset: no AUTH");
 
 // Ours.
+pub const MFA_ENV_USERS: Var = unset(
+    "MFA_ENV_USERS",
+    "none",
+    "names whose `<NAME>_SECRET` is read from the process environment too, comma-separated, or `*` for every one \
+     (`.env` needs none: each `<NAME>_SECRET` there is a user)",
+);
 pub const MFA_BIND: Var = var("MFA_BIND", "127.0.0.1:6000", "listen address; `0.0.0.0:6000` for every interface");
 pub const MFA_DATA_DIR: Var = var("MFA_DATA_DIR", "./data", "database, generated key, notifications log");
 pub const DATABASE_URL: Var = Var {
@@ -73,6 +79,16 @@ pub const DATABASE_TIMEOUT_SECONDS: Var = var(
     "longest wait for a PostgreSQL connection (decimals allowed, at most 60); past it the request answers 503, so \
      clients learn at once that the database is down (it does not bound a query already running). Start-up keeps \
      trying for 10 s, or this long if longer",
+);
+pub const MFA_API_BEHIND_PROXY: Var = var(
+    "MFA_API_BEHIND_PROXY",
+    "false",
+    "`true`: a proxy or network policy in front decides who may call `/verify` and `/request-otp`, so a non-loopback `MFA_BIND` needs no `MFA_API_KEYS`",
+);
+pub const ALLOWED_HOSTS: Var = unset(
+    "ALLOWED_HOSTS",
+    "none",
+    "host names a request's `Host` may carry besides IP addresses and `localhost`, comma-separated (both services; others get 421)",
 );
 pub const TRUSTED_PROXIES: Var =
     unset("TRUSTED_PROXIES", "none", "IPs of reverse proxies whose `X-Forwarded-For` is believed");
@@ -157,6 +173,7 @@ pub const ALL: &[Var] = &[
     USER_SECRET,
     USER_EMAIL,
     USER_TELEGRAM_ID,
+    MFA_ENV_USERS,
     TELEGRAM_TOKEN,
     EMAIL_SMTP_SERVER,
     EMAIL_SMTP_PORT,
@@ -169,6 +186,8 @@ pub const ALL: &[Var] = &[
     DATABASE_TIMEOUT_SECONDS,
     TRUSTED_PROXIES,
     MFA_API_KEYS,
+    MFA_API_BEHIND_PROXY,
+    ALLOWED_HOSTS,
     ADMIN_TOKEN,
     OTP_DIGITS,
     OTP_PERIOD,

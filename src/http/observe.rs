@@ -55,7 +55,7 @@ fn new_request_id() -> HeaderValue {
 /// clone of the routes to every request, and the four cost 38.5 − 35.3 = 3.2 µs of server
 /// CPU per wrong code (bench/run, 256 connections).
 async fn observe<S: ServiceState>(State(observed): State<Observed>, request: Request, next: Next) -> Response {
-    let Observed { service, metrics, max_body_bytes } = observed;
+    let Observed { service, metrics, max_body_bytes, allowed_hosts } = observed;
     let id = request.headers().get(REQUEST_ID).and_then(client_request_id).unwrap_or_else(new_request_id);
     // The route pattern, never the raw path (that would make a metrics label per username).
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
@@ -64,6 +64,16 @@ async fn observe<S: ServiceState>(State(observed): State<Observed>, request: Req
         path = %printable(request.uri().path(), LOGGED_PATH_CHARS), request_id = id.to_str().unwrap_or(""));
     let started = Instant::now();
     let handled = async move {
+        if !host_allowed(request.headers(), &allowed_hosts) {
+            let host = request.headers().get(header::HOST).map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned());
+            tracing::warn!(event = "unknown_host", host = %printable(host.as_deref().unwrap_or(""), 64),
+                "refused a request for a host name not in ALLOWED_HOSTS (DNS rebinding, or a name to add there)");
+            let refused = InvalidRequest {
+                status: StatusCode::MISDIRECTED_REQUEST,
+                detail: "the Host header names neither an address of this server nor one of ALLOWED_HOSTS".into(),
+            };
+            return S::Error::from(HttpFault::Invalid(refused)).into_response();
+        }
         match read_body(request, max_body_bytes).await {
             Ok(request) => next.run(request).await,
             Err(refused) => {
@@ -89,6 +99,26 @@ struct Observed {
     service: &'static str,
     metrics: Arc<Metrics>,
     max_body_bytes: usize,
+    allowed_hosts: Arc<[String]>,
+}
+
+/// Whether the request's `Host` is one this server answers to: an IP address, `localhost`,
+/// or one of `ALLOWED_HOSTS`. A web page that rebinds its own name to 127.0.0.1 still sends
+/// that name, so it cannot reach a service on loopback. (No `Host` at all: HTTP/1.0, which
+/// a browser never sends.)
+fn host_allowed(headers: &axum::http::HeaderMap, allowed: &[String]) -> bool {
+    let Some(host) = headers.get(header::HOST) else { return true };
+    let Ok(host) = host.to_str() else { return false };
+    if host.starts_with('[') {
+        return host.split_once(']').is_some_and(|(ip, _)| ip[1..].parse::<std::net::Ipv6Addr>().is_ok());
+    }
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name.eq_ignore_ascii_case("localhost")
+        || allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
 }
 
 /// The request with its whole body read, so that every request leaves its connection ready
@@ -143,7 +173,9 @@ pub fn with_common_layers<S: ServiceState>(
     service: &'static str,
     max_body_bytes: usize,
     metrics: Arc<Metrics>,
+    allowed_hosts: &[String],
 ) -> Router {
+    let observed = Observed { service, metrics, max_body_bytes, allowed_hosts: allowed_hosts.into() };
     routes
         .fallback(|| async { S::Error::from(HttpFault::NoRoute) })
         .method_not_allowed_fallback(|| async { S::Error::from(HttpFault::WrongMethod) })
@@ -151,5 +183,5 @@ pub fn with_common_layers<S: ServiceState>(
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         .layer(CatchPanicLayer::custom(panic_response::<S>))
-        .layer(axum::middleware::from_fn_with_state(Observed { service, metrics, max_body_bytes }, observe::<S>))
+        .layer(axum::middleware::from_fn_with_state(observed, observe::<S>))
 }

@@ -33,6 +33,8 @@ const MAX_BODY_BYTES: usize = 256 * 1024;
 #[derive(Clone)]
 pub struct NotifyState {
     pub channels: Arc<Channels>,
+    /// `ALLOWED_HOSTS`.
+    pub allowed_hosts: Vec<String>,
     pub api_token: Option<Sensitive>,
     /// Failed `NOTIFY_API_TOKEN` checks, per client network.
     pub auth_failures: Arc<AuthFailures>,
@@ -193,10 +195,11 @@ pub fn router(state: NotifyState, bind: SocketAddr) -> Router {
         .routes(routes!(healthcheck))
         .routes(routes!(metrics))
         .split_for_parts();
-    let doc = openapi::finish(doc, &format!("http://{bind}"));
+    let doc = openapi::finish(doc, &format!("http://{bind}"), &[openapi::Bearer::NotifyToken]);
     let routes = routes.route("/openapi.json", get(move || async move { openapi::response(&doc) }));
     let metrics = state.metrics.clone();
-    with_common_layers(routes, state, "notifier", MAX_BODY_BYTES, metrics)
+    let allowed_hosts = state.allowed_hosts.clone();
+    with_common_layers(routes, state, "notifier", MAX_BODY_BYTES, metrics, &allowed_hosts)
 }
 
 #[cfg(test)]

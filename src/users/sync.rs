@@ -33,6 +33,7 @@ impl UserService {
     /// left as they are.
     pub async fn import(&self, text: &str) -> Result<ImportReport, UserError> {
         let mut profiles = Vec::new();
+        let mut secrets: Vec<(Username, SecretBytes)> = Vec::new();
         for (index, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') || line.starts_with("username,") {
@@ -49,9 +50,20 @@ impl UserService {
                 return Err(bad(format!("user '{username}' is defined in the environment")));
             }
             let secret = SecretBytes::from_base32(secret).map_err(|e| bad(format!("the secret {e}")))?;
+            if let Some(what) = secret.publicly_known() {
+                return Err(bad(format!(
+                    "the secret of '{username}' is publicly known ({what}): enroll the user instead"
+                )));
+            }
+            if let Some((twin, _)) = secrets.iter().find(|(_, s)| *s == secret) {
+                return Err(bad(format!(
+                    "'{username}' has the same secret as '{twin}': a code of one would be a code of the other"
+                )));
+            }
             let optional = |i: usize| fields.get(i).copied().filter(|s| !s.is_empty());
             let email = optional(2).map(EmailAddress::parse).transpose().map_err(bad)?;
             let telegram = optional(3).map(TelegramChat::parse).transpose().map_err(bad)?;
+            secrets.push((username.clone(), secret.clone()));
             profiles.push(UserProfile {
                 sealed_secret: self.seal(&username, &secret)?,
                 username,

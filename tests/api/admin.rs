@@ -118,7 +118,11 @@ async fn users_are_listed_page_by_page() {
 
 #[tokio::test]
 async fn contact_details_can_be_changed_and_cleared() {
-    let app = TestApp::builder().admin().envs(&[("DAIR_SECRET", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")]).start().await;
+    let app = TestApp::builder()
+        .admin()
+        .envs(&[("DAIR_SECRET", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"), ("MFA_ENV_USERS", "dair")])
+        .start()
+        .await;
     create(&app, json!({"username": "alice", "telegram_id": "42"})).await;
     let patch = |body: Value| app.admin(reqwest::Method::PATCH, "/admin/users/alice", Some(body));
 

@@ -153,6 +153,7 @@ async fn each_lockout_is_logged_with_its_level_length_user_and_address() {
     let env = [
         ("SECRET_KEY", "brute-force-log-key-0123456789abcdef"),
         ("ALICE_SECRET", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"),
+        ("MFA_ENV_USERS", "alice"),
         ("LOG_FORMAT", "json"),
     ];
     let server = crate::process::start_server(dir.path(), &env).await;

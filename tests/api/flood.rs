@@ -122,6 +122,7 @@ async fn upstream_text_is_cut_short_and_escaped_in_bodies_and_logs() {
     let dir = tempfile::tempdir().unwrap();
     let mut vars = bot.env();
     vars.push(("DAIR_SECRET".into(), "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP".into()));
+    vars.push(("MFA_ENV_USERS".into(), "dair".into()));
     vars.push(("DAIR_TELEGRAM_ID".into(), "42".into()));
     let app = TestApp::builder().shared_dir(dir.path()).envs(vars).start_binary("serve").await;
 

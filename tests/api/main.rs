@@ -5,6 +5,7 @@ mod admin;
 mod brute_force;
 mod connections;
 mod env_users;
+mod exposure;
 mod faults;
 mod flood;
 mod helpers;

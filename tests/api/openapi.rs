@@ -58,9 +58,10 @@ async fn the_mfa_document_covers_every_route_and_status() {
     {
         assert!(doc["paths"].get(path).is_some(), "{path}");
     }
-    for scheme in ["api_key", "admin_token", "notify_token"] {
+    for scheme in ["api_key", "admin_token"] {
         assert_eq!(doc["components"]["securitySchemes"][scheme]["scheme"], "bearer");
     }
+    assert!(doc["components"]["securitySchemes"].get("notify_token").is_none(), "the other service's token");
     assert!(doc["components"]["schemas"]["VerifyBody"]["properties"]["token"].is_object());
 
     let operations = every_operation_is_served(&app, app.addr, &doc).await;
@@ -80,5 +81,7 @@ async fn the_notifier_document_covers_send_and_its_errors() {
     }
     assert_eq!(doc["paths"].as_object().unwrap().len(), 3, "/send, /healthcheck, /metrics");
     assert!(doc["paths"].get("/verify").is_none(), "each service documents its own routes");
+    let schemes: Vec<&String> = doc["components"]["securitySchemes"].as_object().unwrap().keys().collect();
+    assert_eq!(schemes, ["notify_token"]);
     every_operation_is_served(&app, addr, &doc).await;
 }

@@ -151,7 +151,10 @@ async fn a_bad_value_stops_start_up_with_one_message_naming_the_variable() {
         ("LOG_FORMAT", "xml"),
     ];
     for (var, value) in cases {
-        let out = cli(dir.path(), &[(var, value)], &["server"]).await;
+        // A user from the process environment is one only when MFA_ENV_USERS names it.
+        let named = [(var, value), ("MFA_ENV_USERS", "dair")];
+        let env = if var == "DAIR_SECRET" { &named[..] } else { &named[..1] };
+        let out = cli(dir.path(), env, &["server"]).await;
         assert_eq!(out.code, 2, "{var}: {}", out.stderr);
         let lines: Vec<&str> = out.stderr.lines().collect();
         assert_eq!(lines.len(), 1, "{var}: one message: {}", out.stderr);
@@ -190,7 +193,7 @@ async fn cli_enrollment_works_while_the_server_runs_and_replays_fail_after_kill_
 #[tokio::test]
 async fn the_user_commands_manage_users_and_protect_env_users() {
     let dir = tempfile::tempdir().unwrap();
-    let env = [("DAIR_SECRET", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")];
+    let env = [("DAIR_SECRET", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"), ("MFA_ENV_USERS", "dair")];
     let run = |args: &'static [&'static str]| cli(dir.path(), &env, args);
 
     let added =
@@ -253,6 +256,7 @@ async fn with_the_file_notifier_logs_never_contain_a_secret_or_a_code() {
     let env = [
         ("SECRET_KEY", key),
         ("DAIR_SECRET", env_secret),
+        ("MFA_ENV_USERS", "dair"),
         ("DAIR_EMAIL", "dair@example.com"),
         ("OTP_DIGITS", "8"),
         ("LOG_FORMAT", "json"),
@@ -306,6 +310,7 @@ async fn serve_delivers_a_code_by_email_and_telegram_that_verifies_once() {
     env.extend([
         ("NOTIFY_API_TOKEN".to_string(), api_token.to_string()),
         ("DAIR_SECRET".into(), "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP".into()),
+        ("MFA_ENV_USERS".into(), "dair".into()),
         ("DAIR_EMAIL".into(), "dair@example.com".into()),
         ("DAIR_TELEGRAM_ID".into(), "123456789".into()),
         ("RUST_LOG".into(), "debug".into()),
@@ -344,6 +349,7 @@ async fn sigterm_lets_requests_in_flight_finish() {
     let mut env: Vec<(String, String)> = bot.env();
     env.extend([("DAIR_SECRET".to_string(), "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP".to_string())]);
     env.push(("DAIR_TELEGRAM_ID".into(), "42".into()));
+    env.push(("MFA_ENV_USERS".into(), "dair".into()));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let server = TestApp::builder().shared_dir(dir.path()).envs(&env).start_binary("serve").await;
     let url = format!("http://{}/request-otp", server.addr);
@@ -380,7 +386,7 @@ async fn the_healthcheck_command_reports_a_running_server() {
 async fn users_are_imported_from_csv_with_their_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let csv = "username,secret,email,telegram_id\n# moved from the old system\n\
-               alice,JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP,alice@example.com,\n\
+               alice,MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U,alice@example.com,\n\
                bob,KRUGS4ZANFZSAYJAONSWG4TFOQQGM33S,,42\n";
     std::fs::write(dir.path().join("users.csv"), csv).unwrap();
 
@@ -391,7 +397,7 @@ async fn users_are_imported_from_csv_with_their_secrets() {
     assert!(again.stdout.contains("Imported 0 user(s); 2 already existed"), "{}", again.stdout);
 
     let server = start_server(dir.path(), &[]).await;
-    let alice = SecretBytes::from_base32("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP").unwrap();
+    let alice = SecretBytes::from_base32("MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U").unwrap();
     assert_eq!(server.verify("alice", &now_code(&alice, OtpParams::default())).await.status, 200);
     let sent = server.post_json("/request-otp", json!({"username": "bob"})).await;
     assert_eq!(sent.body["channels"], json!(["telegram"]));

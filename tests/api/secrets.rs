@@ -139,6 +139,7 @@ async fn nothing_the_process_writes_holds_a_secret_a_token_or_a_code() {
             ("MFA_API_KEYS", api_keys.as_str()),
             ("NOTIFY_API_TOKEN", NOTIFY_TOKEN),
             ("DAIR_SECRET", DAIR_SECRET),
+            ("MFA_ENV_USERS", "dair"),
             ("DAIR_EMAIL", "dair@example.com"),
             ("DAIR_TELEGRAM_ID", "123456789"),
             ("OTP_RESEND_SECONDS", "0"),

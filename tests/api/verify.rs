@@ -86,7 +86,7 @@ async fn usernames_are_case_insensitive_and_codes_may_contain_spaces() {
 #[tokio::test]
 async fn the_seed_user_verifies_the_code_pyotp_computes() {
     let app = TestApp::builder()
-        .envs(&[("DAIR_SECRET", "base32secret3232"), ("DAIR_EMAIL", "dair@example.com")])
+        .envs(&[("DAIR_SECRET", "base32secret3232"), ("DAIR_EMAIL", "dair@example.com"), ("MFA_ENV_USERS", "dair")])
         .start()
         .await;
     app.clock().set(1_234_567_890);

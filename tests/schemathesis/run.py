@@ -87,6 +87,7 @@ def start_server(binary, data_dir, bot_url, smtp_port, log_path):
         "OTP_RESEND_SECONDS": "0",
         # A user from .env (PATCH, rotate and DELETE answer 409 for it) with a channel.
         "DAIR_SECRET": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
+        "MFA_ENV_USERS": "dair",
         "DAIR_TELEGRAM_ID": "123456789",
         "DAIR_EMAIL": "dair@example.com",
         "LOG_FORMAT": "json",
