@@ -130,6 +130,30 @@ impl Keys {
         self.seal.decrypt(&Nonce::from(nonce), payload).map(SecretBytes::new).map_err(|_| UnsealError)
     }
 
+    /// A sent code sealed for `user`, so that a resend can repeat it; bound to the user and
+    /// to its use (a sealed code is not a sealed secret).
+    pub fn seal_code(&self, user: &Username, code: &str) -> Result<Vec<u8>, SealError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::fill(&mut nonce);
+        let aad = code_aad(user);
+        let payload = Payload { msg: code.as_bytes(), aad: &aad };
+        let ciphertext = self.seal.encrypt(&Nonce::from(nonce), payload).map_err(|_| SealError)?;
+        Ok([&[SEAL_VERSION][..], &nonce, &ciphertext].concat())
+    }
+
+    pub fn open_code(&self, user: &Username, sealed: &[u8]) -> Result<zeroize::Zeroizing<String>, UnsealError> {
+        let (&version, rest) = sealed.split_first().ok_or(UnsealError)?;
+        if version != SEAL_VERSION || rest.len() < NONCE_LEN {
+            return Err(UnsealError);
+        }
+        let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| UnsealError)?;
+        let aad = code_aad(user);
+        let plain =
+            self.seal.decrypt(&Nonce::from(nonce), Payload { msg: ciphertext, aad: &aad }).map_err(|_| UnsealError)?;
+        String::from_utf8(plain).map(zeroize::Zeroizing::new).map_err(|_| UnsealError)
+    }
+
     /// The stored form of a sent code. The username is mixed in so equal codes of two users
     /// hash differently.
     pub fn hash_code(&self, user: &Username, code: &str) -> Result<Vec<u8>, KeyError> {
@@ -141,6 +165,11 @@ impl Keys {
         mac.update(code.as_bytes());
         Ok(mac.finalize().into_bytes().to_vec())
     }
+}
+
+/// The associated data of a sealed sent code: its purpose, then the user.
+fn code_aad(user: &Username) -> Vec<u8> {
+    [&b"sent code\0"[..], user.as_str().as_bytes()].concat()
 }
 
 fn read_or_create_key_file(path: &Path) -> Result<(Vec<u8>, KeyOrigin), KeyError> {
@@ -250,5 +279,17 @@ mod tests {
         }
         std::fs::write(&path, "short").unwrap();
         assert!(matches!(Keys::load(None, &path), Err(KeyError::BadKeyFile { .. })));
+    }
+
+    #[test]
+    fn sealed_codes_round_trip_for_their_user_only() {
+        let keys = Keys::derive(b"k", KeyOrigin::Configured).unwrap();
+        let alice = Username::parse("alice").unwrap();
+        let sealed = keys.seal_code(&alice, "123456").unwrap();
+        assert_eq!(keys.open_code(&alice, &sealed).unwrap().as_str(), "123456");
+        assert!(keys.open_code(&Username::parse("bob").unwrap(), &sealed).is_err());
+        let as_secret = keys.seal_secret(&alice, &SecretBytes::new(b"123456".to_vec())).unwrap();
+        assert!(keys.open_code(&alice, &as_secret).is_err(), "a sealed secret is not a sealed code");
+        assert!(!sealed.windows(6).any(|w| w == b"123456"));
     }
 }

@@ -3,10 +3,16 @@
 //! Two kinds of code are accepted by one `verify`:
 //! - TOTP codes from an authenticator app, within `OTP_VALID_WINDOW` steps, each step at
 //!   most once (RFC 6238 §5.2);
-//! - codes sent by `request_otp`: random, single-use, valid for `OTP_CODE_TTL` seconds,
-//!   stored only as a keyed hash, replaced by the next request.
+//! - codes sent by `request_otp`: random, valid for `OTP_CODE_TTL` seconds, stored as a
+//!   keyed hash (and sealed, to be resent). A request never knocks out the code the user
+//!   is typing: while the newest code has at least half its lifetime left, a request
+//!   sends it again; after that, a new code, and the previous one stays valid until it
+//!   expires. So at most two are valid at once, both used by the first success. Sends
+//!   per user are paced by `OTP_SENDS_PER_HOUR`.
 //!
-//! Both are charged against the same per-user lockout (see `crate::lockout`).
+//! Wrong codes of either kind are charged against the same per-user lockout (see
+//! `crate::lockout`); a code that matches but was used already (a double click, a
+//! retried request) is refused as a replay and charged nothing.
 
 use std::sync::Arc;
 
@@ -19,7 +25,7 @@ use crate::domain::{Channel, OtpCode, Username};
 use crate::metrics::Metrics;
 use crate::notify::{Delivery, Notifier};
 use crate::otp;
-use crate::store::{PutCode, Store, StoreError, UserRecord};
+use crate::store::{PreviousCode, SentCode, SentCodes, Store, StoreError, UserRecord};
 
 /// Why a code could not be sent or checked. `crate::api::error` answers each.
 #[derive(Debug, thiserror::Error)]
@@ -144,15 +150,9 @@ impl VerifyService {
             }));
         }
 
-        let ttl = self.settings.code_ttl_seconds;
-        let code = otp::random_code(user.profile.params.digits);
-        let hash = self.keys.hash_code(username, &code).map_err(|e| VerifyError::Internal(e.to_string()))?;
-        match self.store.put_sent_code(username, &hash, now, now + ttl, self.settings.resend_seconds).await? {
-            PutCode::Stored => {}
-            PutCode::TooSoon { retry_after } => return Err(VerifyError::ResendTooSoon { retry_after }),
-        }
-
-        let message = self.settings.message_template.render(&code, ttl, &self.settings.issuer, username.as_str());
+        let (code, expires_in, before) = self.store_code(username, user).await?;
+        let message =
+            self.settings.message_template.render(&code, expires_in, &self.settings.issuer, username.as_str());
         let subject = format!("{} verification code", self.settings.issuer);
         let mut tasks = tokio::task::JoinSet::new();
         for (channel, recipient) in recipients {
@@ -181,13 +181,74 @@ impl VerifyService {
         }
         delivered.sort_by_key(|c| c.as_str());
         if delivered.is_empty() {
-            // Nothing went out: forget the code so the user may ask again at once.
-            self.store.delete_sent_code(username).await?;
+            // Nothing went out: put back what was there, so the user may ask again at once
+            // and this attempt counts against no limit (unless another request came since).
+            self.store.swap_sent_codes(username, Some(before.1), &before.0).await?;
             failures.sort();
             return Err(VerifyError::DeliveryFailed(failures.join("; ")));
         }
-        info!(event = "otp_sent", channels = ?delivered, expires_in = ttl);
-        Ok(CodeSent { channels: delivered, expires_in: ttl })
+        info!(event = "otp_sent", channels = ?delivered, expires_in);
+        Ok(CodeSent { channels: delivered, expires_in })
+    }
+
+    /// Decides which code to send (the newest one again while it has half its lifetime
+    /// left, else a new one that leaves the newest valid as the previous one), within the
+    /// resend interval and the hourly pace, and stores that decision by a compare-and-swap
+    /// on the newest code's send time. Returns the code, the seconds it has left, and what
+    /// was stored before with the send time written (to put it back if delivery fails).
+    async fn store_code(
+        &self,
+        username: &Username,
+        mut user: UserRecord,
+    ) -> Result<(zeroize::Zeroizing<String>, u64, (SentCodes, u64)), VerifyError> {
+        let internal = |e: &dyn std::fmt::Display| VerifyError::Internal(e.to_string());
+        let ttl = self.settings.code_ttl_seconds;
+        let per_hour = u64::from(self.settings.sends_per_hour.max(1));
+        let interval = 3_600u64.div_ceil(per_hour);
+        for _ in 0..MAX_CAS_ROUNDS {
+            let now = self.clock.now();
+            let before = user.sent.clone();
+            let current = before.current.as_ref();
+            if let Some(sent) = current
+                && sent.sent_at.saturating_add(self.settings.resend_seconds) > now
+            {
+                let retry_after = (sent.sent_at + self.settings.resend_seconds - now).max(1);
+                return Err(VerifyError::ResendTooSoon { retry_after });
+            }
+            // GCRA: `per_hour` at once, then one every `interval` seconds.
+            let tat = before.send_tat.unwrap_or(now).max(now);
+            let allowance = (per_hour - 1) * interval;
+            if tat - now > allowance {
+                return Err(VerifyError::ResendTooSoon { retry_after: tat - now - allowance });
+            }
+            let unused = |c: &&SentCode| before.used_at.is_none() && c.expires_at > now;
+            let resendable = current
+                .filter(unused)
+                .filter(|c| (c.expires_at - now).saturating_mul(2) >= ttl)
+                .and_then(|c| c.sealed.as_ref().map(|sealed| (c, sealed)));
+            let (code, next) = match resendable {
+                Some((sent, sealed)) => {
+                    let code = self.keys.open_code(username, sealed).map_err(|e| internal(&e))?;
+                    let again = SentCode { sent_at: now, ..sent.clone() };
+                    (code, SentCodes { current: Some(again), send_tat: Some(tat + interval), ..before.clone() })
+                }
+                None => {
+                    let code = zeroize::Zeroizing::new(otp::random_code(user.profile.params.digits));
+                    let hash = self.keys.hash_code(username, &code).map_err(|e| internal(&e))?;
+                    let sealed = self.keys.seal_code(username, &code).map_err(|e| internal(&e))?;
+                    let previous =
+                        current.filter(unused).map(|c| PreviousCode { hash: c.hash.clone(), expires_at: c.expires_at });
+                    let fresh = SentCode { hash, sealed: Some(sealed), sent_at: now, expires_at: now + ttl };
+                    (code, SentCodes { current: Some(fresh), previous, used_at: None, send_tat: Some(tat + interval) })
+                }
+            };
+            let expires_in = next.current.as_ref().map_or(ttl, |c| c.expires_at - now);
+            if self.store.swap_sent_codes(username, current.map(|c| c.sent_at), &next).await? {
+                return Ok((code, expires_in, (before, now)));
+            }
+            user = self.find_user(username).await?; // another request stored first: decide again
+        }
+        Err(VerifyError::Internal("the sent codes kept changing".into()))
     }
 
     /// Checks a code of either kind; parallel guesses cannot outrun the lockout (see below).
@@ -207,13 +268,20 @@ impl VerifyService {
             .open_secret(username, &user.profile.sealed_secret)
             .map_err(|e| VerifyError::Internal(e.to_string()))?;
         let totp_step = otp::matching_step(&secret, user.profile.params, code, now, self.settings.valid_window);
+        // Only when a code was sent is there a hash to compare (an HMAC: about a microsecond).
+        let hash = match &user.sent.current {
+            Some(_) => {
+                Some(self.keys.hash_code(username, code.as_str()).map_err(|e| VerifyError::Internal(e.to_string()))?)
+            }
+            None => None,
+        };
 
-        // Every outcome is a compare-and-swap on the lockout state read with the user: an
-        // accepted code swaps it to "no failures", any other code swaps in one more failure.
-        // So each lock is preceded by at most `max_failed_attempts` effective attempts, however
-        // many arrive in parallel: a request whose swap loses re-reads the state, and once
-        // the user is locked it gets 429 whatever its code was.
-        let mut replayed = false;
+        // Every outcome is decided on the lockout state read with the user, and takes
+        // effect only if that state is unchanged: an accepted code in the same statement
+        // that records it, any other code by swapping in one more failure. So each lock is
+        // preceded by at most `max_failed_attempts` effective attempts, however many arrive
+        // in parallel: a request whose swap loses re-reads the state, and once the user is
+        // locked it gets 429 whatever its code was.
         let mut charged = None;
         for _ in 0..MAX_CAS_ROUNDS {
             let state = user.lock;
@@ -222,7 +290,10 @@ impl VerifyService {
                 self.metrics.verification("locked");
                 VerifyError::TooManyAttempts { retry_after }
             })?;
-            if let Some(step) = totp_step.filter(|_| !replayed) {
+            if let Some(step) = totp_step {
+                if user.last_step.is_some_and(|last| last >= step) {
+                    return Err(self.replayed("totp"));
+                }
                 if self.store.accept_totp_step(username, step, state).await? {
                     let offset = i64::try_from(step).unwrap_or(i64::MAX)
                         - i64::try_from(now / user.profile.params.period).unwrap_or(0);
@@ -237,11 +308,22 @@ impl VerifyService {
                     self.metrics.verification("valid");
                     return Ok(Accepted::Totp { offset });
                 }
-                user = self.find_user(username).await?;
-                if user.lock != state {
-                    continue; // another request changed the state first: decide again
+                user = self.find_user(username).await?; // the state or the last step moved
+                continue;
+            }
+            match hash.as_deref().map(|hash| sent_code_match(&user.sent, hash, now)) {
+                Some(SentMatch::Unused) => {
+                    let hash = hash.as_deref().unwrap_or_default();
+                    if self.store.use_sent_codes(username, hash, now, state).await? {
+                        info!(event = "verify", outcome = "valid", method = "sent_code");
+                        self.metrics.verification("valid");
+                        return Ok(Accepted::SentCode);
+                    }
+                    user = self.find_user(username).await?;
+                    continue;
                 }
-                replayed = true; // same state, so the step itself was already used
+                Some(SentMatch::Used) => return Err(self.replayed("sent_code")),
+                Some(SentMatch::None) | None => {}
             }
             if self.store.swap_lock(username, state, next).await? {
                 charged = Some(next);
@@ -251,23 +333,8 @@ impl VerifyService {
         }
         let charged = charged.ok_or_else(|| VerifyError::Internal("lockout state kept changing".into()))?;
 
-        let hash = self.keys.hash_code(username, code.as_str()).map_err(|e| VerifyError::Internal(e.to_string()))?;
-        // The sent code came with the user's row: a wrong code (the usual case, and every
-        // attacker's) costs no further read or write. A match is consumed by the DELETE,
-        // which decides (single use, expiry) in the database.
-        let sent_code_matches = user.sent_code.as_ref().is_some_and(|sent| {
-            sent.expires_at > now && bool::from(subtle::ConstantTimeEq::ct_eq(sent.hash.as_slice(), hash.as_slice()))
-        });
-        if sent_code_matches && self.store.take_sent_code(username, &hash, now).await? {
-            self.store.clear_lock(username).await?;
-            info!(event = "verify", outcome = "valid", method = "sent_code");
-            self.metrics.verification("valid");
-            return Ok(Accepted::SentCode);
-        }
-
-        let outcome = if replayed { "replayed" } else { "invalid" };
-        info!(event = "verify", outcome, failed_attempts = charged.failed_attempts);
-        self.metrics.verification(outcome);
+        info!(event = "verify", outcome = "invalid", failed_attempts = charged.failed_attempts);
+        self.metrics.verification("invalid");
         if let Some(until) = charged.locked_until {
             self.metrics.lockout();
             warn!(
@@ -279,5 +346,39 @@ impl VerifyService {
             );
         }
         Err(VerifyError::InvalidToken)
+    }
+}
+
+impl VerifyService {
+    /// A code that matched, but was used already: refused, and charged nothing (it is the
+    /// user's own double click or retried request, or someone who saw the code used).
+    fn replayed(&self, method: &'static str) -> VerifyError {
+        info!(event = "verify", outcome = "replayed", method);
+        self.metrics.verification("replayed");
+        VerifyError::InvalidToken
+    }
+}
+
+/// Whether a presented code's hash is one of the user's sent codes still in their lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SentMatch {
+    None,
+    Unused,
+    Used,
+}
+
+fn sent_code_match(sent: &SentCodes, hash: &[u8], now: u64) -> SentMatch {
+    use subtle::ConstantTimeEq;
+    let current = sent.current.as_ref().map(|c| (c.hash.as_slice(), c.expires_at));
+    let previous = sent.previous.as_ref().map(|p| (p.hash.as_slice(), p.expires_at));
+    // Both compared, always: the time does not tell which one matched.
+    let matched = [current, previous]
+        .into_iter()
+        .flatten()
+        .fold(false, |hit, (stored, expires_at)| hit | (bool::from(stored.ct_eq(hash)) && expires_at > now));
+    match (matched, sent.used_at) {
+        (false, _) => SentMatch::None,
+        (true, None) => SentMatch::Unused,
+        (true, Some(_)) => SentMatch::Used,
     }
 }

@@ -124,7 +124,7 @@ async fn command(cmd: UserCommand, users: &UserService) -> Result<(), Failure> {
             println!("period:          {} s", p.params.period);
             println!("email:           {}", p.email.as_deref().unwrap_or("-"));
             println!("telegram id:     {}", p.telegram_id.as_deref().unwrap_or("-"));
-            println!("failed attempts: {}", u.record.lock.failed_attempts);
+            println!("failed attempts: {} (they fade with time)", u.failed_attempts);
             println!("state:           {}", lock_state(&u));
             println!("created at:      {} (unix)", u.record.created_at);
         }

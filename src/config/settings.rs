@@ -89,6 +89,8 @@ pub struct Settings {
     pub lockout: LockoutPolicy,
     pub resend_seconds: u64,
     pub code_ttl_seconds: u64,
+    /// `OTP_SENDS_PER_HOUR`.
+    pub sends_per_hour: u32,
     pub message_template: MessageTemplate,
     pub log_format: LogFormat,
     pub users: Vec<EnvUser>,

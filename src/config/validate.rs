@@ -127,6 +127,7 @@ impl Settings {
             _ => None,
         };
         let resend_seconds = r.parse(&vars::OTP_RESEND_SECONDS, number_in(0..=86_400u64));
+        let sends_per_hour = r.parse(&vars::OTP_SENDS_PER_HOUR, number_in(1..=3_600u32));
         let code_ttl_seconds = r.parse(&vars::OTP_CODE_TTL, |raw| {
             number_in(1..=MAX_CODE_TTL_SECONDS)(raw).map_err(|e| format!("{e} (OWASP ASVS: at most 10 minutes)"))
         });
@@ -182,6 +183,7 @@ impl Settings {
                 issuer: issuer?,
                 lockout: lockout?,
                 resend_seconds: resend_seconds?,
+                sends_per_hour: sends_per_hour?,
                 code_ttl_seconds: code_ttl_seconds?,
                 message_template: message_template?,
                 log_format: log_format?,
@@ -338,7 +340,7 @@ mod tests {
         let flat = Settings::from_env(&env(&[("LOCKOUT_MAX_SECONDS", "300")])).unwrap();
 
         let warning = flat.warnings.iter().find(|w| w.contains("LOCKOUT_MAX_SECONDS")).expect("a warning");
-        assert!(warning.contains("chance of 1 in 6"), "{warning}");
+        assert!(warning.contains("chance of 1 in 10"), "{warning}");
     }
 
     #[test]

@@ -105,17 +105,29 @@ pub const OTP_ALGORITHM: Var = var("OTP_ALGORITHM", "SHA1", "`SHA1`, `SHA256` or
 pub const OTP_VALID_WINDOW: Var =
     var("OTP_VALID_WINDOW", "1", "TOTP steps accepted each side of the current one (0–10)");
 pub const OTP_ISSUER: Var = var("OTP_ISSUER", "MFA", "the name authenticator apps show");
-pub const MAX_FAILED_ATTEMPTS: Var =
-    var("MAX_FAILED_ATTEMPTS", "5", "consecutive failures that lock a user (each time: 5, 10, 15, … in a row)");
+pub const MAX_FAILED_ATTEMPTS: Var = var(
+    "MAX_FAILED_ATTEMPTS",
+    "5",
+    "failures that lock a user, each time the count reaches 5, 10, 15, …; a right code does not reset the count, time does",
+);
 pub const LOCKOUT_SECONDS: Var =
-    var("LOCKOUT_SECONDS", "300", "how long the first lock lasts; each further lock of the run doubles it");
+    var("LOCKOUT_SECONDS", "300", "how long the first lock lasts; each further level doubles it");
 pub const LOCKOUT_MAX_SECONDS: Var = unset(
     "LOCKOUT_MAX_SECONDS",
     "`86400` (or `LOCKOUT_SECONDS` if longer)",
-    "the longest lock; set it to `LOCKOUT_SECONDS` for a flat lockout",
+    "the longest lock; failures fade at `MAX_FAILED_ATTEMPTS` per twice this without a failure",
 );
-pub const OTP_RESEND_SECONDS: Var = var("OTP_RESEND_SECONDS", "30", "minimum interval between two sent codes per user");
+pub const OTP_RESEND_SECONDS: Var = var(
+    "OTP_RESEND_SECONDS",
+    "30",
+    "minimum interval between two sends per user; a request within half a code's lifetime resends the same code",
+);
 pub const OTP_CODE_TTL: Var = var("OTP_CODE_TTL", "300", "lifetime of a sent code (at most 600)");
+pub const OTP_SENDS_PER_HOUR: Var = var(
+    "OTP_SENDS_PER_HOUR",
+    "10",
+    "codes `/request-otp` sends one user per hour, at most (resends included), spread evenly after the first ones",
+);
 pub const OTP_MESSAGE_TEMPLATE: Var = var(
     "OTP_MESSAGE_TEMPLATE",
     super::template::DEFAULT_TEMPLATE,
@@ -199,6 +211,7 @@ pub const ALL: &[Var] = &[
     LOCKOUT_MAX_SECONDS,
     OTP_RESEND_SECONDS,
     OTP_CODE_TTL,
+    OTP_SENDS_PER_HOUR,
     OTP_MESSAGE_TEMPLATE,
     NOTIFY_BIND,
     NOTIFY_API_TOKEN,

@@ -173,22 +173,37 @@ pub struct UserRecord {
     pub updated_at: UnixTime,
     /// When the current secret was issued; `None` for rows older than this column.
     pub secret_set_at: Option<UnixTime>,
-    /// The code `/request-otp` sent last, if it is still stored (it may have expired).
-    pub sent_code: Option<SentCode>,
+    /// The codes `/request-otp` sent, as stored (they may have expired).
+    pub sent: SentCodes,
 }
 
-/// A sent code as stored: its keyed hash and when it expires.
+/// The sent-code state of a user: the newest code, the one before it (valid until its own
+/// expiry), whether they were used, and the pace of sends.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SentCodes {
+    pub current: Option<SentCode>,
+    pub previous: Option<PreviousCode>,
+    /// When one of them was accepted: both are then used, and a resubmission is a replay.
+    pub used_at: Option<UnixTime>,
+    /// The per-user send limit's theoretical arrival time (GCRA), kept across codes.
+    pub send_tat: Option<UnixTime>,
+}
+
+/// The newest sent code: its keyed hash, the code sealed (so a resend can repeat it;
+/// `None` for codes stored before that), when it was sent and when it expires.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SentCode {
     pub hash: Vec<u8>,
+    pub sealed: Option<Vec<u8>>,
+    pub sent_at: UnixTime,
     pub expires_at: UnixTime,
 }
 
-/// Whether a code could be stored, or the previous one is too recent to replace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PutCode {
-    Stored,
-    TooSoon { retry_after: u64 },
+/// The code sent before the newest one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousCode {
+    pub hash: Vec<u8>,
+    pub expires_at: UnixTime,
 }
 
 /// Whether the database was encrypted with the configured key.
@@ -235,27 +250,34 @@ pub trait Store: Send + Sync + 'static {
     async fn replace_user(&self, user: &UserProfile, reset_last_step: bool, now: UnixTime) -> Result<bool, StoreError>;
     async fn delete_user(&self, username: &Username) -> Result<bool, StoreError>;
 
-    /// Accepts a TOTP code of time step `step`: moves the replay guard to it and clears
-    /// failures and lock, all in one statement, if `step` is past the last accepted one and
-    /// the lockout state is still `expected`. False means one of the two did not hold.
+    /// Accepts a TOTP code of time step `step`: moves the replay guard to it, in one
+    /// statement, if `step` is past the last accepted one and the lockout state is still
+    /// `expected` (a right code changes nothing else: see `crate::lockout`). False means one
+    /// of the two did not hold.
     async fn accept_totp_step(&self, username: &Username, step: u64, expected: LockState) -> Result<bool, StoreError>;
-    /// Clears failures and any lock (after a right code, or by an operator).
+    /// Clears failures and any lock (by an operator).
     async fn clear_lock(&self, username: &Username) -> Result<bool, StoreError>;
     /// Sets the lockout state if it is still `expected`. False means another request
     /// changed it first; read again and retry.
     async fn swap_lock(&self, username: &Username, expected: LockState, new: LockState) -> Result<bool, StoreError>;
 
-    /// Stores the hash of a freshly sent code, replacing the previous one unless that was
-    /// sent less than `resend_seconds` ago.
-    async fn put_sent_code(
+    /// Replaces the sent-code state if the newest code's `sent_at` is still `expected`
+    /// (`None`: no code stored). False means another request changed it first.
+    async fn swap_sent_codes(
+        &self,
+        username: &Username,
+        expected_sent_at: Option<UnixTime>,
+        new: &SentCodes,
+    ) -> Result<bool, StoreError>;
+    /// Marks the user's sent codes used, if one of them has this hash, has not expired, the
+    /// codes were not used yet, and the lockout state is still `expected`: one statement.
+    async fn use_sent_codes(
         &self,
         username: &Username,
         code_hash: &[u8],
         now: UnixTime,
-        expires_at: UnixTime,
-        resend_seconds: u64,
-    ) -> Result<PutCode, StoreError>;
-    /// Consumes the user's sent code if it has this hash and has not expired.
-    async fn take_sent_code(&self, username: &Username, code_hash: &[u8], now: UnixTime) -> Result<bool, StoreError>;
-    async fn delete_sent_code(&self, username: &Username) -> Result<(), StoreError>;
+        expected: LockState,
+    ) -> Result<bool, StoreError>;
+    /// Forgets the user's sent codes (a new secret); the pace of sends stays.
+    async fn clear_sent_codes(&self, username: &Username) -> Result<(), StoreError>;
 }

@@ -138,6 +138,11 @@ impl PgStore {
             (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
             (2, "secret_set_at", include_str!("../../migrations/postgres/0002_secret_set_at.sql")),
             (3, "env_source_index", include_str!("../../migrations/postgres/0003_env_source_index.sql")),
+            (
+                4,
+                "fading_lockout_and_sent_codes",
+                include_str!("../../migrations/postgres/0004_fading_lockout_and_sent_codes.sql"),
+            ),
         ])
         .run(&pool)
         .await?;

@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 
 use async_trait::async_trait;
 
-use super::{KeyCheck, PutCode, SentCode, Store, StoreError, UserProfile, UserRecord, UserSource};
+use super::{KeyCheck, PreviousCode, SentCode, SentCodes, Store, StoreError, UserProfile, UserRecord, UserSource};
 use crate::clock::UnixTime;
 use crate::domain::Username;
 use crate::lockout::LockState;
@@ -20,7 +20,7 @@ use crate::otp::{Algorithm, OtpParams};
 pub(crate) enum Param {
     Int(Option<i64>),
     Text(Option<String>),
-    Blob(Vec<u8>),
+    Blob(Option<Vec<u8>>),
     Bool(bool),
 }
 
@@ -97,12 +97,12 @@ fn to_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
-/// Every user column, in the order [`user_from_row`] reads them. The outstanding sent code
-/// comes with the user, so checking a code needs no second read (one primary-key lookup
-/// in each table; `USING` keeps `username` unqualified).
+/// Every user column, in the order [`user_from_row`] reads them. The sent codes are in the
+/// user's row, so checking a code is one primary-key lookup.
 const SELECT_USERS: &str = "SELECT username, sealed_secret, algorithm, digits, period, email, telegram_id, source, \
-     last_step, failed_attempts, locked_until, created_at, updated_at, secret_set_at, code_hash, expires_at \
-     FROM users LEFT JOIN sent_codes USING (username) ";
+     last_step, failed_attempts, locked_until, created_at, updated_at, secret_set_at, last_failed_at, \
+     code_hash, sealed_code, code_sent_at, code_expires_at, previous_code_hash, previous_code_expires_at, \
+     codes_used_at, send_tat FROM users ";
 
 static USER_BY_NAME: LazyLock<String> = LazyLock::new(|| format!("{SELECT_USERS}WHERE username = $1"));
 
@@ -175,10 +175,18 @@ fn user_from_row(row: Vec<Value>) -> Result<UserRecord, StoreError> {
     let locked_until = c.opt_int()?.map(to_u64);
     let (created_at, updated_at) = (to_u64(c.int()?), to_u64(c.int()?));
     let secret_set_at = c.opt_int()?.map(to_u64);
-    let sent_code = match (c.opt_blob()?, c.opt_int()?) {
-        (Some(hash), Some(expires_at)) => Some(SentCode { hash, expires_at: to_u64(expires_at) }),
+    let last_failed_at = c.opt_int()?.map(to_u64);
+    let current = match (c.opt_blob()?, c.opt_blob()?, c.opt_int()?, c.opt_int()?) {
+        (Some(hash), sealed, Some(sent_at), Some(expires_at)) => {
+            Some(SentCode { hash, sealed, sent_at: to_u64(sent_at), expires_at: to_u64(expires_at) })
+        }
         _ => None,
     };
+    let previous = match (c.opt_blob()?, c.opt_int()?) {
+        (Some(hash), Some(expires_at)) => Some(PreviousCode { hash, expires_at: to_u64(expires_at) }),
+        _ => None,
+    };
+    let sent = SentCodes { current, previous, used_at: c.opt_int()?.map(to_u64), send_tat: c.opt_int()?.map(to_u64) };
     Ok(UserRecord {
         profile: UserProfile {
             username,
@@ -189,11 +197,11 @@ fn user_from_row(row: Vec<Value>) -> Result<UserRecord, StoreError> {
             source,
         },
         last_step,
-        lock: LockState { failed_attempts, locked_until },
+        lock: LockState { failed_attempts, locked_until, last_failed_at },
         created_at,
         updated_at,
         secret_set_at,
-        sent_code,
+        sent,
     })
 }
 
@@ -201,7 +209,7 @@ fn user_from_row(row: Vec<Value>) -> Result<UserRecord, StoreError> {
 fn profile_params(user: &UserProfile) -> Vec<Param> {
     vec![
         Param::user(&user.username),
-        Param::Blob(user.sealed_secret.clone()),
+        Param::Blob(Some(user.sealed_secret.clone())),
         Param::text(user.params.algorithm.as_str()),
         Param::Int(Some(i64::from(user.params.digits))),
         Param::int(user.params.period),
@@ -334,78 +342,90 @@ impl<D: Driver> Store for SqlStore<D> {
     }
 
     async fn accept_totp_step(&self, username: &Username, step: u64, expected: LockState) -> Result<bool, StoreError> {
-        let sql = "UPDATE users SET last_step = $2, failed_attempts = 0, locked_until = NULL \
-                   WHERE username = $1 AND (last_step IS NULL OR last_step < $2) AND failed_attempts = $3 \
-                   AND locked_until IS NOT DISTINCT FROM $4";
-        let params = [
-            Param::user(username),
-            Param::int(step),
-            Param::Int(Some(i64::from(expected.failed_attempts))),
-            Param::Int(expected.locked_until.map(to_i64)),
-        ];
+        let sql = "UPDATE users SET last_step = $2 WHERE username = $1 AND (last_step IS NULL OR last_step < $2) \
+                   AND failed_attempts = $3 AND locked_until IS NOT DISTINCT FROM $4 \
+                   AND last_failed_at IS NOT DISTINCT FROM $5";
+        let mut params = vec![Param::user(username), Param::int(step)];
+        params.extend(lock_params(expected));
         Ok(self.driver.execute(Statement::new(sql, params)).await? == 1)
     }
 
     async fn clear_lock(&self, username: &Username) -> Result<bool, StoreError> {
-        let sql = "UPDATE users SET failed_attempts = 0, locked_until = NULL WHERE username = $1";
+        let sql =
+            "UPDATE users SET failed_attempts = 0, locked_until = NULL, last_failed_at = NULL WHERE username = $1";
         Ok(self.driver.execute(Statement::new(sql, [Param::user(username)])).await? == 1)
     }
 
     async fn swap_lock(&self, username: &Username, expected: LockState, new: LockState) -> Result<bool, StoreError> {
-        let sql = "UPDATE users SET failed_attempts = $4, locked_until = $5 \
-                   WHERE username = $1 AND failed_attempts = $2 AND locked_until IS NOT DISTINCT FROM $3";
-        let params = [
+        let sql = "UPDATE users SET failed_attempts = $5, locked_until = $6, last_failed_at = $7 \
+                   WHERE username = $1 AND failed_attempts = $2 AND locked_until IS NOT DISTINCT FROM $3 \
+                   AND last_failed_at IS NOT DISTINCT FROM $4";
+        let mut params = vec![Param::user(username)];
+        params.extend(lock_params(expected));
+        params.extend(lock_params(new));
+        Ok(self.driver.execute(Statement::new(sql, params)).await? == 1)
+    }
+
+    async fn swap_sent_codes(
+        &self,
+        username: &Username,
+        expected_sent_at: Option<UnixTime>,
+        new: &SentCodes,
+    ) -> Result<bool, StoreError> {
+        let sql = "UPDATE users SET code_hash = $3, sealed_code = $4, code_sent_at = $5, code_expires_at = $6, \
+                   previous_code_hash = $7, previous_code_expires_at = $8, codes_used_at = $9, send_tat = $10 \
+                   WHERE username = $1 AND code_sent_at IS NOT DISTINCT FROM $2";
+        let current = new.current.as_ref();
+        let previous = new.previous.as_ref();
+        let blob = |b: Option<&Vec<u8>>| Param::Blob(b.cloned());
+        let params = vec![
             Param::user(username),
-            Param::Int(Some(i64::from(expected.failed_attempts))),
-            Param::Int(expected.locked_until.map(to_i64)),
-            Param::Int(Some(i64::from(new.failed_attempts))),
-            Param::Int(new.locked_until.map(to_i64)),
+            Param::Int(expected_sent_at.map(to_i64)),
+            blob(current.map(|c| &c.hash)),
+            blob(current.and_then(|c| c.sealed.as_ref())),
+            Param::Int(current.map(|c| to_i64(c.sent_at))),
+            Param::Int(current.map(|c| to_i64(c.expires_at))),
+            blob(previous.map(|p| &p.hash)),
+            Param::Int(previous.map(|p| to_i64(p.expires_at))),
+            Param::Int(new.used_at.map(to_i64)),
+            Param::Int(new.send_tat.map(to_i64)),
         ];
         Ok(self.driver.execute(Statement::new(sql, params)).await? == 1)
     }
 
-    async fn put_sent_code(
+    async fn use_sent_codes(
         &self,
         username: &Username,
         code_hash: &[u8],
         now: UnixTime,
-        expires_at: UnixTime,
-        resend_seconds: u64,
-    ) -> Result<PutCode, StoreError> {
-        let sql = "INSERT INTO sent_codes (username, code_hash, sent_at, expires_at) VALUES ($1, $2, $3, $4) \
-                   ON CONFLICT (username) DO UPDATE SET code_hash = excluded.code_hash, \
-                   sent_at = excluded.sent_at, expires_at = excluded.expires_at \
-                   WHERE sent_codes.sent_at + $5 <= excluded.sent_at";
-        let params = [
-            Param::user(username),
-            Param::Blob(code_hash.to_vec()),
-            Param::int(now),
-            Param::int(expires_at),
-            Param::int(resend_seconds),
-        ];
-        if self.driver.execute(Statement::new(sql, params)).await? == 1 {
-            return Ok(PutCode::Stored);
-        }
-        let sent = Statement::new("SELECT sent_at FROM sent_codes WHERE username = $1", [Param::user(username)]);
-        let sent_at = match single(self.driver.query(sent).await?) {
-            Some(Value::Int(t)) => Some(to_u64(t)),
-            _ => None,
-        };
-        let ready_at = sent_at.map_or(now, |t| t.saturating_add(resend_seconds));
-        Ok(PutCode::TooSoon { retry_after: ready_at.saturating_sub(now).max(1) })
-    }
-
-    async fn take_sent_code(&self, username: &Username, code_hash: &[u8], now: UnixTime) -> Result<bool, StoreError> {
+        expected: LockState,
+    ) -> Result<bool, StoreError> {
         // Comparing keyed hashes in SQL leaks nothing useful through timing: without the
         // key an attacker cannot choose inputs whose hashes share a prefix.
-        let sql = "DELETE FROM sent_codes WHERE username = $1 AND code_hash = $2 AND expires_at > $3";
-        let params = [Param::user(username), Param::Blob(code_hash.to_vec()), Param::int(now)];
+        let sql = "UPDATE users SET codes_used_at = $3 WHERE username = $1 AND codes_used_at IS NULL \
+                   AND ((code_hash = $2 AND code_expires_at > $3) \
+                        OR (previous_code_hash = $2 AND previous_code_expires_at > $3)) \
+                   AND failed_attempts = $4 AND locked_until IS NOT DISTINCT FROM $5 \
+                   AND last_failed_at IS NOT DISTINCT FROM $6";
+        let mut params = vec![Param::user(username), Param::Blob(Some(code_hash.to_vec())), Param::int(now)];
+        params.extend(lock_params(expected));
         Ok(self.driver.execute(Statement::new(sql, params)).await? == 1)
     }
 
-    async fn delete_sent_code(&self, username: &Username) -> Result<(), StoreError> {
-        let delete = Statement::new("DELETE FROM sent_codes WHERE username = $1", [Param::user(username)]);
-        self.driver.execute(delete).await?;
+    async fn clear_sent_codes(&self, username: &Username) -> Result<(), StoreError> {
+        let sql = "UPDATE users SET code_hash = NULL, sealed_code = NULL, code_sent_at = NULL, \
+                   code_expires_at = NULL, previous_code_hash = NULL, previous_code_expires_at = NULL, \
+                   codes_used_at = NULL WHERE username = $1";
+        self.driver.execute(Statement::new(sql, [Param::user(username)])).await?;
         Ok(())
     }
+}
+
+/// A lockout state as three parameters, in the order of its columns.
+fn lock_params(state: LockState) -> [Param; 3] {
+    [
+        Param::Int(Some(i64::from(state.failed_attempts))),
+        Param::Int(state.locked_until.map(to_i64)),
+        Param::Int(state.last_failed_at.map(to_i64)),
+    ]
 }

@@ -106,6 +106,11 @@ impl SqliteStore {
             (1, "init", include_str!("../../migrations/sqlite/0001_init.sql")),
             (2, "secret_set_at", include_str!("../../migrations/sqlite/0002_secret_set_at.sql")),
             (3, "env_source_index", include_str!("../../migrations/sqlite/0003_env_source_index.sql")),
+            (
+                4,
+                "fading_lockout_and_sent_codes",
+                include_str!("../../migrations/sqlite/0004_fading_lockout_and_sent_codes.sql"),
+            ),
         ])
         .run(&mut migrations)
         .await?;
@@ -346,7 +351,7 @@ fn bind(statement: &mut rusqlite::Statement<'_>, params: &[Param]) -> rusqlite::
         match param {
             Param::Int(n) => statement.raw_bind_parameter(index, n)?,
             Param::Text(t) => statement.raw_bind_parameter(index, t.as_deref())?,
-            Param::Blob(b) => statement.raw_bind_parameter(index, b.as_slice())?,
+            Param::Blob(b) => statement.raw_bind_parameter(index, b.as_deref())?,
             Param::Bool(b) => statement.raw_bind_parameter(index, b)?,
         }
     }

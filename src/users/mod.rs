@@ -67,6 +67,8 @@ pub struct ContactChange {
 pub struct UserSummary {
     pub record: UserRecord,
     pub locked_for: Option<u64>,
+    /// The failures that still count now (they fade with time: see `crate::lockout`).
+    pub failed_attempts: u32,
 }
 
 /// A new or rotated secret, shown once, with its user.
@@ -178,7 +180,7 @@ impl UserService {
         if !self.store.replace_user(&profile, true, self.clock.now()).await? {
             return Err(UserError::NotFound(username.clone()));
         }
-        self.store.delete_sent_code(username).await?;
+        self.store.clear_sent_codes(username).await?;
         self.enrollment(username, secret).await
     }
 
@@ -213,8 +215,12 @@ impl UserService {
     }
 
     fn summary(&self, record: UserRecord) -> UserSummary {
-        let locked_for = self.settings.lockout.locked_for(record.lock, self.clock.now());
-        UserSummary { record, locked_for }
+        let (policy, now) = (self.settings.lockout, self.clock.now());
+        UserSummary {
+            locked_for: policy.locked_for(record.lock, now),
+            failed_attempts: policy.failures(record.lock, now),
+            record,
+        }
     }
 
     fn env_var_of(&self, username: &Username) -> Option<String> {

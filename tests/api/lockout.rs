@@ -35,18 +35,79 @@ async fn the_lock_ends_after_lockout_seconds() {
 }
 
 #[tokio::test]
-async fn a_success_resets_the_failure_count() {
+async fn a_success_does_not_reset_the_count_time_does() {
     let app = TestApp::builder().envs(&[("MAX_FAILED_ATTEMPTS", "3")]).start().await;
     let secret = app.enroll("alice", None, None).await;
     for _ in 0..2 {
         assert_eq!(app.verify("alice", "000000").await.status, 401);
     }
     assert_eq!(app.verify("alice", &app.totp(&secret, 0)).await.status, 200);
+    let third = app.verify("alice", "000000").await;
+    assert_eq!(third.status, 401);
+    let locked = app.verify("alice", "000000").await;
+    assert_eq!((locked.status, locked.retry_after()), (429, Some(300)), "the login did not wipe the two failures");
+
+    // Failures fade at 3 per 2 × 86,400 s: one per 57,600 s without a failure.
+    app.clock().advance(300 + 3 * 57_600);
     for _ in 0..2 {
         assert_eq!(app.verify("alice", "000000").await.status, 401);
     }
     app.clock().advance(30);
-    assert_eq!(app.verify("alice", &app.totp(&secret, 0)).await.status, 200, "two failures after a reset do not lock");
+    assert_eq!(app.verify("alice", &app.totp(&secret, 0)).await.status, 200, "faded away: two do not lock");
+    let summary = app.users().find(&mfa::domain::Username::parse("alice").unwrap()).await.unwrap();
+    assert_eq!(summary.failed_attempts, 2, "the count the operator sees is the one that still counts");
+}
+
+#[tokio::test]
+async fn a_code_submitted_again_is_a_replay_and_costs_nothing() {
+    let app = TestApp::builder().start().await;
+    let secret = app.enroll("alice", Some("alice@example.com"), None).await;
+    let code = app.totp(&secret, 0);
+
+    // A double click, a retried request, an impatient user: 30 at once.
+    let replies = join_all((0..30).map(|_| app.verify_task("alice", &code))).await;
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 29, "{statuses:?}");
+    assert!(replies.iter().filter(|r| r.status == 401).all(|r| r.body["error"] == "invalid_token"));
+    // The code of the step before is older than the one used: refused, and free as well.
+    assert_eq!(app.verify("alice", &app.totp(&secret, -1)).await.status, 401);
+
+    // A sent code, twice.
+    assert_eq!(app.request_otp("alice").await.status, 200);
+    let sent = app.last_code_sent_to("alice@example.com");
+    assert_eq!(app.verify("alice", &sent).await.status, 200);
+    assert_eq!(app.verify("alice", &sent).await.status, 401);
+
+    // None of that counted: the user still has all five attempts.
+    for _ in 0..4 {
+        assert_eq!(app.verify("alice", "000000").await.status, 401);
+    }
+    app.clock().advance(30);
+    assert_eq!(app.verify("alice", &app.totp(&secret, 0)).await.status, 200, "4 failures so far, not 5");
+}
+
+#[tokio::test]
+async fn retry_after_tells_nothing_of_the_users_logins() {
+    let app = TestApp::builder().start().await;
+    let alice = app.enroll("alice", None, None).await;
+    app.enroll("bob", None, None).await;
+    // The same attack on both; only alice logs in, between the guesses.
+    for round in 0..3 {
+        for user in ["alice", "bob"] {
+            assert_eq!(app.verify(user, "000000").await.status, 401, "{user} round {round}");
+        }
+        app.clock().advance(30);
+        assert_eq!(app.verify("alice", &app.totp(&alice, 0)).await.status, 200);
+    }
+    for user in ["alice", "bob"] {
+        assert_eq!(app.verify(user, "000000").await.status, 401);
+    }
+    let (a, b) = (app.verify("alice", "000000").await, app.verify("bob", "000000").await);
+    assert_eq!((a.status, b.status), (401, 401));
+    let (a, b) = (app.verify("alice", "000000").await, app.verify("bob", "000000").await);
+    assert_eq!((a.status, a.body.clone()), (b.status, b.body.clone()));
+    assert_eq!(a.status, 429);
 }
 
 #[tokio::test]

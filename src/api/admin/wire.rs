@@ -20,6 +20,7 @@ pub struct AdminUser {
     pub digits: u8,
     #[schema(schema_with = crate::openapi::optional_email_schema)]
     pub email: Option<String>,
+    /// Failures that still count toward the next lock; they fade with time, not with a right code.
     pub failed_attempts: u32,
     pub locked: bool,
     /// When the current lock ends (Unix seconds); `null` when not locked.
@@ -43,7 +44,7 @@ impl From<&UserSummary> for AdminUser {
             created_at: record.created_at,
             digits: p.params.digits,
             email: p.email.clone(),
-            failed_attempts: record.lock.failed_attempts,
+            failed_attempts: user.failed_attempts,
             locked: user.locked_for.is_some(),
             locked_until: user.locked_for.and(record.lock.locked_until),
             period: p.params.period,
