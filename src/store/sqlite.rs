@@ -74,6 +74,17 @@ enum Job {
 /// The SQLite store.
 pub(crate) type SqliteStore = SqlStore<Sqlite>;
 
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../../migrations/sqlite/0001_init.sql")),
+    (2, "secret_set_at", include_str!("../../migrations/sqlite/0002_secret_set_at.sql")),
+    (3, "env_source_index", include_str!("../../migrations/sqlite/0003_env_source_index.sql")),
+    (
+        4,
+        "fading_lockout_and_sent_codes",
+        include_str!("../../migrations/sqlite/0004_fading_lockout_and_sent_codes.sql"),
+    ),
+];
+
 /// SQLite's connections: read-only readers for the calling threads, one writer thread.
 pub struct Sqlite {
     /// `None` once closed.
@@ -102,18 +113,7 @@ impl SqliteStore {
             .busy_timeout(BUSY_TIMEOUT)
             .connect()
             .await?;
-        migrator(&[
-            (1, "init", include_str!("../../migrations/sqlite/0001_init.sql")),
-            (2, "secret_set_at", include_str!("../../migrations/sqlite/0002_secret_set_at.sql")),
-            (3, "env_source_index", include_str!("../../migrations/sqlite/0003_env_source_index.sql")),
-            (
-                4,
-                "fading_lockout_and_sent_codes",
-                include_str!("../../migrations/sqlite/0004_fading_lockout_and_sent_codes.sql"),
-            ),
-        ])
-        .run(&mut migrations)
-        .await?;
+        migrator(MIGRATIONS).run(&mut migrations).await?;
         sqlx::Connection::close(migrations).await?;
         #[cfg(unix)]
         restrict_permissions(path);
@@ -370,5 +370,50 @@ fn restrict_permissions(path: &Path) {
         {
             tracing::warn!(file = %std::path::Path::new(&p).display(), error = %e, "cannot make the database owner-only");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::{Connection, Row};
+
+    use super::*;
+
+    /// A database of the previous schema keeps its outstanding code and its failures.
+    #[tokio::test]
+    async fn migration_4_moves_the_sent_code_into_the_users_row_and_starts_the_fading() {
+        let mut db = sqlx::SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        migrator(&MIGRATIONS[..3]).run(&mut db).await.unwrap();
+        for sql in [
+            "INSERT INTO users (username, sealed_secret, algorithm, digits, period, source, created_at, updated_at, \
+             failed_attempts) VALUES ('alice', x'01', 'SHA1', 6, 30, 'cli', 1, 1, 3), \
+             ('bob', x'01', 'SHA1', 6, 30, 'cli', 1, 1, 0)",
+            "INSERT INTO sent_codes (username, code_hash, sent_at, expires_at) VALUES ('alice', x'abcd', 10, 310)",
+        ] {
+            sqlx::query(sql).execute(&mut db).await.unwrap();
+        }
+
+        migrator(MIGRATIONS).run(&mut db).await.unwrap();
+
+        let rows = sqlx::query(
+            "SELECT username, code_hash, code_sent_at, code_expires_at, sealed_code, last_failed_at, failed_attempts \
+             FROM users ORDER BY username",
+        )
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+        let alice = &rows[0];
+        assert_eq!(alice.get::<Vec<u8>, _>(1), [0xab, 0xcd]);
+        assert_eq!((alice.get::<i64, _>(2), alice.get::<i64, _>(3)), (10, 310));
+        assert_eq!(alice.get::<Option<Vec<u8>>, _>(4), None, "an old code cannot be resent, only replaced");
+        assert!(alice.get::<i64, _>(5) > 1_700_000_000, "its failures fade from now");
+        assert_eq!(alice.get::<i64, _>(6), 3);
+        let bob = &rows[1];
+        assert_eq!((bob.get::<Option<Vec<u8>>, _>(1), bob.get::<Option<i64>, _>(5)), (None, None));
+        let table: Option<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE name = 'sent_codes'")
+            .fetch_optional(&mut db)
+            .await
+            .unwrap();
+        assert_eq!(table, None);
     }
 }
