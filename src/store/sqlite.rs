@@ -138,6 +138,10 @@ impl Sqlite {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let conn = open_connection(&path)?;
+        // A database with nothing to migrate opens without a write, even on a read-only
+        // volume (when the last process left its WAL behind); every verification would then
+        // fail. A write lock taken and released here finds that out at start-up.
+        conn.execute_batch("BEGIN IMMEDIATE; COMMIT;")?;
         let (writer, jobs) = mpsc::channel(4 * MAX_BATCH);
         let reads = Arc::new(AtomicU64::new(0));
         let served = reads.clone();
