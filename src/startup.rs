@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use crate::api::{self, AppState};
 use crate::clock::Clock;
 use crate::config::{DatabaseConfig, Settings, mask_url_password};
-use crate::crypto::{KeyError, KeyOrigin, Keys};
+use crate::crypto::{KeyError, KeyOrigin, Keys, MasterKey};
 use crate::http::{BoundRouter, open_files_limit, shutdown_signal};
 use crate::metrics::Metrics;
 use crate::notify::api::NotifyState;
@@ -210,14 +210,15 @@ async fn open_data(
     clock: Arc<dyn Clock>,
 ) -> Result<(Arc<dyn Store>, UserService, Arc<Keys>), StartupError> {
     let store = store::open(&settings.database).await.map_err(|e| database_error(&settings, e))?;
-    let keys = Keys::load(settings.secret_key.as_ref().map(|k| k.expose()), &settings.key_file())?;
-    if keys.origin == KeyOrigin::GeneratedFile {
+    let master = MasterKey::load(settings.secret_key.as_ref().map(|k| k.expose()), &settings.key_file())?;
+    if master.origin == KeyOrigin::GeneratedFile {
         warn!(
             key_file = %settings.key_file().display(),
             "no SECRET_KEY set: generated a random key file to encrypt TOTP secrets; back it up with the \
              database, or set SECRET_KEY"
         );
     }
+    let keys = master.keys(None)?;
     if store.check_key(keys.check_value()).await.map_err(|e| database_error(&settings, e))? == KeyCheck::Mismatch {
         return Err(StartupError::KeyMismatch);
     }
