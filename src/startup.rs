@@ -16,13 +16,14 @@ use crate::clock::Clock;
 use crate::config::{DatabaseConfig, Settings, mask_url_password};
 use crate::crypto::{KeyError, KeyOrigin, Keys, MasterKey};
 use crate::http::{BoundRouter, open_files_limit, shutdown_signal};
+use crate::keyring::{self, KeyringError};
 use crate::metrics::Metrics;
 use crate::notify::api::NotifyState;
 use crate::notify::email::EmailChannel;
 use crate::notify::retry::RetryPolicy;
 use crate::notify::telegram::TelegramChannel;
 use crate::notify::{self, Channels, FileNotifier, HttpNotifier, Notifier};
-use crate::store::{self, KeyCheck, Store, StoreError};
+use crate::store::{self, Store, StoreError};
 use crate::users::{SyncReport, UserError, UserService};
 use crate::verify::VerifyService;
 
@@ -218,10 +219,11 @@ async fn open_data(
              database, or set SECRET_KEY"
         );
     }
-    let keys = master.keys(None)?;
-    if store.check_key(keys.check_value()).await.map_err(|e| database_error(&settings, e))? == KeyCheck::Mismatch {
-        return Err(StartupError::KeyMismatch);
-    }
+    let keys = keyring::open(&store, master).await.map_err(|e| match e {
+        KeyringError::Keys(e) => StartupError::Keys(e),
+        KeyringError::Store(e) => database_error(&settings, e),
+        KeyringError::Mismatch => StartupError::KeyMismatch,
+    })?;
     let keys = Arc::new(keys);
     let users = UserService::new(store.clone(), keys.clone(), settings.clone(), clock);
     let report = users.sync_env_users().await.map_err(|e| match e {
