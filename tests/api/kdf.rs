@@ -15,7 +15,7 @@ use mfa::store::{KeyMigration, KeyRecord, Resealed, UserProfile, UserSource};
 use serde_json::Value;
 use sqlx::Connection;
 
-use crate::helpers::{database_vars, settings_for};
+use crate::helpers::{TestApp, database_vars, memory_kib, settings_for};
 use crate::process::{cli, now_code, secret_from_cli, start_server};
 
 fn legacy() -> Value {
@@ -395,4 +395,25 @@ async fn a_key_migration_is_written_whole_or_not_at_all() {
     assert!(!store.migrate_keys(&move_to(vec![2; 40], 1, "check-new")).await.unwrap(), "moved once");
     conn.close().await;
     store.close().await;
+}
+
+/// The binary (with its allocator, mimalloc) gives Argon2id's 64 MiB back soon after it
+/// listens: its peak shows the derivation ran, its resident size falls back within seconds.
+#[tokio::test]
+async fn the_memory_argon2id_used_leaves_the_rss_soon_after_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestApp::builder()
+        .shared_dir(dir.path())
+        .env("SECRET_KEY", "rss-test-key-0123456789abcdef")
+        .start_binary("server")
+        .await;
+    let started = std::time::Instant::now();
+    let (mut rss, mut peak) = memory_kib(server.pid());
+    while rss + 48 * 1024 > peak && started.elapsed() < std::time::Duration::from_secs(5) {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        (rss, peak) = memory_kib(server.pid());
+    }
+    eprintln!("RSS {rss} KiB {:?} after listening, peak {peak} KiB", started.elapsed());
+    assert!(peak > 64 * 1024, "the 64 MiB of Argon2id were in use: peak {peak} KiB");
+    assert!(rss + 48 * 1024 <= peak, "RSS {rss} KiB is still near the peak {peak} KiB after 5 s");
 }
