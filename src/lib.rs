@@ -12,6 +12,7 @@ pub mod files;
 pub mod http;
 #[cfg(any(test, fuzzing))]
 pub mod input_checks;
+pub mod keyring;
 pub mod lockout;
 pub mod metrics;
 pub mod notify;

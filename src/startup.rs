@@ -14,15 +14,16 @@ use tracing::{info, warn};
 use crate::api::{self, AppState};
 use crate::clock::Clock;
 use crate::config::{DatabaseConfig, Settings, mask_url_password};
-use crate::crypto::{KeyError, KeyOrigin, Keys};
+use crate::crypto::{KeyError, KeyOrigin, Keys, MasterKey};
 use crate::http::{BoundRouter, open_files_limit, shutdown_signal};
+use crate::keyring::{self, KeyringError};
 use crate::metrics::Metrics;
 use crate::notify::api::NotifyState;
 use crate::notify::email::EmailChannel;
 use crate::notify::retry::RetryPolicy;
 use crate::notify::telegram::TelegramChannel;
 use crate::notify::{self, Channels, FileNotifier, HttpNotifier, Notifier};
-use crate::store::{self, KeyCheck, Store, StoreError};
+use crate::store::{self, Store, StoreError};
 use crate::users::{SyncReport, UserError, UserService};
 use crate::verify::VerifyService;
 
@@ -210,17 +211,19 @@ async fn open_data(
     clock: Arc<dyn Clock>,
 ) -> Result<(Arc<dyn Store>, UserService, Arc<Keys>), StartupError> {
     let store = store::open(&settings.database).await.map_err(|e| database_error(&settings, e))?;
-    let keys = Keys::load(settings.secret_key.as_ref().map(|k| k.expose()), &settings.key_file())?;
-    if keys.origin == KeyOrigin::GeneratedFile {
+    let master = MasterKey::load(settings.secret_key.as_ref().map(|k| k.expose()), &settings.key_file())?;
+    if master.origin == KeyOrigin::GeneratedFile {
         warn!(
             key_file = %settings.key_file().display(),
             "no SECRET_KEY set: generated a random key file to encrypt TOTP secrets; back it up with the \
              database, or set SECRET_KEY"
         );
     }
-    if store.check_key(keys.check_value()).await.map_err(|e| database_error(&settings, e))? == KeyCheck::Mismatch {
-        return Err(StartupError::KeyMismatch);
-    }
+    let keys = keyring::open(&store, master).await.map_err(|e| match e {
+        KeyringError::Keys(e) => StartupError::Keys(e),
+        KeyringError::Store(e) => database_error(&settings, e),
+        KeyringError::Mismatch => StartupError::KeyMismatch,
+    })?;
     let keys = Arc::new(keys);
     let users = UserService::new(store.clone(), keys.clone(), settings.clone(), clock);
     let report = users.sync_env_users().await.map_err(|e| match e {

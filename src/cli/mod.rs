@@ -67,7 +67,14 @@ fn startup_failure(e: StartupError) -> Failure {
 
 pub fn run(cli: Cli) -> ExitCode {
     let outcome = load_settings().and_then(|(env, settings)| {
-        let runtime = tokio::runtime::Runtime::new()?;
+        // As `Runtime::new()`, but an idle blocking thread exits after 1 s instead of 10.
+        // mimalloc gives freed memory back to the OS lazily, at its next collection after a
+        // purge delay, and a thread's exit runs one: so Argon2id's 64 MiB (`crate::keyring`)
+        // leave the RSS a second after start-up, not ten (tests/api/kdf.rs).
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_keep_alive(std::time::Duration::from_secs(1))
+            .build()?;
         runtime.block_on(dispatch(cli.command, env, settings))
     });
     match outcome {

@@ -33,7 +33,8 @@ const fn secret(name: &'static str, unset: &'static str, meaning: &'static str) 
 pub const FLASK_SECRET_KEY: Var = secret(
     "FLASK_SECRET_KEY",
     "generated into `data/secret.key`",
-    "key from which the at-rest encryption keys are derived (HKDF-SHA256); use 32+ random characters",
+    "key from which the at-rest encryption keys are derived (Argon2id, 64 MiB, with a salt of the database's, \
+     then HKDF-SHA256); use 32+ random characters",
 );
 pub const SECRET_KEY: Var =
     secret("SECRET_KEY", "`FLASK_SECRET_KEY`", "the same key under our name; set one of the two");

@@ -34,6 +34,9 @@ pub async fn open(database: &DatabaseConfig) -> Result<Arc<dyn Store>, StoreErro
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The name is taken. (Inside the store also: a statement that had to change a row
+    /// changed none, so its transaction was rolled back; the store's methods say what that
+    /// means before it reaches a caller.)
     #[error("user already exists")]
     Conflict,
     #[error("database error: {0}")]
@@ -206,11 +209,38 @@ pub struct PreviousCode {
     pub expires_at: UnixTime,
 }
 
-/// Whether the database was encrypted with the configured key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyCheck {
-    Matches,
-    Mismatch,
+/// The rows of `meta` that say how the database's keys are derived (`kdf`) and check
+/// that the key is the one it was made with (`key_check`). A new database has neither; one
+/// made before Argon2id only the check value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub kdf: Option<String>,
+    pub check: Option<String>,
+}
+
+/// Moving a database to another key derivation: the new record and check value, and every
+/// user's secret sealed again under the new keys. The store applies it in one transaction,
+/// and only if the database is still as it was read (the old check value, no `kdf` row,
+/// the same users with the same sealed secrets), so a crash leaves the old state or the new
+/// one, and of two processes moving it at once only one does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyMigration {
+    pub kdf: String,
+    pub old_check: String,
+    pub new_check: String,
+    /// How many users there were when the secrets were read.
+    pub users: u64,
+    pub resealed: Vec<Resealed>,
+    /// Drop the sent codes: hashed with the old code key, they cannot be hashed again.
+    pub drop_sent_codes: bool,
+}
+
+/// One user's secret as it was read and as it is sealed under the new keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resealed {
+    pub username: Username,
+    pub old: Vec<u8>,
+    pub new: Vec<u8>,
 }
 
 #[async_trait]
@@ -222,8 +252,14 @@ pub trait Store: Send + Sync + 'static {
     /// The connections that serve requests: (open, idle).
     fn pool_stats(&self) -> (u32, u32);
 
-    /// Records `check` on first use; afterwards tells whether it is still the same.
-    async fn check_key(&self, check: &str) -> Result<KeyCheck, StoreError>;
+    /// How the keys are derived and checked, as recorded.
+    async fn key_record(&self) -> Result<KeyRecord, StoreError>;
+    /// Records a new database's key derivation and check value together. False (nothing
+    /// written) if another process recorded either first: read them again.
+    async fn record_keys(&self, kdf: &str, check: &str) -> Result<bool, StoreError>;
+    /// Applies `migration` in one transaction. False (nothing written) if the database is no
+    /// longer as it was read: another process moved it, or changed a user, first.
+    async fn migrate_keys(&self, migration: &KeyMigration) -> Result<bool, StoreError>;
 
     async fn user(&self, username: &Username) -> Result<Option<UserRecord>, StoreError>;
     async fn users(&self) -> Result<Vec<UserRecord>, StoreError>;

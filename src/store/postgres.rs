@@ -201,9 +201,12 @@ impl Driver for Postgres {
     /// PostgreSQL already shares WAL flushes between concurrent commits: writes run as
     /// they come.
     async fn execute(&self, statement: Statement) -> Result<u64, StoreError> {
-        self.hot
+        let must_change = statement.must_change;
+        let rows = self
+            .hot
             .run(move |conn| Box::pin(async move { Ok(bound(statement).execute(conn).await?.rows_affected()) }))
-            .await
+            .await?;
+        if must_change && rows == 0 { Err(StoreError::Conflict) } else { Ok(rows) }
     }
 
     async fn execute_all(&self, statements: Vec<Statement>) -> Result<Vec<u64>, StoreError> {
@@ -213,13 +216,19 @@ impl Driver for Postgres {
                     let mut tx = conn.begin().await?;
                     let mut changed = Vec::with_capacity(statements.len());
                     for statement in statements {
-                        changed.push(bound(statement).execute(&mut *tx).await?.rows_affected());
+                        let must_change = statement.must_change;
+                        let rows = bound(statement).execute(&mut *tx).await?.rows_affected();
+                        if must_change && rows == 0 {
+                            tx.rollback().await?;
+                            return Ok(Err(StoreError::Conflict));
+                        }
+                        changed.push(rows);
                     }
                     tx.commit().await?;
-                    Ok(changed)
+                    Ok(Ok(changed))
                 })
             })
-            .await
+            .await?
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -9,7 +9,9 @@ use std::sync::LazyLock;
 
 use async_trait::async_trait;
 
-use super::{KeyCheck, PreviousCode, SentCode, SentCodes, Store, StoreError, UserProfile, UserRecord, UserSource};
+use super::{
+    KeyMigration, KeyRecord, PreviousCode, SentCode, SentCodes, Store, StoreError, UserProfile, UserRecord, UserSource,
+};
 use crate::clock::UnixTime;
 use crate::domain::Username;
 use crate::lockout::LockState;
@@ -52,11 +54,23 @@ pub(crate) enum Value {
 pub(crate) struct Statement {
     pub sql: &'static str,
     pub params: Vec<Param>,
+    /// If it changes no row, its job fails with [`StoreError::Conflict`] and nothing of the
+    /// job is written: the condition a transaction was prepared under no longer holds.
+    pub must_change: bool,
 }
 
 impl Statement {
     fn new(sql: &'static str, params: impl Into<Vec<Param>>) -> Self {
-        Self { sql, params: params.into() }
+        Self { sql, params: params.into(), must_change: false }
+    }
+
+    fn must_change(self) -> Self {
+        Self { must_change: true, ..self }
+    }
+
+    /// What a driver answers for this statement once it changed `rows`.
+    pub(crate) fn changed(&self, rows: u64) -> Result<u64, StoreError> {
+        if self.must_change && rows == 0 { Err(StoreError::Conflict) } else { Ok(rows) }
     }
 }
 
@@ -67,7 +81,8 @@ pub(crate) trait Driver: Send + Sync + 'static {
     async fn query(&self, statement: Statement) -> Result<Vec<Vec<Value>>, StoreError>;
     /// A write; the rows it changed. It is durable when this returns.
     async fn execute(&self, statement: Statement) -> Result<u64, StoreError>;
-    /// Writes in one transaction, all or none; the rows each changed.
+    /// Writes in one transaction, all or none; the rows each changed. A statement that
+    /// [`must change`](Statement::must_change) a row and changes none rolls back them all.
     async fn execute_all(&self, statements: Vec<Statement>) -> Result<Vec<u64>, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
     async fn close(&self);
@@ -225,6 +240,16 @@ fn insert_user(user: &UserProfile, now: UnixTime) -> Statement {
     Statement::new(INSERT_USER, params)
 }
 
+/// A job of conditional writes: done, or not done because another process changed the
+/// data first.
+fn raced(result: Result<Vec<u64>, StoreError>) -> Result<bool, StoreError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(StoreError::Conflict) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// The only value of a one-row, one-column query.
 fn single(rows: Vec<Vec<Value>>) -> Option<Value> {
     rows.into_iter().next()?.into_iter().next()
@@ -259,15 +284,56 @@ impl<D: Driver> Store for SqlStore<D> {
         self.driver.connection_stats()
     }
 
-    async fn check_key(&self, check: &str) -> Result<KeyCheck, StoreError> {
-        let record = "INSERT INTO meta (key, value) VALUES ('key_check', $1) ON CONFLICT (key) DO NOTHING";
-        self.driver.execute(Statement::new(record, [Param::text(check)])).await?;
-        let stored = self.driver.query(Statement::new("SELECT value FROM meta WHERE key = 'key_check'", [])).await?;
-        match single(stored) {
-            Some(Value::Text(stored)) if stored == check => Ok(KeyCheck::Matches),
-            Some(Value::Text(_)) => Ok(KeyCheck::Mismatch),
-            _ => Err(StoreError::Corrupt("the key check value is missing".into())),
+    async fn key_record(&self) -> Result<KeyRecord, StoreError> {
+        let sql = "SELECT key, value FROM meta WHERE key IN ('kdf', 'key_check')";
+        let mut record = KeyRecord::default();
+        for row in self.driver.query(Statement::new(sql, [])).await? {
+            let mut c = Columns(row.into_iter());
+            let (key, value) = (c.text()?, c.text()?);
+            match key.as_str() {
+                "kdf" => record.kdf = Some(value),
+                _ => record.check = Some(value),
+            }
         }
+        Ok(record)
+    }
+
+    async fn record_keys(&self, kdf: &str, check: &str) -> Result<bool, StoreError> {
+        let insert = "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING";
+        let writes = vec![
+            Statement::new(insert, [Param::text("kdf"), Param::text(kdf)]).must_change(),
+            Statement::new(insert, [Param::text("key_check"), Param::text(check)]).must_change(),
+        ];
+        raced(self.driver.execute_all(writes).await)
+    }
+
+    async fn migrate_keys(&self, migration: &KeyMigration) -> Result<bool, StoreError> {
+        // The `kdf` row first: a second process moving the database at the same time waits
+        // on its key (PostgreSQL) or the write lock (SQLite), then finds it taken.
+        let claim = "INSERT INTO meta (key, value) VALUES ('kdf', $1) ON CONFLICT (key) DO NOTHING";
+        let check = "UPDATE meta SET value = $2 WHERE key = 'key_check' AND value = $1 \
+                     AND (SELECT COUNT(*) FROM users) = $3";
+        let reseal = "UPDATE users SET sealed_secret = $3 WHERE username = $1 AND sealed_secret = $2";
+        let mut writes = vec![
+            Statement::new(claim, [Param::text(&migration.kdf)]).must_change(),
+            Statement::new(
+                check,
+                [Param::text(&migration.old_check), Param::text(&migration.new_check), Param::int(migration.users)],
+            )
+            .must_change(),
+        ];
+        writes.extend(migration.resealed.iter().map(|user| {
+            let params =
+                [Param::user(&user.username), Param::Blob(Some(user.old.clone())), Param::Blob(Some(user.new.clone()))];
+            Statement::new(reseal, params).must_change()
+        }));
+        if migration.drop_sent_codes {
+            let forget = "UPDATE users SET code_hash = NULL, sealed_code = NULL, code_sent_at = NULL, \
+                          code_expires_at = NULL, previous_code_hash = NULL, previous_code_expires_at = NULL, \
+                          codes_used_at = NULL WHERE code_hash IS NOT NULL";
+            writes.push(Statement::new(forget, []));
+        }
+        raced(self.driver.execute_all(writes).await)
     }
 
     async fn user(&self, username: &Username) -> Result<Option<UserRecord>, StoreError> {

@@ -341,7 +341,7 @@ fn in_savepoint(conn: &Connection, statements: &[Statement]) -> Result<Vec<u64>,
 fn execute(conn: &Connection, write: &Statement) -> Result<u64, StoreError> {
     let mut statement = conn.prepare_cached(write.sql)?;
     bind(&mut statement, &write.params)?;
-    Ok(u64::try_from(statement.raw_execute()?).unwrap_or(u64::MAX))
+    write.changed(u64::try_from(statement.raw_execute()?).unwrap_or(u64::MAX))
 }
 
 /// Binds `$1`, `$2`, ... To SQLite `$n` is a named parameter, numbered by first appearance,
