@@ -21,7 +21,7 @@ pub const NEW_SECRET_BYTES: usize = 20;
 
 /// A shared secret's raw bytes. Never printed: its `Debug` says only how long it is; wiped
 /// from memory when dropped.
-#[derive(Clone, PartialEq, Eq, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+#[derive(Clone, PartialEq, Eq, Hash, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 pub struct SecretBytes(Vec<u8>);
 
 impl SecretBytes {

@@ -33,7 +33,9 @@ impl UserService {
     /// left as they are.
     pub async fn import(&self, text: &str) -> Result<ImportReport, UserError> {
         let mut profiles = Vec::new();
-        let mut secrets: Vec<(Username, SecretBytes)> = Vec::new();
+        // Which user each secret went to, to refuse a second user with it (a hash set: a
+        // million-line import must not compare every pair).
+        let mut secrets: std::collections::HashMap<SecretBytes, Username> = std::collections::HashMap::new();
         for (index, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') || line.starts_with("username,") {
@@ -55,7 +57,7 @@ impl UserService {
                     "the secret of '{username}' is publicly known ({what}): enroll the user instead"
                 )));
             }
-            if let Some((twin, _)) = secrets.iter().find(|(_, s)| *s == secret) {
+            if let Some(twin) = secrets.get(&secret) {
                 return Err(bad(format!(
                     "'{username}' has the same secret as '{twin}': a code of one would be a code of the other"
                 )));
@@ -63,7 +65,7 @@ impl UserService {
             let optional = |i: usize| fields.get(i).copied().filter(|s| !s.is_empty());
             let email = optional(2).map(EmailAddress::parse).transpose().map_err(bad)?;
             let telegram = optional(3).map(TelegramChat::parse).transpose().map_err(bad)?;
-            secrets.push((username.clone(), secret.clone()));
+            secrets.insert(secret.clone(), username.clone());
             profiles.push(UserProfile {
                 sealed_secret: self.seal(&username, &secret)?,
                 username,
