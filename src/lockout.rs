@@ -43,6 +43,9 @@
 
 use crate::clock::UnixTime;
 
+mod recent;
+pub use recent::RecentLocks;
+
 /// The per-user brute-force defence: `MAX_FAILED_ATTEMPTS`, `LOCKOUT_SECONDS`, `LOCKOUT_MAX_SECONDS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LockoutPolicy {

@@ -245,7 +245,9 @@ async fn bind_mfa(
     info!(notifier = notifier.name(), "codes from /request-otp are delivered by the {} notifier", notifier.name());
     let (store, users, keys) = open_data(settings.clone(), clock.clone()).await?;
     let enrolled = users.count().await.map_err(StartupError::Users)?;
-    let verify = VerifyService::new(store.clone(), notifier, clock, keys, settings.clone(), Arc::new(Metrics::mfa()));
+    let metrics = Arc::new(Metrics::mfa());
+    let verify =
+        VerifyService::new(store.clone(), notifier, clock, keys, settings.clone(), metrics, users.recent_locks());
     let state = AppState::new(verify, users.clone(), settings.clone());
     let router = BoundRouter::bind(settings.bind, api::router(state))
         .await

@@ -15,6 +15,7 @@
 //! retried request) is refused as a replay and charged nothing.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing::{info, warn};
 
@@ -22,6 +23,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::crypto::Keys;
 use crate::domain::{Channel, OtpCode, Username};
+use crate::lockout::RecentLocks;
 use crate::metrics::Metrics;
 use crate::notify::{Delivery, Notifier};
 use crate::otp;
@@ -82,7 +84,18 @@ pub struct VerifyService {
     keys: Arc<Keys>,
     settings: Arc<Settings>,
     metrics: Arc<Metrics>,
+    /// The second of the clock in which the database last answered `/healthcheck`'s probe.
+    /// Within that second the answer is reused: probes and load balancers may ask
+    /// thousands of times a second, and the round trip cost more than the rest of the
+    /// request (SQLite: a read transaction's file locks; PostgreSQL: a network round
+    /// trip). A failure is never reused: the next check probes again.
+    healthy_at: Arc<AtomicU64>,
+    /// Shared with the user administration of this process (see `crate::lockout::RecentLocks`).
+    recent_locks: Arc<RecentLocks>,
 }
+
+/// `healthy_at` before any probe has succeeded.
+const NEVER: u64 = u64::MAX;
 
 /// Compare-and-swap retries before giving up; only reached under extreme contention.
 const MAX_CAS_ROUNDS: usize = 64;
@@ -95,8 +108,10 @@ impl VerifyService {
         keys: Arc<Keys>,
         settings: Arc<Settings>,
         metrics: Arc<Metrics>,
+        recent_locks: Arc<RecentLocks>,
     ) -> Self {
-        Self { store, notifier, clock, keys, settings, metrics }
+        let healthy_at = Arc::new(AtomicU64::new(NEVER));
+        Self { store, notifier, clock, keys, settings, metrics, healthy_at, recent_locks }
     }
 
     /// The MFA server's metrics, which the HTTP layer records requests in too.
@@ -104,16 +119,22 @@ impl VerifyService {
         &self.metrics
     }
 
-    /// Whether the database answers, and what else `/healthcheck` shows.
+    /// Whether the database answers (it did within the clock's current second, or it does
+    /// now), and what else `/healthcheck` shows.
     pub async fn health(&self) -> Health {
-        let database_reachable = match self.store.ping().await {
-            Ok(()) => true,
-            Err(e) => {
-                warn!(error = %e, "health check: database unreachable");
-                false
-            }
-        };
-        Health { database_reachable, notifier: self.notifier.name(), time: self.clock.now() }
+        let now = self.clock.now();
+        let database_reachable = self.healthy_at.load(Ordering::Relaxed) == now
+            || match self.store.ping().await {
+                Ok(()) => {
+                    self.healthy_at.store(now, Ordering::Relaxed);
+                    true
+                }
+                Err(e) => {
+                    warn!(error = %e, "health check: database unreachable");
+                    false
+                }
+            };
+        Health { database_reachable, notifier: self.notifier.name(), time: now }
     }
 
     /// The metrics in the Prometheus text format, with the database connections read now.
@@ -254,14 +275,22 @@ impl VerifyService {
     /// Checks a code of either kind; parallel guesses cannot outrun the lockout (see below).
     /// A right app code costs one write; any other code one write to count the failure.
     pub async fn verify(&self, username: &Username, code: &OtpCode) -> Result<Accepted, VerifyError> {
-        let mut user = self.find_user(username).await?;
         let now = self.clock.now();
-        let policy = self.settings.lockout;
-        if let Some(retry_after) = policy.locked_for(user.lock, now) {
-            // Refused before any cryptography: this is the path an attacker hammers.
+        let locked = |retry_after| {
             info!(event = "verify", outcome = "locked", retry_after);
             self.metrics.verification("locked");
-            return Err(VerifyError::TooManyAttempts { retry_after });
+            VerifyError::TooManyAttempts { retry_after }
+        };
+        // Refused before any cryptography, and while the lock was read in this second
+        // without reading it again: this is the path an attacker hammers.
+        if let Some(retry_after) = self.recent_locks.locked_for(username.as_str(), now) {
+            return Err(locked(retry_after));
+        }
+        let mut user = self.find_user(username).await?;
+        let policy = self.settings.lockout;
+        if let Some(retry_after) = policy.locked_for(user.lock, now) {
+            self.recent_locks.saw(username.as_str(), now + retry_after, now);
+            return Err(locked(retry_after));
         }
         let secret = self
             .keys
@@ -285,11 +314,7 @@ impl VerifyService {
         let mut charged = None;
         for _ in 0..MAX_CAS_ROUNDS {
             let state = user.lock;
-            let next = policy.charge(state, now).map_err(|retry_after| {
-                info!(event = "verify", outcome = "locked", retry_after);
-                self.metrics.verification("locked");
-                VerifyError::TooManyAttempts { retry_after }
-            })?;
+            let next = policy.charge(state, now).map_err(locked)?;
             if let Some(step) = totp_step {
                 if user.last_step.is_some_and(|last| last >= step) {
                     return Err(self.replayed("totp"));
@@ -336,6 +361,7 @@ impl VerifyService {
         info!(event = "verify", outcome = "invalid", failed_attempts = charged.failed_attempts);
         self.metrics.verification("invalid");
         if let Some(until) = charged.locked_until {
+            self.recent_locks.saw(username.as_str(), until, now);
             self.metrics.lockout();
             warn!(
                 event = "lockout",

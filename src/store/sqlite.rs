@@ -58,6 +58,21 @@ const SPARE_READS: u64 = 32;
 const COMMIT_SLICE: Duration = Duration::from_micros(250);
 /// How long a statement waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Checkpoints (copying the WAL's pages back into the database file, and an fsync of it)
+/// run on their own thread and connection, so that the writer never stalls behind one:
+/// after each commit the checkpointer is woken and copies whatever has been committed
+/// since its last pass (a busy server's passes are large, an idle one's small). SQLite
+/// alone (Python's sqlite3, batches of 256 random updates among 1M users): 19.5k
+/// updates/s with the writer checkpointing every 1,000 pages (the default), 43k with a
+/// checkpointer beside it. The writer still checkpoints by itself past this many pages,
+/// should the checkpointer fall behind, so the WAL stays bounded.
+const WRITER_CHECKPOINT_PAGES: i64 = 10_000;
+/// The checkpointer's rest after each pass: each pass costs an fsync of the database file
+/// and a sort of the WAL's new frames, so under load fewer, larger passes cost less.
+const CHECKPOINT_PAUSE: Duration = Duration::from_millis(10);
+/// The WAL is cut back to this size after a checkpoint (it would otherwise keep the
+/// largest size it ever had).
+const JOURNAL_SIZE_LIMIT: i64 = 64 << 20;
 /// Page cache per connection: the OS caches the file too, and RSS stays small.
 const CACHE_KIB: i64 = 1024;
 
@@ -138,6 +153,8 @@ impl Sqlite {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let conn = open_connection(&path)?;
+        conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)?;
+        conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
         // A database with nothing to migrate opens without a write, even on a read-only
         // volume (when the last process left its WAL behind); every verification would then
         // fail. A write lock taken and released here finds that out at start-up.
@@ -145,9 +162,25 @@ impl Sqlite {
         let (writer, jobs) = mpsc::channel(4 * MAX_BATCH);
         let reads = Arc::new(AtomicU64::new(0));
         let served = reads.clone();
+        let checkpointer = open_connection(&path)?;
+        let (wake, woken) = std::sync::mpsc::sync_channel(1);
+        let checkpointer = std::thread::Builder::new()
+            .name("sqlite-checkpointer".into())
+            .spawn(move || checkpoints(&checkpointer, &woken))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the database checkpointer: {e}")))?;
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || group_commits(&conn, jobs, &served))
+            .spawn(move || {
+                let close = group_commits(&conn, jobs, &served, &wake);
+                // The checkpointer ends first and the writer's connection closes last (it
+                // checkpoints what is left and removes the WAL); then `close` is answered.
+                drop(wake);
+                let _ = checkpointer.join();
+                drop(conn);
+                if let Some(close) = close {
+                    let _ = close.send(Ok(Vec::new()));
+                }
+            })
             .map_err(|e| StoreError::Unavailable(format!("cannot start the database writer: {e}")))?;
         Ok(Self { readers, next_reader: AtomicUsize::new(0), reads, writer, closed: AtomicBool::new(false) })
     }
@@ -255,13 +288,21 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-/// The writer thread: one transaction, one fsync, per batch of waiting writes. It ends
-/// when asked to close or when the last store handle is dropped.
-fn group_commits(conn: &Connection, mut jobs: mpsc::Receiver<WriteJob>, reads: &AtomicU64) {
-    let mut closing = false;
+/// The writer thread: one transaction, one fsync, per batch of waiting writes, and a wake-up
+/// for the checkpointer after each. It ends when asked to close (returning where to answer
+/// that, once the connections are closed) or when the last store handle is dropped.
+fn group_commits(
+    conn: &Connection,
+    mut jobs: mpsc::Receiver<WriteJob>,
+    reads: &AtomicU64,
+    checkpointer: &std::sync::mpsc::SyncSender<()>,
+) -> Option<oneshot::Sender<Result<Vec<u64>, StoreError>>> {
+    let mut closing = None;
     let mut last_batch = 0;
     let mut reads_at_commit = reads.load(Ordering::Relaxed);
-    while !closing && let Some(first) = jobs.blocking_recv() {
+    while closing.is_none()
+        && let Some(first) = jobs.blocking_recv()
+    {
         let mut batch = vec![first];
         take_waiting(&mut jobs, &mut batch);
         if last_batch >= BUSY_BATCH {
@@ -277,11 +318,16 @@ fn group_commits(conn: &Connection, mut jobs: mpsc::Receiver<WriteJob>, reads: &
             }
         }
         last_batch = batch.len();
-        let (writes, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        closing = writes.iter().any(|job| matches!(job, Job::Close));
+        let (writes, mut replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        if let Some(at) = writes.iter().position(|job| matches!(job, Job::Close)) {
+            closing = Some(replies.remove(at));
+        }
         match commit_batch(conn, &writes) {
             Ok(results) => {
-                for (reply, result) in replies.into_iter().zip(results) {
+                // Full or not, the checkpointer's next pass takes this commit too.
+                let _ = checkpointer.try_send(());
+                let results = results.into_iter().zip(&writes).filter(|(_, job)| !matches!(job, Job::Close));
+                for (reply, (result, _)) in replies.into_iter().zip(results) {
                     let _ = reply.send(result);
                 }
             }
@@ -293,6 +339,19 @@ fn group_commits(conn: &Connection, mut jobs: mpsc::Receiver<WriteJob>, reads: &
             }
         }
         reads_at_commit = reads.load(Ordering::Relaxed);
+    }
+    closing
+}
+
+/// The checkpointer thread: a passive checkpoint (it never waits for a lock, and never
+/// blocks the writer or a reader) each time the writer has committed since the last pass.
+fn checkpoints(conn: &Connection, woken: &std::sync::mpsc::Receiver<()>) {
+    while woken.recv().is_ok() {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "database checkpoint failed; the writer will checkpoint instead");
+        }
+        #[expect(clippy::disallowed_methods, reason = "the checkpointer's own thread, not the runtime's")]
+        std::thread::sleep(CHECKPOINT_PAUSE);
     }
 }
 

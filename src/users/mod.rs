@@ -12,6 +12,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::crypto::Keys;
 use crate::domain::{EmailAddress, TelegramChat, Username};
+use crate::lockout::RecentLocks;
 use crate::otp::{self, Algorithm, OtpParams, SecretBytes};
 use crate::store::{Store, StoreError, UserProfile, UserRecord, UserSource};
 pub use qr::{qr_png, qr_svg};
@@ -97,11 +98,19 @@ pub struct UserService {
     keys: Arc<Keys>,
     settings: Arc<Settings>,
     clock: Arc<dyn Clock>,
+    /// Shared with the verification of this process, which answers locked users from it:
+    /// every change here forgets the user there.
+    recent_locks: Arc<RecentLocks>,
 }
 
 impl UserService {
     pub fn new(store: Arc<dyn Store>, keys: Arc<Keys>, settings: Arc<Settings>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, keys, settings, clock }
+        Self { store, keys, settings, clock, recent_locks: Arc::default() }
+    }
+
+    /// The locks recently seen by this process, for its `VerifyService`.
+    pub fn recent_locks(&self) -> Arc<RecentLocks> {
+        self.recent_locks.clone()
     }
 
     /// Creates a user with a fresh 160-bit secret.
@@ -124,6 +133,7 @@ impl UserService {
             telegram_id: new.telegram.map(|t| t.as_str().to_string()),
             source: UserSource::Cli,
         };
+        self.recent_locks.forget(new.username.as_str());
         match self.store.insert_user(&profile, self.clock.now()).await {
             Ok(()) => self.enrollment(&new.username, secret).await,
             Err(StoreError::Conflict) => Err(UserError::Exists(new.username)),
@@ -177,6 +187,7 @@ impl UserService {
         let current = self.changeable(username).await?.profile;
         let secret = SecretBytes::generate();
         let profile = UserProfile { sealed_secret: self.seal(username, &secret)?, ..current };
+        self.recent_locks.forget(username.as_str());
         if !self.store.replace_user(&profile, true, self.clock.now()).await? {
             return Err(UserError::NotFound(username.clone()));
         }
@@ -186,12 +197,15 @@ impl UserService {
 
     pub async fn remove(&self, username: &Username) -> Result<(), UserError> {
         self.changeable(username).await?;
+        self.recent_locks.forget(username.as_str());
         if self.store.delete_user(username).await? { Ok(()) } else { Err(UserError::NotFound(username.clone())) }
     }
 
     /// Clears failed attempts and any lockout (`.env` users too).
     pub async fn unlock(&self, username: &Username) -> Result<UserSummary, UserError> {
-        if !self.store.clear_lock(username).await? {
+        let cleared = self.store.clear_lock(username).await?;
+        self.recent_locks.forget(username.as_str());
+        if !cleared {
             return Err(UserError::NotFound(username.clone()));
         }
         self.find(username).await

@@ -129,6 +129,9 @@ impl UserService {
                 report.removed.push(username.to_string());
             }
         }
+        if report != SyncReport::default() {
+            self.recent_locks.forget_all();
+        }
         Ok(report)
     }
 }

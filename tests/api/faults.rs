@@ -379,6 +379,13 @@ async fn a_disk_that_fills_up_while_serving_fails_closed() {
     let wrapper = disk_full_after(limit);
     let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
     let server = TestApp::builder().shared_dir(dir.path()).envs(&env).start_binary_via("server", &wrapper).await;
+    // The checkpointer copies each commit back into the database file and the WAL is
+    // written again from its start, so a quiet server's writes grow no file. A reader
+    // holding a snapshot (a backup, a report) keeps the WAL's frames from being reused:
+    // then every write grows it, until the disk is full.
+    let mut reader = sqlx::SqliteConnection::connect(&db_url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut reader).await.unwrap();
+    sqlx::query("SELECT count(*) FROM users").fetch_one(&mut reader).await.unwrap();
 
     let mut accepted = Vec::new();
     let mut refused = Vec::new();
@@ -410,6 +417,7 @@ async fn a_disk_that_fills_up_while_serving_fails_closed() {
     );
     let wrong = server.verify(&users[users.len() - 1].0, "000000").await;
     assert_eq!(wrong.status, 503, "a failure that cannot be counted is not answered 401: {:?}", wrong.body);
+    reader.close().await.unwrap();
     let logs = server.kill9().await;
     assert!(!logs.contains("panicked"), "{logs}");
     let reason = logs.lines().find(|l| l.contains("database unavailable")).expect("the failed writes are logged");

@@ -254,8 +254,8 @@ async fn nothing_the_process_writes_holds_a_secret_a_token_or_a_code() {
         }
     }
     for code in &needles.codes {
-        if contains_code(&logs, code) {
-            found.push(format!("code {code} in the logs"));
+        if let Some(line) = logs.lines().find(|line| contains_code(line, code)) {
+            found.push(format!("code {code} in the logs: {line}"));
         }
         for (file, bytes) in &stored {
             // A dump shows binary columns as hex: a code stored as text would be its hex.
