@@ -50,7 +50,8 @@ pub struct VerifyReply {
     pub valid: bool,
 }
 
-/// The server and its database. Fields are declared in the order they go on the wire.
+/// The server and its database.
+// Fields are declared in the order they go on the wire.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HealthReport {
     /// `ok`, or `unreachable`.

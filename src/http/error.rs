@@ -37,7 +37,8 @@ pub enum ErrorCode {
     ChannelNotConfigured,
 }
 
-/// The body of every error response. Fields are declared in the order they go on the wire.
+/// The body of every error response.
+// Fields are declared in the order they go on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// `delivery_failed` from `/send`: the attempts made.
@@ -56,7 +57,7 @@ pub struct ErrorBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(example = 300)]
     pub retry_after: Option<u64>,
-    /// `false`, with `invalid_token` only: clients of the Flask design read it.
+    /// `false`, with `invalid_token` only (for clients that read `valid` on every answer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valid: Option<bool>,
 }

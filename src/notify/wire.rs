@@ -4,8 +4,8 @@
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
-use utoipa::openapi::RefOr;
-use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::schema::{Discriminator, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::{Ref, RefOr};
 
 use super::Delivery;
 use crate::domain::{Channel, EmailAddress, TELEGRAM_CHAT_PATTERN, TelegramChat};
@@ -111,27 +111,45 @@ fn channel_request(channel: Channel, title: &str, what: &str, recipient: Schema,
         .into()
 }
 
+/// The two shapes of a `/send` body, each a named schema of its own, so that client
+/// generators make one model per channel.
+const EMAIL_MESSAGE: &str = "EmailMessage";
+const TELEGRAM_MESSAGE: &str = "TelegramMessage";
+
+fn email_message() -> Schema {
+    channel_request(
+        Channel::Email,
+        EMAIL_MESSAGE,
+        "An email: `recipient` is an address.",
+        crate::openapi::email_schema(),
+        EMAIL_MAX_CHARS,
+    )
+}
+
+fn telegram_message() -> Schema {
+    let chat =
+        ObjectBuilder::new().schema_type(Type::String).pattern(Some(TELEGRAM_CHAT_PATTERN)).examples(["123456789"]);
+    channel_request(
+        Channel::Telegram,
+        TELEGRAM_MESSAGE,
+        "A Telegram message: `recipient` is a chat id or `@channel`.",
+        chat.into(),
+        TELEGRAM_MAX_CHARS,
+    )
+}
+
 impl utoipa::PartialSchema for SendRequest {
     fn schema() -> RefOr<Schema> {
-        let email = channel_request(
-            Channel::Email,
-            "EmailMessage",
-            "An email: `recipient` is an address.",
-            crate::openapi::email_schema(),
-            EMAIL_MAX_CHARS,
-        );
-        let chat =
-            ObjectBuilder::new().schema_type(Type::String).pattern(Some(TELEGRAM_CHAT_PATTERN)).examples(["123456789"]);
-        let telegram = channel_request(
-            Channel::Telegram,
-            "TelegramMessage",
-            "A Telegram message: `recipient` is a chat id or `@channel`.",
-            chat.into(),
-            TELEGRAM_MAX_CHARS,
-        );
+        let mut by_channel = Discriminator::new("channel");
+        by_channel.mapping = [
+            (Channel::Email.as_str().to_string(), format!("#/components/schemas/{EMAIL_MESSAGE}")),
+            (Channel::Telegram.as_str().to_string(), format!("#/components/schemas/{TELEGRAM_MESSAGE}")),
+        ]
+        .into();
         OneOfBuilder::new()
-            .item(email)
-            .item(telegram)
+            .item(Ref::from_schema_name(EMAIL_MESSAGE))
+            .item(Ref::from_schema_name(TELEGRAM_MESSAGE))
+            .discriminator(Some(by_channel))
             .description(Some(
                 "One message to one recipient; what `recipient` and `message` may be depends on `channel`.",
             ))
@@ -143,6 +161,11 @@ impl utoipa::ToSchema for SendRequest {
     fn name() -> Cow<'static, str> {
         Cow::Borrowed("SendRequest")
     }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((EMAIL_MESSAGE.to_string(), email_message().into()));
+        schemas.push((TELEGRAM_MESSAGE.to_string(), telegram_message().into()));
+    }
 }
 
 /// `sent`: the only status of a 200 from `/send`.
@@ -152,8 +175,8 @@ pub enum SendStatus {
     Sent,
 }
 
-/// The reply of `POST /send` when the message went out. Fields are declared in the order
-/// they go on the wire.
+/// The reply of `POST /send` when the message went out.
+// Fields are declared in the order they go on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SendReply {
     /// Tries it took, the first one included.
@@ -187,8 +210,8 @@ pub struct ChannelsHealth {
     pub telegram: ChannelHealth,
 }
 
-/// The notification service's `/healthcheck`. Fields are declared in the order they go on
-/// the wire.
+/// The notification service's `/healthcheck`.
+// Fields are declared in the order they go on the wire.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NotifierHealth {
     pub channels: ChannelsHealth,

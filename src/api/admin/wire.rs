@@ -10,8 +10,8 @@ use crate::users::{ContactChange, Enrollment, NewUser, UserPage, UserSummary};
 pub const DEFAULT_PAGE: u32 = 50;
 pub const MAX_PAGE: u32 = 500;
 
-/// A user as the admin API shows it: never the secret. Fields are declared in the order
-/// they go on the wire.
+/// A user as the admin API shows it: never the secret.
+// Fields are declared in the order they go on the wire.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AdminUser {
     #[schema(value_type = Algorithm)]
@@ -56,7 +56,7 @@ impl From<&UserSummary> for AdminUser {
     }
 }
 
-/// An [`AdminUser`] plus its new secret, shown once (`Cache-Control: no-store`).
+/// A user, as `AdminUser`, with its new secret, shown once (`Cache-Control: no-store`).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AdminEnrollment {
     #[serde(flatten)]
@@ -78,8 +78,8 @@ impl AdminEnrollment {
     }
 }
 
-/// A page of users; `next` is the `after` of the next page, `null` on the last. Fields are
-/// declared in the order they go on the wire.
+/// A page of users; `next` is the `after` of the next page, `null` on the last.
+// Fields are declared in the order they go on the wire.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AdminUserPage {
     #[schema(value_type = Option<Username>)]
