@@ -11,6 +11,7 @@ mod flood;
 mod helpers;
 mod hostile;
 mod instances;
+mod integration;
 mod kdf;
 mod lockout;
 mod malformed;
