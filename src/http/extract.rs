@@ -2,8 +2,11 @@
 //! mapping, in its JSON shape), and the bearer-token check.
 
 use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use super::ServiceState;
@@ -26,10 +29,32 @@ where
     type Rejection = S::Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<ObjectOnly<T>>::from_request(req, state).await {
-            Ok(Json(ObjectOnly(value))) => Ok(Self(value)),
-            Err(rejection) => Err(HttpFault::Invalid(rejection.into()).into()),
+        let refuse = |invalid: InvalidRequest| S::Error::from(HttpFault::Invalid(invalid));
+        if !is_json(req.headers()) {
+            return Err(refuse(InvalidRequest {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                detail: "expected a body with Content-Type: application/json".into(),
+            }));
         }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| refuse(JsonRejection::from(e).into()))?;
+        read_json_object(&bytes).map(Self).map_err(refuse)
+    }
+}
+
+/// Whether the request says its body is JSON: `application/json` or `application/<x>+json`,
+/// in any case, with or without parameters, and with the optional whitespace RFC 9110
+/// allows around the `;` before them (`application/json ; charset=utf-8`, which axum's own
+/// check refuses).
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };
+    let essence = value.split(';').next().unwrap_or_default().trim_matches([' ', '\t']).to_ascii_lowercase();
+    match essence.split_once('/') {
+        Some(("application", subtype)) => {
+            let token =
+                |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b));
+            subtype == "json" || subtype.strip_suffix("+json").is_some_and(token)
+        }
+        _ => false,
     }
 }
 
