@@ -24,6 +24,7 @@ mod proptests;
 pub mod rate_limit;
 mod report;
 mod settings;
+mod spelling;
 pub mod template;
 mod validate;
 pub mod vars;

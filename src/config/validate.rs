@@ -158,7 +158,10 @@ impl Settings {
 
         for key in env.keys() {
             let ours = ["MFA_", "OTP_"].iter().any(|p| key.starts_with(p));
-            if ours && !vars::is_known(key) {
+            let meant = if ours || env.in_dotenv(key) { super::spelling::meant(key) } else { None };
+            if let Some(meant) = meant {
+                warnings.push(format!("{key} is not a variable this program knows: did you mean {meant}?"));
+            } else if ours && !vars::is_known(key) {
                 warnings.push(format!("{key} is not a variable this program knows; check its spelling"));
             }
         }
@@ -316,7 +319,25 @@ mod tests {
     #[test]
     fn unknown_mfa_variables_are_warned_about() {
         let s = Settings::from_env(&env(&[("MFA_BINDD", "x")])).unwrap();
-        assert!(s.warnings.iter().any(|w| w.contains("MFA_BINDD")));
+        assert!(s.warnings.iter().any(|w| w.contains("MFA_BINDD") && w.contains("did you mean MFA_BIND?")));
+    }
+
+    #[test]
+    fn misspelt_variables_in_dotenv_name_the_one_meant_and_the_environment_is_not_searched() {
+        let dotenv = "RATE_LIMT=5/minute\nADMIN_TOKN=abc\nDAIR_SECERT=JBSWY3DPEHPK3PXP\nPOSTGRES_PASSWORD=x\n";
+        let s =
+            Settings::from_env(&EnvMap::from_dotenv_text(dotenv, vec![("RATE_LIMT_X".into(), "1".into())])).unwrap();
+        for (typed, meant) in
+            [("RATE_LIMT", "RATE_LIMIT"), ("ADMIN_TOKN", "ADMIN_TOKEN"), ("DAIR_SECERT", "DAIR_SECRET")]
+        {
+            let expected = format!("{typed} is not a variable this program knows: did you mean {meant}?");
+            assert!(s.warnings.contains(&expected), "{expected}: {:?}", s.warnings);
+        }
+        assert!(
+            !s.warnings.iter().any(|w| w.contains("POSTGRES_PASSWORD") || w.contains("RATE_LIMT_X")),
+            "{:?}",
+            s.warnings
+        );
     }
 
     #[test]
