@@ -107,6 +107,11 @@ impl EmailAddress {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The part after the `@` (the parser made sure there is one).
+    pub fn domain(&self) -> &str {
+        self.0.rsplit_once('@').map_or("", |(_, domain)| domain)
+    }
 }
 
 /// A Telegram chat: a numeric chat id (negative for groups) or a public `@channelname`.

@@ -28,6 +28,10 @@ pub enum SmtpSecurity {
 #[derive(Debug, Clone)]
 pub struct EmailSettings {
     pub sender: EmailAddress,
+    /// The display name of `EMAIL_SENDER` (`Acme Login <login@acme.example>`), if it has one.
+    pub sender_name: Option<String>,
+    /// `EMAIL_HELO_NAME`, or the sender's domain.
+    pub helo_name: String,
     /// The SMTP login: `EMAIL_USERNAME`, or the sender address as in the seed.
     pub username: String,
     /// No password: no AUTH.
@@ -105,12 +109,12 @@ pub(super) fn read(r: &mut Reader) -> Option<NotificationSettings> {
 
     let email = match env.get(vars::EMAIL_SMTP_SERVER.name) {
         None => {
-            r.optional(&vars::EMAIL_SENDER, EmailAddress::parse);
+            r.optional(&vars::EMAIL_SENDER, sender_mailbox);
             None
         }
         Some(_) => {
             let sender = match env.get(vars::EMAIL_SENDER.name) {
-                Some(_) => r.optional(&vars::EMAIL_SENDER, EmailAddress::parse),
+                Some(_) => r.optional(&vars::EMAIL_SENDER, sender_mailbox),
                 None => {
                     r.fail(vars::EMAIL_SENDER.name, "is required when EMAIL_SMTP_SERVER is set");
                     None
@@ -169,9 +173,12 @@ pub(super) fn read(r: &mut Reader) -> Option<NotificationSettings> {
                 }
             }
             let username = r.optional(&vars::EMAIL_USERNAME, no_control(false));
+            let helo_name = r.optional(&vars::EMAIL_HELO_NAME, helo_name);
             match (sender, timeout, max_retries, server) {
-                (Some(sender), Some(timeout), Some(max_retries), Some(server)) => Some(EmailSettings {
+                (Some((sender_name, sender)), Some(timeout), Some(max_retries), Some(server)) => Some(EmailSettings {
                     username: username.unwrap_or_else(|| sender.as_str().to_string()),
+                    helo_name: helo_name.unwrap_or_else(|| sender.domain().to_string()),
+                    sender_name,
                     sender,
                     password,
                     server,
@@ -209,6 +216,38 @@ pub(super) fn read(r: &mut Reader) -> Option<NotificationSettings> {
     Some(NotificationSettings { bind: bind?, api_token, url, email, telegram, retry_base: retry_base? })
 }
 
+/// `EMAIL_SENDER`: an address, or a display name and an address in angle brackets.
+fn sender_mailbox(raw: &str) -> Result<(Option<String>, EmailAddress), String> {
+    let raw = raw.trim();
+    let Some((name, rest)) = raw.split_once('<') else { return Ok((None, EmailAddress::parse(raw)?)) };
+    let address = rest.strip_suffix('>').ok_or("a display name's address must end with '>'")?;
+    let name = name.trim().trim_matches('"').trim();
+    if name.chars().any(|c| c.is_control() || c == '"' || c == '\\') {
+        return Err("the display name must be one line, without quotes or backslashes".into());
+    }
+    Ok(((!name.is_empty()).then(|| name.to_string()), EmailAddress::parse(address.trim())?))
+}
+
+/// `EMAIL_HELO_NAME`: a host name of letter-digit-hyphen labels, or an address literal.
+fn helo_name(raw: &str) -> Result<String, String> {
+    let name = raw.trim();
+    let label = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let literal = name
+        .strip_prefix('[')
+        .and_then(|n| n.strip_suffix(']'))
+        .is_some_and(|ip| ip.parse::<std::net::IpAddr>().is_ok());
+    if literal || (name.len() <= 253 && name.split('.').all(label)) {
+        Ok(name.to_string())
+    } else {
+        Err(format!("'{}' is not a host name (letters, digits, hyphens and dots) or an [address]", printable(name, 64)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +261,39 @@ mod tests {
         let mut all = vec![("EMAIL_SMTP_SERVER", "smtp.example.com"), ("EMAIL_SENDER", "a@example.com")];
         all.extend_from_slice(pairs);
         settings(&all).unwrap().notification.email.unwrap()
+    }
+
+    #[test]
+    fn the_sender_may_carry_a_display_name_and_the_greeting_defaults_to_its_domain() {
+        let plain = email(&[]);
+        assert_eq!(
+            (plain.sender_name, plain.helo_name.as_str(), plain.username.as_str()),
+            (None, "example.com", "a@example.com")
+        );
+        let named = email(&[("EMAIL_SENDER", "Acme Login <login@acme.example>")]);
+        assert_eq!(named.sender_name.as_deref(), Some("Acme Login"));
+        assert_eq!((named.sender.as_str(), named.username.as_str()), ("login@acme.example", "login@acme.example"));
+        assert_eq!(named.helo_name, "acme.example");
+        let quoted = email(&[("EMAIL_SENDER", "\"Acme, Inc.\" <login@acme.example>")]);
+        assert_eq!(quoted.sender_name.as_deref(), Some("Acme, Inc."));
+        assert_eq!(email(&[("EMAIL_HELO_NAME", "mx1.acme.example")]).helo_name, "mx1.acme.example");
+        assert_eq!(email(&[("EMAIL_HELO_NAME", "[192.0.2.7]")]).helo_name, "[192.0.2.7]");
+        let server = ("EMAIL_SMTP_SERVER", "smtp.example.com");
+        for (var, bad) in [
+            ("EMAIL_SENDER", "Acme <login@acme.example"),
+            ("EMAIL_SENDER", "Acme <not-an-address>"),
+            ("EMAIL_HELO_NAME", "bad name"),
+            ("EMAIL_HELO_NAME", "-x.example"),
+            ("EMAIL_HELO_NAME", "[not-an-ip]"),
+        ] {
+            let sender = if var == "EMAIL_SENDER" { bad } else { "a@example.com" };
+            let mut vars = vec![server, ("EMAIL_SENDER", sender)];
+            if var != "EMAIL_SENDER" {
+                vars.push((var, bad));
+            }
+            let err = settings(&vars).unwrap_err().to_string();
+            assert!(err.contains(var), "{var}={bad}: {err}");
+        }
     }
 
     #[test]

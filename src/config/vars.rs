@@ -51,8 +51,12 @@ pub const TELEGRAM_TOKEN: Var = secret("TELEGRAM_TOKEN", "—", "the bot's token
 pub const EMAIL_SMTP_SERVER: Var = unset("EMAIL_SMTP_SERVER", "—", "SMTP relay host; enables the email channel");
 pub const EMAIL_SMTP_PORT: Var =
     unset("EMAIL_SMTP_PORT", "`587` (`465` with `EMAIL_SMTP_SECURITY=tls`)", "465: TLS, 587: STARTTLS, other: plain");
-pub const EMAIL_SENDER: Var =
-    unset("EMAIL_SENDER", "—", "From address, and the SMTP login (required with `EMAIL_SMTP_SERVER`)");
+pub const EMAIL_SENDER: Var = unset(
+    "EMAIL_SENDER",
+    "—",
+    "From address, `login@acme.example` or `Acme Login <login@acme.example>`; the address is the SMTP login \
+     (required with `EMAIL_SMTP_SERVER`)",
+);
 pub const EMAIL_PASSWORD: Var = secret("EMAIL_PASSWORD", "—", "SMTP password; unset: no AUTH");
 
 // Ours.
@@ -151,7 +155,12 @@ pub const EMAIL_SMTP_SECURITY: Var = unset("EMAIL_SMTP_SECURITY", "from the port
 pub const EMAIL_SMTP_CA_FILE: Var =
     unset("EMAIL_SMTP_CA_FILE", "—", "extra CA certificate (PEM) to trust, for a private relay");
 pub const EMAIL_USERNAME: Var =
-    unset("EMAIL_USERNAME", "`EMAIL_SENDER`", "SMTP login name, when the relay wants another");
+    unset("EMAIL_USERNAME", "`EMAIL_SENDER`'s address", "SMTP login name, when the relay wants another");
+pub const EMAIL_HELO_NAME: Var = unset(
+    "EMAIL_HELO_NAME",
+    "`EMAIL_SENDER`'s domain",
+    "the name the SMTP client greets the relay with (EHLO); relays may refuse one that is not fully qualified",
+);
 pub const EMAIL_TIMEOUT_SECONDS: Var = var("EMAIL_TIMEOUT_SECONDS", "10", "limit per attempt (decimals allowed)");
 pub const EMAIL_MAX_RETRIES: Var = var("EMAIL_MAX_RETRIES", "3", "retries after the first attempt");
 pub const TELEGRAM_API_URL: Var =
@@ -221,6 +230,7 @@ pub const ALL: &[Var] = &[
     EMAIL_SMTP_SECURITY,
     EMAIL_SMTP_CA_FILE,
     EMAIL_USERNAME,
+    EMAIL_HELO_NAME,
     EMAIL_TIMEOUT_SECONDS,
     EMAIL_MAX_RETRIES,
     TELEGRAM_API_URL,

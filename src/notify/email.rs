@@ -11,6 +11,7 @@ use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::retry::{AttemptError, RetryPolicy, with_retries};
@@ -21,6 +22,8 @@ use crate::config::{EmailSettings, SmtpSecurity};
 pub struct EmailChannel {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     sender: Mailbox,
+    /// The sender's domain, for Message-IDs (not the machine's host name).
+    domain: String,
     policy: RetryPolicy,
     reachability: AtomicU8,
 }
@@ -42,21 +45,25 @@ impl EmailChannel {
             SmtpSecurity::StartTls => Tls::Required(tls_parameters()?),
             SmtpSecurity::None => Tls::None,
         };
+        // Greeting with the sender's domain, not the machine's short host name (lettre's
+        // default), which relays with reject_non_fqdn_helo_hostname refuse with 504.
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(settings.server.clone())
             .port(settings.port)
             .tls(tls)
-            .timeout(Some(settings.timeout));
+            .timeout(Some(settings.timeout))
+            .hello_name(ClientId::Domain(settings.helo_name.clone()));
         if let Some(password) = &settings.password {
             builder = builder.credentials(Credentials::new(settings.username.clone(), password.expose().to_string()));
         }
-        let sender: Mailbox = settings
+        let address = settings
             .sender
             .as_str()
             .parse()
             .map_err(|e| format!("EMAIL_SENDER: '{}' is not a usable address: {e}", settings.sender.as_str()))?;
         Ok(Self {
             transport: builder.build(),
-            sender,
+            sender: Mailbox::new(settings.sender_name.clone(), address),
+            domain: settings.sender.domain().to_string(),
             policy: RetryPolicy::for_email(settings, retry_base),
             reachability: AtomicU8::new(Reachability::Unknown as u8),
         })
@@ -85,7 +92,7 @@ impl EmailChannel {
             .from(self.sender.clone())
             .to(to)
             .subject(delivery.subject.clone())
-            .message_id(None)
+            .message_id(Some(format!("<{:032x}@{}>", rand::random::<u128>(), self.domain)))
             .multipart(
                 MultiPart::alternative()
                     .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(delivery.message.clone()))

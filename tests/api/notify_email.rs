@@ -33,9 +33,42 @@ async fn a_plain_smtp_server_with_auth_receives_subject_both_bodies_and_headers(
     assert_eq!(m["text"].as_str().unwrap().trim_end(), "Your code is 123456 <b>now</b>");
     assert!(m["html"].as_str().unwrap().contains("Your code is 123456 &lt;b&gt;now&lt;/b&gt;"), "{m}");
     assert!(m["date"].as_str().is_some_and(|d| !d.is_empty()));
-    assert!(m["message_id"].as_str().is_some_and(|id| id.starts_with('<') && id.contains('@')));
+    assert!(m["message_id"].as_str().is_some_and(|id| id.starts_with('<') && id.ends_with("@example.com>")), "{m}");
+    assert_eq!(m["helo"], "example.com", "greeted with the sender's domain, which this relay requires");
     assert_eq!(m["auth_login"], LOGIN);
     assert_eq!(m["tls"], false);
+}
+
+/// The test relay refuses a greeting that is not fully qualified, as Postfix with
+/// `reject_non_fqdn_helo_hostname` does: every email test goes through it. A sender with a
+/// display name keeps the bare address as the envelope sender and the login.
+#[tokio::test]
+async fn a_display_name_and_a_chosen_greeting_reach_a_strict_relay() {
+    let smtp = SmtpServer::start("plain", true, &[]).await;
+    let mut env = smtp.env();
+    env.retain(|(name, _)| name != "EMAIL_SENDER");
+    env.push(("EMAIL_SENDER".into(), format!("Acme Login <{SENDER}>")));
+    env.push(("EMAIL_HELO_NAME".into(), "mail.example.org".into()));
+    let app = TestApp::builder().envs(env).start().await;
+
+    let reply = app.send(email("dair@example.com", "Your code is 123456"), None).await;
+
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let m = &smtp.received()[0];
+    assert_eq!(m["from"], format!("Acme Login <{SENDER}>"));
+    assert_eq!(m["mail_from"], SENDER);
+    assert_eq!(m["auth_login"], LOGIN);
+    assert_eq!(m["helo"], "mail.example.org");
+
+    let short = TestApp::builder()
+        .envs(smtp.env())
+        .env("EMAIL_HELO_NAME", "mailhost")
+        .start()
+        .await
+        .send(email("dair@example.com", "Your code is 123456"), None)
+        .await;
+    assert_eq!(short.status, 502, "a short name is refused by such a relay: {:?}", short.body);
+    assert!(short.body["detail"].as_str().unwrap().contains("504"), "{:?}", short.body);
 }
 
 #[tokio::test]

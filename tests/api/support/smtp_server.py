@@ -40,6 +40,13 @@ class Handler:
         self.fail_left = fail_first
         self.lock = threading.Lock()
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        # As Postfix with reject_non_fqdn_helo_hostname: a relay that many sites run.
+        if "." not in hostname and not hostname.startswith("["):
+            return [f"504 5.5.2 <{hostname}>: Helo command rejected: need fully-qualified hostname"]
+        session.host_name = hostname
+        return responses
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         with self.lock:
             if self.fail_left > 0:
@@ -68,6 +75,7 @@ class Handler:
             "auth_login": session.auth_data,
             "tls": server.transport.get_extra_info("ssl_object") is not None,
             "peer": list(session.peer),
+            "helo": session.host_name,
         }
         with self.lock, open(self.out, "a") as f:
             f.write(json.dumps(record) + "\n")
