@@ -31,7 +31,7 @@ pub enum Command {
     Server,
     /// Run only the notification service.
     Notifier,
-    /// Manage users: add, list, show, remove, rotate, unlock.
+    /// Manage users: add, list, show, remove, rotate, unlock, import.
     #[command(subcommand)]
     User(UserCommand),
     /// Validate the configuration and print what was found (secrets masked).

@@ -1,6 +1,7 @@
 //! `mfa user ...`: user administration from the command line, through the same
 //! [`UserService`] as the admin API.
 
+use std::io::IsTerminal as _;
 use std::sync::Arc;
 
 use clap::{Args, Subcommand};
@@ -180,18 +181,60 @@ fn print_enrollment(verb: &str, e: &Enrollment, qr: bool) {
     println!("Secret (shown only now): {}", e.secret.to_base32());
     println!("otpauth URI: {}", e.otpauth_uri);
     if qr {
-        match qrcode::QrCode::new(e.otpauth_uri.as_bytes()) {
-            Ok(code) => {
-                let art = code
-                    .render::<qrcode::render::unicode::Dense1x2>()
-                    .dark_color(qrcode::render::unicode::Dense1x2::Light)
-                    .light_color(qrcode::render::unicode::Dense1x2::Dark)
-                    .quiet_zone(true)
-                    .build();
-                println!("\n{art}\n");
-            }
+        match qr_lines(&e.otpauth_uri, std::io::stdout().is_terminal()) {
+            Ok(lines) => println!("\n{}\n", lines.join("\n")),
             Err(err) => println!("(cannot draw a QR code: {err})"),
         }
+        println!("Scan the QR code (or enter the secret) in Google Authenticator or any RFC 6238 app.");
+    } else {
+        println!("Enter the secret (or open the otpauth URI) in Google Authenticator or any RFC 6238 app.");
     }
-    println!("Scan the QR code (or enter the secret) in Google Authenticator or any RFC 6238 app.");
+}
+
+/// The QR code as text: dark modules as blocks, two rows a line. On a terminal each line is
+/// black on white (ANSI colours), so it scans whatever the terminal's own colours are; a
+/// code drawn in the terminal's colours is inverted on a light or a dark theme, and many
+/// scanners refuse an inverted code. Written to a file or a pipe, it has no escapes and
+/// reads right on a light page.
+fn qr_lines(uri: &str, ansi: bool) -> Result<Vec<String>, qrcode::types::QrError> {
+    use qrcode::render::unicode::Dense1x2;
+    let art = qrcode::QrCode::new(uri.as_bytes())?
+        .render::<Dense1x2>()
+        .dark_color(Dense1x2::Dark)
+        .light_color(Dense1x2::Light)
+        .quiet_zone(true)
+        .build();
+    Ok(art.lines().map(|line| if ansi { format!("\x1b[30;107m{line}\x1b[0m") } else { line.to_string() }).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Dark modules drawn as blocks: the count of half-blocks is the count of dark modules,
+    /// and the quiet zone around the code is blank (an inverted code would be solid there).
+    #[test]
+    fn the_terminal_qr_code_draws_dark_modules_dark_on_a_light_ground() {
+        let uri = "otpauth://totp/MFA:dair?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&issuer=MFA";
+        let code = qrcode::QrCode::new(uri.as_bytes()).unwrap();
+        let dark = code.to_colors().iter().filter(|c| **c == qrcode::Color::Dark).count();
+        let plain = qr_lines(uri, false).unwrap();
+        let halves: usize = plain
+            .iter()
+            .flat_map(|l| l.chars())
+            .map(|c| match c {
+                '█' => 2,
+                '▀' | '▄' => 1,
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(halves, dark);
+        assert!(plain[0].chars().all(|c| c == ' '), "the quiet zone is blank: {:?}", plain[0]);
+
+        let coloured = qr_lines(uri, true).unwrap();
+        assert_eq!(coloured.len(), plain.len());
+        for (c, p) in coloured.iter().zip(&plain) {
+            assert_eq!(c, &format!("\u{1b}[30;107m{p}\u{1b}[0m"), "black on bright white, reset at each line's end");
+        }
+    }
 }

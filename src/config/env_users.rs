@@ -73,7 +73,10 @@ pub(super) fn read(r: &mut Reader, warnings: &mut Vec<String>, exposed: bool) ->
         if secret.is_below_rfc_minimum() {
             warnings.push(format!(
                 "user '{username}' ({var}) has a {}-bit secret, below RFC 4226's 128-bit minimum; it is accepted for \
-                 compatibility, but re-enroll the user with `mfa user add` (160 bits) when you can",
+                 compatibility. To give it 160 bits, put a new secret in {var} (`python3 -c 'import base64, os; \
+                 print(base64.b32encode(os.urandom(20)).decode())'` makes one) and add it to the user's app again; \
+                 or remove {var} and run `mfa user add {username}`, which stores the user in the database and prints \
+                 its QR code",
                 secret.bits()
             ));
         }

@@ -120,6 +120,29 @@ async fn check_config_reads_the_seed_env_verbatim_and_masks_secrets() {
     assert!(all.contains("user 'bob' (BOB_SECRET) has a 80-bit secret"), "{all}");
 }
 
+/// The 80-bit warning's advice works as written: each of its two ways gives the user a
+/// 160-bit secret, and neither warns again.
+#[tokio::test]
+async fn the_short_secret_warning_gives_advice_that_works() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), "DAIR_SECRET=base32secret3232\nCAROL_SECRET=base32secret3232\n").unwrap();
+    let warned = cli(dir.path(), &[], &["check-config"]).await;
+    let all = format!("{}{}", warned.stdout, warned.stderr);
+    assert!(all.contains("remove DAIR_SECRET and run `mfa user add dair`"), "{all}");
+    assert!(all.contains("put a new secret in CAROL_SECRET"), "{all}");
+
+    // One way: a new secret in the variable (as the suggested command makes one);
+    let fresh = data_encoding::BASE32_NOPAD.encode(&[7u8; 20]);
+    // The other: the variable removed, the user added to the database.
+    std::fs::write(dir.path().join(".env"), format!("CAROL_SECRET={fresh}\n")).unwrap();
+    let added = cli(dir.path(), &[], &["user", "add", "dair", "--no-qr"]).await;
+    assert_eq!(added.code, 0, "{}{}", added.stdout, added.stderr);
+    assert!(!added.stdout.contains("Scan the QR code"), "--no-qr prints no QR code to scan: {}", added.stdout);
+    let after = cli(dir.path(), &[], &["check-config"]).await;
+    assert_eq!(after.code, 0, "{}", after.stderr);
+    assert!(!format!("{}{}", after.stdout, after.stderr).contains("-bit secret"), "{}", after.stdout);
+}
+
 #[tokio::test]
 async fn the_seed_env_serves_its_users_as_the_flask_design_did() {
     let dir = tempfile::tempdir().unwrap();
