@@ -7,8 +7,9 @@ use crate::config::LogFormat;
 
 /// For the servers.
 pub const SERVER_FILTER: &str = "info,sqlx=warn";
-/// For one-shot commands, whose output is on stdout.
-pub const COMMAND_FILTER: &str = "warn,audit=info";
+/// For one-shot commands, whose output is on stdout: warnings, the audit trail, and which
+/// database a user command opened.
+pub const COMMAND_FILTER: &str = "warn,audit=info,database=info";
 
 /// Installs the global subscriber; a second call (tests) is a no-op.
 pub fn init(format: LogFormat, default_filter: &str) {

@@ -32,8 +32,14 @@ pub enum Command {
     /// Run only the notification service.
     Notifier,
     /// Manage users: add, list, show, remove, rotate, unlock, import.
-    #[command(subcommand)]
-    User(UserCommand),
+    User {
+        /// The server's data directory (as MFA_DATA_DIR): where its SQLite database is, or
+        /// is created.
+        #[arg(long, global = true, value_name = "DIR")]
+        data_dir: Option<std::path::PathBuf>,
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Validate the configuration and print what was found (secrets masked).
     CheckConfig,
     /// Ask a running server's /healthcheck; exit 0 when healthy (for container health checks).
@@ -66,7 +72,11 @@ fn startup_failure(e: StartupError) -> Failure {
 }
 
 pub fn run(cli: Cli) -> ExitCode {
-    let outcome = load_settings().and_then(|(env, settings)| {
+    let data_dir = match &cli.command {
+        Command::User { data_dir, .. } => data_dir.clone(),
+        _ => None,
+    };
+    let outcome = load_settings(data_dir).and_then(|(env, settings)| {
         // As `Runtime::new()`, but an idle blocking thread exits after 1 s instead of 10.
         // mimalloc gives freed memory back to the OS lazily, at its next collection after a
         // purge delay, and a thread's exit runs one: so Argon2id's 64 MiB (`crate::keyring`)
@@ -86,8 +96,11 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn load_settings() -> Result<(EnvMap, Settings), Failure> {
-    let env = EnvMap::load().map_err(|e| usage(e.to_string()))?;
+fn load_settings(data_dir: Option<std::path::PathBuf>) -> Result<(EnvMap, Settings), Failure> {
+    let mut env = EnvMap::load().map_err(|e| usage(e.to_string()))?;
+    if let Some(dir) = data_dir {
+        env.set(crate::config::vars::MFA_DATA_DIR.name, dir.display().to_string());
+    }
     let settings = Settings::from_env(&env).map_err(|e| usage(e.to_string()))?;
     Ok((env, settings))
 }
@@ -112,7 +125,7 @@ async fn dispatch(command: Command, env: EnvMap, settings: Settings) -> Result<(
             Ok(())
         }
         Command::Healthcheck { url } => healthcheck(&settings, url).await,
-        Command::User(cmd) => user::run(cmd, settings, clock).await,
+        Command::User { command, .. } => user::run(command, &env, settings, clock).await,
     }
 }
 
@@ -129,11 +142,30 @@ async fn healthcheck(settings: &Settings, url: Option<String>) -> Result<(), Fai
         format!("http://{host}:{}/healthcheck", addr.port())
     });
     let client = notify::http_client(std::time::Duration::from_secs(5))?;
-    let response = client.get(&url).send().await.map_err(|e| format!("{url}: {}", e.without_url()))?;
+    let response = client.get(&url).send().await.map_err(|e| {
+        let cause = deepest_cause(&e);
+        if e.is_connect() {
+            format!("the server is not reachable at {url} ({cause}): is it running there? (MFA_BIND, or --url)")
+        } else if e.is_timeout() {
+            format!("the server at {url} did not answer within 5 s")
+        } else {
+            format!("{url}: {cause}")
+        }
+    })?;
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
     println!("{body}");
     if status.is_success() { Ok(()) } else { Err(Failure::from(format!("{url} answered {status}"))) }
+}
+
+/// The innermost error's message: "Connection refused (os error 111)" rather than
+/// "error sending request".
+fn deepest_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    cause.to_string()
 }
 
 fn check_config(env: &EnvMap, settings: &Settings) {

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 
 use super::{Failure, startup_failure, usage};
 use crate::clock::Clock;
-use crate::config::Settings;
+use crate::config::{DatabaseConfig, EnvMap, Settings, Source, mask_url_password, vars};
 use crate::domain::{EmailAddress, TelegramChat, Username};
 use crate::otp::{Algorithm, parse_digits};
 use crate::startup;
@@ -81,11 +81,44 @@ fn parse_name(raw: &str) -> Result<Username, Failure> {
     Username::parse(raw).map_err(|e| usage(format!("'{raw}': {e}")))
 }
 
-pub(super) async fn run(cmd: UserCommand, settings: Settings, clock: Arc<dyn Clock>) -> Result<(), Failure> {
+pub(super) async fn run(
+    cmd: UserCommand,
+    env: &EnvMap,
+    settings: Settings,
+    clock: Arc<dyn Clock>,
+) -> Result<(), Failure> {
+    let database = which_database(env, &settings)?;
+    tracing::info!(target: "database", "{database}");
     let users = startup::open_users(Arc::new(settings), clock).await.map_err(startup_failure)?;
     let outcome = command(cmd, &users).await;
     users.close().await;
     outcome
+}
+
+/// Which database the command opens, said before it opens it. A SQLite database that does
+/// not exist yet is only created where the operator said so (a `.env` here, `--data-dir` or
+/// `MFA_DATA_DIR`): a command run in the wrong directory would otherwise make a new, empty
+/// database and key beside the server's, and its changes would reach no server.
+fn which_database(env: &EnvMap, settings: &Settings) -> Result<String, Failure> {
+    match &settings.database {
+        DatabaseConfig::Sqlite { path } if path.exists() => Ok(format!("using the SQLite database {}", path.display())),
+        DatabaseConfig::Sqlite { path } => {
+            let chosen = env.dotenv_path.is_some() || env.source(vars::MFA_DATA_DIR.name) != Source::Default;
+            if chosen {
+                Ok(format!("creating a new SQLite database {}", path.display()))
+            } else {
+                Err(usage(format!(
+                    "there is no database at {} and no .env in this directory: run this where the server runs, or \
+                     name the server's data directory with --data-dir DIR (or MFA_DATA_DIR=DIR); a new database is \
+                     created only there",
+                    path.display()
+                )))
+            }
+        }
+        DatabaseConfig::Postgres { url, .. } => {
+            Ok(format!("using the PostgreSQL database {}", mask_url_password(url.expose())))
+        }
+    }
 }
 
 async fn command(cmd: UserCommand, users: &UserService) -> Result<(), Failure> {

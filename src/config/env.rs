@@ -84,6 +84,11 @@ impl EnvMap {
         Self { values, dotenv_keys, ..Self::default() }
     }
 
+    /// `key` set as if by the environment (a command-line option that stands for it).
+    pub fn set(&mut self, key: &str, value: String) {
+        self.values.insert(key.to_string(), (value, Source::Environment));
+    }
+
     /// A variable's value; an empty value counts as unset, as with python-dotenv's `or` idiom.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.values.get(key).map(|(v, _)| v.as_str()).filter(|v| !v.trim().is_empty())

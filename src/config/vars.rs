@@ -171,7 +171,7 @@ pub const TELEGRAM_RETRY_AFTER_MAX: Var =
     var("TELEGRAM_RETRY_AFTER_MAX", "10", "longest Telegram `retry_after` (s) waited out");
 pub const LOG_FORMAT: Var = var("LOG_FORMAT", "pretty", "`pretty` or `json` (one JSON object per line)");
 pub const MFA_ENV_FILE: Var = var("MFA_ENV_FILE", "./.env", "read another file instead (it must exist)");
-pub const RUST_LOG: Var = var("RUST_LOG", "info,sqlx=warn", "log filter (commands: `warn,audit=info`)");
+pub const RUST_LOG: Var = var("RUST_LOG", "info,sqlx=warn", "log filter (commands: `warn,audit=info,database=info`)");
 pub const HTTP_HEADER_TIMEOUT_SECONDS: Var = var(
     "HTTP_HEADER_TIMEOUT_SECONDS",
     "10",

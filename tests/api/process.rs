@@ -33,8 +33,11 @@ where
             cmd
         }
     };
+    // The tests name the data directory, as an operator would with a .env: a user command
+    // in a directory without either refuses to make a database (tested apart).
     cmd.current_dir(dir)
         .env_clear()
+        .env("MFA_DATA_DIR", "./data")
         .envs(crate::helpers::database_vars(dir))
         .envs(env.into_iter().map(|v| v.pair()))
         .kill_on_drop(true);
@@ -118,6 +121,45 @@ async fn check_config_reads_the_seed_env_verbatim_and_masks_secrets() {
     }
     assert!(all.contains("user 'dair' (DAIR_SECRET) has a 80-bit secret"), "{all}");
     assert!(all.contains("user 'bob' (BOB_SECRET) has a 80-bit secret"), "{all}");
+}
+
+/// A user command says which database it opens, and makes a new one only where it was
+/// asked to: not in a directory that has neither a `.env` nor a database.
+#[tokio::test]
+async fn a_user_command_names_its_database_and_makes_none_where_nobody_asked() {
+    if crate::helpers::postgres_mode() {
+        eprintln!("skipped: the PostgreSQL pass names its database by DATABASE_URL");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let unset = [("MFA_DATA_DIR", "")]; // empty counts as unset
+    let refused = cli(dir.path(), &unset, &["user", "list"]).await;
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("no database at ./data/mfa.db") && refused.stderr.contains("--data-dir"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!dir.path().join("data").exists(), "nothing was created");
+
+    let added = cli(dir.path(), &unset, &["user", "--data-dir", "srv", "add", "dair", "--no-qr"]).await;
+    assert_eq!(added.code, 0, "{}", added.stderr);
+    assert!(added.stderr.contains("creating a new SQLite database srv/mfa.db"), "{}", added.stderr);
+    let listed = cli(dir.path(), &[("MFA_DATA_DIR", "srv")], &["user", "list"]).await;
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert!(listed.stderr.contains("using the SQLite database srv/mfa.db"), "{}", listed.stderr);
+    assert!(listed.stdout.contains("dair"), "{}", listed.stdout);
+}
+
+/// `mfa healthcheck` against a server that is not there names the address it tried.
+#[tokio::test]
+async fn the_healthcheck_command_names_the_address_it_could_not_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::support::closed_port();
+    let out = cli(dir.path(), &[("MFA_BIND", &format!("127.0.0.1:{port}"))], &["healthcheck"]).await;
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains(&format!("not reachable at http://127.0.0.1:{port}/healthcheck")), "{}", out.stderr);
+    assert!(out.stderr.contains("refused"), "{}", out.stderr);
 }
 
 /// The 80-bit warning's advice works as written: each of its two ways gives the user a
