@@ -159,8 +159,13 @@ async fn command(cmd: UserCommand, users: &UserService) -> Result<(), Failure> {
             println!("email:           {}", p.email.as_deref().unwrap_or("-"));
             println!("telegram id:     {}", p.telegram_id.as_deref().unwrap_or("-"));
             println!("failed attempts: {} (they fade with time)", u.failed_attempts);
-            println!("state:           {}", lock_state(&u));
-            println!("created at:      {} (unix)", u.record.created_at);
+            let state = match u.record.lock.locked_until.filter(|_| u.locked_for.is_some()) {
+                Some(until) => format!("{} (until {})", lock_state(&u), when(until)),
+                None => lock_state(&u),
+            };
+            println!("state:           {state}");
+            println!("created at:      {}", when(u.record.created_at));
+            println!("changed at:      {}", when(u.record.updated_at));
         }
         UserCommand::Remove { name } => {
             let username = parse_name(&name)?;
@@ -202,6 +207,12 @@ fn lock_state(user: &UserSummary) -> String {
         Some(seconds) => format!("locked for {seconds} s"),
         None => "active".into(),
     }
+}
+
+/// A Unix time as people read it, with the number beside: `2026-12-02T03:41:00Z (1796182860)`.
+fn when(unix: u64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix);
+    format!("{} ({unix})", humantime::format_rfc3339_seconds(time))
 }
 
 fn print_enrollment(verb: &str, e: &Enrollment, qr: bool) {

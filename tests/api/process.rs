@@ -275,6 +275,14 @@ async fn the_user_commands_manage_users_and_protect_env_users() {
     let show = run(&["user", "show", "alice"]).await;
     assert!(show.stdout.contains("SHA256") && show.stdout.contains("42"), "{}", show.stdout);
     assert!(!show.stdout.contains(&first_secret.to_base32()), "show never prints the secret");
+    // Times as people read them, with the Unix time beside: `2026-12-02T03:41:00Z (1796182860)`.
+    let created = show.stdout.lines().find(|l| l.starts_with("created at:")).expect("a creation time");
+    let (readable, unix) = created["created at:".len()..].trim().split_once(" (").unwrap();
+    let unix: u64 = unix.trim_end_matches(')').parse().unwrap();
+    let now = mfa::clock::Clock::now(&mfa::clock::SystemClock);
+    assert!(unix <= now && now - unix < 600, "{created}");
+    assert_eq!(readable.len(), "2026-12-02T03:41:00Z".len(), "{created}");
+    assert!(readable.ends_with('Z') && readable.as_bytes()[10] == b'T', "{created}");
 
     let twice = run(&["user", "add", "alice"]).await;
     assert_eq!(twice.code, 1);
