@@ -4,6 +4,7 @@
 mod admin;
 mod brute_force;
 mod connections;
+mod deploy;
 mod env_users;
 mod exposure;
 mod faults;
