@@ -12,7 +12,7 @@ use crate::config::{DatabaseConfig, EnvMap, Settings, Source, mask_url_password,
 use crate::domain::{EmailAddress, TelegramChat, Username};
 use crate::otp::{Algorithm, parse_digits};
 use crate::startup;
-use crate::users::{Enrollment, NewUser, UserService, UserSummary};
+use crate::users::{Enrollment, NewUser, UserService, UserSource, UserSummary};
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
@@ -124,7 +124,7 @@ fn which_database(env: &EnvMap, settings: &Settings) -> Result<String, Failure> 
 async fn command(cmd: UserCommand, users: &UserService) -> Result<(), Failure> {
     match cmd {
         UserCommand::Add(args) => {
-            let enrolled = users.add(args.new_user()?).await?;
+            let enrolled = users.add(args.new_user()?, UserSource::Cli).await?;
             let username = &enrolled.user.record.profile.username;
             tracing::info!(target: "audit", event = "enroll", username = %username, via = "cli");
             print_enrollment("Enrolled", &enrolled, !args.no_qr);

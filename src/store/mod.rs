@@ -44,11 +44,26 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("database migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(sqlx::migrate::MigrateError),
+    /// A later version migrated the database past what this binary knows.
+    #[error(
+        "the database was migrated by a later version of mfa (its migration {0} is unknown here): run that \
+         version or a later one; an older binary cannot use it (docs/operations.md, Upgrading)"
+    )]
+    NewerSchema(i64),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        match e {
+            sqlx::migrate::MigrateError::VersionMissing(version) => Self::NewerSchema(version),
+            other => Self::Migrate(other),
+        }
+    }
 }
 
 impl StoreError {
@@ -141,8 +156,12 @@ mod tests {
 /// Where a user was defined: `.env` users are kept in step with the file at start-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserSource {
+    /// Defined by `<NAME>_SECRET` in `.env`, and managed there.
     Env,
+    /// Created by `mfa user add` or `mfa user import`.
     Cli,
+    /// Created through `POST /admin/users`.
+    Admin,
 }
 
 impl UserSource {
@@ -150,6 +169,7 @@ impl UserSource {
         match self {
             Self::Env => "env",
             Self::Cli => "cli",
+            Self::Admin => "admin",
         }
     }
 }

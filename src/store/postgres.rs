@@ -143,6 +143,7 @@ impl PgStore {
                 "fading_lockout_and_sent_codes",
                 include_str!("../../migrations/postgres/0004_fading_lockout_and_sent_codes.sql"),
             ),
+            (5, "admin_source", include_str!("../../migrations/postgres/0005_admin_source.sql")),
         ])
         .run(&pool)
         .await?;

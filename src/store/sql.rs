@@ -184,7 +184,11 @@ fn user_from_row(row: Vec<Value>) -> Result<UserRecord, StoreError> {
     let digits = u8::try_from(c.int()?).map_err(|_| corrupt("digits"))?;
     let period = to_u64(c.int()?);
     let (email, telegram_id) = (c.opt_text()?, c.opt_text()?);
-    let source = if c.text()? == "env" { UserSource::Env } else { UserSource::Cli };
+    let source = match c.text()?.as_str() {
+        "env" => UserSource::Env,
+        "admin" => UserSource::Admin,
+        _ => UserSource::Cli,
+    };
     let last_step = c.opt_int()?.map(to_u64);
     let failed_attempts = u32::try_from(c.int()?).unwrap_or(u32::MAX);
     let locked_until = c.opt_int()?.map(to_u64);

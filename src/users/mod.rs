@@ -14,7 +14,9 @@ use crate::crypto::Keys;
 use crate::domain::{EmailAddress, TelegramChat, Username};
 use crate::lockout::RecentLocks;
 use crate::otp::{self, Algorithm, OtpParams, SecretBytes};
-use crate::store::{Store, StoreError, UserProfile, UserRecord, UserSource};
+/// Who created a user, as the admin API and `mfa user show` tell it.
+pub use crate::store::UserSource;
+use crate::store::{Store, StoreError, UserProfile, UserRecord};
 pub use qr::{qr_png, qr_svg};
 pub use sync::{ImportReport, SyncReport};
 
@@ -27,8 +29,8 @@ pub enum UserError {
     #[error("user '{username}' is defined in the environment by {var}; change it there and restart")]
     DefinedInEnv { username: Username, var: String },
     #[error(
-        "user '{username}' is defined both by {var} and in the database (added with `mfa user add`); \
-         remove one of them"
+        "user '{username}' is defined both by {var} and in the database (added with `mfa user add` or the \
+         admin API); remove one of them"
     )]
     Conflict { username: Username, var: String },
     #[error(
@@ -113,8 +115,8 @@ impl UserService {
         self.recent_locks.clone()
     }
 
-    /// Creates a user with a fresh 160-bit secret.
-    pub async fn add(&self, new: NewUser) -> Result<Enrollment, UserError> {
+    /// Creates a user with a fresh 160-bit secret, recording who asked (`source`).
+    pub async fn add(&self, new: NewUser, source: UserSource) -> Result<Enrollment, UserError> {
         if let Some(var) = self.env_var_of(&new.username) {
             return Err(UserError::DefinedInEnv { username: new.username, var });
         }
@@ -131,7 +133,7 @@ impl UserService {
             params,
             email: new.email.map(|e| e.as_str().to_string()),
             telegram_id: new.telegram.map(|t| t.as_str().to_string()),
-            source: UserSource::Cli,
+            source,
         };
         self.recent_locks.forget(new.username.as_str());
         match self.store.insert_user(&profile, self.clock.now()).await {

@@ -106,7 +106,7 @@ impl UserService {
                     Err(StoreError::Conflict) => {} // another instance synced it first
                     Err(e) => return Err(e.into()),
                 },
-                Some(current) if current.profile.source == UserSource::Cli => {
+                Some(current) if current.profile.source != UserSource::Env => {
                     return Err(UserError::Conflict { username: username.clone(), var: var.clone() });
                 }
                 Some(UserRecord { profile: current, .. }) => {

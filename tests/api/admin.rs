@@ -180,3 +180,23 @@ async fn a_database_that_cannot_be_reached_is_503_for_the_admin_api_too() {
     let reply = app.admin(reqwest::Method::GET, "/admin/users/alice", None).await;
     assert_eq!((reply.status, reply.body["error"].as_str()), (503, Some("database_unavailable")));
 }
+
+#[tokio::test]
+async fn each_user_shows_how_it_was_created() {
+    let secret = SecretBytes::generate().to_base32();
+    let app = TestApp::builder().admin().envs(&[("MFA_ENV_USERS", "dair"), ("DAIR_SECRET", &secret)]).start().await;
+    assert_eq!(create(&app, json!({"username": "alice"})).await.status, 201);
+    app.enroll("bob", None, None).await;
+
+    let listed = app.admin(reqwest::Method::GET, "/admin/users", None).await;
+
+    let sources: Vec<(&str, &str)> = listed.body["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["username"].as_str().unwrap(), u["source"].as_str().unwrap()))
+        .collect();
+    assert_eq!(sources, [("alice", "admin"), ("bob", "cli"), ("dair", "env")]);
+    let shown = app.admin(reqwest::Method::GET, "/admin/users/alice", None).await;
+    assert_eq!(shown.body["source"], "admin");
+}

@@ -15,7 +15,7 @@ use mfa::config::{EnvMap, Settings};
 use mfa::domain::{EmailAddress, TelegramChat, Username};
 use mfa::otp::{self, Algorithm, OtpParams, SecretBytes};
 use mfa::startup::{Application, StartupError};
-use mfa::users::{NewUser, UserService};
+use mfa::users::{NewUser, UserService, UserSource};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -63,6 +63,8 @@ impl Dir {
 pub struct TestAppBuilder {
     vars: Vec<(String, String)>,
     dir: Option<Dir>,
+    /// Where the test clock starts (Unix seconds); [`START`] unless set.
+    start_at: u64,
 }
 
 impl TestAppBuilder {
@@ -97,6 +99,13 @@ impl TestAppBuilder {
         self
     }
 
+    /// With the test clock at `unix` (a database made at another time: its codes and locks).
+    #[must_use]
+    pub fn clock_at(mut self, unix: u64) -> Self {
+        self.start_at = unix;
+        self
+    }
+
     /// In a directory the test keeps (to run the CLI in it, or start another process).
     #[must_use]
     pub fn shared_dir(mut self, path: &Path) -> Self {
@@ -119,9 +128,10 @@ impl TestAppBuilder {
 
     /// As [`Self::start`], giving back a start-up failure.
     pub async fn try_start(self) -> Result<TestApp, StartupError> {
+        let start_at = self.start_at;
         let (dir, vars) = self.into_parts();
         let settings = settings_for(dir.path(), &vars);
-        let clock = ManualClock::new(START);
+        let clock = ManualClock::new(start_at);
         let application = Application::build(settings.clone(), Arc::new(clock.clone())).await?;
         let addr = application.mfa_addr().expect("the MFA server runs");
         let notify_addr = application.notifier_addr();
@@ -268,7 +278,7 @@ impl Reply {
 
 impl TestApp {
     pub fn builder() -> TestAppBuilder {
-        TestAppBuilder { vars: Vec::new(), dir: None }
+        TestAppBuilder { vars: Vec::new(), dir: None, start_at: START }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -375,7 +385,7 @@ impl TestApp {
             algorithm: Some(params.algorithm),
             digits: Some(params.digits),
         };
-        self.users().add(new).await.unwrap().secret
+        self.users().add(new, UserSource::Cli).await.unwrap().secret
     }
 
     /// The authenticator-app code for `secret` at the app's time plus `offset` steps.

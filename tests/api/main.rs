@@ -28,4 +28,5 @@ mod request_otp;
 mod secrets;
 mod support;
 mod timing;
+mod upgrade;
 mod verify;

@@ -19,7 +19,7 @@ use super::extract::ClientIp;
 use crate::domain::Username;
 use crate::http::{AppJson, AppPath, AppQuery, AuthRefusal, ErrorBody, InvalidRequest, LOGGED_PATH_CHARS};
 use crate::telemetry::printable;
-use crate::users::{Enrollment, qr_svg};
+use crate::users::{Enrollment, UserSource, qr_svg};
 pub use wire::{AdminEnrollment, AdminUser, AdminUserPage, ContactUpdate, CreateUser, DEFAULT_PAGE, MAX_PAGE, Page};
 
 fn username(raw: &str) -> Result<Username, ApiError> {
@@ -53,7 +53,7 @@ pub async fn create_user(
     ClientIp(ip): ClientIp,
     AppJson(body): AppJson<CreateUser>,
 ) -> Result<Response, ApiError> {
-    let enrolled = state.users.add(body.validate()?).await?;
+    let enrolled = state.users.add(body.validate()?, UserSource::Admin).await?;
     let name = &enrolled.user.record.profile.username;
     tracing::info!(event = "admin", action = "create_user", username = %name, client_ip = %ip);
     enrollment_response(StatusCode::CREATED, &enrolled)

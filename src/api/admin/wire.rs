@@ -26,7 +26,8 @@ pub struct AdminUser {
     /// When the current lock ends (Unix seconds); `null` when not locked.
     pub locked_until: Option<u64>,
     pub period: u64,
-    /// `env` (defined in .env) or `cli` (CLI or admin API)
+    /// How the user was created: `env` (defined in .env, managed there), `cli` (`mfa user add` or
+    /// `import`) or `admin` (this API)
     #[schema(example = "cli")]
     pub source: &'static str,
     #[schema(value_type = Option<TelegramChat>)]
