@@ -22,6 +22,7 @@ mod notify_email;
 mod notify_telegram;
 mod openapi;
 mod process;
+mod proxy;
 mod rate_limit;
 mod replay;
 mod request_otp;
