@@ -40,6 +40,10 @@ pub enum StartupError {
          changed since users were enrolled. Restore the old key; a new key cannot read the stored secrets"
     )]
     KeyMismatch,
+    /// The database has keys recorded, but what made them is not here: generating a new
+    /// key file now would only make a key that cannot read it.
+    #[error("{0}")]
+    KeyMissing(String),
     #[error("{0}")]
     Users(UserError),
     #[error("{0}")]
@@ -53,7 +57,7 @@ pub enum StartupError {
 impl StartupError {
     /// Whether the configuration is at fault (rather than the machine): exit code 2.
     pub fn is_configuration(&self) -> bool {
-        matches!(self, Self::Users(_) | Self::KeyMismatch | Self::Notifier(_))
+        matches!(self, Self::Users(_) | Self::KeyMismatch | Self::KeyMissing(_) | Self::Notifier(_))
     }
 }
 
@@ -210,20 +214,7 @@ async fn open_data(
     settings: Arc<Settings>,
     clock: Arc<dyn Clock>,
 ) -> Result<(Arc<dyn Store>, UserService, Arc<Keys>), StartupError> {
-    let store = store::open(&settings.database).await.map_err(|e| database_error(&settings, e))?;
-    let master = MasterKey::load(settings.secret_key.as_ref().map(|k| k.expose()), &settings.key_file())?;
-    if master.origin == KeyOrigin::GeneratedFile {
-        warn!(
-            key_file = %settings.key_file().display(),
-            "no SECRET_KEY set: generated a random key file to encrypt TOTP secrets; back it up with the \
-             database, or set SECRET_KEY"
-        );
-    }
-    let keys = keyring::open(&store, master).await.map_err(|e| match e {
-        KeyringError::Keys(e) => StartupError::Keys(e),
-        KeyringError::Store(e) => database_error(&settings, e),
-        KeyringError::Mismatch => StartupError::KeyMismatch,
-    })?;
+    let (store, keys) = open_keys(&settings).await?;
     let keys = Arc::new(keys);
     let users = UserService::new(store.clone(), keys.clone(), settings.clone(), clock);
     let report = users.sync_env_users().await.map_err(|e| match e {
@@ -234,6 +225,53 @@ async fn open_data(
         info!(added = ?report.added, updated = ?report.updated, removed = ?report.removed, "synced users from the environment");
     }
     Ok((store, users, keys))
+}
+
+/// The store (migrated) and its keys, checked against the database's record of them.
+pub async fn open_keys(settings: &Settings) -> Result<(Arc<dyn Store>, Keys), StartupError> {
+    let store = store::open(&settings.database).await.map_err(|e| database_error(settings, e))?;
+    if settings.secret_key.is_none() && !settings.key_file().exists() {
+        let record = store.key_record().await.map_err(|e| database_error(settings, e))?;
+        if record.check.is_some() {
+            store.close().await;
+            return Err(StartupError::KeyMissing(match record.kdf.as_deref() {
+                Some(kdf) if kdf.starts_with("$argon2") => "the database was made with SECRET_KEY, which is not set: \
+                     set the SECRET_KEY it was made with (a generated key file could not read it)"
+                    .to_string(),
+                Some(_) => format!(
+                    "the database was made with the key file {}, which is missing: restore it (from the backup, \
+                     or the data volume it was on); a new key file could not read it",
+                    settings.key_file().display()
+                ),
+                // Made before the record said which (schema 1 without `kdf`).
+                None => format!(
+                    "the database was made with SECRET_KEY or with the key file {}, and neither is here: set that \
+                     SECRET_KEY, or restore the key file",
+                    settings.key_file().display()
+                ),
+            }));
+        }
+    }
+    let master = MasterKey::load(settings.secret_key.as_ref().map(|k| k.expose()), &settings.key_file())?;
+    if master.origin == KeyOrigin::GeneratedFile {
+        warn!(
+            key_file = %settings.key_file().display(),
+            "no SECRET_KEY set: generated a random key file to encrypt TOTP secrets; back it up with the \
+             database, or set SECRET_KEY"
+        );
+    }
+    let keys = keyring::open(&store, master).await.map_err(|e| match e {
+        KeyringError::Keys(e) => StartupError::Keys(e),
+        KeyringError::Store(e) => database_error(settings, e),
+        KeyringError::Mismatch => StartupError::KeyMismatch,
+    });
+    match keys {
+        Ok(keys) => Ok((store, keys)),
+        Err(e) => {
+            store.close().await;
+            Err(e)
+        }
+    }
 }
 
 async fn bind_mfa(

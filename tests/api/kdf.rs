@@ -240,13 +240,18 @@ async fn a_wrong_key_is_refused_by_a_database_of_before_argon2id_and_changes_not
     let v1 = legacy_database(dir.path(), &db, &borrowed(&env)).await;
 
     let wrong = cli(dir.path(), &[("SECRET_KEY", "the-wrong-key-0123456789abcdef")], &["server"]).await;
-    // Without SECRET_KEY: a key file is generated, and it is not the key either.
+    // Without SECRET_KEY: no key file is generated for a database that has keys.
     let unset = cli(dir.path(), &[], &["user", "list"]).await;
 
-    for out in [&wrong, &unset] {
-        assert_eq!(out.code, 2, "{}", out.stderr);
-        assert!(out.stderr.contains("encrypted with another key"), "{}", out.stderr);
-    }
+    assert_eq!(wrong.code, 2, "{}", wrong.stderr);
+    assert!(wrong.stderr.contains("encrypted with another key"), "{}", wrong.stderr);
+    assert_eq!(unset.code, 2, "{}", unset.stderr);
+    assert!(
+        unset.stderr.contains("made with SECRET_KEY or with the key file ./data/secret.key, and neither"),
+        "{}",
+        unset.stderr
+    );
+    assert!(!dir.path().join("data/secret.key").exists(), "no key file was made");
     assert_eq!(snapshot(dir.path()).await, v1, "nothing was written");
     let right = cli(dir.path(), &borrowed(&env), &["user", "list"]).await;
     assert_eq!(right.code, 0, "the right key still opens it: {}", right.stderr);
@@ -289,10 +294,36 @@ async fn a_database_made_with_one_kind_of_key_refuses_the_other() {
         let out = cli(dir.path(), started_with, &["server"]).await;
 
         assert_eq!(out.code, 2, "{}", out.stderr);
-        assert!(out.stderr.contains("encrypted with another key"), "{}", out.stderr);
+        let refusal = if started_with.is_empty() {
+            "made with SECRET_KEY, which is not set"
+        } else {
+            "encrypted with another key"
+        };
+        assert!(out.stderr.contains(refusal), "{}", out.stderr);
+        // Only the key-file database has one: none is generated for the other.
+        assert_eq!(dir.path().join("data/secret.key").exists(), made_with.is_empty());
         assert_eq!(snapshot(dir.path()).await, before);
         assert_eq!(cli(dir.path(), made_with, &["user", "show", "alice"]).await.code, 0);
     }
+}
+
+/// A data directory that lost its key file (a new container's empty volume beside a shared
+/// PostgreSQL, a restore without it) is told so; no second key is generated.
+#[tokio::test]
+async fn a_missing_key_file_is_named_and_never_replaced_by_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = cli(dir.path(), &[], &["user", "add", "alice", "--no-qr"]).await;
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    let key = std::fs::read(dir.path().join("data/secret.key")).unwrap();
+    std::fs::remove_file(dir.path().join("data/secret.key")).unwrap();
+
+    let out = cli(dir.path(), &[], &["server"]).await;
+
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("made with the key file ./data/secret.key, which is missing"), "{}", out.stderr);
+    assert!(!dir.path().join("data/secret.key").exists(), "no new key file");
+    std::fs::write(dir.path().join("data/secret.key"), key).unwrap();
+    assert_eq!(cli(dir.path(), &[], &["user", "show", "alice"]).await.code, 0, "the restored key opens it");
 }
 
 /// What a thief of the database can test a guess of `SECRET_KEY` against: the check value
