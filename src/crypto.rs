@@ -391,11 +391,7 @@ fn read_or_create_key_file(path: &Path) -> Result<(Zeroizing<Vec<u8>>, KeyOrigin
             }
             let mut key = Zeroizing::new([0u8; 32]);
             rand::fill(key.as_mut_slice());
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            match options.open(path) {
+            match crate::files::create_private(path) {
                 Ok(mut file) => {
                     let written = file
                         .write_all(Zeroizing::new(data_encoding::HEXLOWER.encode(key.as_slice())).as_bytes())

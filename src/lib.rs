@@ -3,6 +3,7 @@
 //! docs/architecture.md draws how these modules depend on each other.
 
 pub mod api;
+pub mod backup;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use tracing::warn;
 
+use crate::backup::KeySource;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{EnvMap, Settings};
+use crate::config::{DatabaseConfig, EnvMap, Settings};
 use crate::startup::{Application, Services, StartupError};
 use crate::{notify, telemetry};
 pub use user::{AddArgs, UserCommand};
@@ -39,6 +40,23 @@ pub enum Command {
         data_dir: Option<std::path::PathBuf>,
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// Copy the SQLite database, live, with its key file into one archive (a new file).
+    Backup {
+        /// The archive to write; it must not exist. It holds the key file when there is
+        /// one: keep it as safe as the key.
+        file: std::path::PathBuf,
+        /// The server's data directory (as MFA_DATA_DIR).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<std::path::PathBuf>,
+    },
+    /// Restore a backup into a data directory that holds no database yet.
+    Restore {
+        /// An archive `mfa backup` wrote.
+        file: std::path::PathBuf,
+        /// The data directory to restore into (as MFA_DATA_DIR).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<std::path::PathBuf>,
     },
     /// Validate the configuration and print what was found (secrets masked).
     CheckConfig,
@@ -73,7 +91,9 @@ fn startup_failure(e: StartupError) -> Failure {
 
 pub fn run(cli: Cli) -> ExitCode {
     let data_dir = match &cli.command {
-        Command::User { data_dir, .. } => data_dir.clone(),
+        Command::User { data_dir, .. } | Command::Backup { data_dir, .. } | Command::Restore { data_dir, .. } => {
+            data_dir.clone()
+        }
         _ => None,
     };
     let outcome = load_settings(data_dir).and_then(|(env, settings)| {
@@ -126,12 +146,48 @@ async fn dispatch(command: Command, env: EnvMap, settings: Settings) -> Result<(
         }
         Command::Healthcheck { url } => healthcheck(&settings, url).await,
         Command::User { command, .. } => user::run(command, &env, settings, clock).await,
+        Command::Backup { file, .. } => {
+            tracing::info!(target: "database", "{}", user::which_database(&env, &settings)?);
+            backup(&settings, &file, clock.now()).await
+        }
+        Command::Restore { file, .. } => {
+            user::which_database(&env, &settings)?;
+            restore(&settings, &file).await
+        }
     }
 }
 
 async fn serve(settings: Settings, clock: Arc<dyn Clock>, services: Services) -> Result<(), Failure> {
     let application = Application::build_services(settings, clock, services).await.map_err(startup_failure)?;
     application.run_until_stopped().await.map_err(startup_failure)
+}
+
+async fn backup(settings: &Settings, file: &std::path::Path, now: u64) -> Result<(), Failure> {
+    let manifest = crate::backup::backup(settings, file, now).await?;
+    println!("backed up {} (schema {}) to {}", users(manifest.users), manifest.schema, file.display());
+    match manifest.keys {
+        KeySource::KeyFile => println!("it holds the key file: whoever has it can read every secret; keep it as safe"),
+        KeySource::SecretKey => {
+            println!("the keys come from SECRET_KEY, which it does not hold: a restore needs the same SECRET_KEY")
+        }
+    }
+    Ok(())
+}
+
+async fn restore(settings: &Settings, file: &std::path::Path) -> Result<(), Failure> {
+    let manifest = crate::backup::restore(settings, file).await?;
+    let when =
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(manifest.created_at));
+    let place = match &settings.database {
+        DatabaseConfig::Sqlite { path } => path.display().to_string(),
+        DatabaseConfig::Postgres { .. } => String::new(), // refused by restore
+    };
+    println!("restored {} (made by mfa {} at {when}) into {place}", users(manifest.users), manifest.version);
+    Ok(())
+}
+
+fn users(n: u64) -> String {
+    if n == 1 { "1 user".into() } else { format!("{n} users") }
 }
 
 async fn healthcheck(settings: &Settings, url: Option<String>) -> Result<(), Failure> {

@@ -99,7 +99,7 @@ pub(super) async fn run(
 /// not exist yet is only created where the operator said so (a `.env` here, `--data-dir` or
 /// `MFA_DATA_DIR`): a command run in the wrong directory would otherwise make a new, empty
 /// database and key beside the server's, and its changes would reach no server.
-fn which_database(env: &EnvMap, settings: &Settings) -> Result<String, Failure> {
+pub(super) fn which_database(env: &EnvMap, settings: &Settings) -> Result<String, Failure> {
     match &settings.database {
         DatabaseConfig::Sqlite { path } if path.exists() => Ok(format!("using the SQLite database {}", path.display())),
         DatabaseConfig::Sqlite { path } => {

@@ -24,6 +24,9 @@ use tokio::process::Child;
 /// 2027-01-15T08:00:10Z: ten seconds into a 30-second step.
 pub const START: u64 = 1_800_000_010;
 
+/// The `SECRET_KEY` every test app has unless it sets another (or `""`: the key file).
+pub const TEST_SECRET_KEY: &str = "integration-test-key-0123456789abcdef";
+
 /// The `ADMIN_TOKEN` of [`TestAppBuilder::admin`].
 pub const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
 
@@ -350,7 +353,7 @@ impl TestApp {
         }
     }
 
-    fn now(&self) -> u64 {
+    pub fn now(&self) -> u64 {
         match &self.running {
             Running::InProcess { clock, .. } => clock.now(),
             Running::Binary { .. } => SystemClock.now(),
@@ -527,7 +530,7 @@ where
         ("NOTIFY_BIND".into(), "127.0.0.1:0".into()),
         ("NOTIFY_RETRY_BASE_MS".into(), "10".into()),
         ("MFA_DATA_DIR".into(), dir.join("data").display().to_string()),
-        ("SECRET_KEY".into(), "integration-test-key-0123456789abcdef".into()),
+        ("SECRET_KEY".into(), TEST_SECRET_KEY.into()),
         ("RATE_LIMIT".into(), "off".into()),
     ]);
     all.extend(vars.into_iter().map(|v| v.pair()));
