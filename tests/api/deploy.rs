@@ -1,5 +1,6 @@
 //! The deployment files as the tools that read them see them: the systemd unit through
-//! `systemd-analyze`, the alert rules through `promtool`, the dashboard against the metrics.
+//! `systemd-analyze`, the alert rules through `promtool`, the dashboard against the metrics,
+//! docker-compose.yml through `docker-compose config` (no Docker engine needed).
 
 use std::process::Command;
 
