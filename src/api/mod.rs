@@ -40,13 +40,21 @@ pub struct SharedState {
     pub auth_failures: AuthFailures,
     /// `TRUSTED_PROXIES`, `MFA_API_KEYS`, `ADMIN_TOKEN` and `MFA_BIND`.
     pub settings: Arc<Settings>,
+    pub health_body: routes::HealthBody,
 }
 
 impl AppState {
     pub fn new(verify: VerifyService, users: UserService, settings: Arc<Settings>) -> Self {
         let limiter = Arc::new(IpRateLimiter::new(&settings.rate_limits));
         limiter.spawn_pruner();
-        Self(Arc::new(SharedState { verify, users, limiter, auth_failures: AuthFailures::default(), settings }))
+        Self(Arc::new(SharedState {
+            verify,
+            users,
+            limiter,
+            auth_failures: AuthFailures::default(),
+            settings,
+            health_body: routes::HealthBody::default(),
+        }))
     }
 }
 
