@@ -51,8 +51,15 @@ impl From<UserError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         use ErrorCode as Code;
+        // Only for the answers that carry it or log it: a wrong code or a locked user, the
+        // hot paths, would format a message for nothing.
         let detail = match &self {
-            Self::Verify(e) => e.to_string(),
+            Self::Verify(
+                e @ (VerifyError::NoDeliveryChannel(_)
+                | VerifyError::DeliveryFailed(_)
+                | VerifyError::Store(_)
+                | VerifyError::Internal(_)),
+            ) => e.to_string(),
             Self::User(e) => e.to_string(),
             _ => String::new(),
         };

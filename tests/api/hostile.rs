@@ -264,9 +264,12 @@ async fn wrong_content_types_are_415_and_json_variants_are_read() {
     let reply = post_bytes(&app, "/verify", "application/vnd.api+json", body("000000")).await;
     assert_eq!(reply.status, 401, "a +json type is read (and this code is wrong): {:?}", reply.body);
     // RFC 9110 allows whitespace around the parameters' `;`, and media types are case-insensitive.
-    for content_type in
-        ["application/json ; charset=utf-8", "Application/JSON;charset=UTF-8", "application/json\t;\tq=1"]
-    {
+    for content_type in [
+        "application/json ; charset=utf-8",
+        "Application/JSON;charset=UTF-8",
+        "application/json\t;\tq=1",
+        "APPLICATION/Problem+JSON",
+    ] {
         let reply = post_bytes(&app, "/verify", content_type, body("000000")).await;
         assert_eq!(reply.status, 401, "{content_type} is JSON (and this code is wrong): {:?}", reply.body);
     }
