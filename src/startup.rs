@@ -230,9 +230,11 @@ async fn open_data(
 /// The store (migrated) and its keys, checked against the database's record of them.
 pub async fn open_keys(settings: &Settings) -> Result<(Arc<dyn Store>, Keys), StartupError> {
     let store = store::open(&settings.database).await.map_err(|e| database_error(settings, e))?;
-    if settings.secret_key.is_none() && !settings.key_file().exists() {
+    if settings.secret_key.is_none() {
+        // The record is read before looking for the file: a process starting beside this
+        // one on a new database writes its key file first, then the record.
         let record = store.key_record().await.map_err(|e| database_error(settings, e))?;
-        if record.check.is_some() {
+        if record.check.is_some() && !settings.key_file().exists() {
             store.close().await;
             return Err(StartupError::KeyMissing(match record.kdf.as_deref() {
                 Some(kdf) if kdf.starts_with("$argon2") => "the database was made with SECRET_KEY, which is not set: \
