@@ -20,7 +20,9 @@ use zeroize::Zeroizing;
 use crate::config::{DatabaseConfig, Settings};
 use crate::crypto::KeyOrigin;
 use crate::files;
+use crate::keyring;
 use crate::startup::{self, StartupError};
+use crate::store::KeyRecord;
 
 /// The archive's layout; a later version that changes it raises this, and a restore of a
 /// format it does not know stops.
@@ -133,7 +135,9 @@ fn beside(path: &Path, what: &str) -> PathBuf {
 }
 
 /// Writes a backup of the configured SQLite database to `dest`, which must not exist,
-/// after checking that the configured key (or key file) opens it.
+/// after checking that the configured key (or key file) opens it. The database is read
+/// and never written (not even migrated: a newer `mfa` backs up an older server's
+/// database as it is).
 pub async fn backup(settings: &Settings, dest: &Path, now: u64) -> Result<Manifest, BackupError> {
     let database = database_path(settings)?;
     if !database.exists() {
@@ -142,8 +146,9 @@ pub async fn backup(settings: &Settings, dest: &Path, now: u64) -> Result<Manife
     if dest.exists() {
         return Err(BackupError::Exists(dest.to_path_buf()));
     }
-    let (store, keys) = startup::open_keys(settings).await?;
-    store.close().await;
+    let record = key_record(&database)?;
+    let master = startup::master_key(settings, &record)?;
+    let keys = keyring::check(master, record).await.map_err(|e| startup::keyring_error(settings, e))?;
     let key_file = match keys.origin {
         KeyOrigin::Configured => None,
         KeyOrigin::ExistingFile | KeyOrigin::GeneratedFile => {
@@ -207,6 +212,19 @@ fn write_backup(
     archive.keep();
     files::sync_dir(dest.parent().unwrap_or(Path::new("."))).map_err(io_error(dest))?;
     Ok(manifest)
+}
+
+/// The `meta` rows that say how the database's keys are made, read without writing.
+fn key_record(database: &Path) -> Result<KeyRecord, BackupError> {
+    let db = Connection::open_with_flags(database, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sqlite_error(database))?;
+    db.busy_timeout(std::time::Duration::from_secs(10)).map_err(sqlite_error(database))?;
+    let row = |key: &str| -> Result<Option<String>, BackupError> {
+        db.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .map(Some)
+            .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
+            .map_err(sqlite_error(database))
+    };
+    Ok(KeyRecord { kdf: row("kdf")?, check: row("key_check")? })
 }
 
 fn append<W: Write>(tar: &mut tar::Builder<W>, name: &str, size: u64, mtime: u64, data: impl Read) -> io::Result<()> {

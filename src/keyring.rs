@@ -35,6 +35,9 @@ pub enum KeyringError {
     /// The key is not the one the database was made with.
     #[error("the database was encrypted with another key")]
     Mismatch,
+    /// [`check`] on a database whose keys are not recorded yet.
+    #[error("the database's keys are not recorded yet: start the server on it once (it records them), then try again")]
+    NotRecorded,
 }
 
 /// The database's keys from `master`, recording them on a new database and moving a v1
@@ -48,6 +51,18 @@ pub async fn open(store: &Arc<dyn Store>, master: MasterKey) -> Result<Keys, Key
         }
     }
     Err(StoreError::Unavailable("the key record kept changing under this process; start it again".into()).into())
+}
+
+/// The keys of a database whose record is `record`, checked against it and writing
+/// nothing: for a copy of a database that must leave it as it is (`mfa backup`). A
+/// database without a complete record (new, or made before Argon2id) has no keys to check
+/// yet; the server's first start writes them.
+pub async fn check(master: MasterKey, record: KeyRecord) -> Result<Keys, KeyringError> {
+    let (Some(kdf), Some(check)) = (record.kdf, record.check) else { return Err(KeyringError::NotRecorded) };
+    let master = Arc::new(master);
+    let params = recorded_params(&kdf, &master)?;
+    let keys = derive(&master, params).await?;
+    if keys.check_value() == check { Ok(keys) } else { Err(KeyringError::Mismatch) }
 }
 
 /// `None`: another process wrote the record first; read it again.
@@ -71,15 +86,21 @@ async fn try_open(
         (Some(_), None) => Err(StoreError::Corrupt("meta holds a 'kdf' row but no 'key_check'".into()).into()),
         (None, Some(check)) => migrate_v1(store, master, &check).await,
         (Some(kdf), Some(check)) => {
-            let params = match (kdf.as_str(), master.is_configured()) {
-                (DIRECT, false) => None,
-                (DIRECT, true) => return Err(KeyringError::Mismatch),
-                (_, false) if kdf.starts_with("$argon2") => return Err(KeyringError::Mismatch),
-                (stretched, _) => Some(KdfParams::parse(stretched)?),
-            };
+            let params = recorded_params(&kdf, master)?;
             let keys = derive(master, params).await?;
             if keys.check_value() == check { Ok(Some(keys)) } else { Err(KeyringError::Mismatch) }
         }
+    }
+}
+
+/// How the recorded `kdf` derives the keys from `master`; a key of the other kind than the
+/// one recorded is a changed key.
+fn recorded_params(kdf: &str, master: &MasterKey) -> Result<Option<KdfParams>, KeyringError> {
+    match (kdf, master.is_configured()) {
+        (DIRECT, false) => Ok(None),
+        (DIRECT, true) => Err(KeyringError::Mismatch),
+        (_, false) if kdf.starts_with("$argon2") => Err(KeyringError::Mismatch),
+        (stretched, _) => Ok(Some(KdfParams::parse(stretched)?)),
     }
 }
 

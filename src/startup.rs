@@ -23,7 +23,7 @@ use crate::notify::email::EmailChannel;
 use crate::notify::retry::RetryPolicy;
 use crate::notify::telegram::TelegramChannel;
 use crate::notify::{self, Channels, FileNotifier, HttpNotifier, Notifier};
-use crate::store::{self, Store, StoreError};
+use crate::store::{self, KeyRecord, Store, StoreError};
 use crate::users::{SyncReport, UserError, UserService};
 use crate::verify::VerifyService;
 
@@ -230,29 +230,44 @@ async fn open_data(
 /// The store (migrated) and its keys, checked against the database's record of them.
 pub async fn open_keys(settings: &Settings) -> Result<(Arc<dyn Store>, Keys), StartupError> {
     let store = store::open(&settings.database).await.map_err(|e| database_error(settings, e))?;
-    if settings.secret_key.is_none() {
-        // The record is read before looking for the file: a process starting beside this
-        // one on a new database writes its key file first, then the record.
-        let record = store.key_record().await.map_err(|e| database_error(settings, e))?;
-        if record.check.is_some() && !settings.key_file().exists() {
+    let keys = match store.key_record().await {
+        Ok(record) => match master_key(settings, &record) {
+            Ok(master) => keyring::open(&store, master).await.map_err(|e| keyring_error(settings, e)),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(database_error(settings, e)),
+    };
+    match keys {
+        Ok(keys) => Ok((store, keys)),
+        Err(e) => {
             store.close().await;
-            return Err(StartupError::KeyMissing(match record.kdf.as_deref() {
-                Some(kdf) if kdf.starts_with("$argon2") => "the database was made with SECRET_KEY, which is not set: \
-                     set the SECRET_KEY it was made with (a generated key file could not read it)"
-                    .to_string(),
-                Some(_) => format!(
-                    "the database was made with the key file {}, which is missing: restore it (from the backup, \
-                     or the data volume it was on); a new key file could not read it",
-                    settings.key_file().display()
-                ),
-                // Made before the record said which (schema 1 without `kdf`).
-                None => format!(
-                    "the database was made with SECRET_KEY or with the key file {}, and neither is here: set that \
-                     SECRET_KEY, or restore the key file",
-                    settings.key_file().display()
-                ),
-            }));
+            Err(e)
         }
+    }
+}
+
+/// The key a database with `record` is opened with: `SECRET_KEY`, or the key file, which is
+/// generated only for a database that has no keys yet. `record` is read before this looks
+/// for the file: a process starting beside this one on a new database writes its key file
+/// first, then the record.
+pub fn master_key(settings: &Settings, record: &KeyRecord) -> Result<MasterKey, StartupError> {
+    if settings.secret_key.is_none() && record.check.is_some() && !settings.key_file().exists() {
+        return Err(StartupError::KeyMissing(match record.kdf.as_deref() {
+            Some(kdf) if kdf.starts_with("$argon2") => "the database was made with SECRET_KEY, which is not set: set \
+                 the SECRET_KEY it was made with (a generated key file could not read it)"
+                .to_string(),
+            Some(_) => format!(
+                "the database was made with the key file {}, which is missing: restore it (from the backup, or the \
+                 data volume it was on); a new key file could not read it",
+                settings.key_file().display()
+            ),
+            // Made before the record said which (schema 1 without `kdf`).
+            None => format!(
+                "the database was made with SECRET_KEY or with the key file {}, and neither is here: set that \
+                 SECRET_KEY, or restore the key file",
+                settings.key_file().display()
+            ),
+        }));
     }
     let master = MasterKey::load(settings.secret_key.as_ref().map(|k| k.expose()), &settings.key_file())?;
     if master.origin == KeyOrigin::GeneratedFile {
@@ -262,17 +277,15 @@ pub async fn open_keys(settings: &Settings) -> Result<(Arc<dyn Store>, Keys), St
              database, or set SECRET_KEY"
         );
     }
-    let keys = keyring::open(&store, master).await.map_err(|e| match e {
+    Ok(master)
+}
+
+pub fn keyring_error(settings: &Settings, e: KeyringError) -> StartupError {
+    match e {
         KeyringError::Keys(e) => StartupError::Keys(e),
         KeyringError::Store(e) => database_error(settings, e),
         KeyringError::Mismatch => StartupError::KeyMismatch,
-    });
-    match keys {
-        Ok(keys) => Ok((store, keys)),
-        Err(e) => {
-            store.close().await;
-            Err(e)
-        }
+        KeyringError::NotRecorded => StartupError::KeyMissing(e.to_string()),
     }
 }
 

@@ -118,3 +118,35 @@ async fn a_database_a_later_version_migrated_is_refused_with_what_to_run() {
     let message = err.to_string();
     assert!(message.contains("migrated by a later version of mfa (its migration 999"), "{message}");
 }
+
+/// `mfa backup` of a server's database writes nothing to it, not even this version's
+/// migrations: a newer binary backs up a 0.1.0 server's database as it is, and a restore
+/// with this version migrates the copy.
+#[tokio::test]
+async fn a_backup_by_a_newer_mfa_leaves_the_previous_release_database_as_it_is() {
+    if postgres_mode() {
+        return; // mfa backup is for SQLite
+    }
+    let (live, fresh) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let db = previous_release_database(live.path());
+    let key = fixture()["secret_key"].as_str().unwrap().to_string();
+    let env = [("SECRET_KEY", key.as_str())];
+    let schema = |dir: &Path| -> i64 {
+        let conn = rusqlite::Connection::open(dir.join("data/mfa.db")).unwrap();
+        conn.query_row("SELECT MAX(version) FROM _sqlx_migrations", [], |r| r.get(0)).unwrap()
+    };
+    let file = live.path().join("backup.tar");
+
+    let backed_up = crate::process::cli(live.path(), &env, &["backup", file.to_str().unwrap()]).await;
+
+    assert_eq!(backed_up.code, 0, "{}", backed_up.stderr);
+    assert!(backed_up.stdout.contains("backed up 5 users (schema 4)"), "{}", backed_up.stdout);
+    assert_eq!(schema(live.path()), 4, "the live database was not migrated");
+    let restored =
+        crate::process::cli(fresh.path(), &env, &["restore", file.to_str().unwrap(), "--data-dir", "data"]).await;
+    assert_eq!(restored.code, 0, "{}", restored.stderr);
+    assert_eq!(schema(fresh.path()), 5, "the restore opened it as the server does");
+    let made_at = db["made_at"].as_u64().unwrap();
+    let app = TestApp::builder().shared_dir(fresh.path()).clock_at(made_at + 1).envs(env).start().await;
+    assert_eq!(app.verify("alice", db["used_code"].as_str().unwrap()).await.status, 401, "still used");
+}
