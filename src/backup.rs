@@ -135,9 +135,9 @@ fn beside(path: &Path, what: &str) -> PathBuf {
 }
 
 /// Writes a backup of the configured SQLite database to `dest`, which must not exist,
-/// after checking that the configured key (or key file) opens it. The database is read
-/// and never written (not even migrated: a newer `mfa` backs up an older server's
-/// database as it is).
+/// after checking that the configured key (or key file) opens it. Nothing in the database
+/// changes (it is not even migrated: a newer `mfa` backs up an older server's database as
+/// it is).
 pub async fn backup(settings: &Settings, dest: &Path, now: u64) -> Result<Manifest, BackupError> {
     let database = database_path(settings)?;
     if !database.exists() {
