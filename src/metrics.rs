@@ -248,6 +248,24 @@ mod tests {
     }
 
     #[test]
+    fn a_routes_kept_handles_count_as_the_families_would() {
+        let m = Metrics::mfa();
+        let route = m.route("/verify".into());
+        // More (method, status) pairs than a route keeps handles for: the rest go through
+        // the family each time, into the same series.
+        for status in 200..250u16 {
+            for _ in 0..3 {
+                route.record(&Method::POST, StatusCode::from_u16(status).unwrap(), Duration::from_micros(50));
+            }
+        }
+        m.record_request("/verify".into(), &Method::POST, StatusCode::OK, Duration::from_micros(50));
+        let text = m.encode();
+        assert!(text.contains(r#"http_requests_total{route="/verify",method="POST",status="200"} 4"#), "{text}");
+        assert!(text.contains(r#"http_requests_total{route="/verify",method="POST",status="249"} 3"#), "{text}");
+        assert!(text.contains(r#"http_request_duration_seconds_count{route="/verify"} 151"#), "{text}");
+    }
+
+    #[test]
     fn made_up_methods_and_paths_share_one_label_each() {
         let m = Metrics::mfa();
         for i in 0..1000 {
