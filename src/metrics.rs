@@ -159,11 +159,6 @@ impl Metrics {
 }
 
 impl Metrics {
-    /// Counts a request and its latency, by route pattern.
-    pub fn record_request(&self, route: String, method: &Method, status: StatusCode, elapsed: Duration) {
-        self.route(route).record(method, status, elapsed);
-    }
-
     /// The request metrics of one route pattern, to keep and record into (`crate::http`
     /// keeps one per route).
     pub fn route(&self, route: String) -> RouteMetrics {
@@ -258,7 +253,7 @@ mod tests {
                 route.record(&Method::POST, StatusCode::from_u16(status).unwrap(), Duration::from_micros(50));
             }
         }
-        m.record_request("/verify".into(), &Method::POST, StatusCode::OK, Duration::from_micros(50));
+        m.route("/verify".into()).record(&Method::POST, StatusCode::OK, Duration::from_micros(50));
         let text = m.encode();
         assert!(text.contains(r#"http_requests_total{route="/verify",method="POST",status="200"} 4"#), "{text}");
         assert!(text.contains(r#"http_requests_total{route="/verify",method="POST",status="249"} 3"#), "{text}");
@@ -270,7 +265,7 @@ mod tests {
         let m = Metrics::mfa();
         for i in 0..1000 {
             let method = Method::from_bytes(format!("X{i:06}AAAA").as_bytes()).unwrap();
-            m.record_request("unmatched".into(), &method, StatusCode::NOT_FOUND, Duration::from_micros(5));
+            m.route("unmatched".into()).record(&method, StatusCode::NOT_FOUND, Duration::from_micros(5));
         }
         let text = m.encode();
         assert!(text.contains("method=\"_OTHER\",status=\"404\"} 1000"), "{text}");

@@ -147,16 +147,18 @@ fn compose_config(dotenv: &str) -> Result<serde_json::Value, String> {
     if !rendered.status.success() {
         return Err(String::from_utf8_lossy(&rendered.stderr).into_owned());
     }
-    // docker-compose 1.x prints YAML only; its own Python has PyYAML.
-    let mut to_json = Command::new("python3")
+    // docker-compose 1.x prints YAML only: the test virtualenv's PyYAML reads it (the
+    // `python3` on PATH may be another Python than the one docker-compose runs on).
+    let python = std::env::var("MFA_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut to_json = Command::new(&python)
         .args(["-c", "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("python3 is needed (with PyYAML, which docker-compose depends on): {e}"));
+        .unwrap_or_else(|e| panic!("{python} is needed, with PyYAML (scripts/test installs it): {e}"));
     std::io::Write::write_all(&mut to_json.stdin.take().unwrap(), &rendered.stdout).unwrap();
     let json = to_json.wait_with_output().unwrap();
-    assert!(json.status.success(), "python3 -c 'import yaml' failed: PyYAML (python3-yaml) is needed");
+    assert!(json.status.success(), "{python} -c 'import yaml' failed: PyYAML is needed (scripts/test installs it)");
     Ok(serde_json::from_slice(&json.stdout).expect("the rendered compose file as JSON"))
 }
 

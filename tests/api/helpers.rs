@@ -345,6 +345,17 @@ impl TestApp {
         Reply::read(self.client.get(self.notifier_url("/healthcheck")).send().await.unwrap()).await
     }
 
+    /// Each user's `name:source`, as the admin API lists them (by name), space-separated.
+    pub async fn user_sources(&self) -> String {
+        let listed = self.admin(reqwest::Method::GET, "/admin/users", None).await;
+        let users = listed.body["users"].as_array().unwrap_or_else(|| panic!("{:?}", listed.body));
+        let pairs: Vec<String> = users
+            .iter()
+            .map(|u| format!("{}:{}", u["username"].as_str().unwrap(), u["source"].as_str().unwrap()))
+            .collect();
+        pairs.join(" ")
+    }
+
     /// The clock the app runs on (in this process only: a binary reads the system's).
     pub fn clock(&self) -> &ManualClock {
         match &self.running {
