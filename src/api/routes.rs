@@ -180,7 +180,7 @@ pub async fn healthcheck(State(state): State<AppState>) -> Response {
 
 /// The last `/healthcheck` body, given again while the second and the answer are the same.
 /// The probe is already reused within the second (`VerifyService::health`); serialising the
-/// same report again was a tenth of the request's instructions (callgrind).
+/// same report again was about 1,250 of the request's 28,900 instructions (callgrind).
 #[derive(Default)]
 pub struct HealthBody(std::sync::Mutex<Option<((u64, bool), Bytes)>>);
 
