@@ -41,14 +41,15 @@ pub enum KeyringError {
 }
 
 /// The database's keys from `master`, recording them on a new database and moving a v1
-/// database to Argon2id (see the module's table).
-pub async fn open(store: &Arc<dyn Store>, master: MasterKey) -> Result<Keys, KeyringError> {
+/// database to Argon2id (see the module's table). `record` is the key record as the caller
+/// read it; it is read again only when another process wrote it meanwhile.
+pub async fn open(store: &Arc<dyn Store>, master: MasterKey, mut record: KeyRecord) -> Result<Keys, KeyringError> {
     let master = Arc::new(master);
     for _ in 0..ATTEMPTS {
-        let record = store.key_record().await?;
         if let Some(keys) = try_open(store, &master, record).await? {
             return Ok(keys);
         }
+        record = store.key_record().await?;
     }
     Err(StoreError::Unavailable("the key record kept changing under this process; start it again".into()).into())
 }

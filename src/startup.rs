@@ -232,7 +232,7 @@ pub async fn open_keys(settings: &Settings) -> Result<(Arc<dyn Store>, Keys), St
     let store = store::open(&settings.database).await.map_err(|e| database_error(settings, e))?;
     let keys = match store.key_record().await {
         Ok(record) => match master_key(settings, &record) {
-            Ok(master) => keyring::open(&store, master).await.map_err(|e| keyring_error(settings, e)),
+            Ok(master) => keyring::open(&store, master, record).await.map_err(|e| keyring_error(settings, e)),
             Err(e) => Err(e),
         },
         Err(e) => Err(database_error(settings, e)),
