@@ -1,7 +1,9 @@
 //! Keys derived from `SECRET_KEY`, and what they protect:
-//! - TOTP secrets at rest, sealed with AES-256-GCM (random 96-bit nonce per seal, the
-//!   username as associated data so a sealed secret cannot be moved to another user);
-//! - one-time codes sent by `/request-otp`, stored only as HMAC-SHA256(username, code);
+//! - authenticators' secrets at rest, sealed with AES-256-GCM (random 96-bit nonce per
+//!   seal, the username and the authenticator's id as associated data, so a sealed secret
+//!   cannot be moved to another user or authenticator);
+//! - one-time codes sent by `/request-otp` and recovery codes, stored only as
+//!   HMAC-SHA256(username, code), each kind under its own label;
 //! - a key check value kept in the database, so a changed `SECRET_KEY` is caught at
 //!   start-up instead of failing every verification.
 //!
@@ -26,7 +28,13 @@ use zeroize::Zeroizing;
 use crate::domain::Username;
 use crate::otp::SecretBytes;
 
+/// Sealed codes, and secrets sealed before authenticators had ids (bound to the user only).
 const SEAL_VERSION: u8 = 1;
+/// The first byte of a secret bound to its user only: start-up seals such secrets again,
+/// bound to their authenticator too.
+pub const USER_BOUND_SEAL: u8 = SEAL_VERSION;
+/// Secrets bound to the user and the authenticator.
+const SEAL_VERSION_AUTHENTICATOR: u8 = 2;
 const NONCE_LEN: usize = 12;
 
 /// The HKDF salt (a domain label) of keys taken from the master key as it is: the key
@@ -305,28 +313,38 @@ impl Keys {
         &self.check
     }
 
-    /// The secret encrypted for `user`: version, nonce, ciphertext and tag. (AES-GCM only
-    /// fails for messages of gigabytes; the error is still one, never an empty ciphertext.)
-    pub fn seal_secret(&self, user: &Username, secret: &SecretBytes) -> Result<Vec<u8>, SealError> {
+    /// The secret of `user`'s authenticator `authenticator`, encrypted: version, nonce,
+    /// ciphertext and tag. (AES-GCM only fails for messages of gigabytes; the error is still
+    /// one, never an empty ciphertext.)
+    pub fn seal_secret(
+        &self,
+        user: &Username,
+        authenticator: &str,
+        secret: &SecretBytes,
+    ) -> Result<Vec<u8>, SealError> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::fill(&mut nonce);
-        let payload = Payload { msg: secret.expose(), aad: user.as_str().as_bytes() };
+        let aad = secret_aad(user, authenticator);
+        let payload = Payload { msg: secret.expose(), aad: &aad };
         let ciphertext = self.seal.encrypt(&Nonce::from(nonce), payload).map_err(|_| SealError)?;
-        let mut out = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
-        out.push(SEAL_VERSION);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ciphertext);
-        Ok(out)
+        Ok([&[SEAL_VERSION_AUTHENTICATOR][..], &nonce, &ciphertext].concat())
     }
 
-    pub fn open_secret(&self, user: &Username, sealed: &[u8]) -> Result<SecretBytes, UnsealError> {
+    /// Opens a sealed secret: one bound to the user and the authenticator, or one sealed
+    /// before authenticators had ids (bound to the user only; see [`Self::is_user_bound`]).
+    pub fn open_secret(&self, user: &Username, authenticator: &str, sealed: &[u8]) -> Result<SecretBytes, UnsealError> {
         let (&version, rest) = sealed.split_first().ok_or(UnsealError)?;
-        if version != SEAL_VERSION || rest.len() < NONCE_LEN {
+        let aad = match version {
+            SEAL_VERSION_AUTHENTICATOR => secret_aad(user, authenticator),
+            SEAL_VERSION => user.as_str().as_bytes().to_vec(),
+            _ => return Err(UnsealError),
+        };
+        if rest.len() < NONCE_LEN {
             return Err(UnsealError);
         }
         let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| UnsealError)?;
-        let payload = Payload { msg: ciphertext, aad: user.as_str().as_bytes() };
+        let payload = Payload { msg: ciphertext, aad: &aad };
         self.seal.decrypt(&Nonce::from(nonce), payload).map(SecretBytes::new).map_err(|_| UnsealError)
     }
 
@@ -357,14 +375,30 @@ impl Keys {
     /// The stored form of a sent code. The username is mixed in so equal codes of two users
     /// hash differently.
     pub fn hash_code(&self, user: &Username, code: &str) -> Result<Vec<u8>, KeyError> {
+        self.mac(&[], user, code)
+    }
+
+    /// The stored form of a recovery code (normalised: see `crate::recovery`), under its
+    /// own label, so that it can never equal a sent code's hash.
+    pub fn hash_recovery_code(&self, user: &Username, code: &str) -> Result<Vec<u8>, KeyError> {
+        self.mac(b"recovery code\0", user, code)
+    }
+
+    fn mac(&self, label: &[u8], user: &Username, code: &str) -> Result<Vec<u8>, KeyError> {
         // HMAC takes keys of any length, so this never fails; if it did, no hash would do.
         let mut mac =
             <Hmac<Sha256> as KeyInit>::new_from_slice(self.code_mac.as_slice()).map_err(|_| KeyError::Derive)?;
+        mac.update(label);
         mac.update(user.as_str().as_bytes());
         mac.update(&[0]);
         mac.update(code.as_bytes());
         Ok(mac.finalize().into_bytes().to_vec())
     }
+}
+
+/// The associated data of a sealed authenticator secret: its purpose, the user, the id.
+fn secret_aad(user: &Username, authenticator: &str) -> Vec<u8> {
+    [&b"authenticator\0"[..], user.as_str().as_bytes(), b"\0", authenticator.as_bytes()].concat()
 }
 
 /// The associated data of a sealed sent code: its purpose, then the user.
@@ -426,26 +460,31 @@ mod tests {
     fn sealed_secrets_round_trip_and_are_bound_to_their_user() {
         let keys = Keys::direct(b"a key", KeyOrigin::Configured).unwrap();
         let secret = SecretBytes::generate();
-        let sealed = keys.seal_secret(&user("dair"), &secret).unwrap();
+        let sealed = keys.seal_secret(&user("dair"), "a1", &secret).unwrap();
         assert!(!sealed.windows(secret.expose().len()).any(|w| w == secret.expose()));
-        assert_eq!(keys.open_secret(&user("dair"), &sealed).unwrap(), secret);
-        assert!(keys.open_secret(&user("bob"), &sealed).is_err());
+        assert_eq!(keys.open_secret(&user("dair"), "a1", &sealed).unwrap(), secret);
+        assert!(keys.open_secret(&user("bob"), "a1", &sealed).is_err());
         assert!(
-            Keys::direct(b"another key", KeyOrigin::Configured).unwrap().open_secret(&user("dair"), &sealed).is_err()
+            Keys::direct(b"another key", KeyOrigin::Configured)
+                .unwrap()
+                .open_secret(&user("dair"), "a1", &sealed)
+                .is_err()
         );
-        assert_ne!(sealed, keys.seal_secret(&user("dair"), &secret).unwrap(), "nonces are fresh");
+        assert_ne!(sealed, keys.seal_secret(&user("dair"), "a1", &secret).unwrap(), "nonces are fresh");
+        assert!(keys.open_secret(&user("dair"), "a2", &sealed).is_err(), "bound to the authenticator");
+        assert_ne!(sealed[0], USER_BOUND_SEAL);
     }
 
     #[test]
     fn any_flipped_bit_is_detected() {
         let keys = Keys::direct(b"k", KeyOrigin::Configured).unwrap();
-        let sealed = keys.seal_secret(&user("dair"), &SecretBytes::generate()).unwrap();
+        let sealed = keys.seal_secret(&user("dair"), "a1", &SecretBytes::generate()).unwrap();
         for i in 0..sealed.len() * 8 {
             let mut bad = sealed.clone();
             bad[i / 8] ^= 1 << (i % 8);
-            assert!(keys.open_secret(&user("dair"), &bad).is_err(), "bit {i}");
+            assert!(keys.open_secret(&user("dair"), "a1", &bad).is_err(), "bit {i}");
         }
-        assert!(keys.open_secret(&user("dair"), &[]).is_err());
+        assert!(keys.open_secret(&user("dair"), "a1", &[]).is_err());
     }
 
     #[test]
@@ -509,7 +548,7 @@ mod tests {
             assert_eq!(db["key_check"], check);
             for row in db["users"].as_array().unwrap() {
                 let name = user(row["username"].as_str().unwrap());
-                let secret = keys.open_secret(&name, &hex(&row["sealed_secret"])).unwrap();
+                let secret = keys.open_secret(&name, "a1", &hex(&row["sealed_secret"])).unwrap();
                 assert_eq!(secret.to_base32(), row["totp_secret"].as_str().unwrap());
             }
         }
@@ -530,8 +569,8 @@ mod tests {
         let keys = Keys::stretched(b"a key", &cheap(&salt), KeyOrigin::Configured).unwrap();
         let again = Keys::stretched(b"a key", &cheap(&salt), KeyOrigin::Configured).unwrap();
         assert_eq!(keys.check_value(), again.check_value());
-        let sealed = keys.seal_secret(&user("dair"), &SecretBytes::generate()).unwrap();
-        assert!(again.open_secret(&user("dair"), &sealed).is_ok(), "same key and salt: same seal key");
+        let sealed = keys.seal_secret(&user("dair"), "a1", &SecretBytes::generate()).unwrap();
+        assert!(again.open_secret(&user("dair"), "a1", &sealed).is_ok(), "same key and salt: same seal key");
 
         let others = [
             Keys::stretched(b"a key", &cheap(&[8u8; 16]), KeyOrigin::Configured).unwrap(),
@@ -542,7 +581,7 @@ mod tests {
         ];
         for other in &others {
             assert_ne!(other.check_value(), keys.check_value());
-            assert!(other.open_secret(&user("dair"), &sealed).is_err());
+            assert!(other.open_secret(&user("dair"), "a1", &sealed).is_err());
             assert_ne!(
                 other.hash_code(&user("dair"), "123456").unwrap(),
                 keys.hash_code(&user("dair"), "123456").unwrap()
@@ -628,7 +667,7 @@ mod tests {
         let sealed = keys.seal_code(&alice, "123456").unwrap();
         assert_eq!(keys.open_code(&alice, &sealed).unwrap().as_str(), "123456");
         assert!(keys.open_code(&Username::parse("bob").unwrap(), &sealed).is_err());
-        let as_secret = keys.seal_secret(&alice, &SecretBytes::new(b"123456".to_vec())).unwrap();
+        let as_secret = keys.seal_secret(&alice, "a1", &SecretBytes::new(b"123456".to_vec())).unwrap();
         assert!(keys.open_code(&alice, &as_secret).is_err(), "a sealed secret is not a sealed code");
         assert!(!sealed.windows(6).any(|w| w == b"123456"));
     }

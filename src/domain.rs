@@ -71,6 +71,76 @@ impl fmt::Debug for OtpCode {
     }
 }
 
+/// A recovery code: 12 characters of Crockford's base32 (60 random bits), shown as
+/// `4k7q-m2xp-9z3c`. Read as people type and say it: case, spaces and dashes are ignored,
+/// and `i`/`l` are read as `1`, `o` as `0` (the alphabet has none of them). Never printed
+/// by `Debug`; wiped from memory when dropped.
+#[derive(Clone, PartialEq, Eq, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+pub struct RecoveryCode(String);
+
+/// Crockford's base32: digits and lower-case letters without i, l, o and u.
+const RECOVERY_ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+pub const RECOVERY_CODE_CHARS: usize = 12;
+
+impl RecoveryCode {
+    /// A fresh code from the operating system's CSPRNG.
+    pub fn generate() -> Self {
+        let chars = (0..RECOVERY_CODE_CHARS).map(|_| char::from(RECOVERY_ALPHABET[rand::random_range(0..32usize)]));
+        Self(chars.collect())
+    }
+
+    /// The code in `raw`, or `None` if it is not one.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let code: String = raw
+            .chars()
+            .filter(|c| *c != ' ' && *c != '-')
+            .map(|c| match c.to_ascii_lowercase() {
+                'i' | 'l' => '1',
+                'o' => '0',
+                other => other,
+            })
+            .collect();
+        let valid = code.len() == RECOVERY_CODE_CHARS && code.bytes().all(|b| RECOVERY_ALPHABET.contains(&b));
+        valid.then_some(Self(code))
+    }
+
+    /// The normalised form, which is what is hashed.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The form shown to the user: three groups of four.
+    pub fn display(&self) -> String {
+        let (a, rest) = self.0.split_at(4);
+        let (b, c) = rest.split_at(4);
+        format!("{a}-{b}-{c}")
+    }
+}
+
+impl fmt::Debug for RecoveryCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RecoveryCode(<redacted>)")
+    }
+}
+
+/// What `/verify`'s `token` holds: a one-time code, or a recovery code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Token {
+    Otp(OtpCode),
+    Recovery(RecoveryCode),
+}
+
+impl Token {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match OtpCode::parse(raw) {
+            Ok(code) => Ok(Self::Otp(code)),
+            Err(e) => RecoveryCode::parse(raw).map(Self::Recovery).ok_or_else(|| {
+                format!("{e}, or a recovery code of {RECOVERY_CODE_CHARS} letters and digits (xxxx-xxxx-xxxx)")
+            }),
+        }
+    }
+}
+
 /// An email address in the common ASCII form every relay and `lettre` accept (so that a
 /// stored address can always be sent to): a local part of 1 to 64 characters of
 /// `A-Z a-z 0-9 ! # $ % & ' * + / = ? ^ _ ` { | } ~ - .` with no dot at either end and no
@@ -198,6 +268,26 @@ mod tests {
         assert!(OtpCode::parse("123456789").is_err());
         assert!(OtpCode::parse("12a456").is_err());
         assert!(!format!("{:?}", OtpCode::parse("654321").unwrap()).contains("654321"));
+    }
+
+    #[test]
+    fn recovery_codes_are_read_as_typed_and_said() {
+        let code = RecoveryCode::generate();
+        assert_eq!(code.as_str().len(), 12);
+        let shown = code.display();
+        assert_eq!(shown.len(), 14);
+        assert_eq!(RecoveryCode::parse(&shown), Some(code.clone()));
+        assert_eq!(RecoveryCode::parse(&shown.to_uppercase().replace('-', " ")), Some(code.clone()));
+        assert_eq!(RecoveryCode::parse("4K7Q-M2XP-9Z3C").unwrap().as_str(), "4k7qm2xp9z3c");
+        assert_eq!(RecoveryCode::parse("4k7q-m2xp-9zoi").unwrap().as_str(), "4k7qm2xp9z01");
+        assert!(RecoveryCode::parse("4k7q-m2xp-9z3").is_none(), "too short");
+        assert!(RecoveryCode::parse("4k7q-m2xp-9z3u").is_none(), "u is not in the alphabet");
+        assert!(!format!("{code:?}").contains(code.as_str()));
+        assert_ne!(RecoveryCode::generate(), code);
+        assert!(matches!(Token::parse("123 456"), Ok(Token::Otp(_))));
+        assert!(matches!(Token::parse(&shown), Ok(Token::Recovery(_))));
+        assert!(Token::parse("12345").is_err());
+        assert!(Token::parse("hunter2").unwrap_err().contains("recovery code"));
     }
 
     #[test]

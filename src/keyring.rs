@@ -123,7 +123,7 @@ async fn migrate_v1(
             kdf: DIRECT.to_string(),
             old_check: check.to_string(),
             new_check: check.to_string(),
-            users: store.count_users().await?,
+            authenticators: store.users().await?.iter().map(|u| u.authenticators.len() as u64).sum(),
             resealed: Vec::new(),
             drop_sent_codes: false,
         };
@@ -135,17 +135,20 @@ async fn migrate_v1(
     let mut resealed = Vec::with_capacity(users.len());
     let mut unreadable = 0usize;
     for user in &users {
-        let profile = &user.profile;
-        match old.open_secret(&profile.username, &profile.sealed_secret) {
-            Ok(secret) => resealed.push(Resealed {
-                username: profile.username.clone(),
-                old: profile.sealed_secret.clone(),
-                new: new.seal_secret(&profile.username, &secret).map_err(|_| KeyError::Derive)?,
-            }),
-            Err(_) => {
-                // Damaged before: no key opens it, so it stays as it is (as it failed before).
-                warn!(username = %profile.username, "the stored secret of this user cannot be decrypted; left as it is");
-                unreadable += 1;
+        let username = &user.profile.username;
+        for a in &user.authenticators {
+            match old.open_secret(username, &a.id, &a.sealed_secret) {
+                Ok(secret) => resealed.push(Resealed {
+                    username: username.clone(),
+                    authenticator: a.id.clone(),
+                    old: a.sealed_secret.clone(),
+                    new: new.seal_secret(username, &a.id, &secret).map_err(|_| KeyError::Derive)?,
+                }),
+                Err(_) => {
+                    // Damaged before: no key opens it, so it stays as it is (as it failed before).
+                    warn!(%username, "a stored secret of this user cannot be decrypted; left as it is");
+                    unreadable += 1;
+                }
             }
         }
     }
@@ -154,7 +157,7 @@ async fn migrate_v1(
         kdf: params.to_string(),
         old_check: check.to_string(),
         new_check: new.check_value().to_string(),
-        users: users.len() as u64,
+        authenticators: users.iter().map(|u| u.authenticators.len() as u64).sum(),
         resealed,
         drop_sent_codes: true,
     };

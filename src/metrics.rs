@@ -47,6 +47,7 @@ pub struct Metrics {
     latency: HistogramFamily,
     verifications: Family<OutcomeLabels, Counter>,
     lockouts: Counter,
+    totp_offsets: Histogram,
     rate_limited: Counter,
     codes_sent: Family<Labels, Counter>,
     deliveries: Family<Labels, Counter>,
@@ -62,6 +63,10 @@ impl Metrics {
             latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             verifications: Family::default(),
             lockouts: Counter::default(),
+            // Whole steps, so each bucket below holds one offset (from -5 to 5) or a tail.
+            totp_offsets: Histogram::new([
+                -10.5, -5.5, -4.5, -3.5, -2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 3.5, 4.5, 5.5, 10.5,
+            ]),
             rate_limited: Counter::default(),
             codes_sent: Family::default(),
             deliveries: Family::default(),
@@ -86,6 +91,11 @@ impl Metrics {
             m.verifications.clone(),
         );
         r.register("mfa_lockouts", "users locked out after too many failures", m.lockouts.clone());
+        r.register(
+            "mfa_totp_step_offset",
+            "accepted TOTP codes by their time step minus the server's (the authenticators' clock drift)",
+            m.totp_offsets.clone(),
+        );
         r.register("mfa_rate_limited", "requests refused by RATE_LIMIT", m.rate_limited.clone());
         r.register("mfa_codes_sent", "codes from /request-otp by channel and outcome", m.codes_sent.clone());
         r.register("mfa_db_pool_connections", "database pool connections by state", m.pool.clone());
@@ -111,6 +121,10 @@ impl Metrics {
 
     pub fn lockout(&self) {
         self.lockouts.inc();
+    }
+
+    pub fn totp_offset(&self, steps: i64) {
+        self.totp_offsets.observe(steps as f64);
     }
 
     pub fn rate_limited(&self) {

@@ -197,10 +197,6 @@ pub fn hotp_code(secret: &SecretBytes, algorithm: Algorithm, digits: u8, counter
 
 /// The time step whose code `code` is, searching `window` steps on each side of `now`'s
 /// step (RFC 6238 §5.2), or `None`.
-///
-/// Every step of the window is computed and compared, and each comparison is
-/// [`codes_equal`]'s, so the time taken does not depend on how much of the code was right
-/// (tests/api/timing.rs measures it). Only the code's length, which is public, shortens it.
 pub fn matching_step(
     secret: &SecretBytes,
     params: OtpParams,
@@ -208,17 +204,95 @@ pub fn matching_step(
     now: UnixTime,
     window: u16,
 ) -> Option<u64> {
+    matching_step_near(secret, params, code, now, window, 0)
+}
+
+/// The time step whose code `code` is, searching `window` steps on each side of `now`'s
+/// step moved by `drift_steps` (the authenticator's learned clock offset, RFC 6238 §6).
+///
+/// Every step of the window is computed and compared, and each comparison is
+/// [`codes_equal`]'s, so the time taken does not depend on how much of the code was right
+/// (tests/api/timing.rs measures it). Only the code's length, which is public, shortens it.
+pub fn matching_step_near(
+    secret: &SecretBytes,
+    params: OtpParams,
+    code: &OtpCode,
+    now: UnixTime,
+    window: u16,
+    drift_steps: i64,
+) -> Option<u64> {
     let period = params.period.max(1);
-    let origin = now / period;
+    let centre = (now / period).saturating_add_signed(drift_steps);
     let totp = totp(secret, params, 0);
     let mut matched = None;
-    for step in origin.saturating_sub(u64::from(window))..=origin.saturating_add(u64::from(window)) {
+    for step in centre.saturating_sub(u64::from(window))..=centre.saturating_add(u64::from(window)) {
         let expected = totp.generate(step.saturating_mul(period)).to_string();
         if codes_equal(&expected, code.as_str()) && matched.is_none() {
             matched = Some(step);
         }
     }
     matched
+}
+
+/// The counter whose HOTP code `code` is, among `counter..=counter + lookahead`
+/// (RFC 4226 §7.4's look-ahead window), or `None`; every counter is computed and compared.
+pub fn matching_counter(
+    secret: &SecretBytes,
+    algorithm: Algorithm,
+    digits: u8,
+    code: &OtpCode,
+    counter: u64,
+    lookahead: u32,
+) -> Option<u64> {
+    let mut matched = None;
+    for c in counter..=counter.saturating_add(u64::from(lookahead)) {
+        if codes_equal(&hotp_code(secret, algorithm, digits, c), code.as_str()) && matched.is_none() {
+            matched = Some(c);
+        }
+    }
+    matched
+}
+
+/// Resynchronisation (RFC 4226 §7.4): the counter of the second of two consecutive codes,
+/// searching `from..from + window`, or `None`.
+pub fn resync_counter(
+    secret: &SecretBytes,
+    algorithm: Algorithm,
+    digits: u8,
+    codes: [&OtpCode; 2],
+    from: u64,
+    window: u32,
+) -> Option<u64> {
+    let mut previous = hotp_code(secret, algorithm, digits, from);
+    for c in from.saturating_add(1)..=from.saturating_add(u64::from(window)) {
+        let code = hotp_code(secret, algorithm, digits, c);
+        if codes_equal(&previous, codes[0].as_str()) && codes_equal(&code, codes[1].as_str()) {
+            return Some(c);
+        }
+        previous = code;
+    }
+    None
+}
+
+/// The TOTP counterpart: the step of the second of two codes of consecutive steps, within
+/// `window` steps on each side of `now`'s, or `None`. The nearest pair wins.
+pub fn resync_step(
+    secret: &SecretBytes,
+    params: OtpParams,
+    codes: [&OtpCode; 2],
+    now: UnixTime,
+    window: u32,
+) -> Option<u64> {
+    let period = params.period.max(1);
+    let origin = now / period;
+    let totp = totp(secret, params, 0);
+    let code_at = |step: u64| totp.generate(step.saturating_mul(period)).to_string();
+    let pair_at = |step: u64| {
+        step > 0 && codes_equal(&code_at(step - 1), codes[0].as_str()) && codes_equal(&code_at(step), codes[1].as_str())
+    };
+    (0..=u64::from(window)).find_map(|distance| {
+        [origin.checked_add(distance), origin.checked_sub(distance)].into_iter().flatten().find(|s| pair_at(*s))
+    })
 }
 
 /// Whether a presented code is the expected one, in a time that depends only on their
@@ -237,6 +311,24 @@ pub fn otpauth_uri(issuer: &str, account: &str, secret: &SecretBytes, params: Ot
         .build_noncompliant()
         .to_url()
         .map_err(|e| e.to_string())
+}
+
+/// The `otpauth://hotp/...?counter=N` URI of an HOTP authenticator. totp-rs writes only
+/// TOTP URIs; the HOTP one is that URI (its escaping included) with the scheme's type
+/// changed, the `period` dropped and the `counter` added, as the Key Uri Format says.
+pub fn hotp_uri(
+    issuer: &str,
+    account: &str,
+    secret: &SecretBytes,
+    algorithm: Algorithm,
+    digits: u8,
+    counter: u64,
+) -> Result<String, String> {
+    let totp_uri = otpauth_uri(issuer, account, secret, OtpParams { algorithm, digits, period: 30 })?;
+    let rest = totp_uri.strip_prefix("otpauth://totp/").ok_or("unexpected otpauth URI")?;
+    let (label, query) = rest.split_once('?').ok_or("unexpected otpauth URI")?;
+    let query: Vec<&str> = query.split('&').filter(|p| !p.starts_with("period=")).collect();
+    Ok(format!("otpauth://hotp/{label}?{}&counter={counter}", query.join("&")))
 }
 
 /// A random numeric code of `digits` digits for delivery by email or Telegram, uniformly
@@ -368,6 +460,50 @@ mod tests {
         assert!(uri.contains("digits=8"));
         assert!(uri.contains("algorithm=SHA256"));
         assert!(uri.contains("issuer=ACME%20MFA"));
+    }
+
+    fn code(s: &str) -> OtpCode {
+        OtpCode::parse(s).unwrap()
+    }
+
+    #[test]
+    fn hotp_lookahead_and_resync_find_the_rfc4226_counters() {
+        let secret = ascii_seed(20);
+        // Appendix D: counter 3 is 969429, 4 is 338314, 5 is 254676.
+        assert_eq!(matching_counter(&secret, Algorithm::Sha1, 6, &code("338314"), 0, 10), Some(4));
+        assert_eq!(matching_counter(&secret, Algorithm::Sha1, 6, &code("338314"), 0, 3), None, "past the window");
+        assert_eq!(matching_counter(&secret, Algorithm::Sha1, 6, &code("969429"), 4, 10), None, "before the counter");
+        let pair = [&code("338314"), &code("254676")];
+        assert_eq!(resync_counter(&secret, Algorithm::Sha1, 6, pair, 0, 1000), Some(5));
+        assert_eq!(resync_counter(&secret, Algorithm::Sha1, 6, pair, 0, 4), None);
+        let not_consecutive = [&code("969429"), &code("254676")];
+        assert_eq!(resync_counter(&secret, Algorithm::Sha1, 6, not_consecutive, 0, 1000), None);
+    }
+
+    #[test]
+    fn drift_moves_the_window() {
+        let secret = SecretBytes::generate();
+        let params = OtpParams::default();
+        let t = 1_700_000_010;
+        let ahead = code(&totp_code(&secret, params, t + 90));
+        assert_eq!(matching_step_near(&secret, params, &ahead, t, 1, 0), None);
+        assert_eq!(matching_step_near(&secret, params, &ahead, t, 1, 3), Some(t / 30 + 3));
+        assert_eq!(matching_step_near(&secret, params, &ahead, t, 1, 2), Some(t / 30 + 3));
+        let now = code(&totp_code(&secret, params, t));
+        assert_eq!(matching_step_near(&secret, params, &now, t, 1, 3), None, "centred on the drift, not widened");
+        let pair = [&code(&totp_code(&secret, params, t - 600)), &code(&totp_code(&secret, params, t - 570))];
+        assert_eq!(resync_step(&secret, params, pair, t, 1000), Some((t - 570) / 30));
+        assert_eq!(resync_step(&secret, params, pair, t, 10), None);
+    }
+
+    #[test]
+    fn hotp_uris_carry_the_counter() {
+        let secret = SecretBytes::from_base32("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP").unwrap();
+        let uri = hotp_uri("ACME MFA", "dair", &secret, Algorithm::Sha1, 6, 7).unwrap();
+        assert!(uri.starts_with("otpauth://hotp/ACME%20MFA:dair?"), "{uri}");
+        assert!(uri.contains("secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"));
+        assert!(uri.ends_with("&counter=7"), "{uri}");
+        assert!(!uri.contains("period="), "{uri}");
     }
 
     #[test]

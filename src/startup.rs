@@ -151,6 +151,7 @@ impl Application {
         }
         let store = self.mfa.map(|mfa| {
             servers.spawn(mfa.router.run_until(until_stopped()));
+            tokio::spawn(sweep_pending(mfa.users, until_stopped()));
             mfa.store
         });
         let on_stop = stopping.clone();
@@ -171,6 +172,26 @@ impl Application {
         }
         info!("stopped");
         outcome
+    }
+}
+
+/// How often the pending authenticators past their confirmation time are removed. (They
+/// stop working at that time whenever the sweep runs: verification skips them.)
+const PENDING_SWEEP: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Removes expired pending authenticators every [`PENDING_SWEEP`] until `stop`.
+async fn sweep_pending(users: UserService, stop: impl Future<Output = ()>) {
+    let mut tick = tokio::time::interval(PENDING_SWEEP);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tick.tick() => match users.expire_pending().await {
+                Ok(0) => {}
+                Ok(removed) => info!(removed, "removed pending authenticators that were not confirmed in time"),
+                Err(e) => warn!(error = %e, "could not remove expired pending authenticators"),
+            },
+        }
     }
 }
 
@@ -223,6 +244,13 @@ async fn open_data(
     })?;
     if report != SyncReport::default() {
         info!(added = ?report.added, updated = ?report.updated, removed = ?report.removed, "synced users from the environment");
+    }
+    let bound = users.bind_secrets_to_authenticators().await.map_err(|e| match e {
+        UserError::Store(e) => database_error(&settings, e),
+        other => StartupError::Users(other),
+    })?;
+    if bound > 0 {
+        info!(resealed = bound, "sealed the secrets of an earlier version again, bound to their authenticators");
     }
     Ok((store, users, keys))
 }

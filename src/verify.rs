@@ -1,16 +1,19 @@
 //! The MFA server's logic, independent of HTTP: send a code, verify a code.
 //!
-//! Two kinds of code are accepted by one `verify`:
-//! - TOTP codes from an authenticator app, within `OTP_VALID_WINDOW` steps, each step at
-//!   most once (RFC 6238 §5.2);
+//! Three kinds of code are accepted by one `verify`:
+//! - codes of any of the user's authenticators: TOTP within `OTP_VALID_WINDOW` steps of
+//!   the authenticator's learned clock drift, each step at most once (RFC 6238 §5.2, §6);
+//!   HOTP within `HOTP_LOOKAHEAD` counters, each counter at most once (RFC 4226 §7.4). A
+//!   pending authenticator's first code confirms it;
 //! - codes sent by `request_otp`: random, valid for `OTP_CODE_TTL` seconds, stored as a
 //!   keyed hash (and sealed, to be resent). A request never knocks out the code the user
 //!   is typing: while the newest code has at least half its lifetime left, a request
 //!   sends it again; after that, a new code, and the previous one stays valid until it
 //!   expires. So at most two are valid at once, both used by the first success. Sends
-//!   per user are paced by `OTP_SENDS_PER_HOUR`.
+//!   per user are paced by `OTP_SENDS_PER_HOUR`;
+//! - recovery codes, each once.
 //!
-//! Wrong codes of either kind are charged against the same per-user lockout (see
+//! Wrong codes of any kind are charged against the same per-user lockout (see
 //! `crate::lockout`); a code that matches but was used already (a double click, a
 //! retried request) is refused as a replay and charged nothing.
 
@@ -22,12 +25,15 @@ use tracing::{info, warn};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::crypto::Keys;
-use crate::domain::{Channel, OtpCode, Username};
+use crate::domain::{Channel, OtpCode, RecoveryCode, Token, Username};
 use crate::lockout::RecentLocks;
 use crate::metrics::Metrics;
 use crate::notify::{Delivery, Notifier};
 use crate::otp;
-use crate::store::{PreviousCode, SentCode, SentCodes, Store, StoreError, UserRecord};
+use crate::store::{
+    Advance, AuthenticatorRecord, AuthenticatorStatus, Factor, PreviousCode, SentCode, SentCodes, Store, StoreError,
+    UserRecord,
+};
 
 /// Why a code could not be sent or checked. `crate::api::error` answers each.
 #[derive(Debug, thiserror::Error)]
@@ -53,10 +59,38 @@ pub enum VerifyError {
 /// How a code was accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accepted {
-    /// An authenticator-app code; `offset` is its step minus the server's current step.
+    /// A TOTP authenticator's code; `offset` is its step minus the server's current step.
     Totp { offset: i64 },
+    /// An HOTP authenticator's code.
+    Hotp,
     /// A code sent by `/request-otp`.
     SentCode,
+    /// A recovery code; `remaining` unused ones are left.
+    Recovery { remaining: u64 },
+}
+
+impl Accepted {
+    /// The `method` `/verify` answers.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Self::Totp { .. } => "totp",
+            Self::Hotp => "hotp",
+            Self::SentCode => "sent_code",
+            Self::Recovery { .. } => "recovery",
+        }
+    }
+}
+
+/// A code that one of the user's authenticators made.
+#[derive(Debug, Clone)]
+struct OtpMatch {
+    id: String,
+    advance: Advance,
+    /// Its step or counter was accepted before: a replay.
+    used: bool,
+    accepted: Accepted,
+    /// It confirms a pending authenticator.
+    confirms: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,7 +288,8 @@ impl VerifyService {
                     (code, SentCodes { current: Some(again), send_tat: Some(tat + interval), ..before.clone() })
                 }
                 None => {
-                    let code = zeroize::Zeroizing::new(otp::random_code(user.profile.params.digits));
+                    let digits = user.authenticators.first().map_or(self.settings.otp.digits, |a| a.factor.digits());
+                    let code = zeroize::Zeroizing::new(otp::random_code(digits));
                     let hash = self.keys.hash_code(username, &code).map_err(|e| internal(&e))?;
                     let sealed = self.keys.seal_code(username, &code).map_err(|e| internal(&e))?;
                     let previous =
@@ -272,9 +307,9 @@ impl VerifyService {
         Err(VerifyError::Internal("the sent codes kept changing".into()))
     }
 
-    /// Checks a code of either kind; parallel guesses cannot outrun the lockout (see below).
-    /// A right app code costs one write; any other code one write to count the failure.
-    pub async fn verify(&self, username: &Username, code: &OtpCode) -> Result<Accepted, VerifyError> {
+    /// Checks a code of any kind; parallel guesses cannot outrun the lockout (see below).
+    /// A right code costs one transaction; any other code one write to count the failure.
+    pub async fn verify(&self, username: &Username, token: &Token) -> Result<Accepted, VerifyError> {
         let now = self.clock.now();
         let locked = |retry_after| {
             info!(event = "verify", outcome = "locked", retry_after);
@@ -292,22 +327,23 @@ impl VerifyService {
             self.recent_locks.saw(username.as_str(), now + retry_after, now);
             return Err(locked(retry_after));
         }
-        let secret = self
-            .keys
-            .open_secret(username, &user.profile.sealed_secret)
-            .map_err(|e| VerifyError::Internal(e.to_string()))?;
-        let totp_step = otp::matching_step(&secret, user.profile.params, code, now, self.settings.valid_window);
-        // Only when a code was sent is there a hash to compare (an HMAC: about a microsecond).
-        let hash = match &user.sent.current {
-            Some(_) => {
-                Some(self.keys.hash_code(username, code.as_str()).map_err(|e| VerifyError::Internal(e.to_string()))?)
+        let internal = |e: &dyn std::fmt::Display| VerifyError::Internal(e.to_string());
+        // Hashes only when there is something to compare them with (an HMAC: about a
+        // microsecond each).
+        let (code, sent_hash, recovery_hash) = match token {
+            Token::Otp(code) => {
+                let hash = match &user.sent.current {
+                    Some(_) => Some(self.keys.hash_code(username, code.as_str()).map_err(|e| internal(&e))?),
+                    None => None,
+                };
+                (Some(code), hash, None)
             }
-            None => None,
+            Token::Recovery(code) => (None, None, Some(self.recovery_hash(username, code)?)),
         };
 
         // Every outcome is decided on the lockout state read with the user, and takes
-        // effect only if that state is unchanged: an accepted code in the same statement
-        // that records it, any other code by swapping in one more failure. So each lock is
+        // effect only if that state is unchanged: an accepted code in the transaction that
+        // records it, any other code by swapping in one more failure. So each lock is
         // preceded by at most `max_failed_attempts` effective attempts, however many arrive
         // in parallel: a request whose swap loses re-reads the state, and once the user is
         // locked it gets 429 whatever its code was.
@@ -315,30 +351,21 @@ impl VerifyService {
         for _ in 0..MAX_CAS_ROUNDS {
             let state = user.lock;
             let next = policy.charge(state, now).map_err(locked)?;
-            if let Some(step) = totp_step {
-                if user.last_step.is_some_and(|last| last >= step) {
-                    return Err(self.replayed("totp"));
+            if let Some(code) = code
+                && let Some(found) = self.authenticator_match(&user, code, now)?
+            {
+                if found.used {
+                    return Err(self.replayed(found.accepted.method()));
                 }
-                if self.store.accept_totp_step(username, step, state).await? {
-                    let offset = i64::try_from(step).unwrap_or(i64::MAX)
-                        - i64::try_from(now / user.profile.params.period).unwrap_or(0);
-                    if offset != 0 {
-                        info!(
-                            event = "clock_drift",
-                            step_offset = offset,
-                            "accepted a code from a neighbouring time step"
-                        );
-                    }
-                    info!(event = "verify", outcome = "valid", method = "totp");
-                    self.metrics.verification("valid");
-                    return Ok(Accepted::Totp { offset });
+                if self.store.accept_code(username, &found.id, found.advance, state, now).await? {
+                    return Ok(self.accepted(found));
                 }
-                user = self.find_user(username).await?; // the state or the last step moved
+                user = self.find_user(username).await?; // the state or the replay guard moved
                 continue;
             }
-            match hash.as_deref().map(|hash| sent_code_match(&user.sent, hash, now)) {
+            match sent_hash.as_deref().map(|hash| sent_code_match(&user.sent, hash, now)) {
                 Some(SentMatch::Unused) => {
-                    let hash = hash.as_deref().unwrap_or_default();
+                    let hash = sent_hash.as_deref().unwrap_or_default();
                     if self.store.use_sent_codes(username, hash, now, state).await? {
                         info!(event = "verify", outcome = "valid", method = "sent_code");
                         self.metrics.verification("valid");
@@ -349,6 +376,26 @@ impl VerifyService {
                 }
                 Some(SentMatch::Used) => return Err(self.replayed("sent_code")),
                 Some(SentMatch::None) | None => {}
+            }
+            if let Some(hash) = &recovery_hash {
+                let codes = self.store.recovery_codes(username).await?;
+                match codes
+                    .iter()
+                    .find(|c| bool::from(subtle::ConstantTimeEq::ct_eq(c.hash.as_slice(), hash.as_slice())))
+                {
+                    Some(c) if c.used_at.is_some() => return Err(self.replayed("recovery")),
+                    Some(_) => {
+                        if self.store.use_recovery_code(username, hash, now, state).await? {
+                            let remaining = codes.iter().filter(|c| c.used_at.is_none()).count() as u64 - 1;
+                            info!(event = "verify", outcome = "valid", method = "recovery", remaining);
+                            self.metrics.verification("valid");
+                            return Ok(Accepted::Recovery { remaining });
+                        }
+                        user = self.find_user(username).await?;
+                        continue;
+                    }
+                    None => {}
+                }
             }
             if self.store.swap_lock(username, state, next).await? {
                 charged = Some(next);
@@ -372,6 +419,99 @@ impl VerifyService {
             );
         }
         Err(VerifyError::InvalidToken)
+    }
+
+    /// The user's authenticator that made `code` at `now`, if one did. Every usable
+    /// authenticator is checked, whichever matches, so the time taken does not tell which
+    /// one did; a match that is not a replay wins over one that is.
+    fn authenticator_match(
+        &self,
+        user: &UserRecord,
+        code: &OtpCode,
+        now: u64,
+    ) -> Result<Option<OtpMatch>, VerifyError> {
+        let username = &user.profile.username;
+        let mut found: Option<OtpMatch> = None;
+        for authenticator in user.authenticators.iter().filter(|a| a.usable_at(now)) {
+            let secret = self
+                .keys
+                .open_secret(username, &authenticator.id, &authenticator.sealed_secret)
+                .map_err(|e| VerifyError::Internal(e.to_string()))?;
+            let candidate = self.code_of(authenticator, &secret, code, now);
+            if let Some(candidate) = candidate
+                && found.as_ref().is_none_or(|f| f.used && !candidate.used)
+            {
+                found = Some(candidate);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Whether `authenticator` made `code` at `now`, and how accepting it moves its guard.
+    fn code_of(
+        &self,
+        authenticator: &AuthenticatorRecord,
+        secret: &otp::SecretBytes,
+        code: &OtpCode,
+        now: u64,
+    ) -> Option<OtpMatch> {
+        let confirms = authenticator.status == AuthenticatorStatus::Pending;
+        let id = authenticator.id.clone();
+        match authenticator.factor {
+            Factor::Totp { params, last_step, drift_steps } => {
+                let window = self.settings.valid_window;
+                let step = otp::matching_step_near(secret, params, code, now, window, drift_steps)?;
+                let origin = now / params.period.max(1);
+                let offset = i64::try_from(step).unwrap_or(i64::MAX) - i64::try_from(origin).unwrap_or(0);
+                Some(OtpMatch {
+                    id,
+                    advance: Advance::Totp { step, drift_steps: offset },
+                    used: last_step.is_some_and(|last| last >= step),
+                    accepted: Accepted::Totp { offset },
+                    confirms,
+                })
+            }
+            Factor::Hotp { algorithm, digits, counter } => {
+                let lookahead = self.settings.hotp_lookahead;
+                let accepted = otp::matching_counter(secret, algorithm, digits, code, counter, lookahead);
+                // The counter before the expected one is the code accepted last: a replay.
+                let last = counter
+                    .checked_sub(1)
+                    .filter(|last| otp::codes_equal(&otp::hotp_code(secret, algorithm, digits, *last), code.as_str()));
+                let (matched, used) = match (accepted, last) {
+                    (Some(c), _) => (c, false),
+                    (None, Some(c)) => (c, true),
+                    (None, None) => return None,
+                };
+                Some(OtpMatch {
+                    id,
+                    advance: Advance::Hotp { expected: counter, next: matched + 1 },
+                    used,
+                    accepted: Accepted::Hotp,
+                    confirms,
+                })
+            }
+        }
+    }
+
+    /// Logs, counts and answers an authenticator's accepted code.
+    fn accepted(&self, found: OtpMatch) -> Accepted {
+        if let Accepted::Totp { offset } = found.accepted {
+            self.metrics.totp_offset(offset);
+            if offset != 0 {
+                info!(event = "clock_drift", step_offset = offset, "accepted a code from a neighbouring time step");
+            }
+        }
+        if found.confirms {
+            info!(event = "authenticator_confirmed", authenticator = %found.id);
+        }
+        info!(event = "verify", outcome = "valid", method = found.accepted.method(), authenticator = %found.id);
+        self.metrics.verification("valid");
+        found.accepted
+    }
+
+    fn recovery_hash(&self, username: &Username, code: &RecoveryCode) -> Result<Vec<u8>, VerifyError> {
+        self.keys.hash_recovery_code(username, code.as_str()).map_err(|e| VerifyError::Internal(e.to_string()))
     }
 }
 

@@ -95,6 +95,12 @@ impl IntoResponse for ApiError {
             Self::User(UserError::DefinedInEnv { .. }) => {
                 (StatusCode::CONFLICT, ErrorBody::new(Code::DefinedInEnv).detail(detail))
             }
+            Self::User(UserError::AuthenticatorNotFound { .. }) => {
+                (StatusCode::NOT_FOUND, ErrorBody::new(Code::UnknownAuthenticator).detail(detail))
+            }
+            Self::User(UserError::ResyncFailed) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, ErrorBody::new(Code::ResyncFailed).detail(detail))
+            }
             Self::User(UserError::QrExpired) => (StatusCode::GONE, ErrorBody::new(Code::QrExpired).detail(detail)),
             Self::Verify(VerifyError::Store(e)) | Self::User(UserError::Store(e)) if e.is_unavailable() => {
                 tracing::error!(error = %e, "database unavailable");

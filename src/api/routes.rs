@@ -11,9 +11,10 @@ use tracing::Instrument;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::Admitted;
-use crate::domain::{Channel, OtpCode, Username};
+use crate::domain::{Channel, Token, Username};
 use crate::http::{AppJson, ErrorBody, InvalidRequest};
 use crate::metrics::Metrics;
+use crate::verify::Accepted;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct RequestOtpBody {
@@ -29,8 +30,9 @@ pub struct RequestOtpBody {
 pub struct VerifyBody {
     #[schema(value_type = Username)]
     pub username: String,
-    /// 6 to 8 digits; spaces are ignored.
-    #[schema(example = "123456", pattern = "^ *(?:[0-9] *){6,8}$")]
+    /// A one-time code of 6 to 8 digits, or a recovery code (12 letters and digits,
+    /// `xxxx-xxxx-xxxx`); spaces (and a recovery code's dashes and case) are ignored.
+    #[schema(example = "123456", pattern = "^ *(?:[0-9] *){6,8}$|^[ -]*(?:[0-9a-tv-zA-TV-Z][ -]*){12}$")]
     pub token: String,
 }
 
@@ -49,6 +51,12 @@ pub struct RequestOtpReply {
 pub struct VerifyReply {
     #[schema(example = true)]
     pub valid: bool,
+    /// What kind of code it was: `totp`, `hotp`, `sent_code` or `recovery`.
+    #[schema(example = "totp")]
+    pub method: &'static str,
+    /// After a recovery code: how many unused ones the user has left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery_codes_remaining: Option<u64>,
 }
 
 /// The server and its database.
@@ -83,10 +91,10 @@ impl RequestOtpBody {
 impl VerifyBody {
     /// The user and the code, or why the body is refused. `verify` checks its body with
     /// this, and so do the property tests and the fuzzer (`crate::input_checks`).
-    pub(crate) fn validate(self) -> Result<(Username, OtpCode), InvalidRequest> {
+    pub(crate) fn validate(self) -> Result<(Username, Token), InvalidRequest> {
         let username = Username::parse(&self.username).map_err(InvalidRequest::new)?;
-        let code = OtpCode::parse(&self.token).map_err(InvalidRequest::new)?;
-        Ok((username, code))
+        let token = Token::parse(&self.token).map_err(InvalidRequest::new)?;
+        Ok((username, token))
     }
 }
 
@@ -118,7 +126,8 @@ pub async fn request_otp(
     Ok(Json(RequestOtpReply { status: "sent", channels: sent.channels, expires_in: sent.expires_in }))
 }
 
-/// Checks an authenticator-app code or a sent code; each is accepted once.
+/// Checks a code of one of the user's authenticators, a sent code or a recovery code;
+/// each is accepted once.
 #[utoipa::path(post, path = "/verify", tag = "mfa", request_body = VerifyBody,
     security((), ("api_key" = [])),
     responses(
@@ -138,10 +147,14 @@ pub async fn verify(
     Admitted(ip): Admitted,
     AppJson(body): AppJson<VerifyBody>,
 ) -> Result<Json<VerifyReply>, ApiError> {
-    let (username, code) = body.validate()?;
+    let (username, token) = body.validate()?;
     let span = tracing::info_span!("verify", username = %username, client_ip = %ip);
-    state.verify.verify(&username, &code).instrument(span).await?;
-    Ok(Json(VerifyReply { valid: true }))
+    let accepted = state.verify.verify(&username, &token).instrument(span).await?;
+    let recovery_codes_remaining = match accepted {
+        Accepted::Recovery { remaining } => Some(remaining),
+        _ => None,
+    };
+    Ok(Json(VerifyReply { valid: true, method: accepted.method(), recovery_codes_remaining }))
 }
 
 /// Prometheus metrics, with the database connections read now.

@@ -9,10 +9,13 @@ use clap::{Args, Subcommand};
 use super::{Failure, startup_failure, usage};
 use crate::clock::Clock;
 use crate::config::{DatabaseConfig, EnvMap, Settings, Source, mask_url_password, vars};
-use crate::domain::{EmailAddress, TelegramChat, Username};
+use crate::domain::{EmailAddress, OtpCode, TelegramChat, Username};
 use crate::otp::{Algorithm, parse_digits};
 use crate::startup;
-use crate::users::{Enrollment, NewUser, UserService, UserSource, UserSummary};
+use crate::users::{
+    AuthenticatorRecord, Enrollment, Factor, NewAuthenticator, NewUser, ResyncCodes, UserService, UserSource,
+    UserSummary, parse_authenticator_name,
+};
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
@@ -24,7 +27,8 @@ pub enum UserCommand {
     Show { name: String },
     /// Delete a user.
     Remove { name: String },
-    /// Give a user a new secret; the old one stops working at once.
+    /// Give a user a new secret, as a pending authenticator: the old one keeps working until a
+    /// code of the new one is accepted, which retires it.
     Rotate {
         name: String,
         /// Do not draw the QR code.
@@ -33,6 +37,23 @@ pub enum UserCommand {
     },
     /// Clear a user's failed attempts and lockout.
     Unlock { name: String },
+    /// List a user's authenticators (never a secret).
+    Authenticators { name: String },
+    /// Add an authenticator (pending until its first code is accepted); prints its secret,
+    /// otpauth URI and QR code.
+    AddAuthenticator(AddAuthenticatorArgs),
+    /// Remove one of a user's authenticators; its codes stop working at once.
+    RemoveAuthenticator { name: String, id: String },
+    /// Resynchronise an authenticator from two consecutive codes (an HOTP token pressed too
+    /// often, a TOTP app whose clock is far off).
+    Resync { name: String, id: String, first: String, second: String },
+    /// Generate a new set of 10 recovery codes (replacing any earlier ones) and print them, once.
+    RecoveryCodes {
+        name: String,
+        /// Only say how many unused codes the user has; generate none.
+        #[arg(long)]
+        remaining: bool,
+    },
     /// Import users with their existing secrets from CSV: username,base32secret[,email[,telegram_id]]
     /// ("-" reads standard input). Names that exist are skipped.
     Import { file: String },
@@ -56,6 +77,59 @@ pub struct AddArgs {
     /// Do not draw the QR code.
     #[arg(long)]
     pub no_qr: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AddAuthenticatorArgs {
+    /// The user.
+    pub user: String,
+    /// totp (an authenticator app) or hotp (a counter-based token).
+    #[arg(long, default_value = "totp")]
+    pub kind: String,
+    /// What the user calls it: "iPhone", "YubiKey".
+    #[arg(long)]
+    pub name: String,
+    /// SHA1, SHA256 or SHA512. Default: OTP_ALGORITHM (TOTP), SHA1 (HOTP).
+    #[arg(long)]
+    pub algorithm: Option<String>,
+    /// 6, 7 or 8. Default: OTP_DIGITS.
+    #[arg(long)]
+    pub digits: Option<String>,
+    /// TOTP: seconds per step. Default: OTP_PERIOD.
+    #[arg(long)]
+    pub period: Option<u64>,
+    /// HOTP: the token's counter now. Default: 0.
+    #[arg(long)]
+    pub counter: Option<u64>,
+    /// Do not draw the QR code.
+    #[arg(long)]
+    pub no_qr: bool,
+}
+
+impl AddAuthenticatorArgs {
+    fn new_authenticator(&self) -> Result<NewAuthenticator, Failure> {
+        let name = parse_authenticator_name(&self.name).map_err(|e| usage(format!("--name: {e}")))?;
+        let algorithm = self
+            .algorithm
+            .as_deref()
+            .map(Algorithm::parse)
+            .transpose()
+            .map_err(|e| usage(format!("--algorithm: {e}")))?;
+        let digits =
+            self.digits.as_deref().map(parse_digits).transpose().map_err(|e| usage(format!("--digits: {e}")))?;
+        match self.kind.as_str() {
+            "totp" if self.counter.is_some() => Err(usage("--counter: only an hotp authenticator has a counter")),
+            "totp" => {
+                if let Some(p) = self.period.filter(|p| !(1..=300).contains(p)) {
+                    return Err(usage(format!("--period: {p} is not from 1 to 300")));
+                }
+                Ok(NewAuthenticator::Totp { name, algorithm, digits, period: self.period })
+            }
+            "hotp" if self.period.is_some() => Err(usage("--period: only a totp authenticator has a period")),
+            "hotp" => Ok(NewAuthenticator::Hotp { name, algorithm, digits, counter: self.counter }),
+            other => Err(usage(format!("--kind: '{other}' is not totp or hotp"))),
+        }
+    }
 }
 
 impl AddArgs {
@@ -141,7 +215,7 @@ async fn command(cmd: UserCommand, users: &UserService) -> Result<(), Failure> {
                     "{:<24} {:<6} {:<8} {:<32} {:<16} {}",
                     p.username.as_str(),
                     p.source.as_str(),
-                    format!("{}/{}", p.params.algorithm, p.params.digits),
+                    format!("{}/{}", u.params.algorithm, u.params.digits),
                     p.email.as_deref().unwrap_or("-"),
                     p.telegram_id.as_deref().unwrap_or("-"),
                     lock_state(u),
@@ -153,9 +227,10 @@ async fn command(cmd: UserCommand, users: &UserService) -> Result<(), Failure> {
             let p = &u.record.profile;
             println!("username:        {}", p.username);
             println!("source:          {}", p.source.as_str());
-            println!("algorithm:       {}", p.params.algorithm);
-            println!("digits:          {}", p.params.digits);
-            println!("period:          {} s", p.params.period);
+            println!("algorithm:       {}", u.params.algorithm);
+            println!("digits:          {}", u.params.digits);
+            println!("period:          {} s", u.params.period);
+            println!("authenticators:  {} (`mfa user authenticators {}`)", u.record.authenticators.len(), p.username);
             println!("email:           {}", p.email.as_deref().unwrap_or("-"));
             println!("telegram id:     {}", p.telegram_id.as_deref().unwrap_or("-"));
             println!("failed attempts: {} (they fade with time)", u.failed_attempts);
@@ -178,6 +253,54 @@ async fn command(cmd: UserCommand, users: &UserService) -> Result<(), Failure> {
             let enrolled = users.rotate(&username).await?;
             tracing::info!(target: "audit", event = "rotate_secret", username = %username, via = "cli");
             print_enrollment("Rotated the secret of", &enrolled, !no_qr);
+        }
+        UserCommand::Authenticators { name } => {
+            let list = users.authenticators(&parse_name(&name)?).await?;
+            if list.is_empty() {
+                println!("No authenticators. Add one with `mfa user add-authenticator {name} --name NAME`.");
+            }
+            for a in &list {
+                println!("{}", describe(a));
+            }
+        }
+        UserCommand::AddAuthenticator(args) => {
+            let username = parse_name(&args.user)?;
+            let enrolled = users.add_authenticator(&username, args.new_authenticator()?).await?;
+            let id = &enrolled.authenticator.id;
+            tracing::info!(target: "audit", event = "add_authenticator", username = %username, authenticator = %id, via = "cli");
+            print_enrollment("Added an authenticator to", &enrolled, !args.no_qr);
+        }
+        UserCommand::RemoveAuthenticator { name, id } => {
+            let username = parse_name(&name)?;
+            let removed = users.remove_authenticator(&username, &id).await?;
+            tracing::info!(target: "audit", event = "remove_authenticator", username = %username, authenticator = %id, via = "cli");
+            println!("Removed authenticator {id} ('{}') of user '{username}'.", removed.name);
+        }
+        UserCommand::Resync { name, id, first, second } => {
+            let username = parse_name(&name)?;
+            let code = |raw: &str| OtpCode::parse(raw).map_err(|e| usage(format!("'{raw}': {e}")));
+            let codes = ResyncCodes([code(&first)?, code(&second)?]);
+            let synced = users.resync(&username, &id, &codes).await?;
+            tracing::info!(target: "audit", event = "resync_authenticator", username = %username, authenticator = %id, via = "cli");
+            println!("Resynchronised: {}", describe(&synced));
+        }
+        UserCommand::RecoveryCodes { name, remaining } => {
+            let username = parse_name(&name)?;
+            if remaining {
+                println!("{} unused recovery code(s).", users.recovery_codes_remaining(&username).await?);
+            } else {
+                let codes = users.new_recovery_codes(&username).await?;
+                tracing::info!(target: "audit", event = "new_recovery_codes", username = %username, via = "cli");
+                println!(
+                    "Recovery codes of '{username}' (shown only now; each works once; earlier ones no longer work):"
+                );
+                println!();
+                for code in &codes {
+                    println!("  {}", code.display());
+                }
+                println!();
+                println!("Keep them where the user's phone is not: on paper, or in a password manager.");
+            }
         }
         UserCommand::Import { file } => {
             let text = if file == "-" {
@@ -215,12 +338,29 @@ fn when(unix: u64) -> String {
     format!("{} ({unix})", humantime::format_rfc3339_seconds(time))
 }
 
+/// One authenticator on a line: id, kind, status, name, parameters, drift and use.
+fn describe(a: &AuthenticatorRecord) -> String {
+    let details = match a.factor {
+        Factor::Totp { params, drift_steps, .. } => format!(
+            "{}, {} digits, {} s, drift {} s",
+            params.algorithm,
+            params.digits,
+            params.period,
+            drift_steps.saturating_mul(i64::try_from(params.period).unwrap_or(i64::MAX))
+        ),
+        Factor::Hotp { algorithm, digits, counter } => format!("{algorithm}, {digits} digits, counter {counter}"),
+    };
+    let used = a.last_used_at.map_or_else(|| "never used".to_string(), |at| format!("last used {}", when(at)));
+    let pending = a.expires_at.map(|at| format!(", unless confirmed removed {}", when(at))).unwrap_or_default();
+    format!("{} {} {:<7} '{}' ({details}); {used}{pending}", a.id, a.factor.kind(), a.status.as_str(), a.name)
+}
+
 fn print_enrollment(verb: &str, e: &Enrollment, qr: bool) {
     let p = &e.user.record.profile;
-    println!(
-        "{verb} user '{}' ({}, {} digits, {} s period).",
-        p.username, p.params.algorithm, p.params.digits, p.params.period
-    );
+    println!("{verb} user '{}': authenticator {}.", p.username, describe(&e.authenticator));
+    if e.authenticator.expires_at.is_some() {
+        println!("It becomes active with its first accepted code; until then the user's other authenticators work.");
+    }
     println!();
     println!("Secret (shown only now): {}", e.secret.to_base32());
     println!("otpauth URI: {}", e.otpauth_uri);
@@ -229,9 +369,9 @@ fn print_enrollment(verb: &str, e: &Enrollment, qr: bool) {
             Ok(lines) => println!("\n{}\n", lines.join("\n")),
             Err(err) => println!("(cannot draw a QR code: {err})"),
         }
-        println!("Scan the QR code (or enter the secret) in Google Authenticator or any RFC 6238 app.");
+        println!("Scan the QR code (or enter the secret) in Google Authenticator or any RFC 6238/4226 app.");
     } else {
-        println!("Enter the secret (or open the otpauth URI) in Google Authenticator or any RFC 6238 app.");
+        println!("Enter the secret (or open the otpauth URI) in Google Authenticator or any RFC 6238/4226 app.");
     }
 }
 

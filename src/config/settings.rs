@@ -86,6 +86,12 @@ pub struct Settings {
     pub otp: OtpParams,
     pub valid_window: u16,
     pub issuer: String,
+    /// `ENROLL_CONFIRM_SECONDS`: how long a new authenticator waits for its first code.
+    pub enroll_confirm_seconds: u64,
+    /// `HOTP_LOOKAHEAD`: counters accepted past the expected one.
+    pub hotp_lookahead: u32,
+    /// `HOTP_RESYNC_WINDOW`: how far a resynchronisation searches.
+    pub resync_window: u32,
     pub lockout: LockoutPolicy,
     pub resend_seconds: u64,
     pub code_ttl_seconds: u64,

@@ -93,6 +93,9 @@ impl Settings {
         let issuer = r.parse(&vars::OTP_ISSUER, |s| {
             if s.contains(':') { Err("must not contain ':'".into()) } else { no_control(false)(s) }
         });
+        let enroll_confirm_seconds = r.parse(&vars::ENROLL_CONFIRM_SECONDS, number_in(1..=86_400u64));
+        let hotp_lookahead = r.parse(&vars::HOTP_LOOKAHEAD, number_in(0..=100u32));
+        let resync_window = r.parse(&vars::HOTP_RESYNC_WINDOW, number_in(2..=100_000u32));
         let allowed_hosts = r.optional(&vars::ALLOWED_HOSTS, parse_hosts).unwrap_or_default();
         let behind_proxy = r.parse(&vars::MFA_API_BEHIND_PROXY, parse_bool);
         if let (Some(addr), Some(false)) = (bind, behind_proxy)
@@ -184,6 +187,9 @@ impl Settings {
                 otp: OtpParams { algorithm: algorithm?, digits: digits?, period: period? },
                 valid_window: valid_window?,
                 issuer: issuer?,
+                enroll_confirm_seconds: enroll_confirm_seconds?,
+                hotp_lookahead: hotp_lookahead?,
+                resync_window: resync_window?,
                 lockout: lockout?,
                 resend_seconds: resend_seconds?,
                 sends_per_hour: sends_per_hour?,

@@ -110,6 +110,18 @@ pub const OTP_ALGORITHM: Var = var("OTP_ALGORITHM", "SHA1", "`SHA1`, `SHA256` or
 pub const OTP_VALID_WINDOW: Var =
     var("OTP_VALID_WINDOW", "1", "TOTP steps accepted each side of the current one (0–10)");
 pub const OTP_ISSUER: Var = var("OTP_ISSUER", "MFA", "the name authenticator apps show");
+pub const ENROLL_CONFIRM_SECONDS: Var = var(
+    "ENROLL_CONFIRM_SECONDS",
+    "600",
+    "a new authenticator (added or from a rotation) is removed unless a first code confirms it within this many seconds (1–86400)",
+);
+pub const HOTP_LOOKAHEAD: Var =
+    var("HOTP_LOOKAHEAD", "10", "HOTP counters accepted past the expected one, for presses never sent (0–100)");
+pub const HOTP_RESYNC_WINDOW: Var = var(
+    "HOTP_RESYNC_WINDOW",
+    "1000",
+    "how far a resynchronisation searches for two consecutive codes: HOTP counters ahead, TOTP steps each side (2–100000)",
+);
 pub const MAX_FAILED_ATTEMPTS: Var = var(
     "MAX_FAILED_ATTEMPTS",
     "5",
@@ -216,6 +228,9 @@ pub const ALL: &[Var] = &[
     OTP_ALGORITHM,
     OTP_VALID_WINDOW,
     OTP_ISSUER,
+    ENROLL_CONFIRM_SECONDS,
+    HOTP_LOOKAHEAD,
+    HOTP_RESYNC_WINDOW,
     MAX_FAILED_ATTEMPTS,
     LOCKOUT_SECONDS,
     LOCKOUT_MAX_SECONDS,

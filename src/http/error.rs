@@ -34,6 +34,8 @@ pub enum ErrorCode {
     UserExists,
     DefinedInEnv,
     QrExpired,
+    UnknownAuthenticator,
+    ResyncFailed,
     ChannelNotConfigured,
 }
 

@@ -19,14 +19,14 @@ use axum::extract::Query;
 use crate::api::admin::{ContactUpdate, CreateUser, Page};
 use crate::api::routes::{RequestOtpBody, VerifyBody};
 use crate::config::{ConfigErrors, EnvMap, Settings};
-use crate::domain::{Channel, OtpCode, Username};
+use crate::domain::{Channel, Token, Username};
 use crate::http::{InvalidRequest, read_json_object as json};
 use crate::notify::Delivery;
 use crate::notify::wire::SendRequest;
 pub use crate::users::{ContactChange, NewUser};
 
 /// `POST /verify`, as `api::routes::verify` reads it.
-pub fn verify_body(bytes: &[u8]) -> Result<(Username, OtpCode), InvalidRequest> {
+pub fn verify_body(bytes: &[u8]) -> Result<(Username, Token), InvalidRequest> {
     json::<VerifyBody>(bytes)?.validate()
 }
 

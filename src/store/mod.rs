@@ -20,7 +20,7 @@ use crate::clock::UnixTime;
 use crate::config::DatabaseConfig;
 use crate::domain::Username;
 use crate::lockout::LockState;
-use crate::otp::OtpParams;
+use crate::otp::{Algorithm, OtpParams};
 
 /// Opens the configured database (creating and migrating it if needed).
 pub async fn open(database: &DatabaseConfig) -> Result<Arc<dyn Store>, StoreError> {
@@ -174,30 +174,122 @@ impl UserSource {
     }
 }
 
-/// Who a user is and how their codes are made: what is written when a user is created or
-/// redefined.
+/// Who a user is and where their sent codes go: what is written when a user is created or
+/// redefined. How their codes are made is in their authenticators.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserProfile {
     pub username: Username,
-    pub sealed_secret: Vec<u8>,
-    pub params: OtpParams,
     pub email: Option<String>,
     pub telegram_id: Option<String>,
     pub source: UserSource,
 }
 
-/// A stored user: the profile plus the security state the server keeps for it.
+/// A stored user: the profile, the authenticators, and the security state the server
+/// keeps for the user across all of them.
 #[derive(Debug, Clone)]
 pub struct UserRecord {
     pub profile: UserProfile,
-    pub last_step: Option<u64>,
+    /// Oldest first.
+    pub authenticators: Vec<AuthenticatorRecord>,
     pub lock: LockState,
     pub created_at: UnixTime,
     pub updated_at: UnixTime,
-    /// When the current secret was issued; `None` for rows older than this column.
-    pub secret_set_at: Option<UnixTime>,
     /// The codes `/request-otp` sent, as stored (they may have expired).
     pub sent: SentCodes,
+}
+
+/// Whether an authenticator has been confirmed by a first code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthenticatorStatus {
+    /// Issued, not confirmed yet: removed at `expires_at` unless a code confirms it.
+    Pending,
+    Active,
+}
+
+impl AuthenticatorStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Active => "active",
+        }
+    }
+}
+
+/// How an authenticator's codes are made, and its replay guard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Factor {
+    /// Time-based (RFC 6238).
+    Totp {
+        params: OtpParams,
+        /// The highest time step accepted: no step is accepted twice.
+        last_step: Option<u64>,
+        /// The offset of the authenticator's clock in steps, learned from its codes.
+        drift_steps: i64,
+    },
+    /// Counter-based (RFC 4226).
+    Hotp {
+        algorithm: Algorithm,
+        digits: u8,
+        /// The next counter expected: every counter before it is used.
+        counter: u64,
+    },
+}
+
+impl Factor {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Totp { .. } => "totp",
+            Self::Hotp { .. } => "hotp",
+        }
+    }
+
+    pub fn digits(&self) -> u8 {
+        match self {
+            Self::Totp { params, .. } => params.digits,
+            Self::Hotp { digits, .. } => *digits,
+        }
+    }
+}
+
+/// One of a user's authenticators, as stored: the secret sealed to the user and the id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthenticatorRecord {
+    pub id: String,
+    /// The name the user chose ("iPhone", "YubiKey").
+    pub name: String,
+    pub sealed_secret: Vec<u8>,
+    pub factor: Factor,
+    pub status: AuthenticatorStatus,
+    /// A pending authenticator from a rotation: the one retired when this one is confirmed.
+    pub replaces: Option<String>,
+    pub created_at: UnixTime,
+    pub last_used_at: Option<UnixTime>,
+    /// When a pending authenticator is removed unless confirmed.
+    pub expires_at: Option<UnixTime>,
+}
+
+impl AuthenticatorRecord {
+    /// Whether its codes are accepted at `now`: active, or pending and not expired.
+    pub fn usable_at(&self, now: UnixTime) -> bool {
+        self.status == AuthenticatorStatus::Active || self.expires_at.is_some_and(|at| at > now)
+    }
+}
+
+/// How accepting a code moves an authenticator's replay guard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Advance {
+    /// A TOTP code of `step`: the guard moves to it, if it is past the last one, and the
+    /// learned drift becomes `drift_steps`.
+    Totp { step: u64, drift_steps: i64 },
+    /// An HOTP code: the counter moves from `expected` (as read) to `next`.
+    Hotp { expected: u64, next: u64 },
+}
+
+/// One recovery code of a user, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryCodeRecord {
+    pub hash: Vec<u8>,
+    pub used_at: Option<UnixTime>,
 }
 
 /// The sent-code state of a user: the newest code, the one before it (valid until its own
@@ -239,26 +331,27 @@ pub struct KeyRecord {
 }
 
 /// Moving a database to another key derivation: the new record and check value, and every
-/// user's secret sealed again under the new keys. The store applies it in one transaction,
-/// and only if the database is still as it was read (the old check value, no `kdf` row,
-/// the same users with the same sealed secrets), so a crash leaves the old state or the new
+/// authenticator's secret sealed again under the new keys. The store applies it in one
+/// transaction, and only if the database is still as it was read (the old check value, no
+/// `kdf` row, the same authenticators with the same sealed secrets), so a crash leaves the old state or the new
 /// one, and of two processes moving it at once only one does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyMigration {
     pub kdf: String,
     pub old_check: String,
     pub new_check: String,
-    /// How many users there were when the secrets were read.
-    pub users: u64,
+    /// How many authenticators there were when the secrets were read.
+    pub authenticators: u64,
     pub resealed: Vec<Resealed>,
     /// Drop the sent codes: hashed with the old code key, they cannot be hashed again.
     pub drop_sent_codes: bool,
 }
 
-/// One user's secret as it was read and as it is sealed under the new keys.
+/// One authenticator's secret as it was read and as it is sealed again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resealed {
     pub username: Username,
+    pub authenticator: String,
     pub old: Vec<u8>,
     pub new: Vec<u8>,
 }
@@ -296,21 +389,70 @@ pub trait Store: Send + Sync + 'static {
     /// Names of the users defined by `.env` (indexed: start-up stays fast with many users).
     async fn env_usernames(&self) -> Result<Vec<Username>, StoreError>;
     async fn count_users(&self) -> Result<u64, StoreError>;
-    /// Fails with [`StoreError::Conflict`] if the name is taken.
-    async fn insert_user(&self, user: &UserProfile, now: UnixTime) -> Result<(), StoreError>;
-    /// Inserts many users in one transaction, skipping names that exist; returns how many
-    /// were inserted.
-    async fn insert_users(&self, users: &[UserProfile], now: UnixTime) -> Result<u64, StoreError>;
-    /// Rewrites a user's secret, parameters, contacts and source. With `reset_last_step`
-    /// (a new secret) the replay guard starts afresh. False if there is no such user.
-    async fn replace_user(&self, user: &UserProfile, reset_last_step: bool, now: UnixTime) -> Result<bool, StoreError>;
+    /// Creates a user with a first authenticator; fails with [`StoreError::Conflict`] if the
+    /// name is taken.
+    async fn insert_user(
+        &self,
+        user: &UserProfile,
+        first: &AuthenticatorRecord,
+        now: UnixTime,
+    ) -> Result<(), StoreError>;
+    /// Inserts many users with their first authenticators, skipping names that exist;
+    /// returns how many were inserted. Each user is written with its authenticator or not
+    /// at all.
+    async fn insert_users(
+        &self,
+        users: &[(UserProfile, AuthenticatorRecord)],
+        now: UnixTime,
+    ) -> Result<u64, StoreError>;
     async fn delete_user(&self, username: &Username) -> Result<bool, StoreError>;
 
-    /// Accepts a TOTP code of time step `step`: moves the replay guard to it, in one
-    /// statement, if `step` is past the last accepted one and the lockout state is still
-    /// `expected` (a right code changes nothing else: see `crate::lockout`). False means one
-    /// of the two did not hold.
-    async fn accept_totp_step(&self, username: &Username, step: u64, expected: LockState) -> Result<bool, StoreError>;
+    /// Adds an authenticator. One that `replaces` another (a rotation) removes the user's
+    /// earlier pending rotations. False if there is no such user.
+    async fn add_authenticator(
+        &self,
+        username: &Username,
+        authenticator: &AuthenticatorRecord,
+        now: UnixTime,
+    ) -> Result<bool, StoreError>;
+    /// Replaces all of a user's authenticators by `authenticator` (a `.env` user's changed
+    /// secret), in one transaction. False if there is no such user.
+    async fn replace_authenticators(
+        &self,
+        username: &Username,
+        authenticator: &AuthenticatorRecord,
+        now: UnixTime,
+    ) -> Result<bool, StoreError>;
+    async fn delete_authenticator(&self, username: &Username, id: &str) -> Result<bool, StoreError>;
+    /// Removes the pending authenticators not confirmed by `now`; how many.
+    async fn expire_pending(&self, now: UnixTime) -> Result<u64, StoreError>;
+    /// Moves an authenticator's replay guard (a resynchronisation by an operator), if it
+    /// is still as read. False if it was not.
+    async fn resync_authenticator(&self, username: &Username, id: &str, advance: Advance) -> Result<bool, StoreError>;
+    /// Up to `limit` secrets sealed to their user only (by an earlier version), after
+    /// `after` by user and id.
+    async fn user_bound_secrets(
+        &self,
+        after: Option<&(Username, String)>,
+        limit: u32,
+    ) -> Result<Vec<(Username, String, Vec<u8>)>, StoreError>;
+    /// Seals secrets again (bound to their authenticator), each only if it is still as
+    /// read; how many were.
+    async fn reseal_secrets(&self, resealed: &[Resealed]) -> Result<u64, StoreError>;
+
+    /// Accepts a code of authenticator `id`: moves its replay guard by `advance`, records
+    /// the use, confirms it if pending (retiring the one it replaces), all in one
+    /// transaction, if the guard allows it, the authenticator is usable at `now` and the
+    /// lockout state is still `expected` (a right code changes nothing else: see
+    /// `crate::lockout`). False means one of these did not hold.
+    async fn accept_code(
+        &self,
+        username: &Username,
+        id: &str,
+        advance: Advance,
+        expected: LockState,
+        now: UnixTime,
+    ) -> Result<bool, StoreError>;
     /// Clears failures and any lock (by an operator).
     async fn clear_lock(&self, username: &Username) -> Result<bool, StoreError>;
     /// Sets the lockout state if it is still `expected`. False means another request
@@ -334,6 +476,23 @@ pub trait Store: Send + Sync + 'static {
         now: UnixTime,
         expected: LockState,
     ) -> Result<bool, StoreError>;
-    /// Forgets the user's sent codes (a new secret); the pace of sends stays.
-    async fn clear_sent_codes(&self, username: &Username) -> Result<(), StoreError>;
+
+    /// Replaces the user's recovery codes by these (keyed hashes). False if there is no
+    /// such user.
+    async fn replace_recovery_codes(
+        &self,
+        username: &Username,
+        hashes: &[Vec<u8>],
+        now: UnixTime,
+    ) -> Result<bool, StoreError>;
+    async fn recovery_codes(&self, username: &Username) -> Result<Vec<RecoveryCodeRecord>, StoreError>;
+    /// Marks the recovery code with this hash used, if it is unused and the lockout state is
+    /// still `expected`, in one transaction.
+    async fn use_recovery_code(
+        &self,
+        username: &Username,
+        code_hash: &[u8],
+        now: UnixTime,
+        expected: LockState,
+    ) -> Result<bool, StoreError>;
 }

@@ -144,6 +144,7 @@ impl PgStore {
                 include_str!("../../migrations/postgres/0004_fading_lockout_and_sent_codes.sql"),
             ),
             (5, "admin_source", include_str!("../../migrations/postgres/0005_admin_source.sql")),
+            (6, "authenticators", include_str!("../../migrations/postgres/0006_authenticators.sql")),
         ])
         .run(&pool)
         .await?;
@@ -161,7 +162,6 @@ fn bound(statement: Statement) -> Query<'static, sqlx::Postgres, PgArguments> {
             Param::Int(n) => query.bind(n),
             Param::Text(t) => query.bind(t),
             Param::Blob(b) => query.bind(b),
-            Param::Bool(b) => query.bind(b),
         };
     }
     query

@@ -5,12 +5,11 @@
 //! statements, with values bound by number and rows returned as plain values; what a
 //! statement means is written once, here.
 
-use std::sync::LazyLock;
-
 use async_trait::async_trait;
 
 use super::{
-    KeyMigration, KeyRecord, PreviousCode, SentCode, SentCodes, Store, StoreError, UserProfile, UserRecord, UserSource,
+    Advance, AuthenticatorRecord, AuthenticatorStatus, Factor, KeyMigration, KeyRecord, PreviousCode,
+    RecoveryCodeRecord, Resealed, SentCode, SentCodes, Store, StoreError, UserProfile, UserRecord, UserSource,
 };
 use crate::clock::UnixTime;
 use crate::domain::Username;
@@ -23,7 +22,6 @@ pub(crate) enum Param {
     Int(Option<i64>),
     Text(Option<String>),
     Blob(Option<Vec<u8>>),
-    Bool(bool),
 }
 
 impl Param {
@@ -112,22 +110,54 @@ fn to_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
-/// Every user column, in the order [`user_from_row`] reads them. The sent codes are in the
-/// user's row, so checking a code is one primary-key lookup.
-const SELECT_USERS: &str = "SELECT username, sealed_secret, algorithm, digits, period, email, telegram_id, source, \
-     last_step, failed_attempts, locked_until, created_at, updated_at, secret_set_at, last_failed_at, \
-     code_hash, sealed_code, code_sent_at, code_expires_at, previous_code_hash, previous_code_expires_at, \
-     codes_used_at, send_tat FROM users ";
+/// Every user column and every authenticator column, in the order [`users_from_rows`]
+/// reads them: one row per authenticator (or one with NULLs for a user without any), so
+/// that reading a user for a verification is one lookup. The sent codes are in the user's
+/// row.
+macro_rules! select_users {
+    ($from:literal) => {
+        concat!(
+            "SELECT u.username, u.email, u.telegram_id, u.source, u.failed_attempts, u.locked_until, \
+             u.created_at, u.updated_at, u.last_failed_at, u.code_hash, u.sealed_code, u.code_sent_at, \
+             u.code_expires_at, u.previous_code_hash, u.previous_code_expires_at, u.codes_used_at, u.send_tat, \
+             a.id, a.kind, a.name, a.sealed_secret, a.algorithm, a.digits, a.period, a.counter, a.last_step, \
+             a.drift_steps, a.status, a.replaces, a.created_at, a.last_used_at, a.expires_at FROM ",
+            $from,
+            " u LEFT JOIN authenticators a ON a.username = u.username ORDER BY u.username, a.created_at, a.id"
+        )
+    };
+}
 
-static USER_BY_NAME: LazyLock<String> = LazyLock::new(|| format!("{SELECT_USERS}WHERE username = $1"));
+const USER_BY_NAME: &str = select_users!("(SELECT * FROM users WHERE username = $1)");
 
 /// Users by name after `$1` (all when NULL), at most `$2`.
-static USERS_PAGE: LazyLock<String> =
-    LazyLock::new(|| format!("{SELECT_USERS}WHERE ($1 IS NULL OR username > $1) ORDER BY username LIMIT $2"));
+const USERS_PAGE: &str =
+    select_users!("(SELECT * FROM users WHERE ($1 IS NULL OR username > $1) ORDER BY username LIMIT $2)");
 
-const INSERT_USER: &str = "INSERT INTO users (username, sealed_secret, algorithm, digits, period, email, \
-     telegram_id, source, created_at, updated_at, secret_set_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9) \
-     ON CONFLICT (username) DO NOTHING";
+const INSERT_USER: &str = "INSERT INTO users (username, email, telegram_id, source, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (username) DO NOTHING";
+
+const INSERT_AUTHENTICATOR: &str = "INSERT INTO authenticators (username, id, kind, name, sealed_secret, \
+     algorithm, digits, period, counter, last_step, drift_steps, status, replaces, created_at, last_used_at, \
+     expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+
+/// Holds a transaction to the user's lockout state as it was read: changes nothing, but
+/// changes no row (and so rolls the transaction back) if the state moved, and on
+/// PostgreSQL locks the row until the commit, so no failure can be counted in between.
+const LOCK_GUARD: &str = "UPDATE users SET failed_attempts = $2 WHERE username = $1 AND failed_attempts = $2 \
+     AND locked_until IS NOT DISTINCT FROM $3 AND last_failed_at IS NOT DISTINCT FROM $4";
+
+fn lock_guard(username: &Username, expected: LockState) -> Statement {
+    let mut params = vec![Param::user(username)];
+    params.extend(lock_params(expected));
+    Statement::new(LOCK_GUARD, params).must_change()
+}
+
+/// Fails the transaction unless the user exists (and marks the user changed).
+fn user_exists(username: &Username, now: UnixTime) -> Statement {
+    Statement::new("UPDATE users SET updated_at = $2 WHERE username = $1", [Param::user(username), Param::int(now)])
+        .must_change()
+}
 
 /// The values of one row, taken out column by column.
 struct Columns(std::vec::IntoIter<Value>);
@@ -174,26 +204,36 @@ impl Columns {
     }
 }
 
-/// A row of [`SELECT_USERS`] as a checked [`UserRecord`].
-fn user_from_row(row: Vec<Value>) -> Result<UserRecord, StoreError> {
+/// The rows of [`select_users`] as checked [`UserRecord`]s, with their authenticators.
+fn users_from_rows(rows: Vec<Vec<Value>>) -> Result<Vec<UserRecord>, StoreError> {
+    let mut users: Vec<UserRecord> = Vec::new();
+    for row in rows {
+        let mut c = Columns(row.into_iter());
+        let user = user_from_columns(&mut c)?;
+        let authenticator = authenticator_from_columns(&mut c)?;
+        let same = users.last().is_some_and(|last| last.profile.username == user.profile.username);
+        if !same {
+            users.push(user);
+        }
+        if let (Some(authenticator), Some(last)) = (authenticator, users.last_mut()) {
+            last.authenticators.push(authenticator);
+        }
+    }
+    Ok(users)
+}
+
+fn user_from_columns(c: &mut Columns) -> Result<UserRecord, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(what.to_string());
-    let mut c = Columns(row.into_iter());
     let username = Username::parse(&c.text()?).map_err(|_| corrupt("username"))?;
-    let sealed_secret = c.blob()?;
-    let algorithm = Algorithm::parse(&c.text()?).map_err(|_| corrupt("algorithm"))?;
-    let digits = u8::try_from(c.int()?).map_err(|_| corrupt("digits"))?;
-    let period = to_u64(c.int()?);
     let (email, telegram_id) = (c.opt_text()?, c.opt_text()?);
     let source = match c.text()?.as_str() {
         "env" => UserSource::Env,
         "admin" => UserSource::Admin,
         _ => UserSource::Cli,
     };
-    let last_step = c.opt_int()?.map(to_u64);
     let failed_attempts = u32::try_from(c.int()?).unwrap_or(u32::MAX);
     let locked_until = c.opt_int()?.map(to_u64);
     let (created_at, updated_at) = (to_u64(c.int()?), to_u64(c.int()?));
-    let secret_set_at = c.opt_int()?.map(to_u64);
     let last_failed_at = c.opt_int()?.map(to_u64);
     let current = match (c.opt_blob()?, c.opt_blob()?, c.opt_int()?, c.opt_int()?) {
         (Some(hash), sealed, Some(sent_at), Some(expires_at)) => {
@@ -207,41 +247,139 @@ fn user_from_row(row: Vec<Value>) -> Result<UserRecord, StoreError> {
     };
     let sent = SentCodes { current, previous, used_at: c.opt_int()?.map(to_u64), send_tat: c.opt_int()?.map(to_u64) };
     Ok(UserRecord {
-        profile: UserProfile {
-            username,
-            sealed_secret,
-            params: OtpParams { algorithm, digits, period },
-            email,
-            telegram_id,
-            source,
-        },
-        last_step,
+        profile: UserProfile { username, email, telegram_id, source },
+        authenticators: Vec::new(),
         lock: LockState { failed_attempts, locked_until, last_failed_at },
         created_at,
         updated_at,
-        secret_set_at,
         sent,
     })
 }
 
-/// A profile's columns as `$1`..`$8`, in the order of the `users` table.
-fn profile_params(user: &UserProfile) -> Vec<Param> {
-    vec![
-        Param::user(&user.username),
-        Param::Blob(Some(user.sealed_secret.clone())),
-        Param::text(user.params.algorithm.as_str()),
-        Param::Int(Some(i64::from(user.params.digits))),
-        Param::int(user.params.period),
-        Param::Text(user.email.clone()),
-        Param::Text(user.telegram_id.clone()),
-        Param::text(user.source.as_str()),
-    ]
+/// The authenticator columns of a row; `None` when the user has none (the LEFT JOIN's NULLs).
+fn authenticator_from_columns(c: &mut Columns) -> Result<Option<AuthenticatorRecord>, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("authenticator {what}"));
+    let Some(id) = c.opt_text()? else { return Ok(None) };
+    let kind = c.text()?;
+    let name = c.text()?;
+    let sealed_secret = c.blob()?;
+    let algorithm = Algorithm::parse(&c.text()?).map_err(|_| corrupt("algorithm"))?;
+    let digits = u8::try_from(c.int()?).map_err(|_| corrupt("digits"))?;
+    let (period, counter, last_step) = (c.opt_int()?, c.opt_int()?, c.opt_int()?);
+    let drift_steps = c.int()?;
+    let factor = match kind.as_str() {
+        "totp" => Factor::Totp {
+            params: OtpParams { algorithm, digits, period: period.map_or(30, to_u64) },
+            last_step: last_step.map(to_u64),
+            drift_steps,
+        },
+        "hotp" => Factor::Hotp { algorithm, digits, counter: counter.map_or(0, to_u64) },
+        _ => return Err(corrupt("kind")),
+    };
+    let status = match c.text()?.as_str() {
+        "pending" => AuthenticatorStatus::Pending,
+        "active" => AuthenticatorStatus::Active,
+        _ => return Err(corrupt("status")),
+    };
+    Ok(Some(AuthenticatorRecord {
+        id,
+        name,
+        sealed_secret,
+        factor,
+        status,
+        replaces: c.opt_text()?,
+        created_at: to_u64(c.int()?),
+        last_used_at: c.opt_int()?.map(to_u64),
+        expires_at: c.opt_int()?.map(to_u64),
+    }))
 }
 
 fn insert_user(user: &UserProfile, now: UnixTime) -> Statement {
-    let mut params = profile_params(user);
-    params.push(Param::int(now));
+    let params = vec![
+        Param::user(&user.username),
+        Param::Text(user.email.clone()),
+        Param::Text(user.telegram_id.clone()),
+        Param::text(user.source.as_str()),
+        Param::int(now),
+    ];
     Statement::new(INSERT_USER, params)
+}
+
+fn insert_authenticator(username: &Username, a: &AuthenticatorRecord) -> Statement {
+    let (algorithm, digits, period, counter, last_step, drift) = match a.factor {
+        Factor::Totp { params, last_step, drift_steps } => (
+            params.algorithm,
+            params.digits,
+            Param::int(params.period),
+            Param::Int(None),
+            Param::Int(last_step.map(to_i64)),
+            drift_steps,
+        ),
+        Factor::Hotp { algorithm, digits, counter } => {
+            (algorithm, digits, Param::Int(None), Param::int(counter), Param::Int(None), 0)
+        }
+    };
+    let params = vec![
+        Param::user(username),
+        Param::text(&a.id),
+        Param::text(a.factor.kind()),
+        Param::text(&a.name),
+        Param::Blob(Some(a.sealed_secret.clone())),
+        Param::text(algorithm.as_str()),
+        Param::Int(Some(i64::from(digits))),
+        period,
+        counter,
+        last_step,
+        Param::Int(Some(drift)),
+        Param::text(a.status.as_str()),
+        Param::Text(a.replaces.clone()),
+        Param::int(a.created_at),
+        Param::Int(a.last_used_at.map(to_i64)),
+        Param::Int(a.expires_at.map(to_i64)),
+    ];
+    Statement::new(INSERT_AUTHENTICATOR, params).must_change()
+}
+
+/// The statement that moves an authenticator's replay guard by `advance`, if the guard is
+/// still as read; with `used_at`, also records a use and confirms it.
+fn advance(username: &Username, id: &str, advance: Advance, used_at: Option<UnixTime>) -> Statement {
+    let (user, id) = (Param::user(username), Param::text(id));
+    match (advance, used_at) {
+        (Advance::Totp { step, drift_steps }, Some(now)) => Statement::new(
+            "UPDATE authenticators SET last_step = $3, drift_steps = $4, last_used_at = $5, status = 'active', \
+             expires_at = NULL, replaces = NULL WHERE username = $1 AND id = $2 AND kind = 'totp' \
+             AND (last_step IS NULL OR last_step < $3) AND (status = 'active' OR expires_at > $5)",
+            [user, id, Param::int(step), Param::Int(Some(drift_steps)), Param::int(now)],
+        ),
+        (Advance::Hotp { expected, next }, Some(now)) => Statement::new(
+            "UPDATE authenticators SET counter = $4, last_used_at = $5, status = 'active', expires_at = NULL, \
+             replaces = NULL WHERE username = $1 AND id = $2 AND kind = 'hotp' AND counter = $3 \
+             AND (status = 'active' OR expires_at > $5)",
+            [user, id, Param::int(expected), Param::int(next), Param::int(now)],
+        ),
+        (Advance::Totp { step, drift_steps }, None) => Statement::new(
+            "UPDATE authenticators SET last_step = $3, drift_steps = $4 WHERE username = $1 AND id = $2 \
+             AND kind = 'totp' AND (last_step IS NULL OR last_step < $3)",
+            [user, id, Param::int(step), Param::Int(Some(drift_steps))],
+        ),
+        (Advance::Hotp { expected, next }, None) => Statement::new(
+            "UPDATE authenticators SET counter = $4 WHERE username = $1 AND id = $2 AND kind = 'hotp' \
+             AND counter = $3",
+            [user, id, Param::int(expected), Param::int(next)],
+        ),
+    }
+    .must_change()
+}
+
+fn reseal(r: &Resealed) -> Statement {
+    let sql = "UPDATE authenticators SET sealed_secret = $4 WHERE username = $1 AND id = $2 AND sealed_secret = $3";
+    let params = [
+        Param::user(&r.username),
+        Param::text(&r.authenticator),
+        Param::Blob(Some(r.old.clone())),
+        Param::Blob(Some(r.new.clone())),
+    ];
+    Statement::new(sql, params)
 }
 
 /// A job of conditional writes: done, or not done because another process changed the
@@ -270,7 +408,7 @@ impl<D: Driver> SqlStore<D> {
     }
 
     async fn users_where(&self, statement: Statement) -> Result<Vec<UserRecord>, StoreError> {
-        self.driver.query(statement).await?.into_iter().map(user_from_row).collect()
+        users_from_rows(self.driver.query(statement).await?)
     }
 }
 
@@ -316,41 +454,41 @@ impl<D: Driver> Store for SqlStore<D> {
         // on its key (PostgreSQL) or the write lock (SQLite), then finds it taken.
         let claim = "INSERT INTO meta (key, value) VALUES ('kdf', $1) ON CONFLICT (key) DO NOTHING";
         let check = "UPDATE meta SET value = $2 WHERE key = 'key_check' AND value = $1 \
-                     AND (SELECT COUNT(*) FROM users) = $3";
-        let reseal = "UPDATE users SET sealed_secret = $3 WHERE username = $1 AND sealed_secret = $2";
+                     AND (SELECT COUNT(*) FROM authenticators) = $3";
         let mut writes = vec![
             Statement::new(claim, [Param::text(&migration.kdf)]).must_change(),
             Statement::new(
                 check,
-                [Param::text(&migration.old_check), Param::text(&migration.new_check), Param::int(migration.users)],
+                [
+                    Param::text(&migration.old_check),
+                    Param::text(&migration.new_check),
+                    Param::int(migration.authenticators),
+                ],
             )
             .must_change(),
         ];
-        writes.extend(migration.resealed.iter().map(|user| {
-            let params =
-                [Param::user(&user.username), Param::Blob(Some(user.old.clone())), Param::Blob(Some(user.new.clone()))];
-            Statement::new(reseal, params).must_change()
-        }));
+        writes.extend(migration.resealed.iter().map(|r| reseal(r).must_change()));
         if migration.drop_sent_codes {
             let forget = "UPDATE users SET code_hash = NULL, sealed_code = NULL, code_sent_at = NULL, \
                           code_expires_at = NULL, previous_code_hash = NULL, previous_code_expires_at = NULL, \
                           codes_used_at = NULL WHERE code_hash IS NOT NULL";
             writes.push(Statement::new(forget, []));
+            writes.push(Statement::new("DELETE FROM recovery_codes", []));
         }
         raced(self.driver.execute_all(writes).await)
     }
 
     async fn user(&self, username: &Username) -> Result<Option<UserRecord>, StoreError> {
-        Ok(self.users_where(Statement::new(USER_BY_NAME.as_str(), [Param::user(username)])).await?.pop())
+        Ok(self.users_where(Statement::new(USER_BY_NAME, [Param::user(username)])).await?.pop())
     }
 
     async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        self.users_where(Statement::new(USERS_PAGE.as_str(), [Param::Text(None), Param::Int(Some(i64::MAX))])).await
+        self.users_where(Statement::new(USERS_PAGE, [Param::Text(None), Param::Int(Some(i64::MAX))])).await
     }
 
     async fn users_page(&self, after: Option<&Username>, limit: u32) -> Result<Vec<UserRecord>, StoreError> {
         let after = Param::Text(after.map(|name| name.as_str().to_string()));
-        self.users_where(Statement::new(USERS_PAGE.as_str(), [after, Param::Int(Some(i64::from(limit)))])).await
+        self.users_where(Statement::new(USERS_PAGE, [after, Param::Int(Some(i64::from(limit)))])).await
     }
 
     async fn update_contact(
@@ -387,23 +525,38 @@ impl<D: Driver> Store for SqlStore<D> {
         }
     }
 
-    async fn insert_user(&self, user: &UserProfile, now: UnixTime) -> Result<(), StoreError> {
-        if self.driver.execute(insert_user(user, now)).await? == 0 { Err(StoreError::Conflict) } else { Ok(()) }
+    async fn insert_user(
+        &self,
+        user: &UserProfile,
+        first: &AuthenticatorRecord,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        let writes = vec![insert_user(user, now).must_change(), insert_authenticator(&user.username, first)];
+        self.driver.execute_all(writes).await.map(|_| ())
     }
 
-    async fn insert_users(&self, users: &[UserProfile], now: UnixTime) -> Result<u64, StoreError> {
-        let inserts = users.iter().map(|user| insert_user(user, now)).collect();
-        Ok(self.driver.execute_all(inserts).await?.into_iter().sum())
-    }
-
-    async fn replace_user(&self, user: &UserProfile, reset_last_step: bool, now: UnixTime) -> Result<bool, StoreError> {
-        let sql = "UPDATE users SET sealed_secret = $2, algorithm = $3, digits = $4, period = $5, email = $6, \
-                   telegram_id = $7, source = $8, updated_at = $9, \
-                   last_step = CASE WHEN $10 THEN NULL ELSE last_step END, \
-                   secret_set_at = CASE WHEN $10 THEN $9 ELSE secret_set_at END WHERE username = $1";
-        let mut params = profile_params(user);
-        params.extend([Param::int(now), Param::Bool(reset_last_step)]);
-        Ok(self.driver.execute(Statement::new(sql, params)).await? == 1)
+    async fn insert_users(
+        &self,
+        users: &[(UserProfile, AuthenticatorRecord)],
+        now: UnixTime,
+    ) -> Result<u64, StoreError> {
+        let pair = |(user, first): &(UserProfile, AuthenticatorRecord)| {
+            [insert_user(user, now).must_change(), insert_authenticator(&user.username, first)]
+        };
+        // All at once; if a name exists, the batch is rolled back and each user is then
+        // written on its own, those that exist skipped.
+        match self.driver.execute_all(users.iter().flat_map(pair).collect()).await {
+            Ok(_) => return Ok(users.len() as u64),
+            Err(StoreError::Conflict) => {}
+            Err(e) => return Err(e),
+        }
+        let mut inserted = 0;
+        for user in users {
+            if raced(self.driver.execute_all(pair(user).to_vec()).await)? {
+                inserted += 1;
+            }
+        }
+        Ok(inserted)
     }
 
     async fn delete_user(&self, username: &Username) -> Result<bool, StoreError> {
@@ -411,13 +564,94 @@ impl<D: Driver> Store for SqlStore<D> {
         Ok(self.driver.execute(delete).await? == 1)
     }
 
-    async fn accept_totp_step(&self, username: &Username, step: u64, expected: LockState) -> Result<bool, StoreError> {
-        let sql = "UPDATE users SET last_step = $2 WHERE username = $1 AND (last_step IS NULL OR last_step < $2) \
-                   AND failed_attempts = $3 AND locked_until IS NOT DISTINCT FROM $4 \
-                   AND last_failed_at IS NOT DISTINCT FROM $5";
-        let mut params = vec![Param::user(username), Param::int(step)];
-        params.extend(lock_params(expected));
-        Ok(self.driver.execute(Statement::new(sql, params)).await? == 1)
+    async fn add_authenticator(
+        &self,
+        username: &Username,
+        authenticator: &AuthenticatorRecord,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let mut writes = vec![user_exists(username, now)];
+        if authenticator.replaces.is_some() {
+            let earlier = "DELETE FROM authenticators WHERE username = $1 AND status = 'pending' \
+                           AND replaces IS NOT NULL";
+            writes.push(Statement::new(earlier, [Param::user(username)]));
+        }
+        writes.push(insert_authenticator(username, authenticator));
+        raced(self.driver.execute_all(writes).await)
+    }
+
+    async fn replace_authenticators(
+        &self,
+        username: &Username,
+        authenticator: &AuthenticatorRecord,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let writes = vec![
+            user_exists(username, now),
+            Statement::new("DELETE FROM authenticators WHERE username = $1", [Param::user(username)]),
+            insert_authenticator(username, authenticator),
+        ];
+        raced(self.driver.execute_all(writes).await)
+    }
+
+    async fn delete_authenticator(&self, username: &Username, id: &str) -> Result<bool, StoreError> {
+        let sql = "DELETE FROM authenticators WHERE username = $1 AND id = $2";
+        Ok(self.driver.execute(Statement::new(sql, [Param::user(username), Param::text(id)])).await? == 1)
+    }
+
+    async fn expire_pending(&self, now: UnixTime) -> Result<u64, StoreError> {
+        let sql = "DELETE FROM authenticators WHERE status = 'pending' AND expires_at <= $1";
+        self.driver.execute(Statement::new(sql, [Param::int(now)])).await
+    }
+
+    async fn resync_authenticator(&self, username: &Username, id: &str, to: Advance) -> Result<bool, StoreError> {
+        raced(self.driver.execute_all(vec![advance(username, id, to, None)]).await)
+    }
+
+    async fn user_bound_secrets(
+        &self,
+        after: Option<&(Username, String)>,
+        limit: u32,
+    ) -> Result<Vec<(Username, String, Vec<u8>)>, StoreError> {
+        // The first byte is the seal's version (`crate::crypto`).
+        let sql = "SELECT username, id, sealed_secret FROM authenticators WHERE substr(sealed_secret, 1, 1) = $1 \
+                   AND ($2 IS NULL OR (username, id) > ($2, $3)) ORDER BY username, id LIMIT $4";
+        let params = [
+            Param::Blob(Some(vec![crate::crypto::USER_BOUND_SEAL])),
+            Param::Text(after.map(|(name, _)| name.as_str().to_string())),
+            Param::Text(after.map(|(_, id)| id.clone())),
+            Param::Int(Some(i64::from(limit))),
+        ];
+        let rows = self.driver.query(Statement::new(sql, params)).await?;
+        rows.into_iter()
+            .map(|row| {
+                let mut c = Columns(row.into_iter());
+                let name = Username::parse(&c.text()?).map_err(StoreError::Corrupt)?;
+                Ok((name, c.text()?, c.blob()?))
+            })
+            .collect()
+    }
+
+    async fn reseal_secrets(&self, resealed: &[Resealed]) -> Result<u64, StoreError> {
+        Ok(self.driver.execute_all(resealed.iter().map(reseal).collect()).await?.into_iter().sum())
+    }
+
+    async fn accept_code(
+        &self,
+        username: &Username,
+        id: &str,
+        to: Advance,
+        expected: LockState,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let retire = "DELETE FROM authenticators WHERE username = $1 AND id = \
+                      (SELECT replaces FROM authenticators WHERE username = $1 AND id = $2 AND status = 'pending')";
+        let writes = vec![
+            lock_guard(username, expected),
+            Statement::new(retire, [Param::user(username), Param::text(id)]),
+            advance(username, id, to, Some(now)),
+        ];
+        raced(self.driver.execute_all(writes).await)
     }
 
     async fn clear_lock(&self, username: &Username) -> Result<bool, StoreError> {
@@ -482,12 +716,46 @@ impl<D: Driver> Store for SqlStore<D> {
         Ok(self.driver.execute(Statement::new(sql, params)).await? == 1)
     }
 
-    async fn clear_sent_codes(&self, username: &Username) -> Result<(), StoreError> {
-        let sql = "UPDATE users SET code_hash = NULL, sealed_code = NULL, code_sent_at = NULL, \
-                   code_expires_at = NULL, previous_code_hash = NULL, previous_code_expires_at = NULL, \
-                   codes_used_at = NULL WHERE username = $1";
-        self.driver.execute(Statement::new(sql, [Param::user(username)])).await?;
-        Ok(())
+    async fn replace_recovery_codes(
+        &self,
+        username: &Username,
+        hashes: &[Vec<u8>],
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let insert = "INSERT INTO recovery_codes (username, code_hash, created_at) VALUES ($1, $2, $3)";
+        let mut writes = vec![
+            user_exists(username, now),
+            Statement::new("DELETE FROM recovery_codes WHERE username = $1", [Param::user(username)]),
+        ];
+        writes.extend(hashes.iter().map(|hash| {
+            Statement::new(insert, [Param::user(username), Param::Blob(Some(hash.clone())), Param::int(now)])
+                .must_change()
+        }));
+        raced(self.driver.execute_all(writes).await)
+    }
+
+    async fn recovery_codes(&self, username: &Username) -> Result<Vec<RecoveryCodeRecord>, StoreError> {
+        let sql = "SELECT code_hash, used_at FROM recovery_codes WHERE username = $1";
+        let rows = self.driver.query(Statement::new(sql, [Param::user(username)])).await?;
+        rows.into_iter()
+            .map(|row| {
+                let mut c = Columns(row.into_iter());
+                Ok(RecoveryCodeRecord { hash: c.blob()?, used_at: c.opt_int()?.map(to_u64) })
+            })
+            .collect()
+    }
+
+    async fn use_recovery_code(
+        &self,
+        username: &Username,
+        code_hash: &[u8],
+        now: UnixTime,
+        expected: LockState,
+    ) -> Result<bool, StoreError> {
+        let sql = "UPDATE recovery_codes SET used_at = $3 WHERE username = $1 AND code_hash = $2 AND used_at IS NULL";
+        let params = [Param::user(username), Param::Blob(Some(code_hash.to_vec())), Param::int(now)];
+        let writes = vec![lock_guard(username, expected), Statement::new(sql, params).must_change()];
+        raced(self.driver.execute_all(writes).await)
     }
 }
 

@@ -99,6 +99,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0004_fading_lockout_and_sent_codes.sql"),
     ),
     (5, "admin_source", include_str!("../../migrations/sqlite/0005_admin_source.sql")),
+    (6, "authenticators", include_str!("../../migrations/sqlite/0006_authenticators.sql")),
 ];
 
 /// SQLite's connections: read-only readers for the calling threads, one writer thread.
@@ -407,7 +408,8 @@ fn execute(conn: &Connection, write: &Statement) -> Result<u64, StoreError> {
 /// Binds `$1`, `$2`, ... To SQLite `$n` is a named parameter, numbered by first appearance,
 /// so each is bound by its name.
 fn bind(statement: &mut rusqlite::Statement<'_>, params: &[Param]) -> rusqlite::Result<()> {
-    const NAMES: [&str; 10] = ["$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10"];
+    const NAMES: [&str; 16] =
+        ["$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12", "$13", "$14", "$15", "$16"];
     for (i, param) in params.iter().enumerate() {
         let name = NAMES.get(i).ok_or_else(|| rusqlite::Error::InvalidParameterName(format!("${}", i + 1)))?;
         let index =
@@ -416,7 +418,6 @@ fn bind(statement: &mut rusqlite::Statement<'_>, params: &[Param]) -> rusqlite::
             Param::Int(n) => statement.raw_bind_parameter(index, n)?,
             Param::Text(t) => statement.raw_bind_parameter(index, t.as_deref())?,
             Param::Blob(b) => statement.raw_bind_parameter(index, b.as_deref())?,
-            Param::Bool(b) => statement.raw_bind_parameter(index, b)?,
         }
     }
     Ok(())

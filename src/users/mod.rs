@@ -1,9 +1,11 @@
 //! User administration: enrolling, listing, changing, rotating, unlocking and removing
-//! users, importing them from another system, and keeping `.env` users in step with the
-//! file. The admin API (`crate::api::admin`) and the `mfa user` commands both go through
-//! [`UserService`]; neither touches the store.
+//! users, their authenticators and recovery codes, importing them from another system, and
+//! keeping `.env` users in step with the file. The admin API (`crate::api::admin`) and the
+//! `mfa user` commands both go through [`UserService`]; neither touches the store.
 
+mod authenticators;
 mod qr;
+mod recovery;
 mod sync;
 
 use std::sync::Arc;
@@ -14,10 +16,14 @@ use crate::crypto::Keys;
 use crate::domain::{EmailAddress, TelegramChat, Username};
 use crate::lockout::RecentLocks;
 use crate::otp::{self, Algorithm, OtpParams, SecretBytes};
-/// Who created a user, as the admin API and `mfa user show` tell it.
-pub use crate::store::UserSource;
+/// Who created a user, as the admin API and `mfa user show` tell it; a user's
+/// authenticators, as stored.
+pub use crate::store::{AuthenticatorRecord, AuthenticatorStatus, Factor, UserSource};
 use crate::store::{Store, StoreError, UserProfile, UserRecord};
+pub use authenticators::QR_WINDOW_SECONDS;
+pub use authenticators::{NewAuthenticator, ResyncCodes, parse_name as parse_authenticator_name};
 pub use qr::{qr_png, qr_svg};
+pub use recovery::CODES_PER_SET as RECOVERY_CODES_PER_SET;
 pub use sync::{ImportReport, SyncReport};
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +39,13 @@ pub enum UserError {
          admin API); remove one of them"
     )]
     Conflict { username: Username, var: String },
+    #[error("user '{username}' has no authenticator '{id}'")]
+    AuthenticatorNotFound { username: Username, id: String },
+    #[error(
+        "the two codes are not consecutive codes of this authenticator within the resynchronisation window \
+         (HOTP_RESYNC_WINDOW)"
+    )]
+    ResyncFailed,
     #[error(
         "the QR code is only served until the first verification, for 10 minutes after the secret was issued; \
          rotate the secret for a new one"
@@ -72,15 +85,23 @@ pub struct UserSummary {
     pub locked_for: Option<u64>,
     /// The failures that still count now (they fade with time: see `crate::lockout`).
     pub failed_attempts: u32,
+    /// The code parameters of the user's first active TOTP authenticator (as a user had
+    /// before authenticators), else the defaults.
+    pub params: OtpParams,
 }
 
-/// A new or rotated secret, shown once, with its user.
+/// A new or rotated secret, shown once, with its user and its authenticator.
 #[derive(Debug)]
 pub struct Enrollment {
     pub user: UserSummary,
+    pub authenticator: AuthenticatorRecord,
     pub secret: SecretBytes,
     pub otpauth_uri: String,
 }
+
+/// The name of the authenticator a user is created with (and of the one each user of an
+/// earlier version had).
+pub const FIRST_AUTHENTICATOR_NAME: &str = "default";
 
 /// One page of the users, by name; `next` is where the following page starts (after it).
 #[derive(Debug)]
@@ -88,10 +109,6 @@ pub struct UserPage {
     pub users: Vec<UserSummary>,
     pub next: Option<Username>,
 }
-
-/// How long after a secret is issued its QR code can be fetched again, unless the user has
-/// already verified a code with it (then the app is set up and the QR is not needed).
-pub const QR_WINDOW_SECONDS: u64 = 600;
 
 /// User administration over the store. Cheap to clone: every field is shared.
 #[derive(Clone)]
@@ -115,7 +132,9 @@ impl UserService {
         self.recent_locks.clone()
     }
 
-    /// Creates a user with a fresh 160-bit secret, recording who asked (`source`).
+    /// Creates a user with a fresh 160-bit secret, recording who asked (`source`). Its
+    /// authenticator is active at once, as users were before authenticators had to be
+    /// confirmed: a client that creates a user and verifies later keeps working.
     pub async fn add(&self, new: NewUser, source: UserSource) -> Result<Enrollment, UserError> {
         if let Some(var) = self.env_var_of(&new.username) {
             return Err(UserError::DefinedInEnv { username: new.username, var });
@@ -127,20 +146,42 @@ impl UserService {
             period: defaults.period,
         };
         let secret = SecretBytes::generate();
+        let now = self.clock.now();
+        let first = self.active_totp(&new.username, &secret, params, now)?;
         let profile = UserProfile {
             username: new.username.clone(),
-            sealed_secret: self.seal(&new.username, &secret)?,
-            params,
             email: new.email.map(|e| e.as_str().to_string()),
             telegram_id: new.telegram.map(|t| t.as_str().to_string()),
             source,
         };
         self.recent_locks.forget(new.username.as_str());
-        match self.store.insert_user(&profile, self.clock.now()).await {
-            Ok(()) => self.enrollment(&new.username, secret).await,
+        match self.store.insert_user(&profile, &first, now).await {
+            Ok(()) => self.enrollment(&new.username, first, secret).await,
             Err(StoreError::Conflict) => Err(UserError::Exists(new.username)),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// An active TOTP authenticator named [`FIRST_AUTHENTICATOR_NAME`] with this secret.
+    fn active_totp(
+        &self,
+        username: &Username,
+        secret: &SecretBytes,
+        params: OtpParams,
+        now: u64,
+    ) -> Result<AuthenticatorRecord, UserError> {
+        let id = authenticators::new_id();
+        Ok(AuthenticatorRecord {
+            sealed_secret: self.seal(username, &id, secret)?,
+            id,
+            name: FIRST_AUTHENTICATOR_NAME.to_string(),
+            factor: Factor::Totp { params, last_step: None, drift_steps: 0 },
+            status: AuthenticatorStatus::Active,
+            replaces: None,
+            created_at: now,
+            last_used_at: None,
+            expires_at: None,
+        })
     }
 
     pub async fn find(&self, username: &Username) -> Result<UserSummary, UserError> {
@@ -184,19 +225,6 @@ impl UserService {
         self.find(username).await
     }
 
-    /// Gives a user a new secret; codes of the old one stop working at once.
-    pub async fn rotate(&self, username: &Username) -> Result<Enrollment, UserError> {
-        let current = self.changeable(username).await?.profile;
-        let secret = SecretBytes::generate();
-        let profile = UserProfile { sealed_secret: self.seal(username, &secret)?, ..current };
-        self.recent_locks.forget(username.as_str());
-        if !self.store.replace_user(&profile, true, self.clock.now()).await? {
-            return Err(UserError::NotFound(username.clone()));
-        }
-        self.store.clear_sent_codes(username).await?;
-        self.enrollment(username, secret).await
-    }
-
     pub async fn remove(&self, username: &Username) -> Result<(), UserError> {
         self.changeable(username).await?;
         self.recent_locks.forget(username.as_str());
@@ -213,28 +241,21 @@ impl UserService {
         self.find(username).await
     }
 
-    /// The enrollment QR code as PNG, while the secret is fresh: issued less than
-    /// [`QR_WINDOW_SECONDS`] ago and not used yet, so it cannot be read back later.
-    pub async fn enrollment_qr_png(&self, username: &Username) -> Result<Vec<u8>, UserError> {
-        let user = self.find(username).await?.record;
-        let now = self.clock.now();
-        let fresh = user.last_step.is_none()
-            && user.secret_set_at.is_some_and(|at| now.saturating_sub(at) < QR_WINDOW_SECONDS)
-            && user.profile.source != UserSource::Env;
-        if !fresh {
-            return Err(UserError::QrExpired);
-        }
-        let p = &user.profile;
-        let secret =
-            self.keys.open_secret(username, &p.sealed_secret).map_err(|e| UserError::Internal(e.to_string()))?;
-        qr_png(&self.otpauth_uri(username, &secret, p.params)?)
-    }
-
     fn summary(&self, record: UserRecord) -> UserSummary {
         let (policy, now) = (self.settings.lockout, self.clock.now());
+        let params = record
+            .authenticators
+            .iter()
+            .filter(|a| a.status == AuthenticatorStatus::Active)
+            .find_map(|a| match a.factor {
+                Factor::Totp { params, .. } => Some(params),
+                Factor::Hotp { .. } => None,
+            })
+            .unwrap_or(self.settings.otp);
         UserSummary {
             locked_for: policy.locked_for(record.lock, now),
             failed_attempts: policy.failures(record.lock, now),
+            params,
             record,
         }
     }
@@ -254,18 +275,37 @@ impl UserService {
         Ok(user)
     }
 
-    fn seal(&self, username: &Username, secret: &SecretBytes) -> Result<Vec<u8>, UserError> {
-        self.keys.seal_secret(username, secret).map_err(|e| UserError::Internal(e.to_string()))
+    fn seal(&self, username: &Username, id: &str, secret: &SecretBytes) -> Result<Vec<u8>, UserError> {
+        self.keys.seal_secret(username, id, secret).map_err(|e| UserError::Internal(e.to_string()))
     }
 
-    fn otpauth_uri(&self, username: &Username, secret: &SecretBytes, params: OtpParams) -> Result<String, UserError> {
-        otp::otpauth_uri(&self.settings.issuer, username.as_str(), secret, params).map_err(UserError::Internal)
-    }
-
-    /// What a new or rotated user needs to set up an authenticator app, read back as stored.
-    async fn enrollment(&self, username: &Username, secret: SecretBytes) -> Result<Enrollment, UserError> {
+    /// What a new secret needs to be set up in an app or token, with its user read back as
+    /// stored.
+    async fn enrollment(
+        &self,
+        username: &Username,
+        authenticator: AuthenticatorRecord,
+        secret: SecretBytes,
+    ) -> Result<Enrollment, UserError> {
         let user = self.find(username).await?;
-        let otpauth_uri = self.otpauth_uri(username, &secret, user.record.profile.params)?;
-        Ok(Enrollment { user, secret, otpauth_uri })
+        let otpauth_uri = self.otpauth_uri(username, &authenticator, &secret)?;
+        Ok(Enrollment { user, authenticator, secret, otpauth_uri })
+    }
+
+    /// The `otpauth://` URI of an authenticator: what its QR code holds.
+    fn otpauth_uri(
+        &self,
+        username: &Username,
+        authenticator: &AuthenticatorRecord,
+        secret: &SecretBytes,
+    ) -> Result<String, UserError> {
+        let (issuer, account) = (&self.settings.issuer, username.as_str());
+        match authenticator.factor {
+            Factor::Totp { params, .. } => otp::otpauth_uri(issuer, account, secret, params),
+            Factor::Hotp { algorithm, digits, counter } => {
+                otp::hotp_uri(issuer, account, secret, algorithm, digits, counter)
+            }
+        }
+        .map_err(UserError::Internal)
     }
 }

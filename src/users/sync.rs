@@ -5,7 +5,8 @@ use super::{UserError, UserService};
 use crate::config::EnvUser;
 use crate::domain::{EmailAddress, TelegramChat, Username};
 use crate::otp::SecretBytes;
-use crate::store::{StoreError, UserProfile, UserRecord, UserSource};
+use crate::store::{AuthenticatorStatus, Factor};
+use crate::store::{StoreError, UserProfile, UserSource};
 
 /// What `import` did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -66,14 +67,14 @@ impl UserService {
             let email = optional(2).map(EmailAddress::parse).transpose().map_err(bad)?;
             let telegram = optional(3).map(TelegramChat::parse).transpose().map_err(bad)?;
             secrets.insert(secret.clone(), username.clone());
-            profiles.push(UserProfile {
-                sealed_secret: self.seal(&username, &secret)?,
+            let first = self.active_totp(&username, &secret, self.settings.otp, self.clock.now())?;
+            let profile = UserProfile {
                 username,
-                params: self.settings.otp,
                 email: email.map(|e| e.as_str().to_string()),
                 telegram_id: telegram.map(|t| t.as_str().to_string()),
                 source: UserSource::Cli,
-            });
+            };
+            profiles.push((profile, first));
         }
         let mut report = ImportReport::default();
         let now = self.clock.now();
@@ -92,32 +93,48 @@ impl UserService {
         let now = self.clock.now();
         for env_user in &self.settings.users {
             let EnvUser { username, var, secret, email, telegram } = env_user;
-            let record = UserProfile {
+            let profile = UserProfile {
                 username: username.clone(),
-                sealed_secret: self.seal(username, secret)?,
-                params: self.settings.otp,
                 email: email.as_ref().map(|e| e.as_str().to_string()),
                 telegram_id: telegram.as_ref().map(|t| t.as_str().to_string()),
                 source: UserSource::Env,
             };
             match self.store.user(username).await? {
-                None => match self.store.insert_user(&record, now).await {
-                    Ok(()) => report.added.push(username.to_string()),
-                    Err(StoreError::Conflict) => {} // another instance synced it first
-                    Err(e) => return Err(e.into()),
-                },
+                None => {
+                    let first = self.active_totp(username, secret, self.settings.otp, now)?;
+                    match self.store.insert_user(&profile, &first, now).await {
+                        Ok(()) => report.added.push(username.to_string()),
+                        Err(StoreError::Conflict) => {} // another instance synced it first
+                        Err(e) => return Err(e.into()),
+                    }
+                }
                 Some(current) if current.profile.source != UserSource::Env => {
                     return Err(UserError::Conflict { username: username.clone(), var: var.clone() });
                 }
-                Some(UserRecord { profile: current, .. }) => {
-                    let stored = self.keys.open_secret(username, &current.sealed_secret).ok();
-                    let secret_changed = stored.as_ref() != Some(secret);
-                    let changed = secret_changed
-                        || current.params != record.params
-                        || current.email != record.email
-                        || current.telegram_id != record.telegram_id;
-                    if changed {
-                        self.store.replace_user(&record, secret_changed, now).await?;
+                Some(current) => {
+                    // A `.env` user has the one authenticator the file defines.
+                    let same = match current.authenticators.as_slice() {
+                        [a] => {
+                            self.keys.open_secret(username, &a.id, &a.sealed_secret).ok().as_ref() == Some(secret)
+                                && matches!(a.factor, Factor::Totp { params, .. } if params == self.settings.otp)
+                                && a.status == AuthenticatorStatus::Active
+                        }
+                        _ => false,
+                    };
+                    let contact_changed =
+                        current.profile.email != profile.email || current.profile.telegram_id != profile.telegram_id;
+                    if contact_changed {
+                        self.store
+                            .update_contact(username, profile.email.as_deref(), profile.telegram_id.as_deref(), now)
+                            .await?;
+                    }
+                    if !same {
+                        // A new secret or new parameters: a new authenticator, whose replay
+                        // guard starts afresh.
+                        let first = self.active_totp(username, secret, self.settings.otp, now)?;
+                        self.store.replace_authenticators(username, &first, now).await?;
+                    }
+                    if contact_changed || !same {
                         report.updated.push(username.to_string());
                     }
                 }

@@ -158,8 +158,10 @@ async fn rotate_unlock_and_delete() {
     assert_eq!(rotated.headers["cache-control"], "no-store");
     let new = SecretBytes::from_base32(rotated.body["secret"].as_str().unwrap()).unwrap();
     assert_ne!(new, old);
-    assert_eq!(app.verify("alice", &app.totp(&old, 0)).await.status, 401);
-    assert_eq!(app.verify("alice", &app.totp(&old, 0)).await.status, 401);
+    assert_eq!(rotated.body["authenticator"]["status"], "pending");
+    assert_eq!(app.verify("alice", &app.totp(&new, -1)).await.status, 200, "the new one, confirmed");
+    assert_eq!(app.verify("alice", &app.totp(&old, 0)).await.status, 401, "retires the old one");
+    assert_eq!(app.verify("alice", &app.totp(&old, 1)).await.status, 401);
     let locked = app.admin(reqwest::Method::GET, "/admin/users/alice", None).await;
     assert_eq!(locked.body["locked"], true);
     assert_eq!(app.verify("alice", &app.totp(&new, 0)).await.status, 429);

@@ -2,6 +2,7 @@
 
 use mfa::domain::Username;
 use mfa::startup::StartupError;
+use mfa::store::Factor;
 
 use crate::helpers::*;
 
@@ -32,7 +33,11 @@ async fn env_users_are_added_updated_and_removed_with_the_environment() {
         .await;
     let record = dair(&second).await.unwrap();
     assert_eq!((record.profile.email, record.profile.telegram_id.as_deref()), (None, Some("777")));
-    assert_eq!(record.last_step, None, "a new secret restarts the replay guard");
+    assert!(
+        matches!(record.authenticators.as_slice(), [a] if matches!(a.factor, Factor::Totp { last_step: None, .. })),
+        "a new secret is a new authenticator, whose replay guard starts afresh: {:?}",
+        record.authenticators
+    );
     let b = mfa::otp::SecretBytes::from_base32(SECRET_B).unwrap();
     assert_eq!(second.verify("dair", &second.totp(&a, 0)).await.status, 401, "the old secret is gone");
     assert_eq!(second.verify("dair", &second.totp(&b, 0)).await.status, 200);

@@ -27,8 +27,11 @@ pub async fn check_integrity(dir: &Path) -> String {
         "SELECT COUNT(*) FROM users WHERE (code_hash IS NULL) <> (code_expires_at IS NULL) \
          OR (code_hash IS NULL) <> (code_sent_at IS NULL)",
         // version byte + 12-byte nonce + at least an 80-bit secret + 16-byte tag
-        "SELECT COUNT(*) FROM users WHERE length(sealed_secret) < 39",
-        "SELECT COUNT(*) FROM users WHERE failed_attempts < 0 OR (last_step IS NOT NULL AND last_step < 0)",
+        "SELECT COUNT(*) FROM authenticators WHERE length(sealed_secret) < 39",
+        "SELECT COUNT(*) FROM users WHERE failed_attempts < 0",
+        "SELECT COUNT(*) FROM authenticators WHERE (last_step IS NOT NULL AND last_step < 0) \
+         OR (kind = 'totp') <> (period IS NOT NULL) OR (kind = 'hotp') <> (counter IS NOT NULL) \
+         OR (status = 'pending') <> (expires_at IS NOT NULL)",
     ];
     match database_vars(dir).into_iter().find(|(k, _)| k == "DATABASE_URL") {
         None => {

@@ -11,7 +11,9 @@ use mfa::clock::{Clock, SystemClock};
 use mfa::crypto::{KdfParams, KeyOrigin, Keys, MasterKey};
 use mfa::domain::Username;
 use mfa::otp::{Algorithm, OtpParams, SecretBytes};
-use mfa::store::{KeyMigration, KeyRecord, Resealed, UserProfile, UserSource};
+use mfa::store::{
+    AuthenticatorRecord, AuthenticatorStatus, Factor, KeyMigration, KeyRecord, Resealed, UserProfile, UserSource,
+};
 use serde_json::Value;
 use sqlx::Connection;
 
@@ -77,12 +79,13 @@ macro_rules! on {
     };
 }
 
-/// What a stolen copy holds of the keys: the `meta` rows, each user's sealed secret, and
-/// how many sent codes are pending.
+/// What a stolen copy holds of the keys: the `meta` rows, each user's sealed secret (and
+/// its authenticator's id), and how many sent codes are pending.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Snapshot {
     meta: BTreeMap<String, String>,
     sealed: BTreeMap<String, Vec<u8>>,
+    ids: BTreeMap<String, String>,
     sent_codes: i64,
 }
 
@@ -101,14 +104,19 @@ impl Db {
         on!(self, conn => {
             let meta: Vec<(String, String)> =
                 sqlx::query_as("SELECT key, value FROM meta").fetch_all(&mut *conn).await.unwrap();
-            let sealed: Vec<(String, Vec<u8>)> =
-                sqlx::query_as("SELECT username, sealed_secret FROM users").fetch_all(&mut *conn).await.unwrap();
+            let rows: Vec<(String, String, Vec<u8>)> =
+                sqlx::query_as("SELECT username, id, sealed_secret FROM authenticators")
+                    .fetch_all(&mut *conn)
+                    .await
+                    .unwrap();
+            let ids = rows.iter().map(|(name, id, _)| (name.clone(), id.clone())).collect();
+            let sealed = rows.into_iter().map(|(name, _, sealed)| (name, sealed));
             let sent_codes: i64 =
                 sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE code_hash IS NOT NULL")
                     .fetch_one(&mut *conn)
                     .await
                     .unwrap();
-            Snapshot { meta: meta.into_iter().collect(), sealed: sealed.into_iter().collect(), sent_codes }
+            Snapshot { meta: meta.into_iter().collect(), sealed: sealed.collect(), ids, sent_codes }
         })
     }
 
@@ -130,24 +138,33 @@ impl Db {
                 let text = |field: &str| u[field].as_str().map(str::to_string);
                 let int = |field: &str| u[field].as_i64();
                 sqlx::query(
-                    "INSERT INTO users (username, sealed_secret, algorithm, digits, period, email, telegram_id, \
-                     source, last_step, failed_attempts, locked_until, created_at, updated_at, secret_set_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                    "INSERT INTO users (username, email, telegram_id, source, failed_attempts, locked_until, \
+                     created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(text("username"))
+                .bind(text("email"))
+                .bind(text("telegram_id"))
+                .bind(text("source"))
+                .bind(int("failed_attempts"))
+                .bind(int("locked_until"))
+                .bind(int("created_at"))
+                .bind(int("updated_at"))
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+                // Its secret as migration 6 moved it: an authenticator, sealed to the user only.
+                sqlx::query(
+                    "INSERT INTO authenticators (username, id, kind, name, sealed_secret, algorithm, digits, period, \
+                     last_step, status, created_at) VALUES ($1, '0123456789ab', 'totp', 'default', $2, $3, $4, $5, \
+                     $6, 'active', $7)",
                 )
                 .bind(text("username"))
                 .bind(hex(&u["sealed_secret"]))
                 .bind(text("algorithm"))
                 .bind(int("digits"))
                 .bind(int("period"))
-                .bind(text("email"))
-                .bind(text("telegram_id"))
-                .bind(text("source"))
                 .bind(int("last_step"))
-                .bind(int("failed_attempts"))
-                .bind(int("locked_until"))
-                .bind(int("created_at"))
-                .bind(int("updated_at"))
-                .bind(int("secret_set_at"))
+                .bind(int("secret_set_at").or(int("created_at")))
                 .execute(&mut *conn)
                 .await
                 .unwrap();
@@ -273,7 +290,10 @@ async fn a_key_file_database_of_before_argon2id_keeps_its_keys() {
     let opened = snapshot(dir.path()).await;
     assert_eq!(opened.meta.get("kdf").map(String::as_str), Some("hkdf"), "recorded as a key-file database");
     assert_eq!(opened.meta["key_check"], v1.meta["key_check"], "the same keys");
-    assert_eq!(opened.sealed, v1.sealed, "nothing sealed again");
+    for (name, sealed) in &opened.sealed {
+        let (before, after) = (v1.sealed[name][0], sealed[0]);
+        assert_eq!((before, after), (1, 2), "{name}: sealed again under the same keys, bound to its authenticator");
+    }
     let with_key = cli(dir.path(), &[("SECRET_KEY", "a-configured-key-0123456789abcdef")], &["user", "list"]).await;
     assert_eq!(with_key.code, 2, "{}", with_key.stderr);
     assert!(with_key.stderr.contains("encrypted with another key"), "{}", with_key.stderr);
@@ -341,17 +361,18 @@ async fn the_stored_data_confirms_a_guess_of_the_key_only_through_argon2id() {
         let stolen = snapshot(dir.path()).await;
         let check = &stolen.meta["key_check"];
         let sealed = &stolen.sealed["alice"];
+        let id = &stolen.ids["alice"];
         let alice = Username::parse("alice").unwrap();
 
         let fast = Keys::direct(key.as_bytes(), KeyOrigin::Configured).unwrap();
         assert_ne!(fast.check_value(), check, "an HKDF of the right key no longer matches");
-        assert!(fast.open_secret(&alice, sealed).is_err());
+        assert!(fast.open_secret(&alice, id, sealed).is_err());
 
         let params = KdfParams::parse(&stolen.meta["kdf"]).unwrap();
         assert_eq!((params.m_kib, params.t, params.p, params.salt().len()), (65536, 3, 1, 16));
         let stretched = MasterKey::configured(key).keys(Some(&params)).unwrap();
         assert_eq!(stretched.check_value(), check, "the right key, through Argon2id, matches");
-        assert_eq!(stretched.open_secret(&alice, sealed).unwrap(), secret);
+        assert_eq!(stretched.open_secret(&alice, id, sealed).unwrap(), secret);
         let wrong = MasterKey::configured("your-secret-kez").keys(Some(&params)).unwrap();
         assert_ne!(wrong.check_value(), check);
         salts.push(params.salt().to_vec());
@@ -394,26 +415,30 @@ async fn a_key_migration_is_written_whole_or_not_at_all() {
     let recorded = KeyRecord { kdf: Some("kdf-a".into()), check: Some("check-a".into()) };
     assert_eq!(store.key_record().await.unwrap(), recorded);
     let alice = Username::parse("alice").unwrap();
-    let profile = UserProfile {
-        username: alice.clone(),
+    let profile = UserProfile { username: alice.clone(), email: None, telegram_id: None, source: UserSource::Cli };
+    let first = AuthenticatorRecord {
+        id: "a1".into(),
+        name: "default".into(),
         sealed_secret: vec![1; 40],
-        params: OtpParams::default(),
-        email: None,
-        telegram_id: None,
-        source: UserSource::Cli,
+        factor: Factor::Totp { params: OtpParams::default(), last_step: None, drift_steps: 0 },
+        status: AuthenticatorStatus::Active,
+        replaces: None,
+        created_at: 1,
+        last_used_at: None,
+        expires_at: None,
     };
-    store.insert_user(&profile, 1).await.unwrap();
+    store.insert_user(&profile, &first, 1).await.unwrap();
     let mut conn = Db::open(dir.path()).await;
     on!(&mut conn, c => {
         sqlx::query("DELETE FROM meta WHERE key = 'kdf'").execute(&mut *c).await.unwrap();
     });
     let v1 = KeyRecord { kdf: None, check: Some("check-a".into()) };
-    let move_to = |old: Vec<u8>, users: u64, old_check: &str| KeyMigration {
+    let move_to = |old: Vec<u8>, authenticators: u64, old_check: &str| KeyMigration {
         kdf: "kdf-new".into(),
         old_check: old_check.into(),
         new_check: "check-new".into(),
-        users,
-        resealed: vec![Resealed { username: alice.clone(), old, new: vec![2; 40] }],
+        authenticators,
+        resealed: vec![Resealed { username: alice.clone(), authenticator: "a1".into(), old, new: vec![2; 40] }],
         drop_sent_codes: true,
     };
 

@@ -196,7 +196,7 @@ async fn the_seed_env_serves_its_users_as_the_flask_design_did() {
     let seed_secret = SecretBytes::from_base32("base32secret3232").unwrap();
 
     let ok = server.verify("dair", &now_code(&seed_secret, OtpParams::default())).await;
-    assert_eq!((ok.status, ok.body), (200, json!({"valid": true})));
+    assert_eq!((ok.status, ok.body), (200, json!({"valid": true, "method": "totp"})));
 
     let sent = server.post_json("/request-otp", json!({"username": "bob"})).await;
     assert_eq!(sent.status, 200);

@@ -10,7 +10,11 @@ async fn a_right_app_code_is_valid() {
     let reply = app.verify("alice", &app.totp(&secret, 0)).await;
 
     assert_eq!(reply.status, 200);
-    assert_eq!(reply.body, json!({"valid": true}));
+    assert_eq!(
+        reply.body,
+        json!({"valid": true, "method": "totp"}),
+        "the seed's `valid`, and what kind of code it was"
+    );
 }
 
 #[tokio::test]
@@ -104,15 +108,16 @@ async fn a_user_added_while_the_server_runs_verifies_at_once() {
 }
 
 #[tokio::test]
-async fn a_rotated_secret_replaces_the_old_one_at_once() {
+async fn a_rotated_secret_replaces_the_old_one_once_a_code_of_it_is_accepted() {
     let app = TestApp::builder().start().await;
     let old = app.enroll("alice", None, None).await;
     let name = mfa::domain::Username::parse("alice").unwrap();
     let rotated = app.users().rotate(&name).await.unwrap();
     assert_ne!(rotated.secret, old);
     assert!(rotated.otpauth_uri.contains(&rotated.secret.to_base32()));
-    assert_eq!(app.verify("alice", &app.totp(&old, 0)).await.status, 401);
+    assert_eq!(app.verify("alice", &app.totp(&old, -1)).await.status, 200, "until then the old one works");
     assert_eq!(app.verify("alice", &app.totp(&rotated.secret, 0)).await.status, 200);
+    assert_eq!(app.verify("alice", &app.totp(&old, 1)).await.status, 401, "then it is retired");
 }
 
 #[tokio::test]

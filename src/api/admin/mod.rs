@@ -20,7 +20,11 @@ use crate::domain::Username;
 use crate::http::{AppJson, AppPath, AppQuery, AuthRefusal, ErrorBody, InvalidRequest, LOGGED_PATH_CHARS};
 use crate::telemetry::printable;
 use crate::users::{Enrollment, UserSource, qr_svg};
-pub use wire::{AdminEnrollment, AdminUser, AdminUserPage, ContactUpdate, CreateUser, DEFAULT_PAGE, MAX_PAGE, Page};
+pub use wire::{
+    AdminAuthenticator, AdminAuthenticatorEnrollment, AdminAuthenticatorList, AdminEnrollment, AdminUser,
+    AdminUserPage, ContactUpdate, CreateAuthenticator, CreateUser, DEFAULT_PAGE, MAX_PAGE, Page, RecoveryCodeSet,
+    RecoveryCodesLeft, ResyncRequest,
+};
 
 fn username(raw: &str) -> Result<Username, ApiError> {
     Username::parse(raw).map_err(|e| InvalidRequest::new(e).into())
@@ -108,7 +112,8 @@ pub async fn update_user(
     Ok(Json(AdminUser::from(&user)))
 }
 
-/// Issues a new secret, shown once; the old one stops working at once.
+/// Issues a new secret, shown once, as a pending authenticator: the old one keeps working
+/// until a code of the new one is accepted, which retires it.
 #[utoipa::path(post, path = "/admin/users/{username}/rotate", tag = "admin", security(("admin_token" = [])),
     params(("username" = Username, Path)),
     responses(
@@ -163,8 +168,142 @@ pub async fn delete_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The enrollment QR code, while the secret is fresh: until the first verification, for at
-/// most 10 minutes after it was issued; 410 afterwards.
+/// An authenticator id from a path: 1 to 64 lower-case letters and digits.
+fn authenticator_id(raw: &str) -> Result<String, ApiError> {
+    let ok = (1..=64).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if ok {
+        Ok(raw.to_string())
+    } else {
+        Err(InvalidRequest::new("authenticator id: 1 to 64 lower-case letters and digits").into())
+    }
+}
+
+/// The user's authenticators, oldest first; never a secret.
+#[utoipa::path(get, path = "/admin/users/{username}/authenticators", tag = "admin", security(("admin_token" = [])),
+    params(("username" = Username, Path)),
+    responses((status = 200, body = AdminAuthenticatorList), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 503, description = "database_unavailable", body = ErrorBody)))]
+pub async fn list_authenticators(
+    State(state): State<AppState>,
+    AppPath(name): AppPath<String>,
+) -> Result<Json<AdminAuthenticatorList>, ApiError> {
+    let list = state.users.authenticators(&username(&name)?).await?;
+    Ok(Json(AdminAuthenticatorList { authenticators: list.iter().map(AdminAuthenticator::from).collect() }))
+}
+
+/// Adds an authenticator with a fresh 160-bit secret, shown once. It is `pending` until its
+/// first code is accepted by `/verify`, and removed if that does not happen within
+/// `ENROLL_CONFIRM_SECONDS`.
+#[utoipa::path(post, path = "/admin/users/{username}/authenticators", tag = "admin",
+    request_body = CreateAuthenticator, security(("admin_token" = [])), params(("username" = Username, Path)),
+    responses(
+        (status = 201, body = AdminAuthenticatorEnrollment, headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "defined_in_env", body = ErrorBody),
+        (status = 413, description = "body over 16 KiB", body = ErrorBody),
+        (status = 415, description = "not application/json", body = ErrorBody),
+        (status = 503, description = "database_unavailable", body = ErrorBody),
+    ))]
+pub async fn create_authenticator(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    AppPath(name): AppPath<String>,
+    AppJson(body): AppJson<CreateAuthenticator>,
+) -> Result<Response, ApiError> {
+    let name = username(&name)?;
+    state.users.find(&name).await?; // an unknown user is 404 whatever the body holds
+    let enrolled = state.users.add_authenticator(&name, body.validate()?).await?;
+    let id = &enrolled.authenticator.id;
+    tracing::info!(event = "admin", action = "add_authenticator", username = %name, authenticator = %id, client_ip = %ip);
+    let body = AdminAuthenticatorEnrollment::new(&enrolled, qr_svg(&enrolled.otpauth_uri)?);
+    Ok(no_store((StatusCode::CREATED, Json(body)).into_response()))
+}
+
+/// Removes an authenticator: its codes stop working at once.
+#[utoipa::path(delete, path = "/admin/users/{username}/authenticators/{id}", tag = "admin",
+    security(("admin_token" = [])), params(("username" = Username, Path), ("id" = String, Path)),
+    responses(
+        (status = 204, description = "removed"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, description = "unknown_user or unknown_authenticator", body = ErrorBody),
+        (status = 409, description = "defined_in_env", body = ErrorBody),
+        (status = 503, description = "database_unavailable", body = ErrorBody),
+    ))]
+pub async fn delete_authenticator(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    AppPath((name, id)): AppPath<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let (name, id) = (username(&name)?, authenticator_id(&id)?);
+    state.users.remove_authenticator(&name, &id).await?;
+    tracing::info!(event = "admin", action = "remove_authenticator", username = %name, authenticator = %id, client_ip = %ip);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Resynchronises an authenticator from two consecutive codes: an HOTP token pressed too
+/// often (searched `HOTP_RESYNC_WINDOW` counters ahead), or a TOTP app whose clock is far
+/// off (searched as many steps each side; its learned drift becomes their offset).
+#[utoipa::path(post, path = "/admin/users/{username}/authenticators/{id}/resync", tag = "admin",
+    request_body = ResyncRequest, security(("admin_token" = [])),
+    params(("username" = Username, Path), ("id" = String, Path)),
+    responses(
+        (status = 200, body = AdminAuthenticator), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, description = "unknown_user or unknown_authenticator", body = ErrorBody),
+        (status = 413, description = "body over 16 KiB", body = ErrorBody),
+        (status = 415, description = "not application/json", body = ErrorBody),
+        (status = 422, description = "resync_failed: the codes are not consecutive codes within the window", body = ErrorBody),
+        (status = 503, description = "database_unavailable", body = ErrorBody),
+    ))]
+pub async fn resync_authenticator(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    AppPath((name, id)): AppPath<(String, String)>,
+    AppJson(body): AppJson<ResyncRequest>,
+) -> Result<Json<AdminAuthenticator>, ApiError> {
+    let (name, id) = (username(&name)?, authenticator_id(&id)?);
+    let codes = body.validate()?;
+    let synced = state.users.resync(&name, &id, &codes).await?;
+    tracing::info!(event = "admin", action = "resync_authenticator", username = %name, authenticator = %id, client_ip = %ip);
+    Ok(Json(AdminAuthenticator::from(&synced)))
+}
+
+/// Generates 10 new recovery codes, shown once, replacing any earlier ones. Each works
+/// once, in `/verify`'s `token`.
+#[utoipa::path(post, path = "/admin/users/{username}/recovery-codes", tag = "admin", security(("admin_token" = [])),
+    params(("username" = Username, Path)),
+    responses(
+        (status = 201, body = RecoveryCodeSet, headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 503, description = "database_unavailable", body = ErrorBody),
+    ))]
+pub async fn create_recovery_codes(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    AppPath(name): AppPath<String>,
+) -> Result<Response, ApiError> {
+    let name = username(&name)?;
+    let codes = state.users.new_recovery_codes(&name).await?;
+    tracing::info!(event = "admin", action = "new_recovery_codes", username = %name, client_ip = %ip);
+    let body = RecoveryCodeSet { codes: codes.iter().map(|c| c.display()).collect() };
+    Ok(no_store((StatusCode::CREATED, Json(body)).into_response()))
+}
+
+/// How many of the user's recovery codes are unused.
+#[utoipa::path(get, path = "/admin/users/{username}/recovery-codes", tag = "admin", security(("admin_token" = [])),
+    params(("username" = Username, Path)),
+    responses((status = 200, body = RecoveryCodesLeft), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 503, description = "database_unavailable", body = ErrorBody)))]
+pub async fn recovery_codes_left(
+    State(state): State<AppState>,
+    AppPath(name): AppPath<String>,
+) -> Result<Json<RecoveryCodesLeft>, ApiError> {
+    let remaining = state.users.recovery_codes_remaining(&username(&name)?).await?;
+    Ok(Json(RecoveryCodesLeft { remaining }))
+}
+
+/// The enrollment QR code of the user's newest authenticator, while it is fresh: until its
+/// first accepted code, for at most 10 minutes after it was issued; 410 afterwards.
 #[utoipa::path(get, path = "/admin/users/{username}/qr.png", tag = "admin", security(("admin_token" = [])),
     params(("username" = Username, Path)),
     responses(
@@ -201,5 +340,9 @@ pub fn routes(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(rotate_user))
         .routes(routes!(unlock_user))
         .routes(routes!(qr_png))
+        .routes(routes!(list_authenticators, create_authenticator))
+        .routes(routes!(delete_authenticator))
+        .routes(routes!(resync_authenticator))
+        .routes(routes!(create_recovery_codes, recovery_codes_left))
         .route_layer(axum::middleware::from_fn_with_state(state, require_admin_token))
 }

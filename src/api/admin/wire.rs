@@ -2,10 +2,13 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::domain::{EmailAddress, TelegramChat, Username};
+use crate::domain::{EmailAddress, OtpCode, TelegramChat, Username};
 use crate::http::InvalidRequest;
 use crate::otp::{Algorithm, parse_digits};
-use crate::users::{ContactChange, Enrollment, NewUser, UserPage, UserSummary};
+use crate::users::{
+    AuthenticatorRecord, ContactChange, Enrollment, Factor, NewAuthenticator, NewUser, ResyncCodes, UserPage,
+    UserSummary,
+};
 
 pub const DEFAULT_PAGE: u32 = 50;
 pub const MAX_PAGE: u32 = 500;
@@ -16,6 +19,8 @@ pub const MAX_PAGE: u32 = 500;
 pub struct AdminUser {
     #[schema(value_type = Algorithm)]
     pub algorithm: &'static str,
+    /// How many authenticators the user has (pending ones included).
+    pub authenticators: usize,
     pub created_at: u64,
     pub digits: u8,
     #[schema(schema_with = crate::openapi::optional_email_schema)]
@@ -41,14 +46,15 @@ impl From<&UserSummary> for AdminUser {
     fn from(user: &UserSummary) -> Self {
         let (record, p) = (&user.record, &user.record.profile);
         Self {
-            algorithm: p.params.algorithm.as_str(),
+            algorithm: user.params.algorithm.as_str(),
+            authenticators: record.authenticators.len(),
             created_at: record.created_at,
-            digits: p.params.digits,
+            digits: user.params.digits,
             email: p.email.clone(),
             failed_attempts: user.failed_attempts,
             locked: user.locked_for.is_some(),
             locked_until: user.locked_for.and(record.lock.locked_until),
-            period: p.params.period,
+            period: user.params.period,
             source: p.source.as_str(),
             telegram_id: p.telegram_id.clone(),
             updated_at: record.updated_at,
@@ -57,11 +63,79 @@ impl From<&UserSummary> for AdminUser {
     }
 }
 
+/// An authenticator as the admin API shows it: never the secret.
+// Fields are declared in the order they go on the wire.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AdminAuthenticator {
+    #[schema(value_type = Algorithm)]
+    pub algorithm: &'static str,
+    /// HOTP: the next counter expected; `null` for TOTP.
+    pub counter: Option<u64>,
+    pub created_at: u64,
+    pub digits: u8,
+    /// TOTP: the clock offset learned from its codes, in seconds; `null` for HOTP.
+    pub drift_seconds: Option<i64>,
+    /// Pending: when it is removed unless a code confirms it; `null` once active.
+    pub expires_at: Option<u64>,
+    #[schema(example = "3f9a0c51b2de")]
+    pub id: String,
+    /// `totp` or `hotp`.
+    #[schema(example = "totp")]
+    pub kind: &'static str,
+    /// When a code of it was last accepted; `null` if never.
+    pub last_used_at: Option<u64>,
+    #[schema(example = "iPhone")]
+    pub name: String,
+    /// TOTP: seconds per step; `null` for HOTP.
+    pub period: Option<u64>,
+    /// `pending` until its first code is accepted, then `active`.
+    #[schema(example = "active")]
+    pub status: &'static str,
+}
+
+impl From<&AuthenticatorRecord> for AdminAuthenticator {
+    fn from(a: &AuthenticatorRecord) -> Self {
+        let (algorithm, digits, period, counter, drift_seconds) = match a.factor {
+            Factor::Totp { params, drift_steps, .. } => (
+                params.algorithm,
+                params.digits,
+                Some(params.period),
+                None,
+                Some(drift_steps.saturating_mul(i64::try_from(params.period).unwrap_or(i64::MAX))),
+            ),
+            Factor::Hotp { algorithm, digits, counter } => (algorithm, digits, None, Some(counter), None),
+        };
+        Self {
+            algorithm: algorithm.as_str(),
+            counter,
+            created_at: a.created_at,
+            digits,
+            drift_seconds,
+            expires_at: a.expires_at,
+            id: a.id.clone(),
+            kind: a.factor.kind(),
+            last_used_at: a.last_used_at,
+            name: a.name.clone(),
+            period,
+            status: a.status.as_str(),
+        }
+    }
+}
+
+/// A user's authenticators, oldest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AdminAuthenticatorList {
+    pub authenticators: Vec<AdminAuthenticator>,
+}
+
 /// A user, as `AdminUser`, with its new secret, shown once (`Cache-Control: no-store`).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AdminEnrollment {
     #[serde(flatten)]
     pub user: AdminUser,
+    /// The authenticator the secret is for: `active` for a new user, `pending` after a
+    /// rotation (the old one keeps working until a code of this one is accepted).
+    pub authenticator: AdminAuthenticator,
     /// The secret in base32, for typing into an app that cannot scan.
     pub secret: String,
     pub otpauth_uri: String,
@@ -75,8 +149,147 @@ impl AdminEnrollment {
     pub fn new(e: &Enrollment, qr_svg: String) -> Self {
         let user = AdminUser::from(&e.user);
         let qr_png_url = format!("/admin/users/{}/qr.png", user.username);
-        Self { user, secret: e.secret.to_base32(), otpauth_uri: e.otpauth_uri.clone(), qr_svg, qr_png_url }
+        let authenticator = AdminAuthenticator::from(&e.authenticator);
+        Self {
+            user,
+            authenticator,
+            secret: e.secret.to_base32(),
+            otpauth_uri: e.otpauth_uri.clone(),
+            qr_svg,
+            qr_png_url,
+        }
     }
+}
+
+/// A new authenticator, as `AdminAuthenticator`, with its secret, shown once
+/// (`Cache-Control: no-store`). It is `pending` until its first code is accepted.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AdminAuthenticatorEnrollment {
+    #[serde(flatten)]
+    pub authenticator: AdminAuthenticator,
+    /// The secret in base32, for typing into an app that cannot scan.
+    pub secret: String,
+    pub otpauth_uri: String,
+    /// The QR code of `otpauth_uri` as an SVG document.
+    pub qr_svg: String,
+    /// Where the PNG of the same QR code can be fetched while it is fresh.
+    pub qr_png_url: String,
+}
+
+impl AdminAuthenticatorEnrollment {
+    pub fn new(e: &Enrollment, qr_svg: String) -> Self {
+        let qr_png_url = format!("/admin/users/{}/qr.png", e.user.record.profile.username);
+        let authenticator = AdminAuthenticator::from(&e.authenticator);
+        Self { authenticator, secret: e.secret.to_base32(), otpauth_uri: e.otpauth_uri.clone(), qr_svg, qr_png_url }
+    }
+}
+
+/// An authenticator to add. Unknown fields are refused.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAuthenticator {
+    /// `totp` (an authenticator app) or `hotp` (a counter-based token).
+    #[schema(example = "totp", pattern = "^(totp|hotp)$")]
+    pub kind: String,
+    /// 1 to 64 characters, e.g. the device: "iPhone", "YubiKey".
+    #[schema(example = "iPhone", min_length = 1, max_length = 64)]
+    pub name: String,
+    /// `SHA1`, `SHA256` or `SHA512`; `OTP_ALGORITHM` (TOTP) or `SHA1` (HOTP) when absent.
+    #[serde(default)]
+    #[schema(value_type = Option<Algorithm>)]
+    pub algorithm: Option<String>,
+    /// 6 to 8; `OTP_DIGITS` when absent.
+    #[serde(default)]
+    #[schema(value_type = Option<u8>, minimum = 6, maximum = 8)]
+    pub digits: Option<serde_json::Number>,
+    /// TOTP only: seconds per step, 1 to 300; `OTP_PERIOD` when absent.
+    #[serde(default)]
+    #[schema(value_type = Option<u64>, minimum = 1, maximum = 300)]
+    pub period: Option<serde_json::Number>,
+    /// HOTP only: the token's counter now, 0 when absent.
+    #[serde(default)]
+    #[schema(value_type = Option<u64>, minimum = 0)]
+    pub counter: Option<serde_json::Number>,
+}
+
+impl CreateAuthenticator {
+    /// The authenticator to add, or why the body is refused.
+    pub(crate) fn validate(self) -> Result<NewAuthenticator, InvalidRequest> {
+        let name = crate::users::parse_authenticator_name(&self.name)
+            .map_err(|e| InvalidRequest::new(format!("name: {e}")))?;
+        let algorithm = self.algorithm.as_deref().map(exact_algorithm).transpose()?;
+        let digits = self
+            .digits
+            .map(|d| whole_number(&d).map_or_else(|| Err(format!("'{d}' is not 6, 7 or 8")), |d| parse_digits(&d)))
+            .transpose()
+            .map_err(|e| InvalidRequest::new(format!("digits: {e}")))?;
+        let number = |field: &str, n: Option<serde_json::Number>, range: std::ops::RangeInclusive<u64>| {
+            n.map(|n| {
+                whole_number(&n).and_then(|n| n.parse::<u64>().ok()).filter(|n| range.contains(n)).ok_or_else(|| {
+                    InvalidRequest::new(format!(
+                        "{field}: '{n}' is not a whole number from {} to {}",
+                        range.start(),
+                        range.end()
+                    ))
+                })
+            })
+            .transpose()
+        };
+        match self.kind.as_str() {
+            "totp" => {
+                if self.counter.is_some() {
+                    return Err(InvalidRequest::new("counter: only an hotp authenticator has a counter"));
+                }
+                let period = number("period", self.period, 1..=300)?;
+                Ok(NewAuthenticator::Totp { name, algorithm, digits, period })
+            }
+            "hotp" => {
+                if self.period.is_some() {
+                    return Err(InvalidRequest::new("period: only a totp authenticator has a period"));
+                }
+                let counter = number("counter", self.counter, 0..=(i64::MAX as u64))?;
+                Ok(NewAuthenticator::Hotp { name, algorithm, digits, counter })
+            }
+            other => Err(InvalidRequest::new(format!("kind: '{other}' is not totp or hotp"))),
+        }
+    }
+}
+
+/// Two consecutive codes of the authenticator, as it shows them one after the other.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResyncRequest {
+    #[schema(example = json!(["123456", "654321"]), min_items = 2, max_items = 2,
+        value_type = Vec<String>)]
+    pub codes: Vec<String>,
+}
+
+impl ResyncRequest {
+    pub(crate) fn validate(self) -> Result<ResyncCodes, InvalidRequest> {
+        let codes: Vec<OtpCode> = self
+            .codes
+            .iter()
+            .map(|c| OtpCode::parse(c))
+            .collect::<Result<_, _>>()
+            .map_err(|e| InvalidRequest::new(format!("codes: {e}")))?;
+        match <[OtpCode; 2]>::try_from(codes) {
+            Ok(pair) => Ok(ResyncCodes(pair)),
+            Err(_) => Err(InvalidRequest::new("codes: give exactly two consecutive codes")),
+        }
+    }
+}
+
+/// A new set of recovery codes, shown once (`Cache-Control: no-store`); each works once.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RecoveryCodeSet {
+    #[schema(example = json!(["4k7q-m2xp-9z3c"]))]
+    pub codes: Vec<String>,
+}
+
+/// How many of the user's recovery codes are unused.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RecoveryCodesLeft {
+    pub remaining: u64,
 }
 
 /// A page of users; `next` is the `after` of the next page, `null` on the last.
