@@ -91,6 +91,8 @@ struct OtpMatch {
     accepted: Accepted,
     /// It confirms a pending authenticator.
     confirms: bool,
+    /// The authenticator that confirming this one retires (a rotation's).
+    retires: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -357,7 +359,8 @@ impl VerifyService {
                 if found.used {
                     return Err(self.replayed(found.accepted.method()));
                 }
-                if self.store.accept_code(username, &found.id, found.advance, state, now).await? {
+                let retires = found.retires.as_deref().filter(|_| found.confirms);
+                if self.store.accept_code(username, &found.id, found.advance, retires, state, now).await? {
                     return Ok(self.accepted(found));
                 }
                 user = self.find_user(username).await?; // the state or the replay guard moved
@@ -456,7 +459,7 @@ impl VerifyService {
         now: u64,
     ) -> Option<OtpMatch> {
         let confirms = authenticator.status == AuthenticatorStatus::Pending;
-        let id = authenticator.id.clone();
+        let (id, retires) = (authenticator.id.clone(), authenticator.replaces.clone());
         match authenticator.factor {
             Factor::Totp { params, last_step, drift_steps } => {
                 let window = self.settings.valid_window;
@@ -469,6 +472,7 @@ impl VerifyService {
                     used: last_step.is_some_and(|last| last >= step),
                     accepted: Accepted::Totp { offset },
                     confirms,
+                    retires,
                 })
             }
             Factor::Hotp { algorithm, digits, counter } => {
@@ -489,6 +493,7 @@ impl VerifyService {
                     used,
                     accepted: Accepted::Hotp,
                     confirms,
+                    retires,
                 })
             }
         }

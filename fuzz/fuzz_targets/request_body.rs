@@ -18,6 +18,8 @@ fuzz_target!(|data: &[u8]| {
     check("/request-otp", input_checks::request_otp_body(data));
     check("POST /admin/users", input_checks::create_user_body(data));
     check("PATCH /admin/users/{name}", input_checks::update_user_body(data));
+    check("POST /admin/users/{name}/authenticators", input_checks::create_authenticator_body(data));
+    check("POST /admin/users/{name}/authenticators/{id}/resync", input_checks::resync_body(data));
     check("/send", input_checks::send_body(data));
     if let Ok(query) = std::str::from_utf8(data)
         && let Err(e) = input_checks::list_users_query(query)

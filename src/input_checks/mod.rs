@@ -6,8 +6,9 @@
 //! Nothing here repeats a handler's checks. A JSON body goes through `read_json_object`,
 //! what the services' `AppJson` extractor does once the content type and size have passed,
 //! then through the very function its handler calls to validate it: `VerifyBody::validate`,
-//! `RequestOtpBody::validate`, `CreateUser::validate`, `ContactUpdate::validate`, and
-//! `SendRequest::validate` for `/send`. The admin list query goes through axum's `Query`,
+//! `RequestOtpBody::validate`, `CreateUser::validate`, `ContactUpdate::validate`,
+//! `CreateAuthenticator::validate`, `ResyncRequest::validate`, and `SendRequest::validate`
+//! for `/send`. The admin list query goes through axum's `Query`,
 //! as `AppQuery` does, then `Page::validate`. A change to a handler's validation is thus
 //! what the properties and the fuzzer test, with no copy to keep in step.
 
@@ -16,14 +17,14 @@ mod proptests;
 
 use axum::extract::Query;
 
-use crate::api::admin::{ContactUpdate, CreateUser, Page};
+use crate::api::admin::{ContactUpdate, CreateAuthenticator, CreateUser, Page, ResyncRequest};
 use crate::api::routes::{RequestOtpBody, VerifyBody};
 use crate::config::{ConfigErrors, EnvMap, Settings};
 use crate::domain::{Channel, Token, Username};
 use crate::http::{InvalidRequest, read_json_object as json};
 use crate::notify::Delivery;
 use crate::notify::wire::SendRequest;
-pub use crate::users::{ContactChange, NewUser};
+pub use crate::users::{ContactChange, NewAuthenticator, NewUser, ResyncCodes};
 
 /// `POST /verify`, as `api::routes::verify` reads it.
 pub fn verify_body(bytes: &[u8]) -> Result<(Username, Token), InvalidRequest> {
@@ -44,6 +45,17 @@ pub fn create_user_body(bytes: &[u8]) -> Result<NewUser, InvalidRequest> {
 /// the absent fields with the user's current values).
 pub fn update_user_body(bytes: &[u8]) -> Result<ContactChange, InvalidRequest> {
     json::<ContactUpdate>(bytes)?.validate()
+}
+
+/// `POST /admin/users/{name}/authenticators`, as `api::admin::create_authenticator` reads it.
+pub fn create_authenticator_body(bytes: &[u8]) -> Result<NewAuthenticator, InvalidRequest> {
+    json::<CreateAuthenticator>(bytes)?.validate()
+}
+
+/// `POST /admin/users/{name}/authenticators/{id}/resync`, as `api::admin::resync_authenticator`
+/// reads it.
+pub fn resync_body(bytes: &[u8]) -> Result<ResyncCodes, InvalidRequest> {
+    json::<ResyncRequest>(bytes)?.validate()
 }
 
 /// The query of `GET /admin/users`, as `api::admin::list_users` reads it: page size and

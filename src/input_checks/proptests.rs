@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use crate::domain::{Channel, Token};
 use crate::domain::{EmailAddress, TelegramChat, Username};
-use crate::input_checks::{self, ContactChange, NewUser, is_clear_rejection};
+use crate::input_checks::{self, ContactChange, NewAuthenticator, NewUser, is_clear_rejection};
 use crate::notify::wire::{EMAIL_MAX_CHARS, SUBJECT_MAX_CHARS, TELEGRAM_MAX_CHARS};
 use crate::otp::proptests::algorithm;
 use crate::strategies::{any_text, valid_email, valid_username};
@@ -94,6 +94,8 @@ fn check_every_endpoint(bytes: &[u8]) -> Result<(), TestCaseError> {
         input_checks::request_otp_body(bytes).err(),
         input_checks::create_user_body(bytes).err(),
         input_checks::update_user_body(bytes).err(),
+        input_checks::create_authenticator_body(bytes).err(),
+        input_checks::resync_body(bytes).err(),
         input_checks::send_body(bytes).err(),
     ];
     for e in results.iter().flatten() {
@@ -121,6 +123,32 @@ proptest! {
     fn any_admin_list_query_is_read_or_explained(query in prop_oneof![any_text(), "(limit|after)=[^&]{0,12}(&(limit|after)=[^&]{0,12})?"]) {
         if let Err(e) = input_checks::list_users_query(&query) {
             prop_assert!(!e.trim().is_empty());
+        }
+    }
+
+    #[test]
+    fn recovery_codes_are_read_whatever_their_case_spaces_and_dashes(name in valid_username(),
+                                                                     code in "[0-9a-hjkmnp-tv-z]{12}",
+                                                                     upper in any::<bool>(),
+                                                                     at in prop::collection::vec(0usize..13, 0..4)) {
+        let typed = spaced(&if upper { code.to_uppercase() } else { code.clone() }, &at).replacen(' ', "-", 1);
+        let body = json!({"username": name, "token": typed}).to_string();
+        match input_checks::verify_body(body.as_bytes()).unwrap().1 {
+            Token::Recovery(read) => prop_assert_eq!(read.as_str(), code.as_str()),
+            Token::Otp(_) => prop_assert!(code.bytes().all(|b| b.is_ascii_digit()), "only digits read as an OTP"),
+        }
+    }
+
+    #[test]
+    fn authenticator_bodies_are_read_with_their_fields(name in "[A-Za-z0-9 ]{0,70}", kind in "totp|hotp|sms",
+                                                       counter in prop::option::of(0u64..1_000_000)) {
+        let body = json!({"kind": kind, "name": name, "counter": counter}).to_string();
+        let read = input_checks::create_authenticator_body(body.as_bytes());
+        let name_ok = !name.trim().is_empty() && name.trim().chars().count() <= 64;
+        let ok = name_ok && (kind == "hotp" || (kind == "totp" && counter.is_none()));
+        prop_assert_eq!(read.is_ok(), ok, "{:?}", read);
+        if let Ok(NewAuthenticator::Hotp { counter: read, name: got, .. }) = read {
+            prop_assert_eq!((read, got), (counter, name.trim().to_string()));
         }
     }
 

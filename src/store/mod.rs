@@ -441,15 +441,16 @@ pub trait Store: Send + Sync + 'static {
     async fn reseal_secrets(&self, resealed: &[Resealed]) -> Result<u64, StoreError>;
 
     /// Accepts a code of authenticator `id`: moves its replay guard by `advance`, records
-    /// the use, confirms it if pending (retiring the one it replaces), all in one
-    /// transaction, if the guard allows it, the authenticator is usable at `now` and the
-    /// lockout state is still `expected` (a right code changes nothing else: see
+    /// the use, confirms it if pending and removes the one it `retires` (a rotation's), all
+    /// in one transaction, if the guard allows it, the authenticator is usable at `now` and
+    /// the lockout state is still `expected` (a right code changes nothing else: see
     /// `crate::lockout`). False means one of these did not hold.
     async fn accept_code(
         &self,
         username: &Username,
         id: &str,
         advance: Advance,
+        retires: Option<&str>,
         expected: LockState,
         now: UnixTime,
     ) -> Result<bool, StoreError>;

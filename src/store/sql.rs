@@ -641,16 +641,18 @@ impl<D: Driver> Store for SqlStore<D> {
         username: &Username,
         id: &str,
         to: Advance,
+        retires: Option<&str>,
         expected: LockState,
         now: UnixTime,
     ) -> Result<bool, StoreError> {
-        let retire = "DELETE FROM authenticators WHERE username = $1 AND id = \
-                      (SELECT replaces FROM authenticators WHERE username = $1 AND id = $2 AND status = 'pending')";
-        let writes = vec![
-            lock_guard(username, expected),
-            Statement::new(retire, [Param::user(username), Param::text(id)]),
-            advance(username, id, to, Some(now)),
-        ];
+        let mut writes = vec![lock_guard(username, expected)];
+        if let Some(retired) = retires {
+            let retire = "DELETE FROM authenticators WHERE username = $1 AND id = $2";
+            writes.push(Statement::new(retire, [Param::user(username), Param::text(retired)]));
+        }
+        // Last: if the guard moved (another request accepted this code first, or confirmed
+        // this authenticator), nothing of it is written.
+        writes.push(advance(username, id, to, Some(now)));
         raced(self.driver.execute_all(writes).await)
     }
 
