@@ -290,7 +290,7 @@ impl VerifyService {
                     (code, SentCodes { current: Some(again), send_tat: Some(tat + interval), ..before.clone() })
                 }
                 None => {
-                    let digits = user.authenticators.first().map_or(self.settings.otp.digits, |a| a.factor.digits());
+                    let digits = user.first_totp_params().map_or(self.settings.otp.digits, |p| p.digits);
                     let code = zeroize::Zeroizing::new(otp::random_code(digits));
                     let hash = self.keys.hash_code(username, &code).map_err(|e| internal(&e))?;
                     let sealed = self.keys.seal_code(username, &code).map_err(|e| internal(&e))?;

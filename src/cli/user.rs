@@ -230,7 +230,7 @@ async fn command(cmd: UserCommand, users: &UserService) -> Result<(), Failure> {
             println!("algorithm:       {}", u.params.algorithm);
             println!("digits:          {}", u.params.digits);
             println!("period:          {} s", u.params.period);
-            println!("authenticators:  {} (`mfa user authenticators {}`)", u.record.authenticators.len(), p.username);
+            println!("authenticators:  {} (`mfa user authenticators {}`)", u.authenticators, p.username);
             println!("email:           {}", p.email.as_deref().unwrap_or("-"));
             println!("telegram id:     {}", p.telegram_id.as_deref().unwrap_or("-"));
             println!("failed attempts: {} (they fade with time)", u.failed_attempts);

@@ -242,13 +242,6 @@ impl Factor {
             Self::Hotp { .. } => "hotp",
         }
     }
-
-    pub fn digits(&self) -> u8 {
-        match self {
-            Self::Totp { params, .. } => params.digits,
-            Self::Hotp { digits, .. } => *digits,
-        }
-    }
 }
 
 /// One of a user's authenticators, as stored: the secret sealed to the user and the id.
@@ -266,6 +259,17 @@ pub struct AuthenticatorRecord {
     pub last_used_at: Option<UnixTime>,
     /// When a pending authenticator is removed unless confirmed.
     pub expires_at: Option<UnixTime>,
+}
+
+impl UserRecord {
+    /// The code parameters of the first active TOTP authenticator: what the user's codes
+    /// were before users had several (their digits are also a sent code's).
+    pub fn first_totp_params(&self) -> Option<OtpParams> {
+        self.authenticators.iter().filter(|a| a.status == AuthenticatorStatus::Active).find_map(|a| match a.factor {
+            Factor::Totp { params, .. } => Some(params),
+            Factor::Hotp { .. } => None,
+        })
+    }
 }
 
 impl AuthenticatorRecord {

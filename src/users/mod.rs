@@ -88,6 +88,8 @@ pub struct UserSummary {
     /// The code parameters of the user's first active TOTP authenticator (as a user had
     /// before authenticators), else the defaults.
     pub params: OtpParams,
+    /// The authenticators whose codes are accepted now (pending ones included).
+    pub authenticators: usize,
 }
 
 /// A new or rotated secret, shown once, with its user and its authenticator.
@@ -243,19 +245,13 @@ impl UserService {
 
     fn summary(&self, record: UserRecord) -> UserSummary {
         let (policy, now) = (self.settings.lockout, self.clock.now());
-        let params = record
-            .authenticators
-            .iter()
-            .filter(|a| a.status == AuthenticatorStatus::Active)
-            .find_map(|a| match a.factor {
-                Factor::Totp { params, .. } => Some(params),
-                Factor::Hotp { .. } => None,
-            })
-            .unwrap_or(self.settings.otp);
+        let params = record.first_totp_params().unwrap_or(self.settings.otp);
+        let authenticators = record.authenticators.iter().filter(|a| a.usable_at(now)).count();
         UserSummary {
             locked_for: policy.locked_for(record.lock, now),
             failed_attempts: policy.failures(record.lock, now),
             params,
+            authenticators,
             record,
         }
     }

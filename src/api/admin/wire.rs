@@ -47,7 +47,7 @@ impl From<&UserSummary> for AdminUser {
         let (record, p) = (&user.record, &user.record.profile);
         Self {
             algorithm: user.params.algorithm.as_str(),
-            authenticators: record.authenticators.len(),
+            authenticators: user.authenticators,
             created_at: record.created_at,
             digits: user.params.digits,
             email: p.email.clone(),
