@@ -1,6 +1,8 @@
-//! Upgrading from the previous release: the databases its own binary left
-//! (tests/fixtures/release-0.1.0, made by its `make`) open with this version, which
-//! migrates them and keeps every user, used code, lock and pending sent code.
+//! Upgrading from an earlier release: the databases that release's own binary left
+//! (tests/fixtures/release-VERSION, made by tests/fixtures/make-release) open with this
+//! version, which migrates them and keeps every user, used code, lock and pending sent code;
+//! a backup by this version leaves such a database as it is. Each check runs for every
+//! release in [`releases!`]'s table, in a module of its own (`upgrade::release_0_1_0::…`).
 
 use std::path::Path;
 
@@ -9,18 +11,73 @@ use serde_json::Value;
 
 use crate::helpers::{TestApp, database_vars, postgres_mode};
 
-fn fixture() -> Value {
-    serde_json::from_str(include_str!("../fixtures/release-0.1.0/fixture.json")).unwrap()
+/// A release's fixture, as tests/fixtures/make-release wrote it, and what that release's
+/// schema and users' sources were.
+struct Release {
+    version: &'static str,
+    fixture: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+    /// Its newest migration.
+    schema: i64,
+    /// Its users' sources (`name:source`, by name): before 0.2.0 (schema 5) a user created
+    /// through the admin API was recorded as `cli`.
+    sources: &'static str,
 }
 
-/// Loads the previous release's database for this run's backend into `dir` (as the test
-/// apps find it there) and gives back that database's part of the fixture.
-fn previous_release_database(dir: &Path) -> Value {
-    let fixture = fixture();
+/// One module of tests for each release; include_str! needs literal paths, hence a macro.
+macro_rules! releases {
+    ($($module:ident: $version:literal, schema $schema:literal, sources $sources:literal;)*) => {$(
+        mod $module {
+            const RELEASE: super::Release = super::Release {
+                version: $version,
+                fixture: include_str!(concat!("../fixtures/release-", $version, "/fixture.json")),
+                sqlite: include_str!(concat!("../fixtures/release-", $version, "/sqlite.sql")),
+                postgres: include_str!(concat!("../fixtures/release-", $version, "/postgres.sql")),
+                schema: $schema,
+                sources: $sources,
+            };
+
+            #[tokio::test]
+            async fn its_database_keeps_its_users_used_codes_locks_and_sent_codes() {
+                super::keeps_its_users_used_codes_locks_and_sent_codes(&RELEASE).await;
+            }
+
+            #[tokio::test]
+            async fn a_backup_by_this_version_leaves_its_database_as_it_is() {
+                super::a_backup_by_this_version_leaves_its_database_as_it_is(&RELEASE).await;
+            }
+        }
+    )*};
+}
+
+releases! {
+    release_0_1_0: "0.1.0", schema 4, sources "alice:cli bob:cli carol:cli dair:env erin:cli";
+    release_0_2_0: "0.2.0", schema 5, sources "alice:cli bob:cli carol:cli dair:env erin:admin";
+}
+
+/// This version's newest migration (the numbered files in migrations/sqlite).
+fn this_versions_schema() -> i64 {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    let numbers = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned());
+    numbers.filter_map(|name| name.split('_').next()?.parse().ok()).max().unwrap()
+}
+
+fn fixture(release: &Release) -> Value {
+    let fixture: Value = serde_json::from_str(release.fixture).unwrap();
+    assert_eq!(fixture["version"], release.version, "the fixture of release {}", release.version);
+    fixture
+}
+
+/// Loads the release's database for this run's backend into `dir` (as the test apps find
+/// it there) and gives back that database's part of the fixture.
+fn release_database(release: &Release, dir: &Path) -> Value {
+    let fixture = fixture(release);
     if postgres_mode() {
         let url = database_vars(dir).into_iter().find(|(k, _)| k == "DATABASE_URL").unwrap().1;
         // pg_dump 15.14+ fences its dumps with \restrict; an older psql would stop at it.
-        let sql: String = include_str!("../fixtures/release-0.1.0/postgres.sql")
+        let sql: String = release
+            .postgres
             .lines()
             .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
             .map(|l| format!("{l}\n"))
@@ -33,12 +90,12 @@ fn previous_release_database(dir: &Path) -> Value {
             .expect("psql runs");
         use std::io::Write;
         psql.stdin.take().unwrap().write_all(sql.as_bytes()).unwrap();
-        assert!(psql.wait().unwrap().success(), "psql loads the 0.1.0 dump");
+        assert!(psql.wait().unwrap().success(), "psql loads the {} dump", release.version);
         fixture["postgres"].clone()
     } else {
         std::fs::create_dir_all(dir.join("data")).unwrap();
         let db = rusqlite::Connection::open(dir.join("data/mfa.db")).unwrap();
-        db.execute_batch(include_str!("../fixtures/release-0.1.0/sqlite.sql")).unwrap();
+        db.execute_batch(release.sqlite).unwrap();
         fixture["sqlite"].clone()
     }
 }
@@ -47,11 +104,11 @@ fn secret(db: &Value, name: &str) -> SecretBytes {
     SecretBytes::from_base32(db["secrets"][name].as_str().unwrap()).unwrap()
 }
 
-#[tokio::test]
-async fn a_database_of_the_previous_release_keeps_its_users_used_codes_locks_and_sent_codes() {
+async fn keeps_its_users_used_codes_locks_and_sent_codes(release: &Release) {
+    let version = release.version;
     let dir = tempfile::tempdir().unwrap();
-    let db = previous_release_database(dir.path());
-    let fixture = fixture();
+    let db = release_database(release, dir.path());
+    let fixture = fixture(release);
     let made_at = db["made_at"].as_u64().unwrap();
     let dair = db["secrets"]["dair"].as_str().unwrap();
 
@@ -69,7 +126,7 @@ async fn a_database_of_the_previous_release_keeps_its_users_used_codes_locks_and
         .await;
 
     let used = app.verify("alice", db["used_code"].as_str().unwrap()).await;
-    assert_eq!(used.status, 401, "the code 0.1.0 accepted stays used: {:?}", used.body);
+    assert_eq!(used.status, 401, "the code {version} accepted stays used: {:?}", used.body);
     let bob = app.verify("bob", &app.totp(&secret(&db, "bob"), 0)).await;
     assert_eq!(bob.status, 429, "bob stays locked, even with the right code: {:?}", bob.body);
     assert_eq!(app.verify("carol", db["sent_code"].as_str().unwrap()).await.status, 200, "the pending sent code");
@@ -79,11 +136,12 @@ async fn a_database_of_the_previous_release_keeps_its_users_used_codes_locks_and
     app.clock().advance(30);
     assert_eq!(app.verify("alice", &app.totp(&secret(&db, "alice"), 0)).await.status, 200, "alice's next code");
 
-    // Schema 5: users created here through the admin API are told apart; 0.1.0 could not.
+    // Users created here through the admin API are told apart (schema 5); every user keeps
+    // the source the release recorded.
     let created =
         app.admin(reqwest::Method::POST, "/admin/users", Some(serde_json::json!({"username": "frank"}))).await;
     assert_eq!((created.status, created.body["source"].as_str()), (201, Some("admin")), "{:?}", created.body);
-    assert_eq!(app.user_sources().await, "alice:cli bob:cli carol:cli dair:env erin:cli frank:admin");
+    assert_eq!(app.user_sources().await, format!("{} frank:admin", release.sources), "release {version}");
 }
 
 #[tokio::test]
@@ -110,16 +168,15 @@ async fn a_database_a_later_version_migrated_is_refused_with_what_to_run() {
 }
 
 /// `mfa backup` of a server's database writes nothing to it, not even this version's
-/// migrations: a newer binary backs up a 0.1.0 server's database as it is, and a restore
+/// migrations: this binary backs up an earlier release's database as it is, and a restore
 /// with this version migrates the copy.
-#[tokio::test]
-async fn a_backup_by_a_newer_mfa_leaves_the_previous_release_database_as_it_is() {
+async fn a_backup_by_this_version_leaves_its_database_as_it_is(release: &Release) {
     if postgres_mode() {
         return; // mfa backup is for SQLite
     }
     let (live, fresh) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let db = previous_release_database(live.path());
-    let key = fixture()["secret_key"].as_str().unwrap().to_string();
+    let db = release_database(release, live.path());
+    let key = fixture(release)["secret_key"].as_str().unwrap().to_string();
     let env = [("SECRET_KEY", key.as_str())];
     let schema = |dir: &Path| -> i64 {
         let conn = rusqlite::Connection::open(dir.join("data/mfa.db")).unwrap();
@@ -130,12 +187,13 @@ async fn a_backup_by_a_newer_mfa_leaves_the_previous_release_database_as_it_is()
     let backed_up = crate::process::cli(live.path(), &env, &["backup", file.to_str().unwrap()]).await;
 
     assert_eq!(backed_up.code, 0, "{}", backed_up.stderr);
-    assert!(backed_up.stdout.contains("backed up 5 users (schema 4)"), "{}", backed_up.stdout);
-    assert_eq!(schema(live.path()), 4, "the live database was not migrated");
+    let said = format!("backed up 5 users (schema {})", release.schema);
+    assert!(backed_up.stdout.contains(&said), "{}", backed_up.stdout);
+    assert_eq!(schema(live.path()), release.schema, "the live database was not migrated");
     let restored =
         crate::process::cli(fresh.path(), &env, &["restore", file.to_str().unwrap(), "--data-dir", "data"]).await;
     assert_eq!(restored.code, 0, "{}", restored.stderr);
-    assert_eq!(schema(fresh.path()), 6, "the restore opened it as the server does");
+    assert_eq!(schema(fresh.path()), this_versions_schema(), "the restore opened it as the server does");
     let made_at = db["made_at"].as_u64().unwrap();
     let app = TestApp::builder().shared_dir(fresh.path()).clock_at(made_at + 1).envs(env).start().await;
     assert_eq!(app.verify("alice", db["used_code"].as_str().unwrap()).await.status, 401, "still used");
