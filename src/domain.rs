@@ -51,6 +51,12 @@ impl fmt::Display for Username {
 #[derive(Clone, PartialEq, Eq)]
 pub struct OtpCode(String);
 
+/// [`OtpCode`] as a pattern: 6 to 8 digits, spaces anywhere.
+pub const OTP_CODE_PATTERN: &str = r"^ *(?:[0-9] *){6,8}$";
+/// [`RecoveryCode`] as a pattern: 12 characters of its alphabet (and `i`, `l`, `o`, read as
+/// digits), in either case, spaces and dashes anywhere.
+pub const RECOVERY_CODE_PATTERN: &str = r"^[ -]*(?:[0-9a-tv-zA-TV-Z][ -]*){12}$";
+
 impl OtpCode {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let code: String = raw.chars().filter(|c| *c != ' ').collect();

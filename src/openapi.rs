@@ -39,6 +39,21 @@ fn email(nullable: bool) -> Schema {
         .into()
 }
 
+/// `/verify`'s `token`: a one-time code or a recovery code, as one string schema (its
+/// pattern is either's).
+pub fn token_schema() -> Schema {
+    let either = format!("{}|{}", crate::domain::OTP_CODE_PATTERN, crate::domain::RECOVERY_CODE_PATTERN);
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(
+            "A one-time code of 6 to 8 digits, or a recovery code (12 letters and digits, `xxxx-xxxx-xxxx`); \
+             spaces (and a recovery code's dashes and case) are ignored.",
+        ))
+        .pattern(Some(either))
+        .examples(["123456"])
+        .into()
+}
+
 /// An email address (`schema_with` for a required field).
 pub fn email_schema() -> Schema {
     email(false)
@@ -113,10 +128,12 @@ impl Bearer {
 #[openapi(
     info(
         title = "MFA server",
-        description = "TOTP (RFC 6238) and sent one-time codes: /request-otp, /verify, /healthcheck, \
-                       the admin API (only when ADMIN_TOKEN is set) and /metrics."
+        description = "TOTP (RFC 6238), HOTP (RFC 4226), sent one-time codes and recovery codes: \
+                       /request-otp, /verify, /healthcheck, the admin API (only when ADMIN_TOKEN is set) \
+                       and /metrics."
     ),
-    components(schemas(ErrorBody, ErrorCode))
+    // `AuthenticatorId` is a path parameter's schema: utoipa collects only the bodies'.
+    components(schemas(ErrorBody, ErrorCode, crate::api::admin::AuthenticatorId))
 )]
 pub struct MfaDoc;
 

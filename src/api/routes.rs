@@ -32,7 +32,7 @@ pub struct VerifyBody {
     pub username: String,
     /// A one-time code of 6 to 8 digits, or a recovery code (12 letters and digits,
     /// `xxxx-xxxx-xxxx`); spaces (and a recovery code's dashes and case) are ignored.
-    #[schema(example = "123456", pattern = "^ *(?:[0-9] *){6,8}$|^[ -]*(?:[0-9a-tv-zA-TV-Z][ -]*){12}$")]
+    #[schema(example = "123456", schema_with = crate::openapi::token_schema)]
     pub token: String,
 }
 

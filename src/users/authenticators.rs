@@ -13,6 +13,10 @@ pub const QR_WINDOW_SECONDS: u64 = 600;
 
 /// Longest authenticator name, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
+/// [`parse_name`] as a pattern: no control character, and one that is not a space.
+pub const NAME_PATTERN: &str = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$";
+/// An authenticator id as paths carry it (the ids made here are 12 hex digits).
+pub const ID_PATTERN: &str = "^[0-9a-z]{1,64}$";
 
 /// Secrets sealed again per transaction at start-up.
 const RESEAL_BATCH: u32 = 1000;
@@ -35,16 +39,23 @@ pub(super) fn new_id() -> String {
     data_encoding::HEXLOWER.encode(&bytes)
 }
 
-/// A name as given: trimmed, 1 to [`MAX_NAME_CHARS`] characters, no control characters.
+/// A name as given, without spaces around it: 1 to [`MAX_NAME_CHARS`] characters, none of
+/// them a control character (what [`NAME_PATTERN`] says of the untrimmed name).
 pub fn parse_name(raw: &str) -> Result<String, String> {
-    let name = raw.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-        return Err(format!("name must be 1 to {MAX_NAME_CHARS} characters"));
-    }
-    if name.chars().any(char::is_control) {
+    if raw.chars().any(char::is_control) {
         return Err("name must not contain control characters".into());
     }
+    let name = raw.trim_matches(' ');
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+        return Err(format!("name must be 1 to {MAX_NAME_CHARS} characters besides spaces around them"));
+    }
     Ok(name.to_string())
+}
+
+/// An authenticator id from a path, as [`ID_PATTERN`] says.
+pub fn parse_id(raw: &str) -> Result<String, String> {
+    let ok = (1..=64).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if ok { Ok(raw.to_string()) } else { Err("authenticator id: 1 to 64 lower-case letters and digits".into()) }
 }
 
 impl UserService {

@@ -21,7 +21,11 @@ use crate::otp::{self, Algorithm, OtpParams, SecretBytes};
 pub use crate::store::{AuthenticatorRecord, AuthenticatorStatus, Factor, UserSource};
 use crate::store::{Store, StoreError, UserProfile, UserRecord};
 pub use authenticators::QR_WINDOW_SECONDS;
-pub use authenticators::{NewAuthenticator, ResyncCodes, parse_name as parse_authenticator_name};
+pub use authenticators::{
+    ID_PATTERN as AUTHENTICATOR_ID_PATTERN, MAX_NAME_CHARS as AUTHENTICATOR_NAME_MAX_CHARS,
+    NAME_PATTERN as AUTHENTICATOR_NAME_PATTERN, NewAuthenticator, ResyncCodes, parse_id as parse_authenticator_id,
+    parse_name as parse_authenticator_name,
+};
 pub use qr::{qr_png, qr_svg};
 pub use recovery::CODES_PER_SET as RECOVERY_CODES_PER_SET;
 pub use sync::{ImportReport, SyncReport};

@@ -22,8 +22,8 @@ use crate::telemetry::printable;
 use crate::users::{Enrollment, UserSource, qr_svg};
 pub use wire::{
     AdminAuthenticator, AdminAuthenticatorEnrollment, AdminAuthenticatorList, AdminEnrollment, AdminUser,
-    AdminUserPage, ContactUpdate, CreateAuthenticator, CreateUser, DEFAULT_PAGE, MAX_PAGE, Page, RecoveryCodeSet,
-    RecoveryCodesLeft, ResyncRequest,
+    AdminUserPage, AuthenticatorId, ContactUpdate, CreateAuthenticator, CreateUser, DEFAULT_PAGE, MAX_PAGE, Page,
+    RecoveryCodeSet, RecoveryCodesLeft, ResyncRequest,
 };
 
 fn username(raw: &str) -> Result<Username, ApiError> {
@@ -222,7 +222,7 @@ pub async fn create_authenticator(
 
 /// Removes an authenticator: its codes stop working at once.
 #[utoipa::path(delete, path = "/admin/users/{username}/authenticators/{id}", tag = "admin",
-    security(("admin_token" = [])), params(("username" = Username, Path), ("id" = String, Path)),
+    security(("admin_token" = [])), params(("username" = Username, Path), ("id" = AuthenticatorId, Path)),
     responses(
         (status = 204, description = "removed"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, description = "unknown_user or unknown_authenticator", body = ErrorBody),
@@ -245,7 +245,7 @@ pub async fn delete_authenticator(
 /// off (searched as many steps each side; its learned drift becomes their offset).
 #[utoipa::path(post, path = "/admin/users/{username}/authenticators/{id}/resync", tag = "admin",
     request_body = ResyncRequest, security(("admin_token" = [])),
-    params(("username" = Username, Path), ("id" = String, Path)),
+    params(("username" = Username, Path), ("id" = AuthenticatorId, Path)),
     responses(
         (status = 200, body = AdminAuthenticator), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, description = "unknown_user or unknown_authenticator", body = ErrorBody),

@@ -1,6 +1,7 @@
 //! The admin API's request and response bodies, and how each request body is checked.
 
 use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
 
 use crate::domain::{EmailAddress, OtpCode, TelegramChat, Username};
 use crate::http::InvalidRequest;
@@ -184,33 +185,121 @@ impl AdminAuthenticatorEnrollment {
     }
 }
 
-/// An authenticator to add. Unknown fields are refused.
-#[derive(Deserialize, utoipa::ToSchema)]
+/// An authenticator to add: `kind` says which fields it may have (see its schema, by kind).
+/// Unknown fields are refused.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAuthenticator {
-    /// `totp` (an authenticator app) or `hotp` (a counter-based token).
-    #[schema(example = "totp", pattern = "^(totp|hotp)$")]
     pub kind: String,
-    /// 1 to 64 characters, e.g. the device: "iPhone", "YubiKey".
-    #[schema(example = "iPhone", min_length = 1, max_length = 64)]
     pub name: String,
-    /// `SHA1`, `SHA256` or `SHA512`; `OTP_ALGORITHM` (TOTP) or `SHA1` (HOTP) when absent.
     #[serde(default)]
-    #[schema(value_type = Option<Algorithm>)]
     pub algorithm: Option<String>,
-    /// 6 to 8; `OTP_DIGITS` when absent.
     #[serde(default)]
-    #[schema(value_type = Option<u8>, minimum = 6, maximum = 8)]
     pub digits: Option<serde_json::Number>,
-    /// TOTP only: seconds per step, 1 to 300; `OTP_PERIOD` when absent.
     #[serde(default)]
-    #[schema(value_type = Option<u64>, minimum = 1, maximum = 300)]
     pub period: Option<serde_json::Number>,
-    /// HOTP only: the token's counter now, 0 when absent.
     #[serde(default)]
-    #[schema(value_type = Option<u64>, minimum = 0)]
     pub counter: Option<serde_json::Number>,
 }
+
+const TOTP_REQUEST: &str = "NewTotpAuthenticator";
+const HOTP_REQUEST: &str = "NewHotpAuthenticator";
+
+/// The body of one kind: `kind`, `name`, the optional `algorithm` and `digits`, and the
+/// kind's own optional field (`period` or `counter`); nothing else.
+fn authenticator_request(kind: &str, title: &str, own: (&str, Schema)) -> Schema {
+    let nullable_integer = |min: f64, max: f64, what: &str| -> Schema {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+            .minimum(Some(min))
+            .maximum(Some(max))
+            .description(Some(what.to_string()))
+            .into()
+    };
+    let algorithm = ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .enum_values(Some(["SHA1", "SHA256", "SHA512"].map(Some).into_iter().chain([None])))
+        .description(Some("`SHA1`, `SHA256` or `SHA512`; `OTP_ALGORITHM` (TOTP) or `SHA1` (HOTP) when absent"));
+    let name = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(crate::users::AUTHENTICATOR_NAME_MAX_CHARS))
+        .pattern(Some(crate::users::AUTHENTICATOR_NAME_PATTERN))
+        .description(Some("what the user calls it, e.g. the device: \"iPhone\", \"YubiKey\""))
+        .examples(["iPhone"]);
+    ObjectBuilder::new()
+        .title(Some(title))
+        .property("kind", ObjectBuilder::new().schema_type(Type::String).enum_values(Some([kind])))
+        .required("kind")
+        .property("name", name)
+        .required("name")
+        .property("algorithm", algorithm)
+        .property("digits", nullable_integer(6.0, 8.0, "6 to 8; `OTP_DIGITS` when absent"))
+        .property(own.0, own.1)
+        .additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::FreeForm(false)))
+        .into()
+}
+
+impl utoipa::PartialSchema for CreateAuthenticator {
+    fn schema() -> utoipa::openapi::RefOr<Schema> {
+        let mut by_kind = utoipa::openapi::schema::Discriminator::new("kind");
+        by_kind.mapping = [
+            ("totp".to_string(), format!("#/components/schemas/{TOTP_REQUEST}")),
+            ("hotp".to_string(), format!("#/components/schemas/{HOTP_REQUEST}")),
+        ]
+        .into();
+        utoipa::openapi::schema::OneOfBuilder::new()
+            .item(utoipa::openapi::Ref::from_schema_name(TOTP_REQUEST))
+            .item(utoipa::openapi::Ref::from_schema_name(HOTP_REQUEST))
+            .discriminator(Some(by_kind))
+            .description(Some("An authenticator to add: a TOTP app or an HOTP token."))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for CreateAuthenticator {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("CreateAuthenticator")
+    }
+
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<Schema>)>) {
+        let period: Schema = ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+            .minimum(Some(1.0))
+            .maximum(Some(300.0))
+            .description(Some("seconds per step, 1 to 300; `OTP_PERIOD` when absent"))
+            .into();
+        let counter: Schema = ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+            .minimum(Some(0.0))
+            .maximum(Some(MAX_COUNTER as f64))
+            .description(Some("the token's counter now; 0 when absent"))
+            .into();
+        let totp = authenticator_request("totp", "A TOTP authenticator app.", ("period", period));
+        let hotp = authenticator_request("hotp", "An HOTP (counter-based) token.", ("counter", counter));
+        schemas.push((TOTP_REQUEST.to_string(), totp.into()));
+        schemas.push((HOTP_REQUEST.to_string(), hotp.into()));
+    }
+}
+
+/// The highest counter an HOTP token may start at (what the databases store).
+const MAX_COUNTER: u64 = 1 << 53;
+
+/// An authenticator id in a path.
+pub struct AuthenticatorId;
+
+impl utoipa::PartialSchema for AuthenticatorId {
+    fn schema() -> utoipa::openapi::RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(crate::users::AUTHENTICATOR_ID_PATTERN))
+            .description(Some("An authenticator's `id`, as listed."))
+            .examples(["3f9a0c51b2de"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for AuthenticatorId {}
 
 impl CreateAuthenticator {
     /// The authenticator to add, or why the body is refused.
@@ -247,7 +336,7 @@ impl CreateAuthenticator {
                 if self.period.is_some() {
                     return Err(InvalidRequest::new("period: only a totp authenticator has a period"));
                 }
-                let counter = number("counter", self.counter, 0..=(i64::MAX as u64))?;
+                let counter = number("counter", self.counter, 0..=MAX_COUNTER)?;
                 Ok(NewAuthenticator::Hotp { name, algorithm, digits, counter })
             }
             other => Err(InvalidRequest::new(format!("kind: '{other}' is not totp or hotp"))),
@@ -259,9 +348,19 @@ impl CreateAuthenticator {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResyncRequest {
-    #[schema(example = json!(["123456", "654321"]), min_items = 2, max_items = 2,
-        value_type = Vec<String>)]
+    #[schema(schema_with = resync_codes_schema)]
     pub codes: Vec<String>,
+}
+
+fn resync_codes_schema() -> Schema {
+    let code = ObjectBuilder::new().schema_type(Type::String).pattern(Some(crate::domain::OTP_CODE_PATTERN));
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(code)
+        .min_items(Some(2))
+        .max_items(Some(2))
+        .description(Some("two consecutive codes, in the order the authenticator showed them"))
+        .examples([serde_json::json!(["123456", "654321"])])
+        .into()
 }
 
 impl ResyncRequest {
