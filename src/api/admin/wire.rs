@@ -307,11 +307,7 @@ impl CreateAuthenticator {
         let name = crate::users::parse_authenticator_name(&self.name)
             .map_err(|e| InvalidRequest::new(format!("name: {e}")))?;
         let algorithm = self.algorithm.as_deref().map(exact_algorithm).transpose()?;
-        let digits = self
-            .digits
-            .map(|d| whole_number(&d).map_or_else(|| Err(format!("'{d}' is not 6, 7 or 8")), |d| parse_digits(&d)))
-            .transpose()
-            .map_err(|e| InvalidRequest::new(format!("digits: {e}")))?;
+        let digits = optional_digits(self.digits)?;
         let number = |field: &str, n: Option<serde_json::Number>, range: std::ops::RangeInclusive<u64>| {
             n.map(|n| {
                 whole_number(&n).and_then(|n| n.parse::<u64>().ok()).filter(|n| range.contains(n)).ok_or_else(|| {
@@ -438,13 +434,17 @@ impl CreateUser {
         let email = self.email.as_deref().map(EmailAddress::parse).transpose().map_err(InvalidRequest::new)?;
         let telegram = self.telegram_id.as_deref().map(TelegramChat::parse).transpose().map_err(InvalidRequest::new)?;
         let algorithm = self.algorithm.as_deref().map(exact_algorithm).transpose()?;
-        let digits = self
-            .digits
-            .map(|d| whole_number(&d).map_or_else(|| Err(format!("'{d}' is not 6, 7 or 8")), |d| parse_digits(&d)))
-            .transpose()
-            .map_err(|e| InvalidRequest::new(format!("digits: {e}")))?;
+        let digits = optional_digits(self.digits)?;
         Ok(NewUser { username, email, telegram, algorithm, digits })
     }
+}
+
+/// An optional `digits` field: 6, 7 or 8, as a whole JSON number.
+fn optional_digits(digits: Option<serde_json::Number>) -> Result<Option<u8>, InvalidRequest> {
+    digits
+        .map(|d| whole_number(&d).map_or_else(|| Err(format!("'{d}' is not 6, 7 or 8")), |d| parse_digits(&d)))
+        .transpose()
+        .map_err(|e| InvalidRequest::new(format!("digits: {e}")))
 }
 
 /// `SHA1`, `SHA256` or `SHA512` exactly: an API has no need for `OTP_ALGORITHM`'s leniency,
