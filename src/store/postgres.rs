@@ -144,6 +144,7 @@ impl PgStore {
                 include_str!("../../migrations/postgres/0004_fading_lockout_and_sent_codes.sql"),
             ),
             (5, "admin_source", include_str!("../../migrations/postgres/0005_admin_source.sql")),
+            (7, "security_alerts", include_str!("../../migrations/postgres/0007_security_alerts.sql")),
         ])
         .run(&pool)
         .await?;

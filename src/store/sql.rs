@@ -117,7 +117,7 @@ fn to_u64(n: i64) -> u64 {
 const SELECT_USERS: &str = "SELECT username, sealed_secret, algorithm, digits, period, email, telegram_id, source, \
      last_step, failed_attempts, locked_until, created_at, updated_at, secret_set_at, last_failed_at, \
      code_hash, sealed_code, code_sent_at, code_expires_at, previous_code_hash, previous_code_expires_at, \
-     codes_used_at, send_tat FROM users ";
+     codes_used_at, send_tat, failed_from FROM users ";
 
 static USER_BY_NAME: LazyLock<String> = LazyLock::new(|| format!("{SELECT_USERS}WHERE username = $1"));
 
@@ -206,6 +206,7 @@ fn user_from_row(row: Vec<Value>) -> Result<UserRecord, StoreError> {
         _ => None,
     };
     let sent = SentCodes { current, previous, used_at: c.opt_int()?.map(to_u64), send_tat: c.opt_int()?.map(to_u64) };
+    let failed_from = c.opt_text()?.map(|list| list.split(',').map(str::to_string).collect()).unwrap_or_default();
     Ok(UserRecord {
         profile: UserProfile {
             username,
@@ -221,6 +222,7 @@ fn user_from_row(row: Vec<Value>) -> Result<UserRecord, StoreError> {
         updated_at,
         secret_set_at,
         sent,
+        failed_from,
     })
 }
 
@@ -421,18 +423,25 @@ impl<D: Driver> Store for SqlStore<D> {
     }
 
     async fn clear_lock(&self, username: &Username) -> Result<bool, StoreError> {
-        let sql =
-            "UPDATE users SET failed_attempts = 0, locked_until = NULL, last_failed_at = NULL WHERE username = $1";
+        let sql = "UPDATE users SET failed_attempts = 0, locked_until = NULL, last_failed_at = NULL, \
+                   failed_from = NULL WHERE username = $1";
         Ok(self.driver.execute(Statement::new(sql, [Param::user(username)])).await? == 1)
     }
 
-    async fn swap_lock(&self, username: &Username, expected: LockState, new: LockState) -> Result<bool, StoreError> {
-        let sql = "UPDATE users SET failed_attempts = $5, locked_until = $6, last_failed_at = $7 \
+    async fn swap_lock(
+        &self,
+        username: &Username,
+        expected: LockState,
+        new: LockState,
+        failed_from: &[String],
+    ) -> Result<bool, StoreError> {
+        let sql = "UPDATE users SET failed_attempts = $5, locked_until = $6, last_failed_at = $7, failed_from = $8 \
                    WHERE username = $1 AND failed_attempts = $2 AND locked_until IS NOT DISTINCT FROM $3 \
                    AND last_failed_at IS NOT DISTINCT FROM $4";
         let mut params = vec![Param::user(username)];
         params.extend(lock_params(expected));
         params.extend(lock_params(new));
+        params.push(Param::Text(Some(failed_from.join(",")).filter(|list| !list.is_empty())));
         Ok(self.driver.execute(Statement::new(sql, params)).await? == 1)
     }
 
@@ -487,6 +496,29 @@ impl<D: Driver> Store for SqlStore<D> {
                    code_expires_at = NULL, previous_code_hash = NULL, previous_code_expires_at = NULL, \
                    codes_used_at = NULL WHERE username = $1";
         self.driver.execute(Statement::new(sql, [Param::user(username)])).await?;
+        Ok(())
+    }
+
+    async fn claim_alert(
+        &self,
+        username: &Username,
+        kind: &str,
+        now: UnixTime,
+        cutoff: UnixTime,
+    ) -> Result<bool, StoreError> {
+        // Inserted, or updated only when the last one is old enough: the row changes (1) or
+        // it does not (0), atomically, however many instances raise the same alert at once.
+        let sql = "INSERT INTO alerts_sent (username, kind, sent_at) VALUES ($1, $2, $3) \
+                   ON CONFLICT (username, kind) DO UPDATE SET sent_at = excluded.sent_at \
+                   WHERE alerts_sent.sent_at <= $4";
+        let params = [Param::user(username), Param::text(kind), Param::int(now), Param::int(cutoff)];
+        Ok(self.driver.execute(Statement::new(sql, params)).await? == 1)
+    }
+
+    async fn release_alert(&self, username: &Username, kind: &str, sent_at: UnixTime) -> Result<(), StoreError> {
+        let sql = "DELETE FROM alerts_sent WHERE username = $1 AND kind = $2 AND sent_at = $3";
+        let params = [Param::user(username), Param::text(kind), Param::int(sent_at)];
+        self.driver.execute(Statement::new(sql, params)).await?;
         Ok(())
     }
 }

@@ -99,6 +99,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0004_fading_lockout_and_sent_codes.sql"),
     ),
     (5, "admin_source", include_str!("../../migrations/sqlite/0005_admin_source.sql")),
+    (7, "security_alerts", include_str!("../../migrations/sqlite/0007_security_alerts.sql")),
 ];
 
 /// SQLite's connections: read-only readers for the calling threads, one writer thread.
