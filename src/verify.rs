@@ -14,11 +14,13 @@
 //! `crate::lockout`); a code that matches but was used already (a double click, a
 //! retried request) is refused as a replay and charged nothing.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing::{info, warn};
 
+use crate::alerts::{self, Alert, Alerts};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::crypto::Keys;
@@ -92,6 +94,8 @@ pub struct VerifyService {
     healthy_at: Arc<AtomicU64>,
     /// Shared with the user administration of this process (see `crate::lockout::RecentLocks`).
     recent_locks: Arc<RecentLocks>,
+    /// Where a lockout is told to the user (none until [`Self::with_alerts`]).
+    alerts: Alerts,
 }
 
 /// `healthy_at` before any probe has succeeded.
@@ -111,7 +115,13 @@ impl VerifyService {
         recent_locks: Arc<RecentLocks>,
     ) -> Self {
         let healthy_at = Arc::new(AtomicU64::new(NEVER));
-        Self { store, notifier, clock, keys, settings, metrics, healthy_at, recent_locks }
+        Self { store, notifier, clock, keys, settings, metrics, healthy_at, recent_locks, alerts: Alerts::disabled() }
+    }
+
+    /// The same service, telling users of their lockouts through `alerts`.
+    #[must_use]
+    pub fn with_alerts(self, alerts: Alerts) -> Self {
+        Self { alerts, ..self }
     }
 
     /// The MFA server's metrics, which the HTTP layer records requests in too.
@@ -273,8 +283,9 @@ impl VerifyService {
     }
 
     /// Checks a code of either kind; parallel guesses cannot outrun the lockout (see below).
-    /// A right app code costs one write; any other code one write to count the failure.
-    pub async fn verify(&self, username: &Username, code: &OtpCode) -> Result<Accepted, VerifyError> {
+    /// A right app code costs one write; any other code one write to count the failure (and
+    /// `client`, the address it came from, for the lockout alert).
+    pub async fn verify(&self, username: &Username, code: &OtpCode, client: IpAddr) -> Result<Accepted, VerifyError> {
         let now = self.clock.now();
         let locked = |retry_after| {
             info!(event = "verify", outcome = "locked", retry_after);
@@ -350,13 +361,17 @@ impl VerifyService {
                 Some(SentMatch::Used) => return Err(self.replayed("sent_code")),
                 Some(SentMatch::None) | None => {}
             }
-            if self.store.swap_lock(username, state, next).await? {
-                charged = Some(next);
+            // The addresses of the failures since the last lock (or since time forgave them).
+            let fresh = state.locked_until.is_some() || policy.failures(state, now) == 0;
+            let failed_from = alerts::failure_addresses(&user.failed_from, fresh, client);
+            if self.store.swap_lock(username, state, next, &failed_from).await? {
+                charged = Some((next, failed_from));
                 break;
             }
             user = self.find_user(username).await?;
         }
-        let charged = charged.ok_or_else(|| VerifyError::Internal("lockout state kept changing".into()))?;
+        let (charged, failed_from) =
+            charged.ok_or_else(|| VerifyError::Internal("lockout state kept changing".into()))?;
 
         info!(event = "verify", outcome = "invalid", failed_attempts = charged.failed_attempts);
         self.metrics.verification("invalid");
@@ -370,6 +385,7 @@ impl VerifyService {
                 failed_attempts = charged.failed_attempts,
                 "user locked out after repeated failures"
             );
+            self.alerts.raise(username, Alert::LockedOut { until, addresses: failed_from });
         }
         Err(VerifyError::InvalidToken)
     }

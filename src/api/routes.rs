@@ -140,7 +140,7 @@ pub async fn verify(
 ) -> Result<Json<VerifyReply>, ApiError> {
     let (username, code) = body.validate()?;
     let span = tracing::info_span!("verify", username = %username, client_ip = %ip);
-    state.verify.verify(&username, &code).instrument(span).await?;
+    state.verify.verify(&username, &code, ip).instrument(span).await?;
     Ok(Json(VerifyReply { valid: true }))
 }
 
