@@ -135,7 +135,7 @@ async fn a_backup_by_a_newer_mfa_leaves_the_previous_release_database_as_it_is()
     let restored =
         crate::process::cli(fresh.path(), &env, &["restore", file.to_str().unwrap(), "--data-dir", "data"]).await;
     assert_eq!(restored.code, 0, "{}", restored.stderr);
-    assert_eq!(schema(fresh.path()), 5, "the restore opened it as the server does");
+    assert_eq!(schema(fresh.path()), 7, "the restore opened it as the server does");
     let made_at = db["made_at"].as_u64().unwrap();
     let app = TestApp::builder().shared_dir(fresh.path()).clock_at(made_at + 1).envs(env).start().await;
     assert_eq!(app.verify("alice", db["used_code"].as_str().unwrap()).await.status, 401, "still used");
