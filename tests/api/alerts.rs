@@ -153,6 +153,7 @@ async fn the_file_notifier_gets_at_most_one_lockout_alert_an_hour() {
     let text = third[3]["message"].as_str().unwrap();
     assert!(text.contains(&format!("until {}", utc(first_at + 3_600 + 1_200))), "{text}");
     assert!(text.contains("came from: 192.0.2.3."), "only the failures since the last lock: {text}");
+    settled(&app).await; // counted once delivered
     let text = metrics(&app).await;
     assert_eq!((counted(&text, "locked_out", "sent"), counted(&text, "locked_out", "suppressed")), (2, 1));
 }
