@@ -2,6 +2,7 @@
 //! delivered to a user's channels, behind the HTTP API of the original Flask design.
 //! docs/architecture.md draws how these modules depend on each other.
 
+pub mod alerts;
 pub mod api;
 pub mod backup;
 pub mod cli;

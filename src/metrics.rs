@@ -53,6 +53,7 @@ pub struct Metrics {
     deliveries: Family<Labels, Counter>,
     retries: Family<Labels, Counter>,
     pool: Family<Labels, Gauge>,
+    security_alerts: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -72,6 +73,7 @@ impl Metrics {
             deliveries: Family::default(),
             retries: Family::default(),
             pool: Family::default(),
+            security_alerts: Family::default(),
         }
     }
 
@@ -99,6 +101,11 @@ impl Metrics {
         r.register("mfa_rate_limited", "requests refused by RATE_LIMIT", m.rate_limited.clone());
         r.register("mfa_codes_sent", "codes from /request-otp by channel and outcome", m.codes_sent.clone());
         r.register("mfa_db_pool_connections", "database pool connections by state", m.pool.clone());
+        r.register(
+            "mfa_security_alerts",
+            "security alerts to users by kind and outcome (sent, failed, suppressed, no_channel, error, dropped)",
+            m.security_alerts.clone(),
+        );
         m
     }
 
@@ -139,6 +146,10 @@ impl Metrics {
         self.deliveries.get_or_create(&vec![("channel", channel.to_string()), ("outcome", outcome.to_string())]).inc();
         let retries = u64::from(attempts.saturating_sub(1));
         self.retries.get_or_create(&vec![("channel", channel.to_string())]).inc_by(retries);
+    }
+
+    pub fn security_alert(&self, kind: &'static str, outcome: &'static str) {
+        self.security_alerts.get_or_create(&vec![("kind", kind.to_string()), ("outcome", outcome.to_string())]).inc();
     }
 
     pub fn set_pool(&self, size: u32, idle: u32) {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
+use crate::alerts::Alerts;
 use crate::api::{self, AppState};
 use crate::clock::Clock;
 use crate::config::{DatabaseConfig, Settings, mask_url_password};
@@ -83,6 +84,7 @@ struct MfaServer {
     addr: SocketAddr,
     users: UserService,
     store: Arc<dyn Store>,
+    alerts: Alerts,
 }
 
 /// The services of one process, bound and ready to serve.
@@ -152,7 +154,7 @@ impl Application {
         let store = self.mfa.map(|mfa| {
             servers.spawn(mfa.router.run_until(until_stopped()));
             tokio::spawn(sweep_pending(mfa.users, until_stopped()));
-            mfa.store
+            (mfa.store, mfa.alerts)
         });
         let on_stop = stopping.clone();
         tokio::spawn(async move {
@@ -167,7 +169,8 @@ impl Application {
                 outcome = Err(StartupError::Stopped(e));
             }
         }
-        if let Some(store) = store {
+        if let Some((store, alerts)) = store {
+            alerts.settled_within(ALERTS_AT_SHUTDOWN).await;
             store.close().await;
         }
         info!("stopped");
@@ -225,9 +228,30 @@ fn notifier_hosts(settings: &Settings) -> Vec<String> {
 }
 
 /// Opens the database and the keys as the MFA server does (checking that they match, and
-/// bringing `.env` users into the database), for the `mfa user` commands.
+/// bringing `.env` users into the database), for the `mfa user` commands; their alerts go
+/// through the notifier the MFA server would use.
 pub async fn open_users(settings: Arc<Settings>, clock: Arc<dyn Clock>) -> Result<UserService, StartupError> {
-    Ok(open_data(settings, clock).await?.1)
+    let (store, users, _) = open_data(settings.clone(), clock.clone()).await?;
+    let alerts = security_alerts(&settings, store, mfa_notifier(&settings, None)?, clock, Arc::new(Metrics::mfa()));
+    Ok(users.with_alerts(alerts))
+}
+
+/// How long a stopping server waits for the security alerts still being sent.
+const ALERTS_AT_SHUTDOWN: Duration = Duration::from_secs(5);
+
+/// The security alerts (`SECURITY_ALERTS`), through the notifier that sends codes.
+fn security_alerts(
+    settings: &Arc<Settings>,
+    store: Arc<dyn Store>,
+    notifier: Arc<dyn Notifier>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+) -> Alerts {
+    let alerts = Alerts::new(store, notifier, clock, settings.clone(), metrics);
+    if !alerts.is_enabled() {
+        info!("SECURITY_ALERTS=off: users are not told of lockouts and changes to their accounts");
+    }
+    alerts
 }
 
 /// The store, the keys and the user administration over them, with `.env` users synced.
@@ -327,8 +351,11 @@ async fn bind_mfa(
     let (store, users, keys) = open_data(settings.clone(), clock.clone()).await?;
     let enrolled = users.count().await.map_err(StartupError::Users)?;
     let metrics = Arc::new(Metrics::mfa());
+    let alerts = security_alerts(settings, store.clone(), notifier.clone(), clock.clone(), metrics.clone());
+    let users = users.with_alerts(alerts.clone());
     let verify =
-        VerifyService::new(store.clone(), notifier, clock, keys, settings.clone(), metrics, users.recent_locks());
+        VerifyService::new(store.clone(), notifier, clock, keys, settings.clone(), metrics, users.recent_locks())
+            .with_alerts(alerts.clone());
     let state = AppState::new(verify, users.clone(), settings.clone());
     let router = BoundRouter::bind(settings.bind, api::router(state))
         .await
@@ -341,7 +368,7 @@ async fn bind_mfa(
         "{enrolled} user(s) enrolled; enroll one with `mfa user add NAME --email ADDRESS` \
          (or `cargo run --release -- user add NAME --email ADDRESS`), then scan its QR code"
     );
-    Ok(MfaServer { router, addr, users, store })
+    Ok(MfaServer { router, addr, users, store, alerts })
 }
 
 async fn bind_notifier(settings: &Settings) -> Result<(BoundRouter, SocketAddr), StartupError> {

@@ -17,11 +17,13 @@
 //! `crate::lockout`); a code that matches but was used already (a double click, a
 //! retried request) is refused as a replay and charged nothing.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing::{info, warn};
 
+use crate::alerts::{self, Alert, Alerts};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::crypto::Keys;
@@ -93,6 +95,8 @@ struct OtpMatch {
     confirms: bool,
     /// The authenticator that confirming this one retires (a rotation's).
     retires: Option<String>,
+    /// Its name, for the alert that it was confirmed.
+    name: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +132,8 @@ pub struct VerifyService {
     healthy_at: Arc<AtomicU64>,
     /// Shared with the user administration of this process (see `crate::lockout::RecentLocks`).
     recent_locks: Arc<RecentLocks>,
+    /// Where a lockout is told to the user (none until [`Self::with_alerts`]).
+    alerts: Alerts,
 }
 
 /// `healthy_at` before any probe has succeeded.
@@ -147,7 +153,13 @@ impl VerifyService {
         recent_locks: Arc<RecentLocks>,
     ) -> Self {
         let healthy_at = Arc::new(AtomicU64::new(NEVER));
-        Self { store, notifier, clock, keys, settings, metrics, healthy_at, recent_locks }
+        Self { store, notifier, clock, keys, settings, metrics, healthy_at, recent_locks, alerts: Alerts::disabled() }
+    }
+
+    /// The same service, telling users of their lockouts through `alerts`.
+    #[must_use]
+    pub fn with_alerts(self, alerts: Alerts) -> Self {
+        Self { alerts, ..self }
     }
 
     /// The MFA server's metrics, which the HTTP layer records requests in too.
@@ -310,8 +322,9 @@ impl VerifyService {
     }
 
     /// Checks a code of any kind; parallel guesses cannot outrun the lockout (see below).
-    /// A right code costs one transaction; any other code one write to count the failure.
-    pub async fn verify(&self, username: &Username, token: &Token) -> Result<Accepted, VerifyError> {
+    /// A right code costs one transaction; any other code one write to count the failure (and
+    /// `client`, the address it came from, for the lockout alert).
+    pub async fn verify(&self, username: &Username, token: &Token, client: IpAddr) -> Result<Accepted, VerifyError> {
         let now = self.clock.now();
         let locked = |retry_after| {
             info!(event = "verify", outcome = "locked", retry_after);
@@ -361,7 +374,7 @@ impl VerifyService {
                 }
                 let retires = found.retires.as_deref().filter(|_| found.confirms);
                 if self.store.accept_code(username, &found.id, found.advance, retires, state, now).await? {
-                    return Ok(self.accepted(found));
+                    return Ok(self.accepted(username, found));
                 }
                 user = self.find_user(username).await?; // the state or the replay guard moved
                 continue;
@@ -392,6 +405,7 @@ impl VerifyService {
                             let remaining = codes.iter().filter(|c| c.used_at.is_none()).count() as u64 - 1;
                             info!(event = "verify", outcome = "valid", method = "recovery", remaining);
                             self.metrics.verification("valid");
+                            self.alerts.raise(username, Alert::RecoveryCodeUsed { remaining });
                             return Ok(Accepted::Recovery { remaining });
                         }
                         user = self.find_user(username).await?;
@@ -400,13 +414,17 @@ impl VerifyService {
                     None => {}
                 }
             }
-            if self.store.swap_lock(username, state, next).await? {
-                charged = Some(next);
+            // The addresses of the failures since the last lock (or since time forgave them).
+            let fresh = state.locked_until.is_some() || policy.failures(state, now) == 0;
+            let failed_from = alerts::failure_addresses(&user.failed_from, fresh, client);
+            if self.store.swap_lock(username, state, next, &failed_from).await? {
+                charged = Some((next, failed_from));
                 break;
             }
             user = self.find_user(username).await?;
         }
-        let charged = charged.ok_or_else(|| VerifyError::Internal("lockout state kept changing".into()))?;
+        let (charged, failed_from) =
+            charged.ok_or_else(|| VerifyError::Internal("lockout state kept changing".into()))?;
 
         info!(event = "verify", outcome = "invalid", failed_attempts = charged.failed_attempts);
         self.metrics.verification("invalid");
@@ -420,6 +438,7 @@ impl VerifyService {
                 failed_attempts = charged.failed_attempts,
                 "user locked out after repeated failures"
             );
+            self.alerts.raise(username, Alert::LockedOut { until, addresses: failed_from });
         }
         Err(VerifyError::InvalidToken)
     }
@@ -459,7 +478,8 @@ impl VerifyService {
         now: u64,
     ) -> Option<OtpMatch> {
         let confirms = authenticator.status == AuthenticatorStatus::Pending;
-        let (id, retires) = (authenticator.id.clone(), authenticator.replaces.clone());
+        let (id, retires, name) =
+            (authenticator.id.clone(), authenticator.replaces.clone(), authenticator.name.clone());
         match authenticator.factor {
             Factor::Totp { params, last_step, drift_steps } => {
                 let window = self.settings.valid_window;
@@ -473,6 +493,7 @@ impl VerifyService {
                     accepted: Accepted::Totp { offset },
                     confirms,
                     retires,
+                    name,
                 })
             }
             Factor::Hotp { algorithm, digits, counter } => {
@@ -494,13 +515,14 @@ impl VerifyService {
                     accepted: Accepted::Hotp,
                     confirms,
                     retires,
+                    name,
                 })
             }
         }
     }
 
     /// Logs, counts and answers an authenticator's accepted code.
-    fn accepted(&self, found: OtpMatch) -> Accepted {
+    fn accepted(&self, username: &Username, found: OtpMatch) -> Accepted {
         if let Accepted::Totp { offset } = found.accepted {
             self.metrics.totp_offset(offset);
             if offset != 0 {
@@ -509,6 +531,7 @@ impl VerifyService {
         }
         if found.confirms {
             info!(event = "authenticator_confirmed", authenticator = %found.id);
+            self.alerts.raise(username, Alert::AuthenticatorConfirmed { name: found.name });
         }
         info!(event = "verify", outcome = "valid", method = found.accepted.method(), authenticator = %found.id);
         self.metrics.verification("valid");

@@ -149,7 +149,7 @@ pub async fn verify(
 ) -> Result<Json<VerifyReply>, ApiError> {
     let (username, token) = body.validate()?;
     let span = tracing::info_span!("verify", username = %username, client_ip = %ip);
-    let accepted = state.verify.verify(&username, &token).instrument(span).await?;
+    let accepted = state.verify.verify(&username, &token, ip).instrument(span).await?;
     let recovery_codes_remaining = match accepted {
         Accepted::Recovery { remaining } => Some(remaining),
         _ => None,

@@ -10,8 +10,10 @@
 //!   (`settings`), with every error at once (`error`);
 //! - `env_users`: users defined by `<NAME>_SECRET`;
 //! - `report`: what `mfa check-config` prints;
-//! - `notify`, `http_limits`, `rate_limit`, `template`: the parts with their own grammar.
+//! - `notify`, `http_limits`, `rate_limit`, `template`: the parts with their own grammar;
+//! - `alerts`: `SECURITY_ALERTS` and the security alerts' templates.
 
+pub mod alerts;
 pub mod dotenv;
 mod env;
 mod env_users;
@@ -29,6 +31,7 @@ pub mod template;
 mod validate;
 pub mod vars;
 
+pub use alerts::{AlertKind, AlertSettings, AlertTemplate};
 pub use env::{EnvMap, Source};
 pub use error::{ConfigError, ConfigErrors};
 pub use http_limits::HttpLimits;

@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{HttpLimits, MessageTemplate, NotificationSettings, RateLimit};
+use super::{AlertSettings, HttpLimits, MessageTemplate, NotificationSettings, RateLimit};
 use crate::domain::{EmailAddress, TelegramChat, Username};
 use crate::lockout::LockoutPolicy;
 use crate::otp::{OtpParams, SecretBytes};
@@ -105,6 +105,8 @@ pub struct Settings {
     pub http: HttpLimits,
     /// Things worth an operator's attention that do not stop start-up.
     pub warnings: Vec<String>,
+    /// `SECURITY_ALERTS` and the alert templates (`crate::alerts`).
+    pub alerts: AlertSettings,
 }
 
 impl Settings {

@@ -143,6 +143,7 @@ impl Settings {
         let notification = super::notify::read(&mut r);
         let http = super::http_limits::read(&mut r);
         let message_template = r.parse(&vars::OTP_MESSAGE_TEMPLATE, MessageTemplate::parse);
+        let alerts = super::alerts::read(&mut r);
 
         let exposed = bind.is_some_and(|addr| !addr.ip().is_loopback());
         let users = super::env_users::read(&mut r, &mut warnings, exposed);
@@ -201,6 +202,7 @@ impl Settings {
                 http: http?,
                 // A warning may name a variable from the environment: one line each.
                 warnings: warnings.iter().map(|w| crate::telemetry::printable(w, 2_000)).collect(),
+                alerts: alerts?,
             })
         })();
         settings.ok_or_else(|| ConfigErrors::one("configuration", "a value failed to parse"))

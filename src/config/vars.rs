@@ -150,6 +150,38 @@ pub const OTP_MESSAGE_TEMPLATE: Var = var(
     super::template::DEFAULT_TEMPLATE,
     "text of a sent code; `{code}` (required), `{expires}`, `{issuer}`, `{username}`",
 );
+// Security alerts to the user (`crate::alerts`).
+pub const SECURITY_ALERTS: Var = var(
+    "SECURITY_ALERTS",
+    "on",
+    "`off`: no security alerts (lockout, unlock, authenticator and recovery-code changes) to the user's own channels; \
+     at most one of each kind per user per hour",
+);
+const fn alert_template(name: &'static str, what: &'static str) -> Var {
+    unset(name, "built in ([Security alerts](#security-alerts))", what)
+}
+pub const ALERT_TEMPLATE_LOCKED_OUT: Var = alert_template(
+    "ALERT_TEMPLATE_LOCKED_OUT",
+    "the alert that the user was locked out: `{until}`, `{addresses}` (where the failures came from), and every \
+     alert's `{issuer}`, `{username}`, `{time}`; a first line `Subject: ...` is the email's subject",
+);
+pub const ALERT_TEMPLATE_AUTHENTICATOR_ADDED: Var =
+    alert_template("ALERT_TEMPLATE_AUTHENTICATOR_ADDED", "the alert that an authenticator was added: `{name}`");
+pub const ALERT_TEMPLATE_AUTHENTICATOR_CONFIRMED: Var =
+    alert_template("ALERT_TEMPLATE_AUTHENTICATOR_CONFIRMED", "the alert that an authenticator was confirmed: `{name}`");
+pub const ALERT_TEMPLATE_AUTHENTICATOR_REMOVED: Var =
+    alert_template("ALERT_TEMPLATE_AUTHENTICATOR_REMOVED", "the alert that an authenticator was removed: `{name}`");
+pub const ALERT_TEMPLATE_RECOVERY_CODE_USED: Var = alert_template(
+    "ALERT_TEMPLATE_RECOVERY_CODE_USED",
+    "the alert that a recovery code was used: `{remaining}` (codes left)",
+);
+pub const ALERT_TEMPLATE_RECOVERY_CODES_GENERATED: Var = alert_template(
+    "ALERT_TEMPLATE_RECOVERY_CODES_GENERATED",
+    "the alert that new recovery codes were generated: `{count}`",
+);
+pub const ALERT_TEMPLATE_UNLOCKED: Var =
+    alert_template("ALERT_TEMPLATE_UNLOCKED", "the alert that an operator unlocked the user");
+
 pub const NOTIFY_BIND: Var =
     var("NOTIFY_BIND", "127.0.0.1:6001", "notification service address (non-loopback needs `NOTIFY_API_TOKEN`)");
 pub const NOTIFY_API_TOKEN: Var = secret(
@@ -238,6 +270,14 @@ pub const ALL: &[Var] = &[
     OTP_CODE_TTL,
     OTP_SENDS_PER_HOUR,
     OTP_MESSAGE_TEMPLATE,
+    SECURITY_ALERTS,
+    ALERT_TEMPLATE_LOCKED_OUT,
+    ALERT_TEMPLATE_AUTHENTICATOR_ADDED,
+    ALERT_TEMPLATE_AUTHENTICATOR_CONFIRMED,
+    ALERT_TEMPLATE_AUTHENTICATOR_REMOVED,
+    ALERT_TEMPLATE_RECOVERY_CODE_USED,
+    ALERT_TEMPLATE_RECOVERY_CODES_GENERATED,
+    ALERT_TEMPLATE_UNLOCKED,
     NOTIFY_BIND,
     NOTIFY_API_TOKEN,
     NOTIFICATION_URL,

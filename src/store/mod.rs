@@ -196,6 +196,9 @@ pub struct UserRecord {
     pub updated_at: UnixTime,
     /// The codes `/request-otp` sent, as stored (they may have expired).
     pub sent: SentCodes,
+    /// The client addresses of the failures counted since the last lock or unlock
+    /// (distinct, at most 4, oldest first), for the lockout alert.
+    pub failed_from: Vec<String>,
 }
 
 /// Whether an authenticator has been confirmed by a first code.
@@ -460,9 +463,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
     /// Clears failures and any lock (by an operator).
     async fn clear_lock(&self, username: &Username) -> Result<bool, StoreError>;
-    /// Sets the lockout state if it is still `expected`. False means another request
-    /// changed it first; read again and retry.
-    async fn swap_lock(&self, username: &Username, expected: LockState, new: LockState) -> Result<bool, StoreError>;
+    /// Sets the lockout state, and the addresses its failures came from, if the state is
+    /// still `expected`. False means another request changed it first; read again and retry.
+    async fn swap_lock(
+        &self,
+        username: &Username,
+        expected: LockState,
+        new: LockState,
+        failed_from: &[String],
+    ) -> Result<bool, StoreError>;
 
     /// Replaces the sent-code state if the newest code's `sent_at` is still `expected`
     /// (`None`: no code stored). False means another request changed it first.
@@ -500,4 +509,18 @@ pub trait Store: Send + Sync + 'static {
         now: UnixTime,
         expected: LockState,
     ) -> Result<bool, StoreError>;
+
+    /// Claims the user's alert of `kind` for the hour: records `now` as its send time, in
+    /// one conditional statement, unless one was recorded after `cutoff`. False: one went
+    /// since `cutoff` (from this or another instance), so this one is not sent.
+    async fn claim_alert(
+        &self,
+        username: &Username,
+        kind: &str,
+        now: UnixTime,
+        cutoff: UnixTime,
+    ) -> Result<bool, StoreError>;
+    /// Gives back a claim made at `sent_at` whose alert went out on no channel, unless a
+    /// later claim replaced it.
+    async fn release_alert(&self, username: &Username, kind: &str, sent_at: UnixTime) -> Result<(), StoreError>;
 }

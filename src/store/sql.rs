@@ -120,7 +120,7 @@ macro_rules! select_users {
             "SELECT u.username, u.email, u.telegram_id, u.source, u.failed_attempts, u.locked_until, \
              u.created_at, u.updated_at, u.last_failed_at, u.code_hash, u.sealed_code, u.code_sent_at, \
              u.code_expires_at, u.previous_code_hash, u.previous_code_expires_at, u.codes_used_at, u.send_tat, \
-             a.id, a.kind, a.name, a.sealed_secret, a.algorithm, a.digits, a.period, a.counter, a.last_step, \
+             u.failed_from,              a.id, a.kind, a.name, a.sealed_secret, a.algorithm, a.digits, a.period, a.counter, a.last_step, \
              a.drift_steps, a.status, a.replaces, a.created_at, a.last_used_at, a.expires_at FROM ",
             $from,
             " u LEFT JOIN authenticators a ON a.username = u.username ORDER BY u.username, a.created_at, a.id"
@@ -246,6 +246,7 @@ fn user_from_columns(c: &mut Columns) -> Result<UserRecord, StoreError> {
         _ => None,
     };
     let sent = SentCodes { current, previous, used_at: c.opt_int()?.map(to_u64), send_tat: c.opt_int()?.map(to_u64) };
+    let failed_from = c.opt_text()?.map(|list| list.split(',').map(str::to_string).collect()).unwrap_or_default();
     Ok(UserRecord {
         profile: UserProfile { username, email, telegram_id, source },
         authenticators: Vec::new(),
@@ -253,6 +254,7 @@ fn user_from_columns(c: &mut Columns) -> Result<UserRecord, StoreError> {
         created_at,
         updated_at,
         sent,
+        failed_from,
     })
 }
 
@@ -657,18 +659,25 @@ impl<D: Driver> Store for SqlStore<D> {
     }
 
     async fn clear_lock(&self, username: &Username) -> Result<bool, StoreError> {
-        let sql =
-            "UPDATE users SET failed_attempts = 0, locked_until = NULL, last_failed_at = NULL WHERE username = $1";
+        let sql = "UPDATE users SET failed_attempts = 0, locked_until = NULL, last_failed_at = NULL, \
+                   failed_from = NULL WHERE username = $1";
         Ok(self.driver.execute(Statement::new(sql, [Param::user(username)])).await? == 1)
     }
 
-    async fn swap_lock(&self, username: &Username, expected: LockState, new: LockState) -> Result<bool, StoreError> {
-        let sql = "UPDATE users SET failed_attempts = $5, locked_until = $6, last_failed_at = $7 \
+    async fn swap_lock(
+        &self,
+        username: &Username,
+        expected: LockState,
+        new: LockState,
+        failed_from: &[String],
+    ) -> Result<bool, StoreError> {
+        let sql = "UPDATE users SET failed_attempts = $5, locked_until = $6, last_failed_at = $7, failed_from = $8 \
                    WHERE username = $1 AND failed_attempts = $2 AND locked_until IS NOT DISTINCT FROM $3 \
                    AND last_failed_at IS NOT DISTINCT FROM $4";
         let mut params = vec![Param::user(username)];
         params.extend(lock_params(expected));
         params.extend(lock_params(new));
+        params.push(Param::Text(Some(failed_from.join(",")).filter(|list| !list.is_empty())));
         Ok(self.driver.execute(Statement::new(sql, params)).await? == 1)
     }
 
@@ -758,6 +767,29 @@ impl<D: Driver> Store for SqlStore<D> {
         let params = [Param::user(username), Param::Blob(Some(code_hash.to_vec())), Param::int(now)];
         let writes = vec![lock_guard(username, expected), Statement::new(sql, params).must_change()];
         raced(self.driver.execute_all(writes).await)
+    }
+
+    async fn claim_alert(
+        &self,
+        username: &Username,
+        kind: &str,
+        now: UnixTime,
+        cutoff: UnixTime,
+    ) -> Result<bool, StoreError> {
+        // Inserted, or updated only when the last one is old enough: the row changes (1) or
+        // it does not (0), atomically, however many instances raise the same alert at once.
+        let sql = "INSERT INTO alerts_sent (username, kind, sent_at) VALUES ($1, $2, $3) \
+                   ON CONFLICT (username, kind) DO UPDATE SET sent_at = excluded.sent_at \
+                   WHERE alerts_sent.sent_at <= $4";
+        let params = [Param::user(username), Param::text(kind), Param::int(now), Param::int(cutoff)];
+        Ok(self.driver.execute(Statement::new(sql, params)).await? == 1)
+    }
+
+    async fn release_alert(&self, username: &Username, kind: &str, sent_at: UnixTime) -> Result<(), StoreError> {
+        let sql = "DELETE FROM alerts_sent WHERE username = $1 AND kind = $2 AND sent_at = $3";
+        let params = [Param::user(username), Param::text(kind), Param::int(sent_at)];
+        self.driver.execute(Statement::new(sql, params)).await?;
+        Ok(())
     }
 }
 

@@ -3,6 +3,7 @@
 //! resynchronising, and the enrollment QR code.
 
 use super::{Enrollment, FIRST_AUTHENTICATOR_NAME, UserError, UserService, qr_png};
+use crate::alerts::Alert;
 use crate::domain::{OtpCode, Username};
 use crate::otp::{self, Algorithm, OtpParams, SecretBytes};
 use crate::store::{Advance, AuthenticatorRecord, AuthenticatorStatus, Factor, Resealed, UserRecord, UserSource};
@@ -130,6 +131,7 @@ impl UserService {
         if !self.store.add_authenticator(username, &authenticator, now).await? {
             return Err(UserError::NotFound(username.clone()));
         }
+        self.alerts.raise(username, Alert::AuthenticatorAdded { name: authenticator.name.clone() });
         self.enrollment(username, authenticator, secret).await
     }
 
@@ -148,6 +150,7 @@ impl UserService {
         if !self.store.delete_authenticator(username, id).await? {
             return Err(UserError::AuthenticatorNotFound { username: username.clone(), id: id.to_string() });
         }
+        self.alerts.raise(username, Alert::AuthenticatorRemoved { name: found.name.clone() });
         Ok(found)
     }
 

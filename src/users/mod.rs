@@ -9,7 +9,9 @@ mod recovery;
 mod sync;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use crate::alerts::{Alert, Alerts};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::crypto::Keys;
@@ -126,11 +128,27 @@ pub struct UserService {
     /// Shared with the verification of this process, which answers locked users from it:
     /// every change here forgets the user there.
     recent_locks: Arc<RecentLocks>,
+    /// Where an unlock is told to the user (none until [`Self::with_alerts`]).
+    alerts: Alerts,
 }
+
+/// How long [`UserService::close`] waits for the alerts still being sent.
+const ALERTS_AT_CLOSE: Duration = Duration::from_secs(10);
 
 impl UserService {
     pub fn new(store: Arc<dyn Store>, keys: Arc<Keys>, settings: Arc<Settings>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, keys, settings, clock, recent_locks: Arc::default() }
+        Self { store, keys, settings, clock, recent_locks: Arc::default(), alerts: Alerts::disabled() }
+    }
+
+    /// The same service, telling users of changes to their accounts through `alerts`.
+    #[must_use]
+    pub fn with_alerts(self, alerts: Alerts) -> Self {
+        Self { alerts, ..self }
+    }
+
+    /// The alerts this service raises.
+    pub fn alerts(&self) -> &Alerts {
+        &self.alerts
     }
 
     /// The locks recently seen by this process, for its `VerifyService`.
@@ -213,8 +231,10 @@ impl UserService {
         Ok(self.store.count_users().await?)
     }
 
-    /// Closes the database: the last call of a command that opened it.
+    /// Closes the database: the last call of a command that opened it (after the alerts it
+    /// raised are sent, for a while at most).
     pub async fn close(&self) {
+        self.alerts.settled_within(ALERTS_AT_CLOSE).await;
         self.store.close().await;
     }
 
@@ -237,12 +257,17 @@ impl UserService {
         if self.store.delete_user(username).await? { Ok(()) } else { Err(UserError::NotFound(username.clone())) }
     }
 
-    /// Clears failed attempts and any lockout (`.env` users too).
+    /// Clears failed attempts and any lockout (`.env` users too). A user who had any is
+    /// told (an unlock alert).
     pub async fn unlock(&self, username: &Username) -> Result<UserSummary, UserError> {
+        let before = self.store.user(username).await?.map(|u| u.lock);
         let cleared = self.store.clear_lock(username).await?;
         self.recent_locks.forget(username.as_str());
         if !cleared {
             return Err(UserError::NotFound(username.clone()));
+        }
+        if before.is_some_and(|lock| lock.failed_attempts > 0 || lock.locked_until.is_some()) {
+            self.alerts.raise(username, Alert::Unlocked);
         }
         self.find(username).await
     }

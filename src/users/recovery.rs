@@ -3,6 +3,7 @@
 //! accepts them (`crate::verify`).
 
 use super::{UserError, UserService};
+use crate::alerts::Alert;
 use crate::domain::{RecoveryCode, Username};
 
 /// Codes per set. Each has 60 random bits: guessing one of ten, with the lockout's bound
@@ -22,6 +23,7 @@ impl UserService {
         if !self.store.replace_recovery_codes(username, &hashes, self.clock.now()).await? {
             return Err(UserError::NotFound(username.clone()));
         }
+        self.alerts.raise(username, Alert::RecoveryCodesGenerated { count: codes.len() });
         Ok(codes)
     }
 

@@ -425,13 +425,14 @@ impl TestApp {
             .collect()
     }
 
-    /// The code in the last message sent to `recipient`.
+    /// The code in the last message sent to `recipient` (a code's message, not a security
+    /// alert: those are subjected "... security alert: ...").
     pub fn last_code_sent_to(&self, recipient: &str) -> String {
         let message = self
             .notifications()
             .into_iter()
             .rev()
-            .find(|n| n["recipient"] == recipient)
+            .find(|n| n["recipient"] == recipient && !n["subject"].as_str().unwrap_or("").contains("security alert"))
             .unwrap_or_else(|| panic!("nothing was sent to {recipient}"));
         extract_code(message["message"].as_str().unwrap())
     }

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
 mod admin;
+mod alerts;
 mod authenticators;
 mod backup;
 mod brute_force;
