@@ -132,7 +132,8 @@ pub struct VerifyService {
     healthy_at: Arc<AtomicU64>,
     /// Shared with the user administration of this process (see `crate::lockout::RecentLocks`).
     recent_locks: Arc<RecentLocks>,
-    /// Where a lockout is told to the user (none until [`Self::with_alerts`]).
+    /// Where lockouts, confirmed authenticators and used recovery codes are told to the user
+    /// (nowhere until [`Self::with_alerts`]).
     alerts: Alerts,
 }
 
@@ -156,7 +157,7 @@ impl VerifyService {
         Self { store, notifier, clock, keys, settings, metrics, healthy_at, recent_locks, alerts: Alerts::disabled() }
     }
 
-    /// The same service, telling users of their lockouts through `alerts`.
+    /// The same service, telling users of their lockouts and sign-ins of note through `alerts`.
     #[must_use]
     pub fn with_alerts(self, alerts: Alerts) -> Self {
         Self { alerts, ..self }

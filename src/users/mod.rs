@@ -128,7 +128,8 @@ pub struct UserService {
     /// Shared with the verification of this process, which answers locked users from it:
     /// every change here forgets the user there.
     recent_locks: Arc<RecentLocks>,
-    /// Where an unlock is told to the user (none until [`Self::with_alerts`]).
+    /// Where unlocks and changes to authenticators and recovery codes are told to the user
+    /// (nowhere until [`Self::with_alerts`]).
     alerts: Alerts,
 }
 
