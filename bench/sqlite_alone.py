@@ -19,11 +19,15 @@ import threading
 import time
 
 BATCH = 256
-READ = ("SELECT failed_attempts, locked_until, last_failed_at, sealed_secret, algorithm, digits, period, email,"
-        " telegram_id, last_step, code_hash, code_expires_at, previous_code_hash, previous_code_expires_at,"
-        " codes_used_at FROM users WHERE username = ?")
-WRITE = ("UPDATE users SET failed_attempts = ?, locked_until = NULL, last_failed_at = ? WHERE username = ?"
-         " AND failed_attempts = ? AND locked_until IS ? AND last_failed_at IS ?")
+# As src/store/sql.rs reads a user (with its authenticators) and records a failure.
+READ = ("SELECT u.failed_attempts, u.locked_until, u.last_failed_at, u.email, u.telegram_id, u.code_hash,"
+        " u.code_expires_at, u.previous_code_hash, u.previous_code_expires_at, u.codes_used_at, u.failed_from,"
+        " a.id, a.kind, a.sealed_secret, a.algorithm, a.digits, a.period, a.counter, a.last_step, a.drift_steps,"
+        " a.status, a.replaces, a.created_at, a.last_used_at, a.expires_at"
+        " FROM (SELECT * FROM users WHERE username = ?) u LEFT JOIN authenticators a ON a.username = u.username"
+        " ORDER BY u.username, a.created_at, a.id")
+WRITE = ("UPDATE users SET failed_attempts = ?, locked_until = NULL, last_failed_at = ?, failed_from = '127.0.0.1'"
+         " WHERE username = ? AND failed_attempts = ? AND locked_until IS ? AND last_failed_at IS ?")
 
 
 def cpu():
@@ -52,7 +56,7 @@ def run(path, users, seconds, read, write, checkpoint):
                 db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 time.sleep(0.01)
 
-    thread = threading.Thread(target=checkpoints)
+    thread = threading.Thread(target=checkpoints, daemon=True)  # a failing run must not hang
     if checkpoint:
         thread.start()
     rng = random.Random(7)
