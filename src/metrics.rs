@@ -115,7 +115,7 @@ impl Metrics {
         let r = &mut m.registry;
         r.register(
             "notify_deliveries",
-            "deliveries by channel and outcome (sent, failed, not_configured)",
+            "deliveries by channel and outcome (sent, failed, rejected, not_configured)",
             m.deliveries.clone(),
         );
         r.register("notify_retries", "delivery attempts after the first, by channel", m.retries.clone());

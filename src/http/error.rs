@@ -37,6 +37,7 @@ pub enum ErrorCode {
     UnknownAuthenticator,
     ResyncFailed,
     ChannelNotConfigured,
+    RecipientRejected,
 }
 
 /// The body of every error response.

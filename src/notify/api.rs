@@ -94,6 +94,14 @@ impl IntoResponse for NotifyError {
                     StatusCode::SERVICE_UNAVAILABLE,
                     ErrorBody { channel: Some(channel), ..ErrorBody::new(Code::ChannelNotConfigured) },
                 ),
+                FailureKind::Rejected => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    ErrorBody {
+                        attempts: Some(error.attempts),
+                        channel: Some(channel),
+                        ..ErrorBody::new(Code::RecipientRejected).detail(error.why.public)
+                    },
+                ),
                 FailureKind::Transient | FailureKind::Permanent => (
                     StatusCode::BAD_GATEWAY,
                     ErrorBody {
@@ -136,7 +144,8 @@ async fn require_token(State(state): State<NotifyState>, request: Request, next:
             headers(("Retry-After" = u64, description = "seconds"))),
         (status = 413, description = "invalid_request: body over 256 KiB", body = ErrorBody),
         (status = 415, description = "invalid_request: not application/json", body = ErrorBody),
-        (status = 502, description = "delivery_failed: failed after its retries", body = ErrorBody),
+        (status = 422, description = "recipient_rejected: the recipient was refused for good (no such mailbox or chat, a chat that blocked the bot); retrying cannot help", body = ErrorBody),
+        (status = 502, description = "delivery_failed: an outage, or failed after its retries", body = ErrorBody),
         (status = 503, description = "channel_not_configured", body = ErrorBody),
     ))]
 pub async fn send(
@@ -152,7 +161,11 @@ pub async fn send(
             Ok(Json(SendReply { attempts, channel, status: SendStatus::Sent }))
         }
         Err(error) => {
-            let outcome = if error.kind == FailureKind::NotConfigured { "not_configured" } else { "failed" };
+            let outcome = match error.kind {
+                FailureKind::NotConfigured => "not_configured",
+                FailureKind::Rejected => "rejected",
+                FailureKind::Transient | FailureKind::Permanent => "failed",
+            };
             state.metrics.delivery(channel.as_str(), outcome, error.attempts);
             tracing::warn!(
                 event = "delivery", %channel, recipient = %delivery.recipient, outcome = "failed",

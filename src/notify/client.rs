@@ -62,6 +62,7 @@ impl Notifier for HttpNotifier {
                 Err(failure(FailureKind::Permanent, Why::plain("the notification service refused NOTIFY_API_TOKEN"), 0))
             }
             502 => Err(failure(FailureKind::Transient, Why::plain(detail), attempts)),
+            422 => Err(failure(FailureKind::Rejected, Why::plain(detail), attempts)),
             other => Err(failure(
                 FailureKind::Permanent,
                 Why::with_upstream(format!("the notification service answered {other}"), &detail),

@@ -129,13 +129,20 @@ impl EmailChannel {
     }
 }
 
+/// SMTP replies that refuse the recipient itself (RFC 5321 §4.2.2): mailbox unavailable,
+/// user not local, mailbox name not allowed.
+const REFUSED_RECIPIENT: [&str; 3] = ["550", "551", "553"];
+
 /// Sorts lettre's errors into retry-or-not, the way Vaultwarden's mailer does: SMTP 4xx,
 /// timeouts and connection failures are transient; 5xx, TLS and client errors are not.
 /// The server's own words (its reply, a host name) go only to the log.
 fn classify(e: &lettre::transport::smtp::Error) -> (Reachability, AttemptError) {
     let said = e.to_string();
     let code = e.status().map(|c| c.to_string()).unwrap_or_default();
-    if e.is_permanent() {
+    if e.is_permanent() && REFUSED_RECIPIENT.contains(&code.as_str()) {
+        let why = Why::upstream_reason(&format!("the SMTP server refused the recipient ({code})"), &said);
+        (Reachability::Reachable, AttemptError::rejected(why))
+    } else if e.is_permanent() {
         let why = Why::with_upstream(format!("the SMTP server refused the message ({code})"), &said);
         (Reachability::Reachable, AttemptError::permanent(why))
     } else if e.is_transient() {

@@ -50,8 +50,12 @@ pub enum FailureKind {
     NotConfigured,
     /// Retried until the retries ran out (connection refused, timeouts, SMTP 4xx, HTTP 5xx/429).
     Transient,
-    /// Not worth retrying (SMTP 5xx, Telegram 400/403, bad credentials or TLS setup).
+    /// Not worth retrying (SMTP 5xx, Telegram 400, bad credentials or TLS setup).
     Permanent,
+    /// The recipient itself was refused, for good: no such mailbox (SMTP 550, 551, 553), no
+    /// such chat (Telegram 400 "chat not found"), a chat that blocked the bot (403). The
+    /// request's fault, not an outage.
+    Rejected,
 }
 
 /// Why a delivery failed, said twice: `public` for whoever asked (our own words: no
@@ -65,6 +69,8 @@ pub struct Why {
 
 /// Upstream text kept in a log line, at most.
 const UPSTREAM_LOG_CHARS: usize = 300;
+/// Upstream text passed on to the caller (a refused recipient's reason), at most.
+const UPSTREAM_PUBLIC_CHARS: usize = 120;
 
 impl Why {
     /// Our own words, which both may read.
@@ -78,6 +84,13 @@ impl Why {
         let public = public.into();
         let log = format!("{public}: {}", crate::telemetry::printable(upstream, UPSTREAM_LOG_CHARS));
         Self { public, log }
+    }
+
+    /// The upstream's own short reason for both, escaped and cut to a line: for a refused
+    /// recipient, which the caller must fix and so must be told.
+    pub fn upstream_reason(ours: &str, upstream: &str) -> Self {
+        let short = crate::telemetry::printable(upstream, UPSTREAM_PUBLIC_CHARS);
+        Self::with_upstream(format!("{ours}: {short}"), upstream)
     }
 
     /// The same, with `more` added to both.

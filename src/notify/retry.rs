@@ -60,8 +60,17 @@ impl RetryPolicy {
 /// How one attempt failed.
 #[derive(Debug, Clone)]
 pub enum AttemptError {
-    Transient { why: Why, retry_after: Option<Duration> },
-    Permanent { why: Why },
+    Transient {
+        why: Why,
+        retry_after: Option<Duration>,
+    },
+    Permanent {
+        why: Why,
+    },
+    /// The recipient was refused: no retry, and the caller's input to fix.
+    Rejected {
+        why: Why,
+    },
 }
 
 impl AttemptError {
@@ -71,6 +80,10 @@ impl AttemptError {
 
     pub fn permanent(why: Why) -> Self {
         Self::Permanent { why }
+    }
+
+    pub fn rejected(why: Why) -> Self {
+        Self::Rejected { why }
     }
 }
 
@@ -87,6 +100,9 @@ where
             Ok(Ok(())) => return Ok(n),
             Ok(Err(AttemptError::Permanent { why })) => {
                 return Err(DeliveryError { kind: FailureKind::Permanent, why, attempts: n });
+            }
+            Ok(Err(AttemptError::Rejected { why })) => {
+                return Err(DeliveryError { kind: FailureKind::Rejected, why, attempts: n });
             }
             Ok(Err(AttemptError::Transient { why, retry_after })) => {
                 if let Some(asked) = retry_after

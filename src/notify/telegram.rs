@@ -91,6 +91,10 @@ impl TelegramChannel {
                 Err(AttemptError::Transient { why, retry_after: Some(Duration::from_secs(retry_after)) })
             }
             401 | 404 => Err(AttemptError::permanent(why.and(" (check TELEGRAM_TOKEN)"))),
+            // The chat itself: it blocked the bot, left, or was deleted (403); it does not
+            // exist or never wrote to the bot (400).
+            403 => Err(AttemptError::rejected(why)),
+            400 if refuses_the_chat(&description) => Err(AttemptError::rejected(why)),
             s if s >= 500 => Err(AttemptError::transient(why)),
             _ => Err(AttemptError::permanent(why)),
         }
@@ -98,5 +102,24 @@ impl TelegramChannel {
 
     pub async fn deliver(&self, delivery: &Delivery) -> Result<u32, DeliveryError> {
         with_retries(self.policy, || self.attempt(delivery)).await
+    }
+}
+
+/// Whether a 400's description says the chat is the problem (the Bot API's own words).
+fn refuses_the_chat(description: &str) -> bool {
+    let d = description.to_ascii_lowercase();
+    ["chat not found", "user not found", "peer_id_invalid", "chat_id is empty"].iter().any(|s| d.contains(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refuses_the_chat;
+
+    #[test]
+    fn a_400_about_the_chat_is_a_refused_recipient_and_others_are_not() {
+        assert!(refuses_the_chat("Bad Request: chat not found"));
+        assert!(refuses_the_chat("Bad Request: PEER_ID_INVALID"));
+        assert!(!refuses_the_chat("Bad Request: message text is empty"));
+        assert!(!refuses_the_chat("Bad Request: can't parse entities"));
     }
 }

@@ -55,14 +55,14 @@ async fn the_notification_service_counts_deliveries_and_retries() {
     bot.script([Scripted::Error(500, "Internal Server Error"), Scripted::Error(400, "Bad Request: chat not found")]);
     let app = TestApp::builder().envs(bot.env()).start().await;
     let body = serde_json::json!({"channel": "telegram", "recipient": "42", "message": "hi"});
-    assert_eq!(app.send(body.clone(), None).await.status, 502, "500 retried, then 400");
+    assert_eq!(app.send(body.clone(), None).await.status, 422, "500 retried, then the chat refused");
     assert_eq!(app.send(body.clone(), None).await.status, 200);
     let email = serde_json::json!({"channel": "email", "recipient": "a@example.com", "message": "hi"});
     assert_eq!(app.send(email, None).await.status, 503);
 
     let text = scrape(&app, app.notify_addr.unwrap()).await;
 
-    assert_eq!(value(&text, "notify_deliveries_total{channel=\"telegram\",outcome=\"failed\"}"), Some(1.0), "{text}");
+    assert_eq!(value(&text, "notify_deliveries_total{channel=\"telegram\",outcome=\"rejected\"}"), Some(1.0), "{text}");
     assert_eq!(value(&text, "notify_deliveries_total{channel=\"telegram\",outcome=\"sent\"}"), Some(1.0));
     assert_eq!(value(&text, "notify_deliveries_total{channel=\"email\",outcome=\"not_configured\"}"), Some(1.0));
     assert_eq!(value(&text, "notify_retries_total{channel=\"telegram\"}"), Some(1.0));

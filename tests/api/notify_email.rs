@@ -115,18 +115,21 @@ async fn an_untrusted_certificate_is_refused_without_retries() {
 }
 
 #[tokio::test]
-async fn an_unknown_mailbox_is_permanent_and_reported_with_its_smtp_code() {
+async fn an_unknown_mailbox_is_the_callers_input_422_with_the_servers_reason() {
     let smtp = SmtpServer::start("plain", false, &[]).await;
     let app = TestApp::builder().envs(smtp.env()).start().await;
 
     let reply = app.send(email("unknown@example.com", "x"), None).await;
 
-    assert_eq!(reply.status, 502);
-    assert_eq!(reply.body["error"], "delivery_failed");
-    assert_eq!(reply.body["attempts"], 1);
+    assert_eq!(reply.status, 422, "not an outage: {:?}", reply.body);
+    assert_eq!(reply.body["error"], "recipient_rejected");
+    assert_eq!((reply.body["attempts"].as_u64(), reply.body["channel"].as_str()), (Some(1), Some("email")));
     let detail = reply.body["detail"].as_str().unwrap();
-    assert!(detail.contains("550"), "{detail}");
+    assert!(detail.contains("550") && detail.contains("No such user here"), "the server's own reason: {detail}");
     assert!(!detail.contains(crate::support::smtp::PASSWORD));
+    let metrics = app.client.get(format!("http://{}/metrics", app.notify_addr.unwrap())).send().await.unwrap();
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains(r#"notify_deliveries_total{channel="email",outcome="rejected"} 1"#), "{text}");
 }
 
 #[tokio::test]

@@ -64,7 +64,7 @@ async fn server_errors_are_retried_with_backoff() {
 }
 
 #[tokio::test]
-async fn chat_not_found_and_blocked_bots_are_reported_without_retrying() {
+async fn chat_not_found_and_blocked_bots_are_the_callers_input_422_without_retrying() {
     let bot = BotApi::start().await;
     bot.script([
         Scripted::Error(400, "Bad Request: chat not found"),
@@ -75,9 +75,11 @@ async fn chat_not_found_and_blocked_bots_are_reported_without_retrying() {
     let missing = app.send(telegram("42", "hello"), None).await;
     let blocked = app.send(telegram("43", "hello"), None).await;
 
-    assert_eq!((missing.status, missing.body["attempts"].as_u64()), (502, Some(1)));
+    for reply in [&missing, &blocked] {
+        assert_eq!((reply.status, reply.body["attempts"].as_u64()), (422, Some(1)), "{:?}", reply.body);
+        assert_eq!(reply.body["error"], "recipient_rejected");
+    }
     assert!(missing.body["detail"].as_str().unwrap().contains("chat not found"));
-    assert_eq!((blocked.status, blocked.body["attempts"].as_u64()), (502, Some(1)));
     assert!(blocked.body["detail"].as_str().unwrap().contains("blocked by the user"));
     assert_eq!(bot.received().len(), 2);
 }
