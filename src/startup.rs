@@ -14,12 +14,13 @@ use tracing::{info, warn};
 use crate::alerts::Alerts;
 use crate::api::{self, AppState};
 use crate::clock::Clock;
-use crate::config::{DatabaseConfig, Settings, mask_url_password};
+use crate::config::{DatabaseConfig, Settings, StartupCheck, mask_url_password};
 use crate::crypto::{KeyError, KeyOrigin, Keys, MasterKey};
 use crate::http::{BoundRouter, open_files_limit, shutdown_signal};
 use crate::keyring::{self, KeyringError};
 use crate::metrics::Metrics;
 use crate::notify::api::NotifyState;
+use crate::notify::check::ChannelChecks;
 use crate::notify::email::EmailChannel;
 use crate::notify::retry::RetryPolicy;
 use crate::notify::telegram::TelegramChannel;
@@ -90,7 +91,7 @@ struct MfaServer {
 /// The services of one process, bound and ready to serve.
 pub struct Application {
     mfa: Option<MfaServer>,
-    notifier: Option<(BoundRouter, SocketAddr)>,
+    notifier: Option<NotificationService>,
 }
 
 impl Application {
@@ -109,7 +110,7 @@ impl Application {
         warn_about_open_files(&settings, services);
         let notifier = if services.notifier { Some(bind_notifier(&settings).await?) } else { None };
         let mfa = if services.mfa {
-            Some(bind_mfa(&settings, clock, notifier.as_ref().map(|(_, addr)| *addr)).await?)
+            Some(bind_mfa(&settings, clock, notifier.as_ref().map(|n| n.addr)).await?)
         } else {
             None
         };
@@ -123,7 +124,7 @@ impl Application {
 
     /// Where the notification service listens, when it runs.
     pub fn notifier_addr(&self) -> Option<SocketAddr> {
-        self.notifier.as_ref().map(|(_, addr)| *addr)
+        self.notifier.as_ref().map(|n| n.addr)
     }
 
     /// The user administration of the MFA server's database, when it runs.
@@ -148,8 +149,11 @@ impl Application {
             }
         };
         let mut servers = tokio::task::JoinSet::new();
-        if let Some((router, _)) = self.notifier {
-            servers.spawn(router.run_until(until_stopped()));
+        if let Some(n) = self.notifier {
+            servers.spawn(n.router.run_until(until_stopped()));
+            if let Some(every) = n.check_every {
+                tokio::spawn(check_channels(n.channels, n.checks, every, until_stopped()));
+            }
         }
         let store = self.mfa.map(|mfa| {
             servers.spawn(mfa.router.run_until(until_stopped()));
@@ -371,15 +375,29 @@ async fn bind_mfa(
     Ok(MfaServer { router, addr, users, store, alerts })
 }
 
-async fn bind_notifier(settings: &Settings) -> Result<(BoundRouter, SocketAddr), StartupError> {
+async fn bind_notifier(settings: &Settings) -> Result<NotificationService, StartupError> {
     let n = &settings.notification;
-    let channels = channels(settings)?;
+    let channels = Arc::new(channels(settings)?);
     info!(email = channels.email.is_some(), telegram = channels.telegram.is_some(), "notification channels");
     if n.api_token.is_none() {
         warn!("NOTIFY_API_TOKEN is not set: /send accepts any caller that can reach {}", n.bind);
     }
+    let checks = Arc::new(ChannelChecks::default());
+    if n.startup_check != StartupCheck::Off {
+        let failures = checks.run(&channels).await;
+        if n.startup_check == StartupCheck::Require
+            && let Some((channel, why)) = failures.into_iter().next()
+        {
+            return Err(StartupError::Notifier(format!(
+                "the {channel} channel failed its start-up check: {}; fix it, or set NOTIFY_STARTUP_CHECK=warn to \
+                 start anyway",
+                why.log
+            )));
+        }
+    }
     let state = NotifyState {
-        channels: Arc::new(channels),
+        checks: checks.clone(),
+        channels: channels.clone(),
         api_token: n.api_token.clone(),
         auth_failures: Arc::default(),
         allowed_hosts: notifier_hosts(settings),
@@ -392,7 +410,33 @@ async fn bind_notifier(settings: &Settings) -> Result<(BoundRouter, SocketAddr),
         .with_limits(settings.http);
     let addr = local_addr(&router, "NOTIFY_BIND", n.bind)?;
     info!(address = %addr, "notification service listening on http://{addr}");
-    Ok((router, addr))
+    Ok(NotificationService { router, addr, channels, checks, check_every: n.check_every })
+}
+
+/// The notification service, bound, with what its periodic checks need.
+struct NotificationService {
+    router: BoundRouter,
+    addr: SocketAddr,
+    channels: Arc<Channels>,
+    checks: Arc<ChannelChecks>,
+    check_every: Option<std::time::Duration>,
+}
+
+/// Checks the channels again every `every` until `stop`.
+async fn check_channels(
+    channels: Arc<Channels>,
+    checks: Arc<ChannelChecks>,
+    every: std::time::Duration,
+    stop: impl Future<Output = ()>,
+) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tick.tick() => { checks.run(&channels).await; }
+        }
+    }
 }
 
 fn local_addr(router: &BoundRouter, var: &'static str, addr: SocketAddr) -> Result<SocketAddr, StartupError> {

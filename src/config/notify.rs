@@ -64,6 +64,21 @@ pub struct NotificationSettings {
     pub telegram: Option<TelegramSettings>,
     /// First retry delay; each next one doubles, with jitter.
     pub retry_base: Duration,
+    /// `NOTIFY_STARTUP_CHECK`: what a failed check of a channel at start-up does.
+    pub startup_check: StartupCheck,
+    /// `NOTIFY_CHECK_SECONDS`: how often the channels are checked again (`None`: never).
+    pub check_every: Option<Duration>,
+}
+
+/// What the notification service does when a channel fails its check at start-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartupCheck {
+    /// Do not check at start-up (nor later).
+    Off,
+    /// Log it, show it in `/healthcheck`, and start.
+    Warn,
+    /// Refuse to start.
+    Require,
 }
 
 impl NotificationSettings {
@@ -106,6 +121,14 @@ pub(super) fn read(r: &mut Reader) -> Option<NotificationSettings> {
     }
     let url = r.optional(&vars::NOTIFICATION_URL, http_url);
     let retry_base = r.parse(&vars::NOTIFY_RETRY_BASE_MS, number_in(1..=60_000u64)).map(Duration::from_millis);
+    let startup_check = r.parse(&vars::NOTIFY_STARTUP_CHECK, |raw| match raw.trim().to_ascii_lowercase().as_str() {
+        "off" => Ok(StartupCheck::Off),
+        "warn" => Ok(StartupCheck::Warn),
+        "require" => Ok(StartupCheck::Require),
+        other => Err(format!("'{other}' is not off, warn or require")),
+    });
+    let check_every =
+        r.parse(&vars::NOTIFY_CHECK_SECONDS, number_in(0..=86_400u64)).map(|s| (s > 0).then(|| Duration::from_secs(s)));
 
     let email = match env.get(vars::EMAIL_SMTP_SERVER.name) {
         None => {
@@ -213,7 +236,18 @@ pub(super) fn read(r: &mut Reader) -> Option<NotificationSettings> {
         }
     };
 
-    Some(NotificationSettings { bind: bind?, api_token, url, email, telegram, retry_base: retry_base? })
+    let startup_check = startup_check?;
+    let check_every = check_every?.filter(|_| startup_check != StartupCheck::Off);
+    Some(NotificationSettings {
+        bind: bind?,
+        api_token,
+        url,
+        email,
+        telegram,
+        retry_base: retry_base?,
+        startup_check,
+        check_every,
+    })
 }
 
 /// `EMAIL_SENDER`: an address, or a display name and an address in angle brackets.

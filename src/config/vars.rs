@@ -195,6 +195,13 @@ pub const NOTIFICATION_URL: Var = unset(
     "where the MFA server finds the notification service",
 );
 pub const NOTIFY_RETRY_BASE_MS: Var = var("NOTIFY_RETRY_BASE_MS", "500", "first retry delay; doubles each retry");
+pub const NOTIFY_STARTUP_CHECK: Var = var(
+    "NOTIFY_STARTUP_CHECK",
+    "warn",
+    "each channel is checked at start-up without sending (SMTP connect, TLS and AUTH; Telegram `getMe`): `warn` logs a failure and shows it in `/healthcheck`, `require` stops start-up, `off` checks nothing",
+);
+pub const NOTIFY_CHECK_SECONDS: Var =
+    var("NOTIFY_CHECK_SECONDS", "300", "the channels are checked again this often (`0`: only at start-up)");
 pub const EMAIL_SMTP_SECURITY: Var = unset("EMAIL_SMTP_SECURITY", "from the port", "`tls`, `starttls` or `none`");
 pub const EMAIL_SMTP_CA_FILE: Var =
     unset("EMAIL_SMTP_CA_FILE", "—", "extra CA certificate (PEM) to trust, for a private relay");
@@ -282,6 +289,8 @@ pub const ALL: &[Var] = &[
     NOTIFY_API_TOKEN,
     NOTIFICATION_URL,
     NOTIFY_RETRY_BASE_MS,
+    NOTIFY_STARTUP_CHECK,
+    NOTIFY_CHECK_SECONDS,
     EMAIL_SMTP_SECURITY,
     EMAIL_SMTP_CA_FILE,
     EMAIL_USERNAME,

@@ -17,7 +17,9 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::wire::{ChannelHealth, ChannelsHealth, NotifierHealth, Reachability, SendReply, SendRequest, SendStatus};
+use super::wire::{
+    ChannelCheck, ChannelHealth, ChannelsHealth, NotifierHealth, Reachability, SendReply, SendRequest, SendStatus,
+};
 use super::{Channels, DeliveryError, FailureKind, Notifier};
 use crate::config::Sensitive;
 use crate::domain::Channel;
@@ -33,6 +35,8 @@ const MAX_BODY_BYTES: usize = 256 * 1024;
 #[derive(Clone)]
 pub struct NotifyState {
     pub channels: Arc<Channels>,
+    /// The channels' last checks (`super::check`).
+    pub checks: Arc<super::check::ChannelChecks>,
     /// `ALLOWED_HOSTS`.
     pub allowed_hosts: Vec<String>,
     pub api_token: Option<Sensitive>,
@@ -176,17 +180,26 @@ pub async fn send(
     }
 }
 
-/// Each channel's state; for SMTP, whether the server answered at the last attempt.
+/// Each channel's state: configured or not, its last check, and for SMTP whether the
+/// server answered at the last attempt. `degraded` when a configured channel failed its
+/// last check or the SMTP server did not answer.
 #[utoipa::path(get, path = "/healthcheck", tag = "monitoring",
-    responses((status = 200, description = "`status` is `ok`, or `degraded` when the SMTP server did not answer", body = NotifierHealth)))]
+    responses((status = 200, description = "`status` is `ok`, or `degraded` (a channel failed its check, or the SMTP server did not answer)", body = NotifierHealth)))]
 pub async fn healthcheck(State(state): State<NotifyState>) -> Json<NotifierHealth> {
     let smtp = state.channels.email.as_ref().map(super::email::EmailChannel::reachability);
+    let health = |channel: Channel, configured: bool, smtp: Option<Reachability>| {
+        let check = state.checks.last(channel).filter(|_| configured).map(ChannelCheck::from);
+        ChannelHealth { configured, check, smtp }
+    };
+    let channels = ChannelsHealth {
+        email: health(Channel::Email, smtp.is_some(), smtp),
+        telegram: health(Channel::Telegram, state.channels.telegram.is_some(), None),
+    };
+    let failed_check = [&channels.email, &channels.telegram].iter().any(|c| c.check.as_ref().is_some_and(|c| !c.ok));
+    let degraded = failed_check || smtp == Some(Reachability::Unreachable);
     Json(NotifierHealth {
-        channels: ChannelsHealth {
-            email: ChannelHealth { configured: smtp.is_some(), smtp },
-            telegram: ChannelHealth { configured: state.channels.telegram.is_some(), smtp: None },
-        },
-        status: if smtp == Some(Reachability::Unreachable) { "degraded" } else { "ok" },
+        channels,
+        status: if degraded { "degraded" } else { "ok" },
         version: env!("CARGO_PKG_VERSION"),
     })
 }

@@ -115,6 +115,27 @@ impl EmailChannel {
         }
     }
 
+    /// Checks the relay without sending anything: connect, greeting, STARTTLS or TLS and
+    /// AUTH, then `NOOP` (lettre's `test_connection`), within one attempt's timeout.
+    pub async fn check(&self) -> Result<(), Why> {
+        match tokio::time::timeout(self.policy.attempt_timeout, self.transport.test_connection()).await {
+            Ok(Ok(true)) => {
+                self.record(Reachability::Reachable);
+                Ok(())
+            }
+            Ok(Ok(false)) => Err(Why::plain("the SMTP server did not answer NOOP")),
+            Ok(Err(e)) => {
+                let (reachability, failure) = classify(&e);
+                self.record(reachability);
+                Err(failure.why())
+            }
+            Err(_) => {
+                self.record(Reachability::Unreachable);
+                Err(Why::plain(format!("no answer within {:.1} s", self.policy.attempt_timeout.as_secs_f64())))
+            }
+        }
+    }
+
     pub async fn deliver(&self, delivery: &Delivery) -> Result<u32, DeliveryError> {
         let message = self.build_message(delivery).map_err(|detail| DeliveryError {
             kind: super::FailureKind::Permanent,

@@ -10,6 +10,7 @@
 //! This module never imports the MFA side (`verify`, `users`, `store`).
 
 pub mod api;
+pub mod check;
 pub mod client;
 pub mod email;
 mod file;

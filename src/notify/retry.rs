@@ -85,6 +85,13 @@ impl AttemptError {
     pub fn rejected(why: Why) -> Self {
         Self::Rejected { why }
     }
+
+    /// Why, whichever way it failed.
+    pub fn why(self) -> Why {
+        match self {
+            Self::Transient { why, .. } | Self::Permanent { why } | Self::Rejected { why } => why,
+        }
+    }
 }
 
 /// Runs `attempt` until it succeeds, fails permanently, or the retries run out.

@@ -20,6 +20,8 @@ pub struct TelegramChannel {
     client: reqwest::Client,
     /// `{api}/bot{token}/sendMessage`: as secret as the token it holds.
     send_url: Sensitive,
+    /// `{api}/bot{token}/getMe`, the check that sends nothing.
+    me_url: Sensitive,
     token: Sensitive,
     policy: RetryPolicy,
 }
@@ -40,6 +42,9 @@ struct ApiReply {
     description: Option<String>,
     #[serde(default)]
     parameters: Option<ApiParameters>,
+    /// `getMe`: the bot.
+    #[serde(default)]
+    result: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,6 +62,7 @@ impl TelegramChannel {
         Ok(Self {
             client: super::http_client(settings.timeout)?,
             send_url: Sensitive::new(format!("{}/bot{}/sendMessage", settings.api_url, token.expose())),
+            me_url: Sensitive::new(format!("{}/bot{}/getMe", settings.api_url, token.expose())),
             token,
             policy: RetryPolicy::for_telegram(settings, retry_base),
         })
@@ -102,6 +108,29 @@ impl TelegramChannel {
 
     pub async fn deliver(&self, delivery: &Delivery) -> Result<u32, DeliveryError> {
         with_retries(self.policy, || self.attempt(delivery)).await
+    }
+
+    /// Checks the token without sending anything (`getMe`); the bot's username.
+    pub async fn check(&self) -> Result<String, Why> {
+        let response = self
+            .client
+            .get(self.me_url.expose())
+            .send()
+            .await
+            .map_err(|e| Why::with_upstream("cannot reach Telegram", &self.redact(e.without_url().to_string())))?;
+        let status = response.status();
+        let reply: Option<ApiReply> = response.json().await.ok();
+        let username =
+            reply.as_ref().filter(|r| r.ok).and_then(|r| r.result.as_ref()).and_then(|me| me["username"].as_str());
+        match username {
+            Some(name) if status.is_success() => Ok(name.to_string()),
+            _ => {
+                let description = reply.and_then(|r| r.description).unwrap_or_else(|| status.to_string());
+                let description = printable(&self.redact(description), DESCRIPTION_CHARS);
+                let why = Why::plain(format!("Telegram answered {}: {description}", status.as_u16()));
+                Err(if matches!(status.as_u16(), 401 | 404) { why.and(" (check TELEGRAM_TOKEN)") } else { why })
+            }
+        }
     }
 }
 

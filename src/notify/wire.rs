@@ -195,9 +195,32 @@ pub enum Reachability {
     Unreachable,
 }
 
+/// A channel's last check, as `/healthcheck` shows it.
+// Fields are declared in the order they go on the wire.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ChannelCheck {
+    /// Unix seconds.
+    pub checked_at: u64,
+    /// Why it failed (never a password, token or URL); absent when it passed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    pub ok: bool,
+}
+
+impl From<super::check::CheckResult> for ChannelCheck {
+    fn from(result: super::check::CheckResult) -> Self {
+        Self { checked_at: result.checked_at, ok: result.failure.is_none(), detail: result.failure }
+    }
+}
+
 /// A channel's state in `/healthcheck`.
+// Fields are declared in the order they go on the wire.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ChannelHealth {
+    /// The last check without sending (SMTP connect, TLS, AUTH; Telegram `getMe`); absent
+    /// before the first, or when the channel is not configured or checks are off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<ChannelCheck>,
     pub configured: bool,
     /// Email only: what the last delivery found.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -215,7 +238,8 @@ pub struct ChannelsHealth {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NotifierHealth {
     pub channels: ChannelsHealth,
-    /// `ok`, or `degraded` when the SMTP server did not answer at the last attempt.
+    /// `ok`, or `degraded` when a configured channel failed its last check or the SMTP
+    /// server did not answer at the last attempt.
     #[schema(example = "ok")]
     pub status: &'static str,
     pub version: &'static str,

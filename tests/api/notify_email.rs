@@ -205,3 +205,53 @@ async fn connections_to_the_smtp_server_are_reused() {
     assert!(peers.iter().all(|p| *p == peers[0]), "one pooled connection: {peers:?}");
     assert_eq!(app.notify_health().await.body["channels"]["email"]["smtp"], "reachable");
 }
+
+/// Start-up checks the relay (connect, greeting, AUTH) without sending: a wrong password
+/// shows in `/healthcheck` before any code is sent, and `require` refuses to start.
+#[tokio::test]
+async fn a_wrong_smtp_password_is_found_at_start_up_and_require_refuses_to_start() {
+    let smtp = SmtpServer::start("plain", true, &[]).await;
+    let right = TestApp::builder().envs(smtp.env()).start().await;
+    let health = right.notify_health().await;
+    assert_eq!(
+        (health.body["status"].as_str(), &health.body["channels"]["email"]["check"]["ok"]),
+        (Some("ok"), &json!(true))
+    );
+
+    let wrong: Vec<(String, String)> = smtp
+        .env()
+        .into_iter()
+        .map(|(k, v)| if k == "EMAIL_PASSWORD" { (k, "not-the-password".into()) } else { (k, v) })
+        .collect();
+    let app = TestApp::builder().envs(wrong.clone()).start().await;
+    let health = app.notify_health().await;
+    assert_eq!(health.body["status"], "degraded", "{:?}", health.body);
+    let check = &health.body["channels"]["email"]["check"];
+    assert_eq!(check["ok"], false);
+    assert!(check["detail"].as_str().unwrap().contains("535"), "the relay's refusal: {check}");
+    assert!(!health.body.to_string().contains("not-the-password"));
+    assert!(smtp.received().is_empty(), "a check sends no message");
+
+    let refused = TestApp::builder().envs(wrong).env("NOTIFY_STARTUP_CHECK", "require").try_start().await;
+    let Err(error) = refused else { panic!("a failed check with require must stop start-up") };
+    assert!(error.to_string().contains("the email channel failed its start-up check"), "{error}");
+    assert!(!error.to_string().contains("not-the-password"));
+
+    let down = closed_port();
+    let unreachable = TestApp::builder()
+        .envs(&[
+            ("EMAIL_SMTP_SERVER", "127.0.0.1"),
+            ("EMAIL_SMTP_PORT", &down.to_string()),
+            ("EMAIL_SMTP_SECURITY", "none"),
+            ("EMAIL_SENDER", SENDER),
+        ])
+        .start()
+        .await;
+    let health = unreachable.notify_health().await;
+    assert_eq!(health.body["status"], "degraded");
+    assert!(
+        health.body["channels"]["email"]["check"]["detail"].as_str().unwrap().contains("cannot reach"),
+        "{:?}",
+        health.body
+    );
+}

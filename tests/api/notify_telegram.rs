@@ -114,3 +114,44 @@ async fn an_unreachable_api_is_retried_and_the_token_stays_out_of_the_error() {
     assert!(detail.contains("cannot reach Telegram"), "{detail}");
     assert!(!detail.contains(TOKEN) && !detail.contains("AAFakeBotToken"), "{detail}");
 }
+
+/// Start-up checks the token with `getMe`, which sends nothing, and `/healthcheck` shows it.
+#[tokio::test]
+async fn the_token_is_checked_at_start_up_without_sending_anything() {
+    let bot = BotApi::start().await;
+    let app = TestApp::builder().envs(bot.env()).start().await;
+
+    let health = app.notify_health().await;
+
+    assert_eq!(health.body["status"], "ok", "{:?}", health.body);
+    let check = &health.body["channels"]["telegram"]["check"];
+    assert_eq!(check["ok"], true, "{:?}", health.body);
+    assert!(check["checked_at"].as_u64().unwrap() > 1_700_000_000);
+    assert!(bot.received().is_empty(), "a check sends no message");
+}
+
+/// A wrong token shows before any code is sent: `degraded`, with why and without the
+/// token; with `NOTIFY_STARTUP_CHECK=require` the service does not start.
+#[tokio::test]
+async fn a_wrong_token_is_found_at_start_up_and_require_refuses_to_start() {
+    let bot = BotApi::start().await;
+    let wrong = "999999:WrongTokenValue-abc";
+    let api_url = format!("http://{}", bot.addr);
+    let vars = [("TELEGRAM_TOKEN", wrong), ("TELEGRAM_API_URL", api_url.as_str())];
+    let app = TestApp::builder().envs(vars).start().await;
+
+    let health = app.notify_health().await;
+    assert_eq!(health.body["status"], "degraded", "{:?}", health.body);
+    let check = &health.body["channels"]["telegram"]["check"];
+    assert_eq!(check["ok"], false);
+    let detail = check["detail"].as_str().unwrap();
+    assert!(detail.contains("401") && detail.contains("TELEGRAM_TOKEN"), "{detail}");
+    assert!(!health.body.to_string().contains(wrong) && !health.body.to_string().contains("WrongToken"));
+
+    let refused = TestApp::builder().envs(vars).env("NOTIFY_STARTUP_CHECK", "require").try_start().await;
+    let Err(error) = refused else { panic!("a failed check with require must stop start-up") };
+    let error = error.to_string();
+    assert!(error.contains("the telegram channel failed its start-up check"), "{error}");
+    assert!(!error.contains("WrongToken"), "{error}");
+    assert!(TestApp::builder().envs(vars).env("NOTIFY_STARTUP_CHECK", "off").try_start().await.is_ok());
+}

@@ -84,10 +84,25 @@ async fn send_message(
     )
 }
 
+/// `getMe`, as the Bot API answers it: the bot, for the right token.
+async fn get_me(Path(bot): Path<String>) -> (StatusCode, Json<Value>) {
+    if bot != format!("bot{TOKEN}") {
+        return api_error(401, "Unauthorized", None);
+    }
+    let me = json!({"id": 424242, "is_bot": true, "first_name": "MFA test", "username": BOT_USERNAME});
+    (StatusCode::OK, Json(json!({"ok": true, "result": me})))
+}
+
+/// The stand-in bot's username.
+pub const BOT_USERNAME: &str = "mfa_test_bot";
+
 impl BotApi {
     pub async fn start() -> Self {
         let inner = Arc::new(Mutex::new(Inner::default()));
-        let app = Router::new().route("/{bot}/sendMessage", post(send_message)).with_state(inner.clone());
+        let app = Router::new()
+            .route("/{bot}/sendMessage", post(send_message))
+            .route("/{bot}/getMe", axum::routing::get(get_me))
+            .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
