@@ -372,6 +372,36 @@ impl Keys {
         String::from_utf8(plain).map(zeroize::Zeroizing::new).map_err(|_| UnsealError)
     }
 
+    /// A code sealed for one delivery job of `user`: bound to the user, the job and its use.
+    pub fn seal_job_code(&self, user: &Username, job: &str, code: &str) -> Result<Vec<u8>, SealError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::fill(&mut nonce);
+        let aad = job_aad(user, job);
+        let ciphertext = self
+            .seal
+            .encrypt(&Nonce::from(nonce), Payload { msg: code.as_bytes(), aad: &aad })
+            .map_err(|_| SealError)?;
+        Ok([&[SEAL_VERSION][..], &nonce, &ciphertext].concat())
+    }
+
+    pub fn open_job_code(
+        &self,
+        user: &Username,
+        job: &str,
+        sealed: &[u8],
+    ) -> Result<zeroize::Zeroizing<String>, UnsealError> {
+        let (&version, rest) = sealed.split_first().ok_or(UnsealError)?;
+        if version != SEAL_VERSION || rest.len() < NONCE_LEN {
+            return Err(UnsealError);
+        }
+        let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| UnsealError)?;
+        let aad = job_aad(user, job);
+        let plain =
+            self.seal.decrypt(&Nonce::from(nonce), Payload { msg: ciphertext, aad: &aad }).map_err(|_| UnsealError)?;
+        String::from_utf8(plain).map(zeroize::Zeroizing::new).map_err(|_| UnsealError)
+    }
+
     /// The stored form of a sent code. The username is mixed in so equal codes of two users
     /// hash differently.
     pub fn hash_code(&self, user: &Username, code: &str) -> Result<Vec<u8>, KeyError> {
@@ -399,6 +429,11 @@ impl Keys {
 /// The associated data of a sealed authenticator secret: its purpose, the user, the id.
 fn secret_aad(user: &Username, authenticator: &str) -> Vec<u8> {
     [&b"authenticator\0"[..], user.as_str().as_bytes(), b"\0", authenticator.as_bytes()].concat()
+}
+
+/// The associated data of a delivery job's sealed code: its purpose, the user, the job.
+fn job_aad(user: &Username, job: &str) -> Vec<u8> {
+    [&b"delivery job\0"[..], user.as_str().as_bytes(), b"\0", job.as_bytes()].concat()
 }
 
 /// The associated data of a sealed sent code: its purpose, then the user.

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod notify;
 pub mod openapi;
 pub mod otp;
+pub mod outbox;
 pub mod startup;
 pub mod store;
 #[cfg(test)]

@@ -50,6 +50,9 @@ pub struct Metrics {
     totp_offsets: Histogram,
     rate_limited: Counter,
     codes_sent: Family<Labels, Counter>,
+    delivery_jobs: Family<Labels, Counter>,
+    delivery_latency: Histogram,
+    delivery_queue: Gauge,
     deliveries: Family<Labels, Counter>,
     retries: Family<Labels, Counter>,
     pool: Family<Labels, Gauge>,
@@ -70,6 +73,10 @@ impl Metrics {
             ]),
             rate_limited: Counter::default(),
             codes_sent: Family::default(),
+            delivery_jobs: Family::default(),
+            // From the request to the delivery, in whole seconds: 0 (within the request) to 10 minutes.
+            delivery_latency: Histogram::new([0.5, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0]),
+            delivery_queue: Gauge::default(),
             deliveries: Family::default(),
             retries: Family::default(),
             pool: Family::default(),
@@ -100,6 +107,21 @@ impl Metrics {
         );
         r.register("mfa_rate_limited", "requests refused by RATE_LIMIT", m.rate_limited.clone());
         r.register("mfa_codes_sent", "codes from /request-otp by channel and outcome", m.codes_sent.clone());
+        r.register(
+            "mfa_delivery_jobs",
+            "outbox jobs by channel and outcome (queued, delivered, retried, failed_*, abandoned, abandoned_expired)",
+            m.delivery_jobs.clone(),
+        );
+        r.register(
+            "mfa_delivery_latency_seconds",
+            "from a code's request to its delivery (whole seconds)",
+            m.delivery_latency.clone(),
+        );
+        r.register(
+            "mfa_delivery_queue",
+            "outbox jobs still queued (at the worker's last look)",
+            m.delivery_queue.clone(),
+        );
         r.register("mfa_db_pool_connections", "database pool connections by state", m.pool.clone());
         r.register(
             "mfa_security_alerts",
@@ -140,6 +162,20 @@ impl Metrics {
 
     pub fn code_sent(&self, channel: &str, outcome: &'static str) {
         self.codes_sent.get_or_create(&vec![("channel", channel.to_string()), ("outcome", outcome.to_string())]).inc();
+    }
+
+    pub fn delivery_job(&self, channel: &str, outcome: &'static str) {
+        self.delivery_jobs
+            .get_or_create(&vec![("channel", channel.to_string()), ("outcome", outcome.to_string())])
+            .inc();
+    }
+
+    pub fn delivery_latency(&self, seconds: u64) {
+        self.delivery_latency.observe(seconds as f64);
+    }
+
+    pub fn set_delivery_queue(&self, jobs: u64) {
+        self.delivery_queue.set(i64::try_from(jobs).unwrap_or(i64::MAX));
     }
 
     pub fn delivery(&self, channel: &str, outcome: &'static str, attempts: u32) {

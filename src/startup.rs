@@ -86,6 +86,8 @@ struct MfaServer {
     users: UserService,
     store: Arc<dyn Store>,
     alerts: Alerts,
+    /// Delivers what `/request-otp` queued (`crate::outbox`).
+    outbox: Arc<crate::outbox::Outbox>,
 }
 
 /// The services of one process, bound and ready to serve.
@@ -158,6 +160,7 @@ impl Application {
         let store = self.mfa.map(|mfa| {
             servers.spawn(mfa.router.run_until(until_stopped()));
             tokio::spawn(sweep_pending(mfa.users, until_stopped()));
+            tokio::spawn(mfa.outbox.work(until_stopped()));
             (mfa.store, mfa.alerts)
         });
         let on_stop = stopping.clone();
@@ -360,6 +363,7 @@ async fn bind_mfa(
     let verify =
         VerifyService::new(store.clone(), notifier, clock, keys, settings.clone(), metrics, users.recent_locks())
             .with_alerts(alerts.clone());
+    let outbox = verify.outbox();
     let state = AppState::new(verify, users.clone(), settings.clone());
     let router = BoundRouter::bind(settings.bind, api::router(state))
         .await
@@ -372,7 +376,7 @@ async fn bind_mfa(
         "{enrolled} user(s) enrolled; enroll one with `mfa user add NAME --email ADDRESS` \
          (or `cargo run --release -- user add NAME --email ADDRESS`), then scan its QR code"
     );
-    Ok(MfaServer { router, addr, users, store, alerts })
+    Ok(MfaServer { router, addr, users, store, alerts, outbox })
 }
 
 async fn bind_notifier(settings: &Settings) -> Result<NotificationService, StartupError> {

@@ -30,11 +30,12 @@ use crate::crypto::Keys;
 use crate::domain::{Channel, OtpCode, RecoveryCode, Token, Username};
 use crate::lockout::RecentLocks;
 use crate::metrics::Metrics;
-use crate::notify::{Delivery, Notifier};
+use crate::notify::Notifier;
 use crate::otp;
+use crate::outbox::{Attempt, Outbox};
 use crate::store::{
-    Advance, AuthenticatorRecord, AuthenticatorStatus, Factor, PreviousCode, SentCode, SentCodes, Store, StoreError,
-    UserRecord,
+    Advance, AuthenticatorRecord, AuthenticatorStatus, DeliveryJob, Factor, PreviousCode, SentCode, SentCodes, Store,
+    StoreError, UserRecord,
 };
 
 /// Why a code could not be sent or checked. `crate::api::error` answers each.
@@ -99,10 +100,12 @@ struct OtpMatch {
     name: String,
 }
 
+/// A code on its way: delivered on `channels`, or (`queued`) still being tried on them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodeSent {
     pub channels: Vec<Channel>,
     pub expires_in: u64,
+    pub queued: bool,
 }
 
 /// What `/healthcheck` reports.
@@ -135,6 +138,8 @@ pub struct VerifyService {
     /// Where lockouts, confirmed authenticators and used recovery codes are told to the user
     /// (nowhere until [`Self::with_alerts`]).
     alerts: Alerts,
+    /// Where sent codes go before they are delivered (`crate::outbox`).
+    outbox: Arc<Outbox>,
 }
 
 /// `healthy_at` before any probe has succeeded.
@@ -154,13 +159,27 @@ impl VerifyService {
         recent_locks: Arc<RecentLocks>,
     ) -> Self {
         let healthy_at = Arc::new(AtomicU64::new(NEVER));
-        Self { store, notifier, clock, keys, settings, metrics, healthy_at, recent_locks, alerts: Alerts::disabled() }
+        let outbox = Arc::new(Outbox::new(
+            store.clone(),
+            notifier.clone(),
+            keys.clone(),
+            clock.clone(),
+            settings.clone(),
+            metrics.clone(),
+        ));
+        let alerts = Alerts::disabled();
+        Self { store, notifier, clock, keys, settings, metrics, healthy_at, recent_locks, alerts, outbox }
     }
 
     /// The same service, telling users of their lockouts and sign-ins of note through `alerts`.
     #[must_use]
     pub fn with_alerts(self, alerts: Alerts) -> Self {
         Self { alerts, ..self }
+    }
+
+    /// The outbox, whose worker start-up runs beside the server.
+    pub fn outbox(&self) -> Arc<Outbox> {
+        self.outbox.clone()
     }
 
     /// The MFA server's metrics, which the HTTP layer records requests in too.
@@ -220,57 +239,74 @@ impl VerifyService {
             }));
         }
 
-        let (code, expires_in, before) = self.store_code(username, user).await?;
-        let message =
-            self.settings.message_template.render(&code, expires_in, &self.settings.issuer, username.as_str());
-        let subject = format!("{} verification code", self.settings.issuer);
-        let mut tasks = tokio::task::JoinSet::new();
-        for (channel, recipient) in recipients {
-            let delivery = Delivery { channel, recipient, subject: subject.clone(), message: message.clone() };
-            let notifier = self.notifier.clone();
-            tasks.spawn(async move { (channel, notifier.deliver(&delivery).await) });
-        }
-        let mut delivered = Vec::new();
-        let mut failures = Vec::new();
-        while let Some(joined) = tasks.join_next().await {
-            match joined {
-                Ok((channel, Ok(_attempts))) => {
-                    self.metrics.code_sent(channel.as_str(), "sent");
-                    delivered.push(channel);
-                }
-                Ok((channel, Err(e))) => {
-                    self.metrics.code_sent(channel.as_str(), "failed");
-                    warn!(event = "delivery_failed", %channel, notifier = self.notifier.name(), error = %e);
-                    failures.push(format!("{channel}: {}", e.why.public));
-                }
-                Err(e) => {
-                    warn!(event = "delivery_failed", error = %e, "a delivery task failed");
-                    failures.push("a delivery task failed".to_string());
-                }
-            }
-        }
-        delivered.sort_by_key(|c| c.as_str());
-        if delivered.is_empty() {
-            // Nothing went out: put back what was there, so the user may ask again at once
-            // and this attempt counts against no limit (unless another request came since).
+        let (expires_in, before, jobs) = self.store_code(username, user, &recipients).await?;
+        let (delivered, pending, failures) = self.first_attempts(&jobs).await;
+        if delivered.is_empty() && pending.is_empty() {
+            // Nothing went out and nothing will: put back what was there, so the user may
+            // ask again at once and this attempt counts against no limit (unless another
+            // request came since).
             self.store.swap_sent_codes(username, Some(before.1), &before.0).await?;
-            failures.sort();
             return Err(VerifyError::DeliveryFailed(failures.join("; ")));
         }
-        info!(event = "otp_sent", channels = ?delivered, expires_in);
-        Ok(CodeSent { channels: delivered, expires_in })
+        let queued = delivered.is_empty();
+        let channels = if queued { pending } else { delivered };
+        info!(event = "otp_sent", channels = ?channels, queued, expires_in);
+        Ok(CodeSent { channels, expires_in, queued })
+    }
+
+    /// The first attempt at each job, all at once, for at most `OTP_SEND_WAIT_MS`: the
+    /// channels that delivered, those still being tried (retrying, or not done in time:
+    /// their attempts go on), and why the others failed for good.
+    async fn first_attempts(&self, jobs: &[DeliveryJob]) -> (Vec<Channel>, Vec<Channel>, Vec<String>) {
+        let mut attempts = tokio::task::JoinSet::new();
+        for job in jobs {
+            let (outbox, id, channel) = (self.outbox.clone(), job.id.clone(), job.channel);
+            attempts.spawn(async move { (channel, outbox.attempt(&id).await) });
+        }
+        let mut pending: Vec<Channel> = jobs.iter().map(|j| j.channel).collect();
+        let (mut delivered, mut failures) = (Vec::new(), Vec::new());
+        let deadline = tokio::time::Instant::now() + self.settings.send_wait;
+        while let Ok(Some(joined)) = tokio::time::timeout_at(deadline, attempts.join_next()).await {
+            let Ok((channel, outcome)) = joined else { continue };
+            let outcome = outcome.unwrap_or_else(|e| {
+                warn!(event = "delivery_failed", %channel, error = %e, "a delivery job could not be recorded");
+                Attempt::Retrying
+            });
+            match outcome {
+                Attempt::Delivered => {
+                    self.metrics.code_sent(channel.as_str(), "sent");
+                    pending.retain(|c| *c != channel);
+                    delivered.push(channel);
+                }
+                Attempt::Failed(why) => {
+                    self.metrics.code_sent(channel.as_str(), "failed");
+                    pending.retain(|c| *c != channel);
+                    failures.push(format!("{channel}: {why}"));
+                }
+                Attempt::Abandoned => pending.retain(|c| *c != channel),
+                Attempt::Retrying | Attempt::NotClaimed => {}
+            }
+        }
+        // The attempts still running go on: the JoinSet lets them finish on their own.
+        attempts.detach_all();
+        delivered.sort_by_key(|c| c.as_str());
+        pending.sort_by_key(|c| c.as_str());
+        failures.sort();
+        (delivered, pending, failures)
     }
 
     /// Decides which code to send (the newest one again while it has half its lifetime
     /// left, else a new one that leaves the newest valid as the previous one), within the
     /// resend interval and the hourly pace, and stores that decision by a compare-and-swap
-    /// on the newest code's send time. Returns the code, the seconds it has left, and what
-    /// was stored before with the send time written (to put it back if delivery fails).
+    /// on the newest code's send time, in one transaction with a delivery job per recipient.
+    /// Returns the seconds the code has left, what was stored before with the send time
+    /// written (to put it back if delivery fails), and the jobs.
     async fn store_code(
         &self,
         username: &Username,
         mut user: UserRecord,
-    ) -> Result<(zeroize::Zeroizing<String>, u64, (SentCodes, u64)), VerifyError> {
+        recipients: &[(Channel, String)],
+    ) -> Result<(u64, (SentCodes, u64), Vec<DeliveryJob>), VerifyError> {
         let internal = |e: &dyn std::fmt::Display| VerifyError::Internal(e.to_string());
         let ttl = self.settings.code_ttl_seconds;
         let per_hour = u64::from(self.settings.sends_per_hour.max(1));
@@ -313,9 +349,16 @@ impl VerifyService {
                     (code, SentCodes { current: Some(fresh), previous, used_at: None, send_tat: Some(tat + interval) })
                 }
             };
-            let expires_in = next.current.as_ref().map_or(ttl, |c| c.expires_at - now);
-            if self.store.swap_sent_codes(username, current.map(|c| c.sent_at), &next).await? {
-                return Ok((code, expires_in, (before, now)));
+            let Some(newest) = next.current.as_ref() else { return Err(internal(&"no code to send")) };
+            let expires_in = newest.expires_at - now;
+            let jobs = recipients
+                .iter()
+                .map(|(channel, to)| self.outbox.job(username, *channel, to, &code, &newest.hash, newest.expires_at))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| internal(&e))?;
+            if self.store.swap_sent_codes_queueing(username, current.map(|c| c.sent_at), &next, &jobs, now).await? {
+                self.outbox.queued(&jobs);
+                return Ok((expires_in, (before, now), jobs));
             }
             user = self.find_user(username).await?; // another request stored first: decide again
         }

@@ -36,9 +36,11 @@ pub struct VerifyBody {
     pub token: String,
 }
 
-/// A code was sent: on which channels, and for how long it is valid.
+/// A code was sent (`sent`: on `channels`), or is still being delivered (`queued`: tried on
+/// `channels` from the outbox until it is delivered or expires), and for how long it is valid.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RequestOtpReply {
+    /// `sent` or `queued`.
     #[schema(example = "sent")]
     pub status: &'static str,
     pub channels: Vec<Channel>,
@@ -98,11 +100,12 @@ impl VerifyBody {
     }
 }
 
-/// Sends a fresh one-time code to the user's channels (or the one named), in parallel.
+/// Sends a fresh one-time code to the user's channels (or the one named), in parallel,
+/// through the durable outbox.
 #[utoipa::path(post, path = "/request-otp", tag = "mfa", request_body = RequestOtpBody,
     security((), ("api_key" = [])),
     responses(
-        (status = 200, description = "sent on at least one channel", body = RequestOtpReply),
+        (status = 200, description = "`sent` on at least one channel within OTP_SEND_WAIT_MS, or `queued`: still being delivered", body = RequestOtpReply),
         (status = 400, description = "invalid_request: malformed request", body = ErrorBody),
         (status = 401, description = "unauthorized: MFA_API_KEYS is set and no valid key was sent", body = ErrorBody),
         (status = 404, description = "unknown_user", body = ErrorBody),
@@ -111,7 +114,7 @@ impl VerifyBody {
         (status = 422, description = "no_delivery_channel: the user has no channel to send to", body = ErrorBody),
         (status = 429, description = "resend_too_soon, too_many_attempts or rate_limited", body = ErrorBody,
             headers(("Retry-After" = u64, description = "seconds"))),
-        (status = 502, description = "delivery_failed: no channel could deliver", body = ErrorBody),
+        (status = 502, description = "delivery_failed: every channel failed for good within OTP_SEND_WAIT_MS", body = ErrorBody),
         (status = 503, description = "database_unavailable: the database cannot be reached or written (down, disk full, read-only)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "seconds"))),
     ))]
@@ -123,7 +126,8 @@ pub async fn request_otp(
     let (username, only) = body.validate()?;
     let span = tracing::info_span!("request_otp", username = %username, client_ip = %ip);
     let sent = state.verify.request_otp(&username, only).instrument(span).await?;
-    Ok(Json(RequestOtpReply { status: "sent", channels: sent.channels, expires_in: sent.expires_in }))
+    let status = if sent.queued { "queued" } else { "sent" };
+    Ok(Json(RequestOtpReply { status, channels: sent.channels, expires_in: sent.expires_in }))
 }
 
 /// Checks a code of one of the user's authenticators, a sent code or a recovery code;

@@ -97,6 +97,8 @@ pub struct Settings {
     pub code_ttl_seconds: u64,
     /// `OTP_SENDS_PER_HOUR`.
     pub sends_per_hour: u32,
+    /// `OTP_SEND_WAIT_MS`: how long `/request-otp` waits for the first attempts.
+    pub send_wait: std::time::Duration,
     pub message_template: MessageTemplate,
     pub log_format: LogFormat,
     pub users: Vec<EnvUser>,

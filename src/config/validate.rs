@@ -131,6 +131,8 @@ impl Settings {
         };
         let resend_seconds = r.parse(&vars::OTP_RESEND_SECONDS, number_in(0..=86_400u64));
         let sends_per_hour = r.parse(&vars::OTP_SENDS_PER_HOUR, number_in(1..=3_600u32));
+        let send_wait =
+            r.parse(&vars::OTP_SEND_WAIT_MS, number_in(0..=60_000u64)).map(std::time::Duration::from_millis);
         let code_ttl_seconds = r.parse(&vars::OTP_CODE_TTL, |raw| {
             number_in(1..=MAX_CODE_TTL_SECONDS)(raw).map_err(|e| format!("{e} (OWASP ASVS: at most 10 minutes)"))
         });
@@ -194,6 +196,7 @@ impl Settings {
                 lockout: lockout?,
                 resend_seconds: resend_seconds?,
                 sends_per_hour: sends_per_hour?,
+                send_wait: send_wait?,
                 code_ttl_seconds: code_ttl_seconds?,
                 message_template: message_template?,
                 log_format: log_format?,

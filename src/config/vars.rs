@@ -140,6 +140,11 @@ pub const OTP_RESEND_SECONDS: Var = var(
     "minimum interval between two sends per user; a request within half a code's lifetime resends the same code",
 );
 pub const OTP_CODE_TTL: Var = var("OTP_CODE_TTL", "300", "lifetime of a sent code (at most 600)");
+pub const OTP_SEND_WAIT_MS: Var = var(
+    "OTP_SEND_WAIT_MS",
+    "1500",
+    "how long `/request-otp` waits for the first delivery attempts before answering `queued` (delivery goes on from the database's outbox)",
+);
 pub const OTP_SENDS_PER_HOUR: Var = var(
     "OTP_SENDS_PER_HOUR",
     "10",
@@ -275,6 +280,7 @@ pub const ALL: &[Var] = &[
     LOCKOUT_MAX_SECONDS,
     OTP_RESEND_SECONDS,
     OTP_CODE_TTL,
+    OTP_SEND_WAIT_MS,
     OTP_SENDS_PER_HOUR,
     OTP_MESSAGE_TEMPLATE,
     SECURITY_ALERTS,

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 
 use crate::clock::UnixTime;
 use crate::config::DatabaseConfig;
-use crate::domain::Username;
+use crate::domain::{Channel, Username};
 use crate::lockout::LockState;
 use crate::otp::{Algorithm, OtpParams};
 
@@ -292,6 +292,43 @@ pub enum Advance {
     Hotp { expected: u64, next: u64 },
 }
 
+/// A delivery job of the outbox, as stored: one code to one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryJob {
+    pub id: String,
+    pub username: Username,
+    pub channel: Channel,
+    pub recipient: String,
+    /// The keyed hash of the code it carries: the user's newest code when it was queued.
+    pub code_hash: Vec<u8>,
+    /// The code, sealed to the job; `None` once the job is finished.
+    pub sealed_code: Option<Vec<u8>>,
+    /// The code's expiry: the job is never sent after it.
+    pub expires_at: UnixTime,
+    pub attempts: u32,
+    pub created_at: UnixTime,
+}
+
+/// How a delivery job ended (or did not yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobEnd {
+    Delivered,
+    /// Refused for good on its channel (a permanent failure).
+    Failed,
+    /// Not sent: its code expired, was used, or was replaced by a newer one.
+    Abandoned,
+}
+
+impl JobEnd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+            Self::Abandoned => "abandoned",
+        }
+    }
+}
+
 /// One recovery code of a user, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecoveryCodeRecord {
@@ -481,6 +518,40 @@ pub trait Store: Send + Sync + 'static {
         expected_sent_at: Option<UnixTime>,
         new: &SentCodes,
     ) -> Result<bool, StoreError>;
+    /// [`Store::swap_sent_codes`], and in the same transaction the delivery jobs of the
+    /// new code: all written, or (when the sent codes changed first) none.
+    async fn swap_sent_codes_queueing(
+        &self,
+        username: &Username,
+        expected_sent_at: Option<UnixTime>,
+        new: &SentCodes,
+        jobs: &[DeliveryJob],
+        now: UnixTime,
+    ) -> Result<bool, StoreError>;
+    /// Claims a queued job until `lease_until`, counting an attempt, if no other worker holds
+    /// it (its lease is over, or it never had one): one conditional update, so of several
+    /// workers exactly one gets it. The job, or `None`.
+    async fn claim_delivery(
+        &self,
+        id: &str,
+        now: UnixTime,
+        lease_until: UnixTime,
+    ) -> Result<Option<DeliveryJob>, StoreError>;
+    /// Up to `limit` jobs due at `now` that no worker holds, oldest first.
+    async fn due_deliveries(&self, now: UnixTime, limit: u32) -> Result<Vec<String>, StoreError>;
+    /// Ends a job: its sealed code is wiped.
+    async fn finish_delivery(
+        &self,
+        id: &str,
+        end: JobEnd,
+        now: UnixTime,
+        error: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// Puts a job back in the queue, due at `next_attempt_at`, its lease released.
+    async fn retry_delivery(&self, id: &str, next_attempt_at: UnixTime, error: &str) -> Result<(), StoreError>;
+    /// Jobs still queued.
+    async fn queued_deliveries(&self) -> Result<u64, StoreError>;
+
     /// Marks the user's sent codes used, if one of them has this hash, has not expired, the
     /// codes were not used yet, and the lockout state is still `expected`: one statement.
     async fn use_sent_codes(

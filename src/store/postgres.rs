@@ -146,6 +146,7 @@ impl PgStore {
             (5, "admin_source", include_str!("../../migrations/postgres/0005_admin_source.sql")),
             (6, "authenticators", include_str!("../../migrations/postgres/0006_authenticators.sql")),
             (7, "security_alerts", include_str!("../../migrations/postgres/0007_security_alerts.sql")),
+            (8, "delivery_outbox", include_str!("../../migrations/postgres/0008_delivery_outbox.sql")),
         ])
         .run(&pool)
         .await?;

@@ -8,8 +8,9 @@
 use async_trait::async_trait;
 
 use super::{
-    Advance, AuthenticatorRecord, AuthenticatorStatus, Factor, KeyMigration, KeyRecord, PreviousCode,
-    RecoveryCodeRecord, Resealed, SentCode, SentCodes, Store, StoreError, UserProfile, UserRecord, UserSource,
+    Advance, AuthenticatorRecord, AuthenticatorStatus, DeliveryJob, Factor, JobEnd, KeyMigration, KeyRecord,
+    PreviousCode, RecoveryCodeRecord, Resealed, SentCode, SentCodes, Store, StoreError, UserProfile, UserRecord,
+    UserSource,
 };
 use crate::clock::UnixTime;
 use crate::domain::Username;
@@ -687,25 +688,103 @@ impl<D: Driver> Store for SqlStore<D> {
         expected_sent_at: Option<UnixTime>,
         new: &SentCodes,
     ) -> Result<bool, StoreError> {
-        let sql = "UPDATE users SET code_hash = $3, sealed_code = $4, code_sent_at = $5, code_expires_at = $6, \
-                   previous_code_hash = $7, previous_code_expires_at = $8, codes_used_at = $9, send_tat = $10 \
-                   WHERE username = $1 AND code_sent_at IS NOT DISTINCT FROM $2";
-        let current = new.current.as_ref();
-        let previous = new.previous.as_ref();
-        let blob = |b: Option<&Vec<u8>>| Param::Blob(b.cloned());
-        let params = vec![
-            Param::user(username),
-            Param::Int(expected_sent_at.map(to_i64)),
-            blob(current.map(|c| &c.hash)),
-            blob(current.and_then(|c| c.sealed.as_ref())),
-            Param::Int(current.map(|c| to_i64(c.sent_at))),
-            Param::Int(current.map(|c| to_i64(c.expires_at))),
-            blob(previous.map(|p| &p.hash)),
-            Param::Int(previous.map(|p| to_i64(p.expires_at))),
-            Param::Int(new.used_at.map(to_i64)),
-            Param::Int(new.send_tat.map(to_i64)),
-        ];
-        Ok(self.driver.execute(Statement::new(sql, params)).await? == 1)
+        Ok(self.driver.execute(swap_sent_codes(username, expected_sent_at, new)).await? == 1)
+    }
+
+    async fn swap_sent_codes_queueing(
+        &self,
+        username: &Username,
+        expected_sent_at: Option<UnixTime>,
+        new: &SentCodes,
+        jobs: &[DeliveryJob],
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let insert = "INSERT INTO deliveries (id, username, channel, recipient, code_hash, sealed_code, expires_at, \
+                      state, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $8)";
+        let mut writes = vec![swap_sent_codes(username, expected_sent_at, new).must_change()];
+        writes.extend(jobs.iter().map(|job| {
+            let params = vec![
+                Param::text(&job.id),
+                Param::user(&job.username),
+                Param::text(job.channel.as_str()),
+                Param::text(&job.recipient),
+                Param::Blob(Some(job.code_hash.clone())),
+                Param::Blob(job.sealed_code.clone()),
+                Param::int(job.expires_at),
+                Param::int(now),
+            ];
+            Statement::new(insert, params).must_change()
+        }));
+        raced(self.driver.execute_all(writes).await)
+    }
+
+    async fn claim_delivery(
+        &self,
+        id: &str,
+        now: UnixTime,
+        lease_until: UnixTime,
+    ) -> Result<Option<DeliveryJob>, StoreError> {
+        let claim = "UPDATE deliveries SET lease_until = $3, attempts = attempts + 1 WHERE id = $1 \
+                     AND state = 'queued' AND (lease_until IS NULL OR lease_until <= $2)";
+        let claimed = Statement::new(claim, [Param::text(id), Param::int(now), Param::int(lease_until)]);
+        if self.driver.execute(claimed).await? == 0 {
+            return Ok(None);
+        }
+        let read = "SELECT id, username, channel, recipient, code_hash, sealed_code, expires_at, attempts, created_at \
+                    FROM deliveries WHERE id = $1";
+        let Some(row) = self.driver.query(Statement::new(read, [Param::text(id)])).await?.pop() else {
+            return Ok(None);
+        };
+        let mut c = Columns(row.into_iter());
+        let corrupt = |what: &str| StoreError::Corrupt(format!("delivery {what}"));
+        Ok(Some(DeliveryJob {
+            id: c.text()?,
+            username: Username::parse(&c.text()?).map_err(|_| corrupt("username"))?,
+            channel: crate::domain::Channel::parse(&c.text()?).map_err(|_| corrupt("channel"))?,
+            recipient: c.text()?,
+            code_hash: c.blob()?,
+            sealed_code: c.opt_blob()?,
+            expires_at: to_u64(c.int()?),
+            attempts: u32::try_from(c.int()?).unwrap_or(u32::MAX),
+            created_at: to_u64(c.int()?),
+        }))
+    }
+
+    async fn due_deliveries(&self, now: UnixTime, limit: u32) -> Result<Vec<String>, StoreError> {
+        let sql = "SELECT id FROM deliveries WHERE state = 'queued' AND next_attempt_at <= $1 \
+                   AND (lease_until IS NULL OR lease_until <= $1) ORDER BY next_attempt_at LIMIT $2";
+        let rows =
+            self.driver.query(Statement::new(sql, [Param::int(now), Param::Int(Some(i64::from(limit)))])).await?;
+        rows.into_iter().map(|row| Columns(row.into_iter()).text()).collect()
+    }
+
+    async fn finish_delivery(
+        &self,
+        id: &str,
+        end: JobEnd,
+        now: UnixTime,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let sql = "UPDATE deliveries SET state = $2, sealed_code = NULL, lease_until = NULL, finished_at = $3, \
+                   last_error = $4 WHERE id = $1";
+        let params =
+            [Param::text(id), Param::text(end.as_str()), Param::int(now), Param::Text(error.map(str::to_string))];
+        self.driver.execute(Statement::new(sql, params)).await.map(|_| ())
+    }
+
+    async fn retry_delivery(&self, id: &str, next_attempt_at: UnixTime, error: &str) -> Result<(), StoreError> {
+        let sql = "UPDATE deliveries SET lease_until = NULL, next_attempt_at = $2, last_error = $3 \
+                   WHERE id = $1 AND state = 'queued'";
+        let params = [Param::text(id), Param::int(next_attempt_at), Param::text(error)];
+        self.driver.execute(Statement::new(sql, params)).await.map(|_| ())
+    }
+
+    async fn queued_deliveries(&self) -> Result<u64, StoreError> {
+        let sql = "SELECT COUNT(*) FROM deliveries WHERE state = 'queued'";
+        match single(self.driver.query(Statement::new(sql, [])).await?) {
+            Some(Value::Int(n)) => Ok(to_u64(n)),
+            _ => Err(StoreError::Corrupt("the queue's length".into())),
+        }
     }
 
     async fn use_sent_codes(
@@ -791,6 +870,29 @@ impl<D: Driver> Store for SqlStore<D> {
         self.driver.execute(Statement::new(sql, params)).await?;
         Ok(())
     }
+}
+
+/// Replaces the sent-code state if the newest code's `sent_at` is still `expected_sent_at`.
+fn swap_sent_codes(username: &Username, expected_sent_at: Option<UnixTime>, new: &SentCodes) -> Statement {
+    let sql = "UPDATE users SET code_hash = $3, sealed_code = $4, code_sent_at = $5, code_expires_at = $6, \
+               previous_code_hash = $7, previous_code_expires_at = $8, codes_used_at = $9, send_tat = $10 \
+               WHERE username = $1 AND code_sent_at IS NOT DISTINCT FROM $2";
+    let current = new.current.as_ref();
+    let previous = new.previous.as_ref();
+    let blob = |b: Option<&Vec<u8>>| Param::Blob(b.cloned());
+    let params = vec![
+        Param::user(username),
+        Param::Int(expected_sent_at.map(to_i64)),
+        blob(current.map(|c| &c.hash)),
+        blob(current.and_then(|c| c.sealed.as_ref())),
+        Param::Int(current.map(|c| to_i64(c.sent_at))),
+        Param::Int(current.map(|c| to_i64(c.expires_at))),
+        blob(previous.map(|p| &p.hash)),
+        Param::Int(previous.map(|p| to_i64(p.expires_at))),
+        Param::Int(new.used_at.map(to_i64)),
+        Param::Int(new.send_tat.map(to_i64)),
+    ];
+    Statement::new(sql, params)
 }
 
 /// A lockout state as three parameters, in the order of its columns.

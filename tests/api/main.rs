@@ -24,6 +24,7 @@ mod notify_api;
 mod notify_email;
 mod notify_telegram;
 mod openapi;
+mod outbox;
 mod process;
 mod proxy;
 mod rate_limit;

@@ -1,0 +1,248 @@
+//! The delivery outbox: every code `/request-otp` sends is written with one job per channel
+//! in the same transaction as the code itself, then delivered by whichever process claims
+//! the job. The request waits at most `OTP_SEND_WAIT_MS` for the first attempts; a job
+//! that is not done by then goes on in the background, and a job queued before a crash or
+//! a restart is delivered after it, by this process or another one.
+//!
+//! - **Claims.** A job is taken with one conditional update that sets a lease
+//!   ([`LEASE_SECONDS`]): of several workers (instances on one PostgreSQL) exactly one gets
+//!   it, and a worker that dies mid-job leaves it to another once the lease is over. So a
+//!   job is delivered at most twice: when a worker dies after the channel took the message
+//!   and before it recorded so.
+//! - **Retries** of transient failures (the notification service or a channel down, a
+//!   timeout) wait [`BACKOFF_BASE_SECONDS`] doubling up to [`BACKOFF_MAX_SECONDS`], with
+//!   jitter, for as long as the code is valid. A permanent failure ends the job.
+//! - **Abandoned, never sent:** a job whose code expired, was used, or was replaced by a
+//!   newer code (the user's newest code no longer has its hash).
+//! - **Secrets.** The job holds the code sealed (AES-GCM, bound to the user and the job),
+//!   and the sealed code is wiped when the job ends, whichever way.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::clock::{Clock, UnixTime};
+use crate::config::Settings;
+use crate::crypto::Keys;
+use crate::domain::{Channel, Username};
+use crate::metrics::Metrics;
+use crate::notify::{Delivery, FailureKind, Notifier};
+use crate::store::{DeliveryJob, JobEnd, Store, StoreError};
+
+/// How long a claim holds a job: longer than the notification service's longest delivery
+/// with its retries (about 75 s with the defaults, docs/configuration.md).
+pub const LEASE_SECONDS: u64 = 120;
+/// The first retry's wait; each next one doubles, with ±50% jitter, up to the maximum.
+pub const BACKOFF_BASE_SECONDS: u64 = 2;
+pub const BACKOFF_MAX_SECONDS: u64 = 60;
+/// How often a worker looks for due jobs.
+const POLL: Duration = Duration::from_secs(1);
+/// Jobs a worker takes per look.
+const BATCH: u32 = 64;
+
+/// What one attempt at a job came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    Delivered,
+    /// Refused for good on its channel; why, in words the caller may read.
+    Failed(String),
+    /// Not delivered yet; retried later.
+    Retrying,
+    /// Its code expired, was used or replaced: never sent.
+    Abandoned,
+    /// Another worker holds it, or it is finished.
+    NotClaimed,
+}
+
+/// The outbox of one process: jobs made, attempted, and the worker that retries them.
+pub struct Outbox {
+    store: Arc<dyn Store>,
+    notifier: Arc<dyn Notifier>,
+    keys: Arc<Keys>,
+    clock: Arc<dyn Clock>,
+    settings: Arc<Settings>,
+    metrics: Arc<Metrics>,
+}
+
+impl Outbox {
+    pub fn new(
+        store: Arc<dyn Store>,
+        notifier: Arc<dyn Notifier>,
+        keys: Arc<Keys>,
+        clock: Arc<dyn Clock>,
+        settings: Arc<Settings>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self { store, notifier, keys, clock, settings, metrics }
+    }
+
+    /// A job delivering `code` (whose keyed hash is `code_hash`) to one recipient, the code
+    /// sealed to the job.
+    pub fn job(
+        &self,
+        username: &Username,
+        channel: Channel,
+        recipient: &str,
+        code: &str,
+        code_hash: &[u8],
+        expires_at: UnixTime,
+    ) -> Result<DeliveryJob, String> {
+        let id = data_encoding::HEXLOWER.encode(&rand::random::<[u8; 12]>());
+        let sealed = self.keys.seal_job_code(username, &id, code).map_err(|e| e.to_string())?;
+        Ok(DeliveryJob {
+            id,
+            username: username.clone(),
+            channel,
+            recipient: recipient.to_string(),
+            code_hash: code_hash.to_vec(),
+            sealed_code: Some(sealed),
+            expires_at,
+            attempts: 0,
+            created_at: self.clock.now(),
+        })
+    }
+
+    /// Counts jobs just written with their code.
+    pub fn queued(&self, jobs: &[DeliveryJob]) {
+        for job in jobs {
+            self.metrics.delivery_job(job.channel.as_str(), "queued");
+        }
+    }
+
+    /// One attempt at job `id`, if this process can claim it.
+    pub async fn attempt(&self, id: &str) -> Result<Attempt, StoreError> {
+        let now = self.clock.now();
+        let Some(job) = self.store.claim_delivery(id, now, now + LEASE_SECONDS).await? else {
+            return Ok(Attempt::NotClaimed);
+        };
+        let channel = job.channel.as_str();
+        if let Some(why) = self.stale(&job, now).await? {
+            self.store.finish_delivery(id, JobEnd::Abandoned, now, Some(why)).await?;
+            self.metrics.delivery_job(channel, if why == "expired" { "abandoned_expired" } else { "abandoned" });
+            info!(event = "delivery_job", job = %id, %channel, outcome = "abandoned", reason = why);
+            return Ok(Attempt::Abandoned);
+        }
+        let code = match job.sealed_code.as_deref().map(|s| self.keys.open_job_code(&job.username, id, s)) {
+            Some(Ok(code)) => code,
+            _ => {
+                self.store.finish_delivery(id, JobEnd::Failed, now, Some("its code cannot be opened")).await?;
+                self.metrics.delivery_job(channel, "failed_unreadable");
+                return Ok(Attempt::Failed("the code could not be read back".into()));
+            }
+        };
+        let expires_in = job.expires_at.saturating_sub(now);
+        let s = &self.settings;
+        let message = s.message_template.render(&code, expires_in, &s.issuer, job.username.as_str());
+        let delivery = Delivery {
+            channel: job.channel,
+            recipient: job.recipient.clone(),
+            subject: format!("{} verification code", s.issuer),
+            message,
+        };
+        let result = self.notifier.deliver(&delivery).await;
+        let now = self.clock.now();
+        match result {
+            Ok(_) => {
+                self.store.finish_delivery(id, JobEnd::Delivered, now, None).await?;
+                self.metrics.delivery_job(channel, "delivered");
+                self.metrics.delivery_latency(now.saturating_sub(job.created_at));
+                info!(event = "delivery_job", job = %id, %channel, outcome = "delivered", attempts = job.attempts);
+                Ok(Attempt::Delivered)
+            }
+            Err(e) if matches!(e.kind, FailureKind::Transient) && job.expires_at > now => {
+                let wait = backoff(job.attempts);
+                self.store.retry_delivery(id, now + wait, &e.why.public).await?;
+                self.metrics.delivery_job(channel, "retried");
+                warn!(event = "delivery_job", job = %id, %channel, outcome = "retrying", attempts = job.attempts,
+                    retry_in = wait, error = %e);
+                Ok(Attempt::Retrying)
+            }
+            Err(e) => {
+                let reason = match e.kind {
+                    FailureKind::Rejected => "failed_rejected",
+                    FailureKind::NotConfigured => "failed_not_configured",
+                    FailureKind::Transient => "abandoned_expired",
+                    FailureKind::Permanent => "failed_permanent",
+                };
+                let end = if e.kind == FailureKind::Transient { JobEnd::Abandoned } else { JobEnd::Failed };
+                self.store.finish_delivery(id, end, now, Some(&e.why.public)).await?;
+                self.metrics.delivery_job(channel, reason);
+                warn!(event = "delivery_job", job = %id, %channel, outcome = reason, attempts = job.attempts, error = %e);
+                Ok(if end == JobEnd::Failed { Attempt::Failed(e.why.public) } else { Attempt::Abandoned })
+            }
+        }
+    }
+
+    /// Why the job must not be sent any more, if so: its code expired, was used, or is no
+    /// longer the user's newest.
+    async fn stale(&self, job: &DeliveryJob, now: UnixTime) -> Result<Option<&'static str>, StoreError> {
+        if job.expires_at <= now {
+            return Ok(Some("expired"));
+        }
+        let Some(user) = self.store.user(&job.username).await? else { return Ok(Some("the user is gone")) };
+        let sent = &user.sent;
+        if sent.used_at.is_some() {
+            return Ok(Some("used"));
+        }
+        let newest = sent.current.as_ref().is_some_and(|c| c.hash == job.code_hash);
+        Ok((!newest).then_some("replaced by a newer code"))
+    }
+
+    /// Attempts every due job that no worker holds, every second, until `stop`; keeps the
+    /// queue-depth gauge.
+    pub async fn work(self: Arc<Self>, stop: impl Future<Output = ()>) {
+        let mut tick = tokio::time::interval(POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tick.tick() => {
+                    if let Err(e) = self.round().await {
+                        warn!(event = "delivery_job", error = %e, "the outbox could not be read");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn round(self: &Arc<Self>) -> Result<(), StoreError> {
+        let due = self.store.due_deliveries(self.clock.now(), BATCH).await?;
+        let mut attempts = tokio::task::JoinSet::new();
+        for id in due {
+            let outbox = self.clone();
+            attempts.spawn(async move { outbox.attempt(&id).await });
+        }
+        while let Some(done) = attempts.join_next().await {
+            if let Ok(Err(e)) = done {
+                warn!(event = "delivery_job", error = %e, "a delivery job could not be recorded");
+            }
+        }
+        self.metrics.set_delivery_queue(self.store.queued_deliveries().await?);
+        Ok(())
+    }
+}
+
+/// The wait before retry `n` (1-based attempts made): doubling from the base, capped,
+/// ±50% jitter so that jobs failed together do not come back together.
+fn backoff(attempts: u32) -> u64 {
+    let doubled = BACKOFF_BASE_SECONDS.saturating_mul(1u64 << attempts.saturating_sub(1).min(16));
+    let capped = doubled.min(BACKOFF_MAX_SECONDS) as f64;
+    (capped * (0.5 + rand::random::<f64>())).round().max(1.0) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_jitter() {
+        for (attempts, nominal) in [(1u32, 2.0f64), (2, 4.0), (3, 8.0), (6, 60.0), (40, 60.0)] {
+            for _ in 0..50 {
+                let wait = backoff(attempts) as f64;
+                assert!(wait >= (nominal * 0.5).floor() && wait <= (nominal * 1.5).ceil(), "{attempts}: {wait}");
+            }
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The delivery outbox: `/request-otp` answers within `OTP_SEND_WAIT_MS` whatever the
+//! channel does, and delivery goes on from the database, with backoff on the test clock,
+//! across a restart, by one worker of several, and never after the code expired.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::helpers::*;
+use crate::support::telegram::{BotApi, Scripted};
+
+/// Polls `probe` until it holds (every 20 ms, 20 s at most).
+async fn until(what: &str, mut probe: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !probe() {
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn counted(text: &str, series: &str) -> u64 {
+    text.lines().find_map(|l| l.strip_prefix(&format!("{series} "))).map_or(0, |n| n.parse().unwrap())
+}
+
+async fn metrics(app: &TestApp) -> String {
+    app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap()
+}
+
+/// One attempt per `/send` (no retries inside the notification service), so that every
+/// retry is the outbox's.
+const ONE_TRY: (&str, &str) = ("TELEGRAM_MAX_RETRIES", "0");
+
+#[tokio::test]
+async fn a_code_the_channel_refuses_for_now_is_queued_then_delivered_with_backoff() {
+    let bot = BotApi::start().await;
+    bot.script([Scripted::Error(500, "Internal Server Error"), Scripted::Error(502, "Bad Gateway")]);
+    let app = TestApp::builder().envs(bot.env()).envs([ONE_TRY]).start().await;
+    app.enroll("dair", None, Some("42")).await;
+
+    let started = Instant::now();
+    let reply = app.request_otp("dair").await;
+    assert!(started.elapsed() < Duration::from_millis(1500), "answered within the first attempts");
+    assert_eq!((reply.status, reply.body["status"].as_str()), (200, Some("queued")), "{:?}", reply.body);
+    assert_eq!(reply.body["channels"], json!(["telegram"]));
+    assert_eq!(bot.received().len(), 1);
+
+    // Each retry waits its backoff on the server's clock (2 s, then 4, ±50%).
+    for attempts in [2, 3] {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(bot.received().len(), attempts - 1, "not before its backoff");
+        app.clock().advance(10);
+        until(&format!("attempt {attempts}"), || bot.received().len() == attempts).await;
+    }
+    let code = extract_code(bot.received()[2]["text"].as_str().unwrap());
+    assert_eq!(app.verify("dair", &code).await.status, 200, "the code delivered late works");
+    // The worker records the delivery just after the channel took it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let text = metrics(&app).await;
+        if text.contains("mfa_delivery_latency_seconds_count 1") || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let jobs = |outcome: &str| {
+        counted(&text, &format!("mfa_delivery_jobs_total{{channel=\"telegram\",outcome=\"{outcome}\"}}"))
+    };
+    assert_eq!((jobs("queued"), jobs("retried"), jobs("delivered")), (1, 2, 1), "{text}");
+}
+
+#[tokio::test]
+async fn a_job_queued_before_a_restart_is_delivered_after_it() {
+    let bot = BotApi::start().await;
+    bot.script([Scripted::Error(500, "Internal Server Error")]);
+    let app = TestApp::builder().envs(bot.env()).envs([ONE_TRY]).start().await;
+    app.enroll("dair", None, Some("42")).await;
+    assert_eq!(app.request_otp("dair").await.body["status"], "queued");
+    let dir = app.stop().await;
+
+    let app = TestApp::builder().dir(dir).envs(bot.env()).envs([ONE_TRY]).clock_at(START + 10).start().await;
+    until("the queued job delivered by the new process", || bot.received().len() == 2).await;
+    let code = extract_code(bot.received()[1]["text"].as_str().unwrap());
+    assert_eq!(app.verify("dair", &code).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_code_that_expires_before_the_channel_recovers_is_never_sent() {
+    let bot = BotApi::start().await;
+    bot.script([Scripted::Error(500, "Internal Server Error")]);
+    let app = TestApp::builder().envs(bot.env()).envs([ONE_TRY, ("OTP_CODE_TTL", "60")]).start().await;
+    app.enroll("dair", None, Some("42")).await;
+    assert_eq!(app.request_otp("dair").await.body["status"], "queued");
+
+    app.clock().advance(61);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = metrics(&app).await;
+        if counted(&text, "mfa_delivery_jobs_total{channel=\"telegram\",outcome=\"abandoned_expired\"}") == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the expired job was not abandoned: {text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(bot.received().len(), 1, "only the first, failed attempt: never sent once expired");
+}
+
+#[tokio::test]
+async fn two_processes_on_one_database_deliver_a_queued_job_once() {
+    let bot = BotApi::start().await;
+    bot.script([Scripted::Error(500, "Internal Server Error")]);
+    let dir = tempfile::tempdir().unwrap();
+    let vars: Vec<(String, String)> =
+        bot.env().into_iter().chain([(ONE_TRY.0.to_string(), ONE_TRY.1.to_string())]).collect();
+    let a = TestApp::builder().shared_dir(dir.path()).envs(vars.clone()).start().await;
+    let b = TestApp::builder().shared_dir(dir.path()).envs(vars).start().await;
+    a.enroll("dair", None, Some("42")).await;
+    assert_eq!(a.request_otp("dair").await.body["status"], "queued");
+
+    a.clock().advance(10);
+    b.clock().advance(10);
+    until("the job delivered", || bot.received().len() == 2).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await; // both workers have looked again
+    assert_eq!(bot.received().len(), 2, "one failed attempt and one delivery: never twice");
+}
