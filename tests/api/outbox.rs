@@ -122,3 +122,29 @@ async fn two_processes_on_one_database_deliver_a_queued_job_once() {
     tokio::time::sleep(Duration::from_millis(2500)).await; // both workers have looked again
     assert_eq!(bot.received().len(), 2, "one failed attempt and one delivery: never twice");
 }
+
+/// `kill -9` of the real binary with a job queued: the next process delivers it.
+#[tokio::test]
+async fn a_job_queued_before_kill_9_is_delivered_by_the_next_process() {
+    let bot = BotApi::start().await;
+    bot.script([Scripted::Error(500, "Internal Server Error")]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut vars = bot.env();
+    for (k, v) in [
+        ONE_TRY,
+        ("DAIR_SECRET", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"),
+        ("MFA_ENV_USERS", "dair"),
+        ("DAIR_TELEGRAM_ID", "42"),
+    ] {
+        vars.push((k.into(), v.into()));
+    }
+    let first = TestApp::builder().shared_dir(dir.path()).envs(vars.clone()).start_binary("serve").await;
+    let queued = first.request_otp("dair").await;
+    assert_eq!(queued.body["status"], "queued", "{:?}", queued.body);
+    first.kill9().await;
+
+    let second = TestApp::builder().shared_dir(dir.path()).envs(vars).start_binary("serve").await;
+    until("the job delivered after the kill", || bot.received().len() == 2).await;
+    let code = extract_code(bot.received()[1]["text"].as_str().unwrap());
+    assert_eq!(second.verify("dair", &code).await.status, 200);
+}
