@@ -98,7 +98,8 @@ impl Outbox {
             code_hash: code_hash.to_vec(),
             sealed_code: Some(sealed),
             expires_at,
-            attempts: 0,
+            // Its first attempt, made by the request that queues it (see `first_attempt`).
+            attempts: 1,
             created_at: self.clock.now(),
         })
     }
@@ -131,9 +132,42 @@ impl Outbox {
                 return Ok(Attempt::Failed("the code could not be read back".into()));
             }
         };
-        let expires_in = job.expires_at.saturating_sub(now);
+        let (attempt, record) = self.deliver(&job, &code).await;
+        record.await?;
+        Ok(attempt)
+    }
+
+    /// The first attempt at a job this process has just queued (and so holds, with its
+    /// code): no claim and no staleness check to make. A delivery is answered as soon as
+    /// the channel took it and recorded after, in the background (a crash in between is the
+    /// one way a job is sent twice: docs/api.md); any other outcome is recorded before it
+    /// is answered, so that a job answered `queued` is free for the next worker at once,
+    /// even if this process dies right after.
+    pub async fn first_attempt(self: &Arc<Self>, job: DeliveryJob, code: zeroize::Zeroizing<String>) -> Attempt {
+        let (attempt, record) = self.deliver(&job, &code).await;
+        let recorded = async move {
+            if let Err(e) = record.await {
+                warn!(event = "delivery_job", error = %e, "a delivery job's outcome could not be recorded");
+            }
+        };
+        if attempt == Attempt::Delivered {
+            tokio::spawn(recorded);
+        } else {
+            recorded.await;
+        }
+        attempt
+    }
+
+    /// Delivers `job` once: what came of it, and the write that records it (to run now or
+    /// later).
+    async fn deliver(
+        &self,
+        job: &DeliveryJob,
+        code: &str,
+    ) -> (Attempt, impl Future<Output = Result<(), StoreError>> + Send + 'static) {
         let s = &self.settings;
-        let message = s.message_template.render(&code, expires_in, &s.issuer, job.username.as_str());
+        let expires_in = job.expires_at.saturating_sub(self.clock.now());
+        let message = s.message_template.render(code, expires_in, &s.issuer, job.username.as_str());
         let delivery = Delivery {
             channel: job.channel,
             recipient: job.recipient.clone(),
@@ -142,36 +176,47 @@ impl Outbox {
         };
         let result = self.notifier.deliver(&delivery).await;
         let now = self.clock.now();
-        match result {
-            Ok(_) => {
-                self.store.finish_delivery(id, JobEnd::Delivered, now, None).await?;
-                self.metrics.delivery_job(channel, "delivered");
-                self.metrics.delivery_latency(now.saturating_sub(job.created_at));
-                info!(event = "delivery_job", job = %id, %channel, outcome = "delivered", attempts = job.attempts);
-                Ok(Attempt::Delivered)
-            }
-            Err(e) if matches!(e.kind, FailureKind::Transient) && job.expires_at > now => {
-                let wait = backoff(job.attempts);
-                self.store.retry_delivery(id, now + wait, &e.why.public).await?;
-                self.metrics.delivery_job(channel, "retried");
-                warn!(event = "delivery_job", job = %id, %channel, outcome = "retrying", attempts = job.attempts,
-                    retry_in = wait, error = %e);
-                Ok(Attempt::Retrying)
-            }
-            Err(e) => {
-                let reason = match e.kind {
-                    FailureKind::Rejected => "failed_rejected",
-                    FailureKind::NotConfigured => "failed_not_configured",
-                    FailureKind::Transient => "abandoned_expired",
-                    FailureKind::Permanent => "failed_permanent",
-                };
-                let end = if e.kind == FailureKind::Transient { JobEnd::Abandoned } else { JobEnd::Failed };
-                self.store.finish_delivery(id, end, now, Some(&e.why.public)).await?;
-                self.metrics.delivery_job(channel, reason);
-                warn!(event = "delivery_job", job = %id, %channel, outcome = reason, attempts = job.attempts, error = %e);
-                Ok(if end == JobEnd::Failed { Attempt::Failed(e.why.public) } else { Attempt::Abandoned })
-            }
+        let (store, metrics) = (self.store.clone(), self.metrics.clone());
+        let (id, channel, attempts, created_at) = (job.id.clone(), job.channel.as_str(), job.attempts, job.created_at);
+        let (attempt, end, wait, error, outcome): (Attempt, Option<JobEnd>, u64, Option<String>, &'static str) =
+            match result {
+                Ok(_) => (Attempt::Delivered, Some(JobEnd::Delivered), 0, None, "delivered"),
+                Err(e) if matches!(e.kind, FailureKind::Transient) && job.expires_at > now => {
+                    let wait = backoff(attempts);
+                    warn!(event = "delivery_job", job = %id, %channel, outcome = "retrying", attempts, retry_in = wait,
+                        error = %e);
+                    (Attempt::Retrying, None, wait, Some(e.why.public), "retried")
+                }
+                Err(e) => {
+                    let outcome = match e.kind {
+                        FailureKind::Rejected => "failed_rejected",
+                        FailureKind::NotConfigured => "failed_not_configured",
+                        FailureKind::Transient => "abandoned_expired",
+                        FailureKind::Permanent => "failed_permanent",
+                    };
+                    warn!(event = "delivery_job", job = %id, %channel, outcome, attempts, error = %e);
+                    if e.kind == FailureKind::Transient {
+                        (Attempt::Abandoned, Some(JobEnd::Abandoned), 0, Some(e.why.public), outcome)
+                    } else {
+                        (Attempt::Failed(e.why.public.clone()), Some(JobEnd::Failed), 0, Some(e.why.public), outcome)
+                    }
+                }
+            };
+        if attempt == Attempt::Delivered {
+            info!(event = "delivery_job", job = %id, %channel, outcome = "delivered", attempts);
         }
+        let record = async move {
+            match end {
+                Some(end) => store.finish_delivery(&id, end, now, error.as_deref()).await?,
+                None => store.retry_delivery(&id, now + wait, error.as_deref().unwrap_or_default()).await?,
+            }
+            metrics.delivery_job(channel, outcome);
+            if end == Some(JobEnd::Delivered) {
+                metrics.delivery_latency(now.saturating_sub(created_at));
+            }
+            Ok(())
+        };
+        (attempt, record)
     }
 
     /// Why the job must not be sent any more, if so: its code expired, was used, or is no

@@ -239,8 +239,8 @@ impl VerifyService {
             }));
         }
 
-        let (expires_in, before, jobs) = self.store_code(username, user, &recipients).await?;
-        let (delivered, pending, failures) = self.first_attempts(&jobs).await;
+        let (code, expires_in, before, jobs) = self.store_code(username, user, &recipients).await?;
+        let (delivered, pending, failures) = self.first_attempts(jobs, code).await;
         if delivered.is_empty() && pending.is_empty() {
             // Nothing went out and nothing will: put back what was there, so the user may
             // ask again at once and this attempt counts against no limit (unless another
@@ -257,21 +257,21 @@ impl VerifyService {
     /// The first attempt at each job, all at once, for at most `OTP_SEND_WAIT_MS`: the
     /// channels that delivered, those still being tried (retrying, or not done in time:
     /// their attempts go on), and why the others failed for good.
-    async fn first_attempts(&self, jobs: &[DeliveryJob]) -> (Vec<Channel>, Vec<Channel>, Vec<String>) {
+    async fn first_attempts(
+        &self,
+        jobs: Vec<DeliveryJob>,
+        code: zeroize::Zeroizing<String>,
+    ) -> (Vec<Channel>, Vec<Channel>, Vec<String>) {
+        let mut pending: Vec<Channel> = jobs.iter().map(|j| j.channel).collect();
         let mut attempts = tokio::task::JoinSet::new();
         for job in jobs {
-            let (outbox, id, channel) = (self.outbox.clone(), job.id.clone(), job.channel);
-            attempts.spawn(async move { (channel, outbox.attempt(&id).await) });
+            let (outbox, channel, code) = (self.outbox.clone(), job.channel, code.clone());
+            attempts.spawn(async move { (channel, outbox.first_attempt(job, code).await) });
         }
-        let mut pending: Vec<Channel> = jobs.iter().map(|j| j.channel).collect();
         let (mut delivered, mut failures) = (Vec::new(), Vec::new());
         let deadline = tokio::time::Instant::now() + self.settings.send_wait;
         while let Ok(Some(joined)) = tokio::time::timeout_at(deadline, attempts.join_next()).await {
             let Ok((channel, outcome)) = joined else { continue };
-            let outcome = outcome.unwrap_or_else(|e| {
-                warn!(event = "delivery_failed", %channel, error = %e, "a delivery job could not be recorded");
-                Attempt::Retrying
-            });
             match outcome {
                 Attempt::Delivered => {
                     self.metrics.code_sent(channel.as_str(), "sent");
@@ -299,14 +299,14 @@ impl VerifyService {
     /// left, else a new one that leaves the newest valid as the previous one), within the
     /// resend interval and the hourly pace, and stores that decision by a compare-and-swap
     /// on the newest code's send time, in one transaction with a delivery job per recipient.
-    /// Returns the seconds the code has left, what was stored before with the send time
-    /// written (to put it back if delivery fails), and the jobs.
+    /// Returns the code, the seconds it has left, what was stored before with the send time
+    /// written (to put it back if delivery fails), and the jobs (claimed by this process).
     async fn store_code(
         &self,
         username: &Username,
         mut user: UserRecord,
         recipients: &[(Channel, String)],
-    ) -> Result<(u64, (SentCodes, u64), Vec<DeliveryJob>), VerifyError> {
+    ) -> Result<(zeroize::Zeroizing<String>, u64, (SentCodes, u64), Vec<DeliveryJob>), VerifyError> {
         let internal = |e: &dyn std::fmt::Display| VerifyError::Internal(e.to_string());
         let ttl = self.settings.code_ttl_seconds;
         let per_hour = u64::from(self.settings.sends_per_hour.max(1));
@@ -356,9 +356,11 @@ impl VerifyService {
                 .map(|(channel, to)| self.outbox.job(username, *channel, to, &code, &newest.hash, newest.expires_at))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| internal(&e))?;
-            if self.store.swap_sent_codes_queueing(username, current.map(|c| c.sent_at), &next, &jobs, now).await? {
+            let expected = current.map(|c| c.sent_at);
+            let lease_until = now + crate::outbox::LEASE_SECONDS;
+            if self.store.swap_sent_codes_queueing(username, expected, &next, &jobs, now, lease_until).await? {
                 self.outbox.queued(&jobs);
-                return Ok((expires_in, (before, now), jobs));
+                return Ok((code, expires_in, (before, now), jobs));
             }
             user = self.find_user(username).await?; // another request stored first: decide again
         }

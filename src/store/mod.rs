@@ -519,7 +519,8 @@ pub trait Store: Send + Sync + 'static {
         new: &SentCodes,
     ) -> Result<bool, StoreError>;
     /// [`Store::swap_sent_codes`], and in the same transaction the delivery jobs of the
-    /// new code: all written, or (when the sent codes changed first) none.
+    /// new code, claimed until `lease_until` by the caller, who makes their first attempt:
+    /// all written, or (when the sent codes changed first) none.
     async fn swap_sent_codes_queueing(
         &self,
         username: &Username,
@@ -527,6 +528,7 @@ pub trait Store: Send + Sync + 'static {
         new: &SentCodes,
         jobs: &[DeliveryJob],
         now: UnixTime,
+        lease_until: UnixTime,
     ) -> Result<bool, StoreError>;
     /// Claims a queued job until `lease_until`, counting an attempt, if no other worker holds
     /// it (its lease is over, or it never had one): one conditional update, so of several

@@ -698,9 +698,14 @@ impl<D: Driver> Store for SqlStore<D> {
         new: &SentCodes,
         jobs: &[DeliveryJob],
         now: UnixTime,
+        lease_until: UnixTime,
     ) -> Result<bool, StoreError> {
+        // Claimed at once by the request that queues it, which makes the first attempt
+        // itself: no worker takes the job until that attempt is recorded or, should the
+        // process die first, its lease is over.
         let insert = "INSERT INTO deliveries (id, username, channel, recipient, code_hash, sealed_code, expires_at, \
-                      state, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $8)";
+                      state, next_attempt_at, created_at, lease_until, attempts) \
+                      VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $8, $9, 1)";
         let mut writes = vec![swap_sent_codes(username, expected_sent_at, new).must_change()];
         writes.extend(jobs.iter().map(|job| {
             let params = vec![
@@ -712,6 +717,7 @@ impl<D: Driver> Store for SqlStore<D> {
                 Param::Blob(job.sealed_code.clone()),
                 Param::int(job.expires_at),
                 Param::int(now),
+                Param::int(lease_until),
             ];
             Statement::new(insert, params).must_change()
         }));
