@@ -78,7 +78,10 @@ impl Outbox {
     }
 
     /// A job delivering `code` (whose keyed hash is `code_hash`) to one recipient, the code
-    /// sealed to the job.
+    /// sealed to the job. `fallback_after`: a later channel of `OTP_DELIVERY=first`, due
+    /// after that many seconds unless the code was delivered first (else the request makes
+    /// its first attempt at once).
+    #[allow(clippy::too_many_arguments)]
     pub fn job(
         &self,
         username: &Username,
@@ -87,6 +90,7 @@ impl Outbox {
         code: &str,
         code_hash: &[u8],
         expires_at: UnixTime,
+        fallback_after: Option<u64>,
     ) -> Result<DeliveryJob, String> {
         let id = data_encoding::HEXLOWER.encode(&rand::random::<[u8; 12]>());
         let sealed = self.keys.seal_job_code(username, &id, code).map_err(|e| e.to_string())?;
@@ -99,8 +103,10 @@ impl Outbox {
             sealed_code: Some(sealed),
             expires_at,
             // Its first attempt, made by the request that queues it (see `first_attempt`).
-            attempts: 1,
+            attempts: u32::from(fallback_after.is_none()),
             created_at: self.clock.now(),
+            due_at: self.clock.now().saturating_add(fallback_after.unwrap_or(0)),
+            leased: fallback_after.is_none(),
         })
     }
 
@@ -205,10 +211,15 @@ impl Outbox {
         if attempt == Attempt::Delivered {
             info!(event = "delivery_job", job = %id, %channel, outcome = "delivered", attempts);
         }
+        let (username, code_hash) = (job.username.clone(), job.code_hash.clone());
         let record = async move {
             match end {
                 Some(end) => store.finish_delivery(&id, end, now, error.as_deref()).await?,
                 None => store.retry_delivery(&id, now + wait, error.as_deref().unwrap_or_default()).await?,
+            }
+            if end == Some(JobEnd::Failed) {
+                // The next channel (OTP_DELIVERY=first) need not wait for its turn.
+                store.hurry_deliveries(&username, &code_hash, now).await?;
             }
             metrics.delivery_job(channel, outcome);
             if end == Some(JobEnd::Delivered) {
@@ -231,7 +242,12 @@ impl Outbox {
             return Ok(Some("used"));
         }
         let newest = sent.current.as_ref().is_some_and(|c| c.hash == job.code_hash);
-        Ok((!newest).then_some("replaced by a newer code"))
+        if !newest {
+            return Ok(Some("replaced by a newer code"));
+        }
+        // OTP_DELIVERY=first: another channel already delivered this code.
+        let delivered = self.store.code_delivered(&job.username, &job.code_hash).await?;
+        Ok(delivered.then_some("delivered on another channel"))
     }
 
     /// Attempts every due job that no worker holds, every second, until `stop`; keeps the

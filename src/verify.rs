@@ -224,7 +224,7 @@ impl VerifyService {
         if let Some(retry_after) = self.settings.lockout.locked_for(user.lock, now) {
             return Err(VerifyError::TooManyAttempts { retry_after });
         }
-        let recipients: Vec<(Channel, String)> = [
+        let mut recipients: Vec<(Channel, String)> = [
             user.profile.email.clone().map(|e| (Channel::Email, e)),
             user.profile.telegram_id.clone().map(|t| (Channel::Telegram, t)),
         ]
@@ -232,6 +232,11 @@ impl VerifyService {
         .flatten()
         .filter(|(channel, _)| only.is_none_or(|o| o == *channel))
         .collect();
+        if self.settings.failover_after.is_some() {
+            // OTP_DELIVERY=first: the user's order, Telegram first by default.
+            let order = user.channel_order.clone().unwrap_or_else(|| vec![Channel::Telegram, Channel::Email]);
+            recipients.sort_by_key(|(channel, _)| order.iter().position(|c| c == channel).unwrap_or(usize::MAX));
+        }
         if recipients.is_empty() {
             return Err(VerifyError::NoDeliveryChannel(match only {
                 Some(channel) => format!("the user has no {channel} address or chat"),
@@ -264,7 +269,8 @@ impl VerifyService {
     ) -> (Vec<Channel>, Vec<Channel>, Vec<String>) {
         let mut pending: Vec<Channel> = jobs.iter().map(|j| j.channel).collect();
         let mut attempts = tokio::task::JoinSet::new();
-        for job in jobs {
+        // The jobs queued for later (OTP_DELIVERY=first) are the workers'.
+        for job in jobs.into_iter().filter(|job| job.leased) {
             let (outbox, channel, code) = (self.outbox.clone(), job.channel, code.clone());
             attempts.spawn(async move { (channel, outbox.first_attempt(job, code).await) });
         }
@@ -351,9 +357,15 @@ impl VerifyService {
             };
             let Some(newest) = next.current.as_ref() else { return Err(internal(&"no code to send")) };
             let expires_in = newest.expires_at - now;
+            // OTP_DELIVERY=first: each later channel waits its turn (the next one sooner when
+            // one fails for good), and is never sent once another delivered.
+            let turn = |i: usize| self.settings.failover_after.filter(|_| i > 0).map(|s| s * i as u64);
             let jobs = recipients
                 .iter()
-                .map(|(channel, to)| self.outbox.job(username, *channel, to, &code, &newest.hash, newest.expires_at))
+                .enumerate()
+                .map(|(i, (channel, to))| {
+                    self.outbox.job(username, *channel, to, &code, &newest.hash, newest.expires_at, turn(i))
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| internal(&e))?;
             let expected = current.map(|c| c.sent_at);

@@ -99,6 +99,8 @@ pub struct Settings {
     pub sends_per_hour: u32,
     /// `OTP_SEND_WAIT_MS`: how long `/request-otp` waits for the first attempts.
     pub send_wait: std::time::Duration,
+    /// `OTP_DELIVERY=first` with its `OTP_FAILOVER_SECONDS`; `None`: every channel at once.
+    pub failover_after: Option<u64>,
     pub message_template: MessageTemplate,
     pub log_format: LogFormat,
     pub users: Vec<EnvUser>,

@@ -133,6 +133,12 @@ impl Settings {
         let sends_per_hour = r.parse(&vars::OTP_SENDS_PER_HOUR, number_in(1..=3_600u32));
         let send_wait =
             r.parse(&vars::OTP_SEND_WAIT_MS, number_in(0..=60_000u64)).map(std::time::Duration::from_millis);
+        let first = r.parse(&vars::OTP_DELIVERY, |raw| match raw.trim().to_ascii_lowercase().as_str() {
+            "all" => Ok(false),
+            "first" => Ok(true),
+            other => Err(format!("'{other}' is not all or first")),
+        });
+        let failover = r.parse(&vars::OTP_FAILOVER_SECONDS, number_in(1..=600u64));
         let code_ttl_seconds = r.parse(&vars::OTP_CODE_TTL, |raw| {
             number_in(1..=MAX_CODE_TTL_SECONDS)(raw).map_err(|e| format!("{e} (OWASP ASVS: at most 10 minutes)"))
         });
@@ -197,6 +203,7 @@ impl Settings {
                 resend_seconds: resend_seconds?,
                 sends_per_hour: sends_per_hour?,
                 send_wait: send_wait?,
+                failover_after: if first? { Some(failover?) } else { None },
                 code_ttl_seconds: code_ttl_seconds?,
                 message_template: message_template?,
                 log_format: log_format?,

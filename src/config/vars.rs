@@ -140,6 +140,13 @@ pub const OTP_RESEND_SECONDS: Var = var(
     "minimum interval between two sends per user; a request within half a code's lifetime resends the same code",
 );
 pub const OTP_CODE_TTL: Var = var("OTP_CODE_TTL", "300", "lifetime of a sent code (at most 600)");
+pub const OTP_DELIVERY: Var = var(
+    "OTP_DELIVERY",
+    "all",
+    "`all`: a code goes to every channel of the user; `first`: to the user's first channel (their `channels` order: Telegram, then email), and to the next when it fails for good or has not delivered within `OTP_FAILOVER_SECONDS`",
+);
+pub const OTP_FAILOVER_SECONDS: Var =
+    var("OTP_FAILOVER_SECONDS", "10", "`OTP_DELIVERY=first`: how long a channel has before the next is tried (1–600)");
 pub const OTP_SEND_WAIT_MS: Var = var(
     "OTP_SEND_WAIT_MS",
     "1500",
@@ -280,6 +287,8 @@ pub const ALL: &[Var] = &[
     LOCKOUT_MAX_SECONDS,
     OTP_RESEND_SECONDS,
     OTP_CODE_TTL,
+    OTP_DELIVERY,
+    OTP_FAILOVER_SECONDS,
     OTP_SEND_WAIT_MS,
     OTP_SENDS_PER_HOUR,
     OTP_MESSAGE_TEMPLATE,

@@ -191,8 +191,9 @@ proptest! {
         if clear {
             patch.insert("telegram_id".into(), Value::Null);
         }
-        let ContactChange { email: e, telegram: t } =
+        let ContactChange { email: e, telegram: t, channels } =
             input_checks::update_user_body(Value::Object(patch).to_string().as_bytes()).unwrap();
+        prop_assert_eq!(channels, None, "absent: kept");
         prop_assert_eq!(e, email.map(|e| Some(EmailAddress::parse(&e).unwrap())));
         prop_assert_eq!(t, clear.then_some(None::<TelegramChat>));
     }

@@ -199,6 +199,9 @@ pub struct UserRecord {
     /// The client addresses of the failures counted since the last lock or unlock
     /// (distinct, at most 4, oldest first), for the lockout alert.
     pub failed_from: Vec<String>,
+    /// The order in which `OTP_DELIVERY=first` tries the user's channels; `None`: the
+    /// default (Telegram, then email).
+    pub channel_order: Option<Vec<Channel>>,
 }
 
 /// Whether an authenticator has been confirmed by a first code.
@@ -307,6 +310,11 @@ pub struct DeliveryJob {
     pub expires_at: UnixTime,
     pub attempts: u32,
     pub created_at: UnixTime,
+    /// When a worker may first take it; a job queued with a lease (its first attempt made
+    /// by the request that queued it) is due at once.
+    pub due_at: UnixTime,
+    /// Queued claimed by its request, which makes the first attempt.
+    pub leased: bool,
 }
 
 /// How a delivery job ended (or did not yet).
@@ -553,6 +561,19 @@ pub trait Store: Send + Sync + 'static {
     async fn retry_delivery(&self, id: &str, next_attempt_at: UnixTime, error: &str) -> Result<(), StoreError>;
     /// Jobs still queued.
     async fn queued_deliveries(&self) -> Result<u64, StoreError>;
+    /// Whether a job carrying this code of the user was delivered.
+    async fn code_delivered(&self, username: &Username, code_hash: &[u8]) -> Result<bool, StoreError>;
+    /// Makes the user's queued jobs of this code due at `now` (the next channel, after one
+    /// failed for good).
+    async fn hurry_deliveries(&self, username: &Username, code_hash: &[u8], now: UnixTime) -> Result<(), StoreError>;
+    /// Sets the order of the user's channels (`None`: the default). False if there is no
+    /// such user.
+    async fn set_channel_order(
+        &self,
+        username: &Username,
+        order: Option<&[Channel]>,
+        now: UnixTime,
+    ) -> Result<bool, StoreError>;
 
     /// Marks the user's sent codes used, if one of them has this hash, has not expired, the
     /// codes were not used yet, and the lockout state is still `expected`: one statement.

@@ -147,6 +147,7 @@ impl PgStore {
             (6, "authenticators", include_str!("../../migrations/postgres/0006_authenticators.sql")),
             (7, "security_alerts", include_str!("../../migrations/postgres/0007_security_alerts.sql")),
             (8, "delivery_outbox", include_str!("../../migrations/postgres/0008_delivery_outbox.sql")),
+            (9, "channel_order", include_str!("../../migrations/postgres/0009_channel_order.sql")),
         ])
         .run(&pool)
         .await?;

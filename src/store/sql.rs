@@ -13,7 +13,7 @@ use super::{
     UserSource,
 };
 use crate::clock::UnixTime;
-use crate::domain::Username;
+use crate::domain::{Channel, Username};
 use crate::lockout::LockState;
 use crate::otp::{Algorithm, OtpParams};
 
@@ -121,7 +121,7 @@ macro_rules! select_users {
             "SELECT u.username, u.email, u.telegram_id, u.source, u.failed_attempts, u.locked_until, \
              u.created_at, u.updated_at, u.last_failed_at, u.code_hash, u.sealed_code, u.code_sent_at, \
              u.code_expires_at, u.previous_code_hash, u.previous_code_expires_at, u.codes_used_at, u.send_tat, \
-             u.failed_from,              a.id, a.kind, a.name, a.sealed_secret, a.algorithm, a.digits, a.period, a.counter, a.last_step, \
+             u.failed_from, u.channels,              a.id, a.kind, a.name, a.sealed_secret, a.algorithm, a.digits, a.period, a.counter, a.last_step, \
              a.drift_steps, a.status, a.replaces, a.created_at, a.last_used_at, a.expires_at FROM ",
             $from,
             " u LEFT JOIN authenticators a ON a.username = u.username ORDER BY u.username, a.created_at, a.id"
@@ -248,6 +248,11 @@ fn user_from_columns(c: &mut Columns) -> Result<UserRecord, StoreError> {
     };
     let sent = SentCodes { current, previous, used_at: c.opt_int()?.map(to_u64), send_tat: c.opt_int()?.map(to_u64) };
     let failed_from = c.opt_text()?.map(|list| list.split(',').map(str::to_string).collect()).unwrap_or_default();
+    let channel_order = c
+        .opt_text()?
+        .map(|list| list.split(',').map(Channel::parse).collect::<Result<Vec<_>, _>>())
+        .transpose()
+        .map_err(|_| corrupt("channels"))?;
     Ok(UserRecord {
         profile: UserProfile { username, email, telegram_id, source },
         authenticators: Vec::new(),
@@ -256,6 +261,7 @@ fn user_from_columns(c: &mut Columns) -> Result<UserRecord, StoreError> {
         updated_at,
         sent,
         failed_from,
+        channel_order,
     })
 }
 
@@ -705,7 +711,7 @@ impl<D: Driver> Store for SqlStore<D> {
         // process die first, its lease is over.
         let insert = "INSERT INTO deliveries (id, username, channel, recipient, code_hash, sealed_code, expires_at, \
                       state, next_attempt_at, created_at, lease_until, attempts) \
-                      VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $8, $9, 1)";
+                      VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $10, $8, $9, $11)";
         let mut writes = vec![swap_sent_codes(username, expected_sent_at, new).must_change()];
         writes.extend(jobs.iter().map(|job| {
             let params = vec![
@@ -717,7 +723,9 @@ impl<D: Driver> Store for SqlStore<D> {
                 Param::Blob(job.sealed_code.clone()),
                 Param::int(job.expires_at),
                 Param::int(now),
-                Param::int(lease_until),
+                Param::Int(job.leased.then_some(to_i64(lease_until))),
+                Param::int(job.due_at),
+                Param::int(u64::from(job.attempts)),
             ];
             Statement::new(insert, params).must_change()
         }));
@@ -746,13 +754,15 @@ impl<D: Driver> Store for SqlStore<D> {
         Ok(Some(DeliveryJob {
             id: c.text()?,
             username: Username::parse(&c.text()?).map_err(|_| corrupt("username"))?,
-            channel: crate::domain::Channel::parse(&c.text()?).map_err(|_| corrupt("channel"))?,
+            channel: Channel::parse(&c.text()?).map_err(|_| corrupt("channel"))?,
             recipient: c.text()?,
             code_hash: c.blob()?,
             sealed_code: c.opt_blob()?,
             expires_at: to_u64(c.int()?),
             attempts: u32::try_from(c.int()?).unwrap_or(u32::MAX),
             created_at: to_u64(c.int()?),
+            due_at: now,
+            leased: true,
         }))
     }
 
@@ -783,6 +793,31 @@ impl<D: Driver> Store for SqlStore<D> {
                    WHERE id = $1 AND state = 'queued'";
         let params = [Param::text(id), Param::int(next_attempt_at), Param::text(error)];
         self.driver.execute(Statement::new(sql, params)).await.map(|_| ())
+    }
+
+    async fn code_delivered(&self, username: &Username, code_hash: &[u8]) -> Result<bool, StoreError> {
+        let sql = "SELECT COUNT(*) FROM deliveries WHERE username = $1 AND code_hash = $2 AND state = 'delivered'";
+        let params = [Param::user(username), Param::Blob(Some(code_hash.to_vec()))];
+        Ok(matches!(single(self.driver.query(Statement::new(sql, params)).await?), Some(Value::Int(n)) if n > 0))
+    }
+
+    async fn hurry_deliveries(&self, username: &Username, code_hash: &[u8], now: UnixTime) -> Result<(), StoreError> {
+        let sql = "UPDATE deliveries SET next_attempt_at = $3 WHERE username = $1 AND code_hash = $2 \
+                   AND state = 'queued' AND next_attempt_at > $3";
+        let params = [Param::user(username), Param::Blob(Some(code_hash.to_vec())), Param::int(now)];
+        self.driver.execute(Statement::new(sql, params)).await.map(|_| ())
+    }
+
+    async fn set_channel_order(
+        &self,
+        username: &Username,
+        order: Option<&[Channel]>,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let list = order.map(|o| o.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(","));
+        let sql = "UPDATE users SET channels = $2, updated_at = $3 WHERE username = $1";
+        let params = [Param::user(username), Param::Text(list), Param::int(now)];
+        Ok(self.driver.execute(Statement::new(sql, params)).await? == 1)
     }
 
     async fn queued_deliveries(&self) -> Result<u64, StoreError> {

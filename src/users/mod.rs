@@ -82,6 +82,8 @@ pub struct NewUser {
 pub struct ContactChange {
     pub email: Option<Option<EmailAddress>>,
     pub telegram: Option<Option<TelegramChat>>,
+    /// The order `OTP_DELIVERY=first` tries the channels in (`Some(None)`: the default).
+    pub channels: Option<Option<Vec<crate::domain::Channel>>>,
 }
 
 /// A user as administration shows it: the stored record and, if locked now, for how long.
@@ -244,9 +246,14 @@ impl UserService {
         let current = self.changeable(username).await?.profile;
         let email = change.email.map_or(current.email, |e| e.map(|e| e.as_str().to_string()));
         let telegram = change.telegram.map_or(current.telegram_id, |t| t.map(|t| t.as_str().to_string()));
-        let updated =
-            self.store.update_contact(username, email.as_deref(), telegram.as_deref(), self.clock.now()).await?;
+        let now = self.clock.now();
+        let updated = self.store.update_contact(username, email.as_deref(), telegram.as_deref(), now).await?;
         if !updated {
+            return Err(UserError::NotFound(username.clone()));
+        }
+        if let Some(order) = &change.channels
+            && !self.store.set_channel_order(username, order.as_deref(), now).await?
+        {
             return Err(UserError::NotFound(username.clone()));
         }
         self.find(username).await

@@ -148,3 +148,60 @@ async fn a_job_queued_before_kill_9_is_delivered_by_the_next_process() {
     let code = extract_code(bot.received()[1]["text"].as_str().unwrap());
     assert_eq!(second.verify("dair", &code).await.status, 200);
 }
+
+const FIRST: (&str, &str) = ("OTP_DELIVERY", "first");
+
+/// `OTP_DELIVERY=first`: Telegram first; when it refuses the chat for good, the email goes
+/// at once; when it delivers, the email never goes.
+#[tokio::test]
+async fn with_first_delivery_a_refused_chat_falls_over_to_email_and_a_delivered_one_does_not() {
+    let smtp = crate::support::smtp::SmtpServer::start("plain", false, &[]).await;
+    let bot = BotApi::start().await;
+    bot.script([Scripted::Error(403, "Forbidden: bot was blocked by the user")]);
+    let app = TestApp::builder().envs(smtp.env()).envs(bot.env()).envs([ONE_TRY, FIRST]).admin().start().await;
+    app.enroll("dair", Some("dair@example.com"), Some("42")).await;
+    let shown = app.admin(reqwest::Method::GET, "/admin/users/dair", None).await;
+    assert_eq!(shown.body["channels"], json!(["telegram", "email"]), "the default order");
+
+    let reply = app.request_otp("dair").await;
+    assert_eq!((reply.body["status"].as_str(), &reply.body["channels"]), (Some("queued"), &json!(["email"])));
+    until("the email after the refused chat", || smtp.received().len() == 1).await;
+    let code = extract_code(smtp.received()[0]["text"].as_str().unwrap());
+    assert_eq!(app.verify("dair", &code).await.status, 200);
+    assert_eq!(bot.received().len(), 1, "Telegram was tried first");
+
+    app.clock().advance(3_600);
+    let reply = app.request_otp("dair").await;
+    assert_eq!((reply.body["status"].as_str(), &reply.body["channels"]), (Some("sent"), &json!(["telegram"])));
+    app.clock().advance(20); // past OTP_FAILOVER_SECONDS: the email's turn, but it was delivered
+    tokio::time::sleep(Duration::from_millis(2500)).await; // two looks of the worker
+    assert_eq!(smtp.received().len(), 1, "no email once Telegram delivered");
+    let text = metrics(&app).await;
+    assert_eq!(
+        counted(&text, "mfa_delivery_jobs_total{channel=\"email\",outcome=\"abandoned\"}"),
+        1,
+        "the email job was abandoned: {text}"
+    );
+}
+
+/// The order is the user's: set through the admin API, it puts email first.
+#[tokio::test]
+async fn with_first_delivery_the_users_own_order_is_followed() {
+    let smtp = crate::support::smtp::SmtpServer::start("plain", false, &[]).await;
+    let bot = BotApi::start().await;
+    let app = TestApp::builder().envs(smtp.env()).envs(bot.env()).envs([ONE_TRY, FIRST]).admin().start().await;
+    app.enroll("dair", Some("dair@example.com"), Some("42")).await;
+    let set =
+        app.admin(reqwest::Method::PATCH, "/admin/users/dair", Some(json!({"channels": ["email", "telegram"]}))).await;
+    assert_eq!((set.status, &set.body["channels"]), (200, &json!(["email", "telegram"])), "{:?}", set.body);
+    let twice =
+        app.admin(reqwest::Method::PATCH, "/admin/users/dair", Some(json!({"channels": ["email", "email"]}))).await;
+    assert_eq!(twice.status, 400);
+
+    let reply = app.request_otp("dair").await;
+    assert_eq!((reply.body["status"].as_str(), &reply.body["channels"]), (Some("sent"), &json!(["email"])));
+    assert_eq!(smtp.received().len(), 1);
+    assert!(bot.received().is_empty());
+    let reset = app.admin(reqwest::Method::PATCH, "/admin/users/dair", Some(json!({"channels": null}))).await;
+    assert_eq!(reset.body["channels"], json!(["telegram", "email"]));
+}

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
 
-use crate::domain::{EmailAddress, OtpCode, TelegramChat, Username};
+use crate::domain::{Channel, EmailAddress, OtpCode, TelegramChat, Username};
 use crate::http::InvalidRequest;
 use crate::otp::{Algorithm, parse_digits};
 use crate::users::{
@@ -22,6 +22,9 @@ pub struct AdminUser {
     pub algorithm: &'static str,
     /// How many authenticators the user has (pending ones included).
     pub authenticators: usize,
+    /// The order in which `OTP_DELIVERY=first` tries the user's channels (set with PATCH;
+    /// Telegram, then email, by default).
+    pub channels: Vec<Channel>,
     pub created_at: u64,
     pub digits: u8,
     #[schema(schema_with = crate::openapi::optional_email_schema)]
@@ -49,6 +52,7 @@ impl From<&UserSummary> for AdminUser {
         Self {
             algorithm: user.params.algorithm.as_str(),
             authenticators: user.authenticators,
+            channels: record.channel_order.clone().unwrap_or_else(|| vec![Channel::Telegram, Channel::Email]),
             created_at: record.created_at,
             digits: user.params.digits,
             email: p.email.clone(),
@@ -348,6 +352,19 @@ pub struct ResyncRequest {
     pub codes: Vec<String>,
 }
 
+fn channel_order_schema() -> Schema {
+    let channel = ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["email", "telegram"]));
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(channel)
+        .min_items(Some(1))
+        .max_items(Some(2))
+        .unique_items(true)
+        .description(Some("the order `OTP_DELIVERY=first` tries the channels in; `null`: Telegram, then email"))
+        .examples([serde_json::json!(["email", "telegram"])])
+        .into()
+}
+
 fn resync_codes_schema() -> Schema {
     let code = ObjectBuilder::new().schema_type(Type::String).pattern(Some(crate::domain::OTP_CODE_PATTERN));
     utoipa::openapi::schema::ArrayBuilder::new()
@@ -482,6 +499,11 @@ pub struct ContactUpdate {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<TelegramChat>)]
     pub telegram_id: Option<Option<String>>,
+    /// The order `OTP_DELIVERY=first` tries the channels in, each once (`["email",
+    /// "telegram"]`); `null`: the default (Telegram, then email).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = channel_order_schema)]
+    pub channels: Option<Option<Vec<String>>>,
 }
 
 impl ContactUpdate {
@@ -493,7 +515,20 @@ impl ContactUpdate {
         let email = email.transpose().map_err(InvalidRequest::new)?;
         let telegram = self.telegram_id.map(|t| t.as_deref().map(TelegramChat::parse).transpose());
         let telegram = telegram.transpose().map_err(InvalidRequest::new)?;
-        Ok(ContactChange { email, telegram })
+        let channels = match self.channels {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(list)) => {
+                let parsed = list.iter().map(|c| Channel::parse(c)).collect::<Result<Vec<_>, _>>();
+                let parsed = parsed.map_err(|e| InvalidRequest::new(format!("channels: {e}")))?;
+                let distinct = parsed.iter().enumerate().all(|(i, c)| !parsed[..i].contains(c));
+                if parsed.is_empty() || !distinct {
+                    return Err(InvalidRequest::new("channels: each of email and telegram at most once, one or both"));
+                }
+                Some(Some(parsed))
+            }
+        };
+        Ok(ContactChange { email, telegram, channels })
     }
 }
 
