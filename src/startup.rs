@@ -510,5 +510,14 @@ fn channels(settings: &Settings) -> Result<Channels, StartupError> {
     let n = &settings.notification;
     let email = n.email.as_ref().map(|e| EmailChannel::new(e, n.retry_base)).transpose();
     let telegram = n.telegram.as_ref().map(|t| TelegramChannel::new(t, n.retry_base)).transpose();
-    Ok(Channels { email: email.map_err(StartupError::Notifier)?, telegram: telegram.map_err(StartupError::Notifier)? })
+    let (email, telegram) = (email.map_err(StartupError::Notifier)?, telegram.map_err(StartupError::Notifier)?);
+    // No channel at all: the development file, here as in the MFA server's own notifier.
+    let file = (email.is_none() && telegram.is_none()).then(|| FileNotifier::new(settings.notifications_log()));
+    if file.is_some() {
+        info!(
+            "no email or Telegram channel is configured: /send writes every message to {} (development)",
+            settings.notifications_log().display()
+        );
+    }
+    Ok(Channels { email, telegram, file })
 }

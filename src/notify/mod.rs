@@ -128,10 +128,14 @@ pub trait Notifier: Send + Sync + 'static {
     async fn deliver(&self, delivery: &Delivery) -> Result<u32, DeliveryError>;
 }
 
-/// The notification service's channels; a channel without credentials is `None`.
+/// The notification service's channels; a channel without credentials is `None`. With
+/// none at all, `file` (the development notifier): every message goes to
+/// `data/notifications.log`, whether the MFA server runs in the same process or calls
+/// this service at a `NOTIFICATION_URL`.
 pub struct Channels {
     pub email: Option<email::EmailChannel>,
     pub telegram: Option<telegram::TelegramChannel>,
+    pub file: Option<FileNotifier>,
 }
 
 #[async_trait]
@@ -141,6 +145,9 @@ impl Notifier for Channels {
     }
 
     async fn deliver(&self, delivery: &Delivery) -> Result<u32, DeliveryError> {
+        if let Some(file) = &self.file {
+            return file.deliver(delivery).await;
+        }
         match delivery.channel {
             Channel::Email => match &self.email {
                 Some(email) => email.deliver(delivery).await,

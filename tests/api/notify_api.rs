@@ -172,3 +172,27 @@ async fn with_the_notification_service_down_request_otp_answers_queued_at_once_a
     assert!(started.elapsed() < std::time::Duration::from_secs(2));
     assert_eq!(app.verify("dair", &app.totp(&secret, 0)).await.status, 200);
 }
+
+/// With no channel configured, the notification service is the development notifier: a
+/// message reaches `data/notifications.log` when `/send` is called directly, and when an
+/// MFA server calls the service at its `NOTIFICATION_URL` (which answered 502 before).
+#[tokio::test]
+async fn with_no_channel_the_notification_service_writes_the_development_file() {
+    let notifier = TestApp::builder().start().await;
+    let sent = notifier.send(json!({"channel": "email", "recipient": "a@example.com", "message": "hello"}), None).await;
+    assert_eq!((sent.status, sent.body["status"].as_str()), (200, Some("sent")), "{:?}", sent.body);
+    let logged = notifier.notifications();
+    assert_eq!(
+        (logged[0]["recipient"].as_str(), logged[0]["message"].as_str()),
+        (Some("a@example.com"), Some("hello"))
+    );
+
+    let url = format!("http://{}", notifier.notify_addr.unwrap());
+    let app = TestApp::builder().env("NOTIFICATION_URL", &url).start().await;
+    app.enroll("dair", Some("dair@example.com"), None).await;
+    let reply = app.request_otp("dair").await;
+    assert_eq!((reply.status, reply.body["status"].as_str()), (200, Some("sent")), "{:?}", reply.body);
+    let code = notifier.last_code_sent_to("dair@example.com");
+    assert_eq!(app.verify("dair", &code).await.status, 200);
+    assert!(app.notifications().is_empty(), "the service's file, not the caller's");
+}
