@@ -16,8 +16,18 @@ use crate::telemetry::printable;
 const DESCRIPTION_CHARS: usize = 120;
 use crate::config::{Sensitive, TelegramSettings};
 
+/// Telegram's limits for a bot: about one message a second to a chat, and 30 a second in
+/// all (the Bot API FAQ). Messages past them wait their turn; none is dropped.
+const PER_CHAT_PER_SECOND: u32 = 1;
+const PER_BOT_PER_SECOND: u32 = 30;
+/// Chats remembered by the per-chat pace before the idle ones are forgotten.
+const PACED_CHATS: usize = 10_000;
+
 pub struct TelegramChannel {
     client: reqwest::Client,
+    /// The pace per chat and per bot, by waiting.
+    per_chat: governor::DefaultKeyedRateLimiter<String>,
+    per_bot: governor::DefaultDirectRateLimiter,
     /// `{api}/bot{token}/sendMessage`: as secret as the token it holds.
     send_url: Sensitive,
     /// `{api}/bot{token}/getMe`, the check that sends nothing.
@@ -59,7 +69,11 @@ impl TelegramChannel {
         if token.expose().contains(['/', '?', '#', ' ']) {
             return Err("TELEGRAM_TOKEN: a bot token has no '/', '?', '#' or spaces".into());
         }
+        let quota =
+            |n: u32| governor::Quota::per_second(std::num::NonZeroU32::new(n).unwrap_or(std::num::NonZeroU32::MIN));
         Ok(Self {
+            per_chat: governor::RateLimiter::keyed(quota(PER_CHAT_PER_SECOND)),
+            per_bot: governor::RateLimiter::direct(quota(PER_BOT_PER_SECOND)),
             client: super::http_client(settings.timeout)?,
             send_url: Sensitive::new(format!("{}/bot{}/sendMessage", settings.api_url, token.expose())),
             me_url: Sensitive::new(format!("{}/bot{}/getMe", settings.api_url, token.expose())),
@@ -74,6 +88,11 @@ impl TelegramChannel {
     }
 
     async fn attempt(&self, delivery: &Delivery) -> Result<(), AttemptError> {
+        if self.per_chat.len() > PACED_CHATS {
+            self.per_chat.retain_recent();
+        }
+        self.per_chat.until_key_ready(&delivery.recipient).await;
+        self.per_bot.until_ready().await;
         let body = SendMessage { chat_id: &delivery.recipient, text: &delivery.message };
         let response = self.client.post(self.send_url.expose()).json(&body).send().await.map_err(|e| {
             AttemptError::transient(Why::with_upstream(

@@ -155,3 +155,28 @@ async fn a_wrong_token_is_found_at_start_up_and_require_refuses_to_start() {
     assert!(!error.contains("WrongToken"), "{error}");
     assert!(TestApp::builder().envs(vars).env("NOTIFY_STARTUP_CHECK", "off").try_start().await.is_ok());
 }
+
+/// At most one message a second to a chat, by waiting, never by dropping; other chats are
+/// not held up.
+#[tokio::test]
+async fn messages_to_one_chat_are_paced_to_one_a_second_and_none_is_dropped() {
+    let bot = BotApi::start().await;
+    let app = TestApp::builder().envs(bot.env()).start().await;
+    let send = |chat: &str, i: usize| {
+        let request = app.client.post(format!("http://{}/send", app.notify_addr.unwrap()));
+        let body = json!({"channel": "telegram", "recipient": chat, "message": format!("message {i}")});
+        async move { request.json(&body).send().await.unwrap().status().as_u16() }
+    };
+
+    let started = Instant::now();
+    let (a, b, c) = tokio::join!(send("42", 0), send("43", 1), send("44", 2));
+    assert_eq!((a, b, c), (200, 200, 200));
+    assert!(started.elapsed() < Duration::from_millis(900), "three chats at once: {:?}", started.elapsed());
+
+    let started = Instant::now();
+    let (a, b, c) = tokio::join!(send("7", 3), send("7", 4), send("7", 5));
+    let elapsed = started.elapsed();
+    assert_eq!((a, b, c), (200, 200, 200), "queued, not dropped");
+    assert!(elapsed >= Duration::from_millis(1900), "one chat: a second between messages, {elapsed:?}");
+    assert_eq!(bot.received().len(), 6);
+}
