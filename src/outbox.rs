@@ -212,7 +212,13 @@ impl Outbox {
             info!(event = "delivery_job", job = %id, %channel, outcome = "delivered", attempts);
         }
         let (username, code_hash) = (job.username.clone(), job.code_hash.clone());
+        let blocked_chat =
+            (job.channel == Channel::Telegram && outcome == "failed_rejected").then(|| job.recipient.clone());
         let record = async move {
+            if let Some(chat) = blocked_chat {
+                // The chat refused the bot for good: skipped from now on (and shown).
+                store.mark_telegram_blocked(&username, &chat, now).await?;
+            }
             match end {
                 Some(end) => store.finish_delivery(&id, end, now, error.as_deref()).await?,
                 None => store.retry_delivery(&id, now + wait, error.as_deref().unwrap_or_default()).await?,

@@ -226,7 +226,12 @@ impl VerifyService {
         }
         let mut recipients: Vec<(Channel, String)> = [
             user.profile.email.clone().map(|e| (Channel::Email, e)),
-            user.profile.telegram_id.clone().map(|t| (Channel::Telegram, t)),
+            // A chat that refused the bot is skipped, unless asked for by name.
+            user.profile
+                .telegram_id
+                .clone()
+                .filter(|_| user.telegram_blocked_at.is_none() || only == Some(Channel::Telegram))
+                .map(|t| (Channel::Telegram, t)),
         ]
         .into_iter()
         .flatten()
@@ -240,6 +245,12 @@ impl VerifyService {
         if recipients.is_empty() {
             return Err(VerifyError::NoDeliveryChannel(match only {
                 Some(channel) => format!("the user has no {channel} address or chat"),
+                None if user.telegram_blocked_at.is_some() => {
+                    "the user's Telegram chat refused the bot (blocked it, or \
+                                                               is gone) and there is no email address: set another \
+                                                               telegram_id or an email"
+                        .into()
+                }
                 None => "the user has no email address or Telegram id to send a code to".into(),
             }));
         }

@@ -60,6 +60,10 @@ pub struct ErrorBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(example = 300)]
     pub retry_after: Option<u64>,
+    /// `delivery_failed` from `/send`: whether trying again later may deliver it (`false`:
+    /// refused for good, e.g. an SMTP 5xx or a Telegram 400).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retryable: Option<bool>,
     /// `false`, with `invalid_token` only (for clients that read `valid` on every answer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valid: Option<bool>,
@@ -67,7 +71,7 @@ pub struct ErrorBody {
 
 impl ErrorBody {
     pub fn new(error: ErrorCode) -> Self {
-        Self { attempts: None, channel: None, detail: None, error, retry_after: None, valid: None }
+        Self { attempts: None, channel: None, detail: None, error, retry_after: None, retryable: None, valid: None }
     }
 
     #[must_use]

@@ -111,6 +111,7 @@ impl IntoResponse for NotifyError {
                     ErrorBody {
                         attempts: Some(error.attempts),
                         channel: Some(channel),
+                        retryable: Some(error.kind == FailureKind::Transient),
                         ..ErrorBody::new(Code::DeliveryFailed).detail(error.why.public)
                     },
                 ),

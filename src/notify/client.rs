@@ -54,6 +54,7 @@ impl Notifier for HttpNotifier {
         }
         let error: Option<ErrorBody> = serde_json::from_str(&text).ok();
         let attempts = error.as_ref().and_then(|e| e.attempts).unwrap_or(0);
+        let retryable = error.as_ref().and_then(|e| e.retryable).unwrap_or(true);
         // The service's own public reason, read as any upstream text is.
         let detail = printable(&error.and_then(|e| e.detail).unwrap_or_default(), 300);
         match status {
@@ -61,6 +62,7 @@ impl Notifier for HttpNotifier {
             401 => {
                 Err(failure(FailureKind::Permanent, Why::plain("the notification service refused NOTIFY_API_TOKEN"), 0))
             }
+            502 if !retryable => Err(failure(FailureKind::Permanent, Why::plain(detail), attempts)),
             502 => Err(failure(FailureKind::Transient, Why::plain(detail), attempts)),
             422 => Err(failure(FailureKind::Rejected, Why::plain(detail), attempts)),
             other => Err(failure(

@@ -202,6 +202,8 @@ pub struct UserRecord {
     /// The order in which `OTP_DELIVERY=first` tries the user's channels; `None`: the
     /// default (Telegram, then email).
     pub channel_order: Option<Vec<Channel>>,
+    /// When the user's Telegram chat refused the bot for good: skipped until it changes.
+    pub telegram_blocked_at: Option<UnixTime>,
 }
 
 /// Whether an authenticator has been confirmed by a first code.
@@ -566,6 +568,8 @@ pub trait Store: Send + Sync + 'static {
     /// Makes the user's queued jobs of this code due at `now` (the next channel, after one
     /// failed for good).
     async fn hurry_deliveries(&self, username: &Username, code_hash: &[u8], now: UnixTime) -> Result<(), StoreError>;
+    /// Marks the user's Telegram chat `chat` as refusing the bot (if it is still the user's).
+    async fn mark_telegram_blocked(&self, username: &Username, chat: &str, now: UnixTime) -> Result<(), StoreError>;
     /// Sets the order of the user's channels (`None`: the default). False if there is no
     /// such user.
     async fn set_channel_order(

@@ -121,7 +121,7 @@ macro_rules! select_users {
             "SELECT u.username, u.email, u.telegram_id, u.source, u.failed_attempts, u.locked_until, \
              u.created_at, u.updated_at, u.last_failed_at, u.code_hash, u.sealed_code, u.code_sent_at, \
              u.code_expires_at, u.previous_code_hash, u.previous_code_expires_at, u.codes_used_at, u.send_tat, \
-             u.failed_from, u.channels,              a.id, a.kind, a.name, a.sealed_secret, a.algorithm, a.digits, a.period, a.counter, a.last_step, \
+             u.failed_from, u.channels, u.telegram_blocked_at,              a.id, a.kind, a.name, a.sealed_secret, a.algorithm, a.digits, a.period, a.counter, a.last_step, \
              a.drift_steps, a.status, a.replaces, a.created_at, a.last_used_at, a.expires_at FROM ",
             $from,
             " u LEFT JOIN authenticators a ON a.username = u.username ORDER BY u.username, a.created_at, a.id"
@@ -253,6 +253,7 @@ fn user_from_columns(c: &mut Columns) -> Result<UserRecord, StoreError> {
         .map(|list| list.split(',').map(Channel::parse).collect::<Result<Vec<_>, _>>())
         .transpose()
         .map_err(|_| corrupt("channels"))?;
+    let telegram_blocked_at = c.opt_int()?.map(to_u64);
     Ok(UserRecord {
         profile: UserProfile { username, email, telegram_id, source },
         authenticators: Vec::new(),
@@ -262,6 +263,7 @@ fn user_from_columns(c: &mut Columns) -> Result<UserRecord, StoreError> {
         sent,
         failed_from,
         channel_order,
+        telegram_blocked_at,
     })
 }
 
@@ -507,7 +509,9 @@ impl<D: Driver> Store for SqlStore<D> {
         telegram_id: Option<&str>,
         now: UnixTime,
     ) -> Result<bool, StoreError> {
-        let sql = "UPDATE users SET email = $2, telegram_id = $3, updated_at = $4 WHERE username = $1";
+        // A new chat is not blocked (yet).
+        let sql = "UPDATE users SET email = $2, telegram_id = $3, updated_at = $4, telegram_blocked_at = CASE \
+                   WHEN telegram_id IS NOT DISTINCT FROM $3 THEN telegram_blocked_at END WHERE username = $1";
         let params = [
             Param::user(username),
             Param::Text(email.map(str::to_string)),
@@ -806,6 +810,12 @@ impl<D: Driver> Store for SqlStore<D> {
                    AND state = 'queued' AND next_attempt_at > $3";
         let params = [Param::user(username), Param::Blob(Some(code_hash.to_vec())), Param::int(now)];
         self.driver.execute(Statement::new(sql, params)).await.map(|_| ())
+    }
+
+    async fn mark_telegram_blocked(&self, username: &Username, chat: &str, now: UnixTime) -> Result<(), StoreError> {
+        let sql = "UPDATE users SET telegram_blocked_at = $3 WHERE username = $1 AND telegram_id = $2";
+        self.driver.execute(Statement::new(sql, [Param::user(username), Param::text(chat), Param::int(now)])).await?;
+        Ok(())
     }
 
     async fn set_channel_order(

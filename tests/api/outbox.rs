@@ -170,6 +170,9 @@ async fn with_first_delivery_a_refused_chat_falls_over_to_email_and_a_delivered_
     assert_eq!(app.verify("dair", &code).await.status, 200);
     assert_eq!(bot.received().len(), 1, "Telegram was tried first");
 
+    // A new chat (the refused one is skipped from now on), which takes the next code.
+    let patched = app.admin(reqwest::Method::PATCH, "/admin/users/dair", Some(json!({"telegram_id": "43"}))).await;
+    assert_eq!(patched.status, 200);
     app.clock().advance(3_600);
     let reply = app.request_otp("dair").await;
     assert_eq!((reply.body["status"].as_str(), &reply.body["channels"]), (Some("sent"), &json!(["telegram"])));
@@ -204,4 +207,30 @@ async fn with_first_delivery_the_users_own_order_is_followed() {
     assert!(bot.received().is_empty());
     let reset = app.admin(reqwest::Method::PATCH, "/admin/users/dair", Some(json!({"channels": null}))).await;
     assert_eq!(reset.body["channels"], json!(["telegram", "email"]));
+}
+
+/// A chat that blocked the bot is marked (the admin API shows it), skipped by later codes,
+/// and cleared when the user's Telegram id changes.
+#[tokio::test]
+async fn a_chat_that_blocked_the_bot_is_marked_and_skipped_until_it_changes() {
+    let smtp = crate::support::smtp::SmtpServer::start("plain", false, &[]).await;
+    let bot = BotApi::start().await;
+    bot.script([Scripted::Error(403, "Forbidden: bot was blocked by the user")]);
+    let app = TestApp::builder().envs(smtp.env()).envs(bot.env()).envs([ONE_TRY]).admin().start().await;
+    app.enroll("dair", Some("dair@example.com"), Some("42")).await;
+
+    let reply = app.request_otp("dair").await;
+    assert_eq!((reply.body["status"].as_str(), &reply.body["channels"]), (Some("sent"), &json!(["email"])));
+    let shown = app.admin(reqwest::Method::GET, "/admin/users/dair", None).await;
+    assert_eq!(shown.body["telegram_blocked"], true, "{:?}", shown.body);
+
+    app.clock().advance(3_600);
+    assert_eq!(app.request_otp("dair").await.body["channels"], json!(["email"]), "the chat is skipped");
+    assert_eq!(bot.received().len(), 1);
+
+    let changed = app.admin(reqwest::Method::PATCH, "/admin/users/dair", Some(json!({"telegram_id": "43"}))).await;
+    assert_eq!(changed.body["telegram_blocked"], false, "a new chat");
+    app.clock().advance(3_600);
+    assert_eq!(app.request_otp("dair").await.body["channels"], json!(["email", "telegram"]));
+    assert_eq!(bot.received().len(), 2);
 }

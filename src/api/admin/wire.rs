@@ -39,6 +39,9 @@ pub struct AdminUser {
     /// `import`) or `admin` (this API)
     #[schema(example = "cli")]
     pub source: &'static str,
+    /// The Telegram chat refused the bot for good (blocked it, or is gone): codes skip it
+    /// until `telegram_id` changes.
+    pub telegram_blocked: bool,
     #[schema(value_type = Option<TelegramChat>)]
     pub telegram_id: Option<String>,
     pub updated_at: u64,
@@ -61,6 +64,7 @@ impl From<&UserSummary> for AdminUser {
             locked_until: user.locked_for.and(record.lock.locked_until),
             period: user.params.period,
             source: p.source.as_str(),
+            telegram_blocked: record.telegram_blocked_at.is_some(),
             telegram_id: p.telegram_id.clone(),
             updated_at: record.updated_at,
             username: p.username.to_string(),
