@@ -26,6 +26,20 @@ async fn metrics(app: &TestApp) -> String {
     app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap()
 }
 
+/// The metrics once they show `what` (`holds`), polled for 5 s at most: the worker records
+/// a job's end just after the channel answered.
+async fn metrics_showing(app: &TestApp, what: &str, holds: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = metrics(app).await;
+        if holds(&text) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "the metrics never showed {what}: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// One attempt per `/send` (no retries inside the notification service), so that every
 /// retry is the outbox's.
 const ONE_TRY: (&str, &str) = ("TELEGRAM_MAX_RETRIES", "0");
@@ -53,15 +67,7 @@ async fn a_code_the_channel_refuses_for_now_is_queued_then_delivered_with_backof
     }
     let code = extract_code(bot.received()[2]["text"].as_str().unwrap());
     assert_eq!(app.verify("dair", &code).await.status, 200, "the code delivered late works");
-    // The worker records the delivery just after the channel took it.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let text = loop {
-        let text = metrics(&app).await;
-        if text.contains("mfa_delivery_latency_seconds_count 1") || Instant::now() > deadline {
-            break text;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let text = metrics_showing(&app, "the delivery", |t| t.contains("mfa_delivery_latency_seconds_count 1")).await;
     let jobs = |outcome: &str| {
         counted(&text, &format!("mfa_delivery_jobs_total{{channel=\"telegram\",outcome=\"{outcome}\"}}"))
     };
@@ -92,15 +98,8 @@ async fn a_code_that_expires_before_the_channel_recovers_is_never_sent() {
     assert_eq!(app.request_otp("dair").await.body["status"], "queued");
 
     app.clock().advance(61);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let text = metrics(&app).await;
-        if counted(&text, "mfa_delivery_jobs_total{channel=\"telegram\",outcome=\"abandoned_expired\"}") == 1 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the expired job was not abandoned: {text}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let series = "mfa_delivery_jobs_total{channel=\"telegram\",outcome=\"abandoned_expired\"}";
+    metrics_showing(&app, "the expired job abandoned", |t| counted(t, series) == 1).await;
     assert_eq!(bot.received().len(), 1, "only the first, failed attempt: never sent once expired");
 }
 
