@@ -47,13 +47,8 @@ pub(super) fn read(r: &mut Reader) -> Option<HttpLimits> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{EnvMap, Settings};
 
-    fn settings(vars: &[(&str, &str)]) -> Result<Settings, crate::config::ConfigErrors> {
-        let mut all = vec![("MFA_DATA_DIR".to_string(), "/tmp/unused".to_string())];
-        all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        Settings::from_env(&EnvMap::from_pairs([], all))
-    }
+    use crate::config::settings_of as settings;
 
     #[test]
     fn defaults_and_overrides() {

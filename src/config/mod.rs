@@ -41,3 +41,10 @@ pub use rate_limit::RateLimit;
 pub use report::ReportRow;
 pub use settings::{DatabaseConfig, EnvUser, LogFormat, MAX_CODE_TTL_SECONDS, Sensitive, Settings, mask_url_password};
 pub use template::MessageTemplate;
+
+/// The settings of these variables alone (as `.env` lines), for the tests of every part of
+/// the configuration.
+#[cfg(test)]
+pub(crate) fn settings_of(pairs: &[(&str, &str)]) -> Result<Settings, ConfigErrors> {
+    Settings::from_env(&EnvMap::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())), []))
+}

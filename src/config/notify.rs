@@ -285,11 +285,8 @@ fn helo_name(raw: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{EnvMap, Settings};
 
-    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, crate::config::ConfigErrors> {
-        Settings::from_env(&EnvMap::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())), []))
-    }
+    use crate::config::settings_of as settings;
 
     fn email(pairs: &[(&str, &str)]) -> EmailSettings {
         let mut all = vec![("EMAIL_SMTP_SERVER", "smtp.example.com"), ("EMAIL_SENDER", "a@example.com")];

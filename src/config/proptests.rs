@@ -18,9 +18,7 @@ fn map(pairs: &[(String, String)]) -> EnvMap {
     EnvMap::from_pairs(pairs.iter().cloned(), [])
 }
 
-fn settings(pairs: &[(&str, &str)]) -> Result<Settings, crate::config::ConfigErrors> {
-    Settings::from_env(&EnvMap::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())), []))
-}
+use crate::config::settings_of as settings;
 
 /// Values that get past the first checks, so the generated maps reach the deeper ones.
 const PLAUSIBLE: &[&str] = &[

@@ -10,9 +10,7 @@ use super::has_bearer;
 use crate::config::{EnvMap, Settings};
 use crate::strategies::any_text;
 
-fn settings(pairs: &[(&str, &str)]) -> Result<Settings, crate::config::ConfigErrors> {
-    Settings::from_env(&EnvMap::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())), []))
-}
+use crate::config::settings_of as settings;
 
 proptest! {
     /// A token is accepted exactly when it is presented as `Bearer <token>`.
