@@ -70,6 +70,10 @@ pub enum Alert {
     },
     /// An operator cleared the user's failures and lock.
     Unlocked,
+    /// A Telegram chat linked itself to the user (`/start <token>`).
+    TelegramLinked {
+        chat: String,
+    },
 }
 
 impl Alert {
@@ -87,6 +91,7 @@ impl Alert {
             Self::RecoveryCodeUsed { .. } => AlertKind::RecoveryCodeUsed,
             Self::RecoveryCodesGenerated { .. } => AlertKind::RecoveryCodesGenerated,
             Self::Unlocked => AlertKind::Unlocked,
+            Self::TelegramLinked { .. } => AlertKind::TelegramLinked,
         }
     }
 
@@ -105,6 +110,7 @@ impl Alert {
             Self::RecoveryCodeUsed { remaining } => vec![("remaining", remaining.to_string())],
             Self::RecoveryCodesGenerated { count } => vec![("count", count.to_string())],
             Self::Unlocked => Vec::new(),
+            Self::TelegramLinked { chat } => vec![("chat", chat.clone())],
         }
     }
 }
@@ -266,6 +272,7 @@ impl Inner {
                 return "error";
             }
         };
+        let telegram_chat = user.profile.telegram_id.clone();
         let recipients: Vec<(Channel, String)> =
             [user.profile.email.map(|e| (Channel::Email, e)), user.profile.telegram_id.map(|t| (Channel::Telegram, t))]
                 .into_iter()
@@ -302,7 +309,15 @@ impl Inner {
         let mut failures = Vec::new();
         while let Some(joined) = tasks.join_next().await {
             match joined {
-                Ok((channel, Ok(_attempts))) => delivered.push(channel),
+                Ok((channel, Ok(sent))) => {
+                    if let (Some(to), Some(from)) = (sent.moved_to, telegram_chat.as_deref()) {
+                        let moved = crate::outbox::follow_moved_chat(self.store.as_ref(), username, from, &to, at);
+                        if let Err(e) = moved.await {
+                            warn!(event = "security_alert", error = %e, "cannot store the moved Telegram chat");
+                        }
+                    }
+                    delivered.push(channel);
+                }
                 Ok((channel, Err(e))) => failures.push(format!("{channel}: {e}")),
                 Err(e) => failures.push(format!("a delivery task failed: {e}")),
             }

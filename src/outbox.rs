@@ -41,6 +41,24 @@ const POLL: Duration = Duration::from_secs(1);
 /// Jobs a worker takes per look.
 const BATCH: u32 = 64;
 
+/// Stores a Telegram chat's new id after the chat moved (`migrate_to_chat_id`: a group
+/// became a supergroup), so the next messages go there at once.
+pub async fn follow_moved_chat(
+    store: &dyn Store,
+    username: &Username,
+    from: &str,
+    to: &str,
+    now: UnixTime,
+) -> Result<(), StoreError> {
+    if store.move_telegram_chat(username, from, to, now).await? {
+        info!(event = "telegram_chat_moved", %username, from, to, "stored the user's new Telegram chat id");
+    } else if store.user(username).await?.is_some_and(|u| u.profile.source == crate::store::UserSource::Env) {
+        warn!(event = "telegram_chat_moved", %username, from, to,
+            "the user's Telegram chat moved; set {}_TELEGRAM_ID={to} in .env", username.as_str().to_uppercase());
+    }
+    Ok(())
+}
+
 /// What one attempt at a job came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
@@ -181,6 +199,7 @@ impl Outbox {
             message,
         };
         let result = self.notifier.deliver(&delivery).await;
+        let moved_to = result.as_ref().ok().and_then(|sent| sent.moved_to.clone());
         let now = self.clock.now();
         let (store, metrics) = (self.store.clone(), self.metrics.clone());
         let (id, channel, attempts, created_at) = (job.id.clone(), job.channel.as_str(), job.attempts, job.created_at);
@@ -214,7 +233,11 @@ impl Outbox {
         let (username, code_hash) = (job.username.clone(), job.code_hash.clone());
         let blocked_chat =
             (job.channel == Channel::Telegram && outcome == "failed_rejected").then(|| job.recipient.clone());
+        let old_chat = job.recipient.clone();
         let record = async move {
+            if let Some(new_chat) = moved_to {
+                follow_moved_chat(store.as_ref(), &username, &old_chat, &new_chat, now).await?;
+            }
             if let Some(chat) = blocked_chat {
                 // The chat refused the bot for good: skipped from now on (and shown).
                 store.mark_telegram_blocked(&username, &chat, now).await?;

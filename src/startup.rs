@@ -14,12 +14,12 @@ use tracing::{info, warn};
 use crate::alerts::Alerts;
 use crate::api::{self, AppState};
 use crate::clock::Clock;
-use crate::config::{DatabaseConfig, Settings, StartupCheck, mask_url_password};
+use crate::config::{DatabaseConfig, Sensitive, Settings, StartupCheck, TelegramUpdates, mask_url_password};
 use crate::crypto::{KeyError, KeyOrigin, Keys, MasterKey};
 use crate::http::{BoundRouter, open_files_limit, shutdown_signal};
 use crate::keyring::{self, KeyringError};
 use crate::metrics::Metrics;
-use crate::notify::api::NotifyState;
+use crate::notify::api::{BotUpdates, NotifyState};
 use crate::notify::check::ChannelChecks;
 use crate::notify::email::EmailChannel;
 use crate::notify::retry::RetryPolicy;
@@ -88,6 +88,8 @@ struct MfaServer {
     alerts: Alerts,
     /// Delivers what `/request-otp` queued (`crate::outbox`).
     outbox: Arc<crate::outbox::Outbox>,
+    /// Sends codes; takes the bot's `/start`s (`crate::users::link_chats`).
+    notifier: Arc<dyn Notifier>,
 }
 
 /// The services of one process, bound and ready to serve.
@@ -156,9 +158,20 @@ impl Application {
             if let Some(every) = n.check_every {
                 tokio::spawn(check_channels(n.channels, n.checks, every, until_stopped()));
             }
+            match n.receive {
+                Some(Receive::Poll(telegram, starts)) => {
+                    tokio::spawn(notify::updates::poll(telegram, starts, until_stopped()));
+                }
+                Some(Receive::Webhook(telegram, url, secret)) => {
+                    let secret = secret.expose().to_string();
+                    tokio::spawn(notify::updates::set_webhook(telegram, url, secret, until_stopped()));
+                }
+                None => {}
+            }
         }
         let store = self.mfa.map(|mfa| {
             servers.spawn(mfa.router.run_until(until_stopped()));
+            tokio::spawn(crate::users::link_chats(mfa.users.clone(), mfa.notifier, until_stopped()));
             tokio::spawn(sweep_pending(mfa.users, until_stopped()));
             tokio::spawn(mfa.outbox.work(until_stopped()));
             (mfa.store, mfa.alerts)
@@ -359,10 +372,17 @@ async fn bind_mfa(
     let enrolled = users.count().await.map_err(StartupError::Users)?;
     let metrics = Arc::new(Metrics::mfa());
     let alerts = security_alerts(settings, store.clone(), notifier.clone(), clock.clone(), metrics.clone());
-    let users = users.with_alerts(alerts.clone());
-    let verify =
-        VerifyService::new(store.clone(), notifier, clock, keys, settings.clone(), metrics, users.recent_locks())
-            .with_alerts(alerts.clone());
+    let users = users.with_alerts(alerts.clone()).with_notifier(notifier.clone());
+    let verify = VerifyService::new(
+        store.clone(),
+        notifier.clone(),
+        clock,
+        keys,
+        settings.clone(),
+        metrics,
+        users.recent_locks(),
+    )
+    .with_alerts(alerts.clone());
     let outbox = verify.outbox();
     let state = AppState::new(verify, users.clone(), settings.clone());
     let router = BoundRouter::bind(settings.bind, api::router(state))
@@ -376,7 +396,7 @@ async fn bind_mfa(
         "{enrolled} user(s) enrolled; enroll one with `mfa user add NAME --email ADDRESS` \
          (or `cargo run --release -- user add NAME --email ADDRESS`), then scan its QR code"
     );
-    Ok(MfaServer { router, addr, users, store, alerts, outbox })
+    Ok(MfaServer { router, addr, users, store, alerts, outbox, notifier })
 }
 
 async fn bind_notifier(settings: &Settings) -> Result<NotificationService, StartupError> {
@@ -399,7 +419,21 @@ async fn bind_notifier(settings: &Settings) -> Result<NotificationService, Start
             )));
         }
     }
+    let updates = n.telegram.as_ref().map(|t| &t.updates);
+    let webhook = match updates {
+        Some(TelegramUpdates::Webhook { url, path, secret }) => {
+            let secret = secret.clone().unwrap_or_else(|| Sensitive::new(notify::updates::random_secret()));
+            Some((url.clone(), path.clone(), secret))
+        }
+        _ => None,
+    };
+    let bot_updates = Arc::new(BotUpdates {
+        receiving: updates.is_some_and(|u| !matches!(u, TelegramUpdates::Off)),
+        webhook_secret: webhook.as_ref().map(|(_, _, secret)| secret.clone()),
+        ..BotUpdates::default()
+    });
     let state = NotifyState {
+        updates: bot_updates.clone(),
         checks: checks.clone(),
         channels: channels.clone(),
         api_token: n.api_token.clone(),
@@ -408,13 +442,29 @@ async fn bind_notifier(settings: &Settings) -> Result<NotificationService, Start
         default_subject: format!("{} notification", settings.issuer),
         metrics: Arc::new(Metrics::notifier()),
     };
-    let router = BoundRouter::bind(n.bind, notify::api::router(state, n.bind))
+    let webhook_path = webhook.as_ref().map(|(_, path, _)| path.as_str());
+    let router = BoundRouter::bind(n.bind, notify::api::router(state, n.bind, webhook_path))
         .await
         .map_err(|source| StartupError::Listen { var: "NOTIFY_BIND", addr: n.bind, source })?
         .with_limits(settings.http);
     let addr = local_addr(&router, "NOTIFY_BIND", n.bind)?;
     info!(address = %addr, "notification service listening on http://{addr}");
-    Ok(NotificationService { router, addr, channels, checks, check_every: n.check_every })
+    let receive = match (&channels.telegram, updates) {
+        (Some(telegram), Some(TelegramUpdates::Poll)) => {
+            Some(Receive::Poll(telegram.clone(), bot_updates.starts.clone()))
+        }
+        (Some(telegram), Some(TelegramUpdates::Webhook { .. })) => {
+            webhook.map(|(url, _, secret)| Receive::Webhook(telegram.clone(), url, secret))
+        }
+        _ => None,
+    };
+    Ok(NotificationService { router, addr, channels, checks, check_every: n.check_every, receive })
+}
+
+/// How the bot's messages reach the service, started with it.
+enum Receive {
+    Poll(Arc<TelegramChannel>, Arc<notify::updates::LinkStarts>),
+    Webhook(Arc<TelegramChannel>, String, Sensitive),
 }
 
 /// The notification service, bound, with what its periodic checks need.
@@ -424,6 +474,7 @@ struct NotificationService {
     channels: Arc<Channels>,
     checks: Arc<ChannelChecks>,
     check_every: Option<std::time::Duration>,
+    receive: Option<Receive>,
 }
 
 /// Checks the channels again every `every` until `stop`.
@@ -509,7 +560,7 @@ fn mfa_notifier(settings: &Settings, service_addr: Option<SocketAddr>) -> Result
 fn channels(settings: &Settings) -> Result<Channels, StartupError> {
     let n = &settings.notification;
     let email = n.email.as_ref().map(|e| EmailChannel::new(e, n.retry_base)).transpose();
-    let telegram = n.telegram.as_ref().map(|t| TelegramChannel::new(t, n.retry_base)).transpose();
+    let telegram = n.telegram.as_ref().map(|t| TelegramChannel::new(t, n.retry_base).map(Arc::new)).transpose();
     let (email, telegram) = (email.map_err(StartupError::Notifier)?, telegram.map_err(StartupError::Notifier)?);
     // No channel at all: the development file, here as in the MFA server's own notifier.
     let file = (email.is_none() && telegram.is_none()).then(|| FileNotifier::new(settings.notifications_log()));

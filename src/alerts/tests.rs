@@ -32,12 +32,12 @@ impl Notifier for Recorder {
         "recorder"
     }
 
-    async fn deliver(&self, delivery: &Delivery) -> Result<u32, DeliveryError> {
+    async fn deliver(&self, delivery: &Delivery) -> Result<crate::notify::Sent, DeliveryError> {
         if self.failing.load(Ordering::SeqCst) {
             return Err(DeliveryError { kind: FailureKind::Permanent, why: Why::plain("down"), attempts: 1 });
         }
         self.sent.lock().unwrap().push(delivery.clone());
-        Ok(1)
+        Ok(crate::notify::Sent::after(1))
     }
 }
 
@@ -118,6 +118,7 @@ fn each_alert_names_its_kind() {
         Alert::RecoveryCodeUsed { remaining: 7 },
         Alert::RecoveryCodesGenerated { count: 10 },
         Alert::Unlocked,
+        Alert::TelegramLinked { chat: "42".into() },
     ]
     .iter()
     .map(Alert::kind)
@@ -131,7 +132,8 @@ fn each_alert_names_its_kind() {
             "authenticator_removed",
             "recovery_code_used",
             "recovery_codes_generated",
-            "unlocked"
+            "unlocked",
+            "telegram_linked"
         ]
     );
     let all: Vec<&str> = AlertKind::ALL.iter().map(|k| k.as_str()).collect();

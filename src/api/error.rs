@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::http::{ErrorBody, ErrorCode, HttpFault, InvalidRequest};
-use crate::users::UserError;
+use crate::users::{LinkUnavailable, UserError};
 use crate::verify::VerifyError;
 
 /// Seconds a client is asked to wait when the database cannot be used.
@@ -100,6 +100,19 @@ impl IntoResponse for ApiError {
             }
             Self::User(UserError::ResyncFailed) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, ErrorBody::new(Code::ResyncFailed).detail(detail))
+            }
+            Self::User(UserError::Telegram(LinkUnavailable::NotConfigured)) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorBody {
+                    channel: Some(crate::domain::Channel::Telegram),
+                    ..ErrorBody::new(Code::ChannelNotConfigured).detail(detail)
+                },
+            ),
+            Self::User(UserError::Telegram(LinkUnavailable::LinkingOff)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, ErrorBody::new(Code::TelegramLinkingOff).detail(detail))
+            }
+            Self::User(UserError::Telegram(LinkUnavailable::Unreachable(_))) => {
+                (StatusCode::BAD_GATEWAY, ErrorBody::new(Code::DeliveryFailed).detail(detail))
             }
             Self::User(UserError::QrExpired) => (StatusCode::GONE, ErrorBody::new(Code::QrExpired).detail(detail)),
             Self::Verify(VerifyError::Store(e)) | Self::User(UserError::Store(e)) if e.is_unavailable() => {

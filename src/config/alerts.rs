@@ -21,6 +21,7 @@ pub enum AlertKind {
     RecoveryCodeUsed,
     RecoveryCodesGenerated,
     Unlocked,
+    TelegramLinked,
 }
 
 /// The placeholders of every kind.
@@ -30,7 +31,7 @@ const COMMON: &[&str] = &["issuer", "username", "time"];
 const NEVER: &[&str] = &["code", "secret", "token", "otp", "password", "recovery_code", "key"];
 
 impl AlertKind {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::LockedOut,
         Self::AuthenticatorAdded,
         Self::AuthenticatorConfirmed,
@@ -38,6 +39,7 @@ impl AlertKind {
         Self::RecoveryCodeUsed,
         Self::RecoveryCodesGenerated,
         Self::Unlocked,
+        Self::TelegramLinked,
     ];
 
     /// The name in logs, metrics and the throttle's table.
@@ -50,6 +52,7 @@ impl AlertKind {
             Self::RecoveryCodeUsed => "recovery_code_used",
             Self::RecoveryCodesGenerated => "recovery_codes_generated",
             Self::Unlocked => "unlocked",
+            Self::TelegramLinked => "telegram_linked",
         }
     }
 
@@ -63,6 +66,7 @@ impl AlertKind {
             Self::RecoveryCodeUsed => &vars::ALERT_TEMPLATE_RECOVERY_CODE_USED,
             Self::RecoveryCodesGenerated => &vars::ALERT_TEMPLATE_RECOVERY_CODES_GENERATED,
             Self::Unlocked => &vars::ALERT_TEMPLATE_UNLOCKED,
+            Self::TelegramLinked => &vars::ALERT_TEMPLATE_TELEGRAM_LINKED,
         }
     }
 
@@ -74,6 +78,7 @@ impl AlertKind {
             Self::RecoveryCodeUsed => &["remaining"],
             Self::RecoveryCodesGenerated => &["count"],
             Self::Unlocked => &[],
+            Self::TelegramLinked => &["chat"],
         }
     }
 
@@ -125,6 +130,11 @@ impl AlertKind {
                 "Subject: {issuer} security alert: sign-in unlocked\n\
                  {issuer}: an administrator unlocked sign-in for {username} at {time}; failed attempts were reset.\n\
                  If you did not ask for this, tell your administrator."
+            }
+            Self::TelegramLinked => {
+                "Subject: {issuer} security alert: Telegram chat linked\n\
+                 {issuer}: the Telegram chat {chat} was linked to {username} at {time}; sign-in codes now go there.\n\
+                 If this was not you, tell your administrator at once."
             }
         }
     }

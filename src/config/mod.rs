@@ -35,7 +35,7 @@ pub use alerts::{AlertKind, AlertSettings, AlertTemplate};
 pub use env::{EnvMap, Source};
 pub use error::{ConfigError, ConfigErrors};
 pub use http_limits::HttpLimits;
-pub use notify::{EmailSettings, NotificationSettings, SmtpSecurity, StartupCheck, TelegramSettings};
+pub use notify::{EmailSettings, NotificationSettings, SmtpSecurity, StartupCheck, TelegramSettings, TelegramUpdates};
 pub(crate) use parse::{Reader, number_in, parse_bind, parse_token, seconds};
 pub use rate_limit::RateLimit;
 pub use report::ReportRow;

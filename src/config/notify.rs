@@ -52,6 +52,83 @@ pub struct TelegramSettings {
     pub max_retries: u32,
     /// Longest `retry_after` from Telegram that is waited out; longer ones fail at once.
     pub retry_after_max: Duration,
+    /// How the bot's messages (chats linking themselves) are received.
+    pub updates: TelegramUpdates,
+}
+
+/// `TELEGRAM_UPDATES`: how the notification service receives the bot's messages.
+#[derive(Debug, Clone)]
+pub enum TelegramUpdates {
+    /// Long polling `getUpdates` (after removing any webhook, which would refuse it).
+    Poll,
+    /// Telegram posts them to `url`, which the operator's proxy forwards to this service at
+    /// `path`; every post must carry `secret` (random at each start when not set).
+    Webhook { url: String, path: String, secret: Option<Sensitive> },
+    /// Another program reads the bot's messages: chats cannot link themselves here.
+    Off,
+}
+
+/// Telegram's rule for a webhook's secret token.
+fn webhook_secret(raw: &str) -> Result<Sensitive, String> {
+    let secret = raw.trim();
+    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if (1..=256).contains(&secret.len()) && secret.chars().all(allowed) {
+        Ok(Sensitive::new(secret.to_string()))
+    } else {
+        Err("must be 1 to 256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)".into())
+    }
+}
+
+/// `TELEGRAM_WEBHOOK_URL`: an http(s) URL with a path of its own, which the service serves.
+fn webhook_url(raw: &str) -> Result<(String, String), String> {
+    let url = http_url(raw)?;
+    let parsed = reqwest::Url::parse(&url).map_err(|e| format!("'{}' is not a URL: {e}", printable(&url, 100)))?;
+    let path = parsed.path().to_string();
+    // The service's own routes (src/notify/api.rs) cannot be the webhook's too.
+    const TAKEN: [&str; 6] =
+        ["/send", "/healthcheck", "/metrics", "/openapi.json", "/telegram/bot", "/telegram/starts"];
+    if TAKEN.contains(&path.as_str()) {
+        return Err(format!("its path {path} is one of the notification service's own routes; use /telegram/webhook"));
+    }
+    if path.len() < 2 || parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(format!(
+            "'{}' needs a path of its own (such as /telegram/webhook) and no query: the service serves it there",
+            printable(&url, 100)
+        ));
+    }
+    Ok((url, path))
+}
+
+fn telegram_updates(r: &mut Reader) -> Option<TelegramUpdates> {
+    let url = r.optional(&vars::TELEGRAM_WEBHOOK_URL, webhook_url);
+    let secret = r.optional(&vars::TELEGRAM_WEBHOOK_SECRET, webhook_secret);
+    let set = r.env.get(vars::TELEGRAM_WEBHOOK_URL.name).is_some();
+    let mode = r.optional(&vars::TELEGRAM_UPDATES, |raw| match raw.trim().to_ascii_lowercase().as_str() {
+        m @ ("poll" | "webhook" | "off") => Ok(m.to_string()),
+        other => Err(format!("'{other}' is not poll, webhook or off")),
+    });
+    let explicit = r.env.get(vars::TELEGRAM_UPDATES.name).is_some();
+    let mode = match mode {
+        Some(mode) => mode,
+        None if explicit => return None,
+        None if set => "webhook".to_string(),
+        None => "poll".to_string(),
+    };
+    match (mode.as_str(), url) {
+        ("webhook", Some((url, path))) => Some(TelegramUpdates::Webhook { url, path, secret }),
+        ("webhook", None) => {
+            if !set {
+                r.fail(vars::TELEGRAM_UPDATES.name, "is webhook, which needs TELEGRAM_WEBHOOK_URL");
+            }
+            None
+        }
+        ("poll", _) if set => {
+            r.fail(vars::TELEGRAM_WEBHOOK_URL.name, "is set with TELEGRAM_UPDATES=poll: polling removes the webhook");
+            None
+        }
+        ("off", _) => Some(TelegramUpdates::Off),
+        _ => Some(TelegramUpdates::Poll),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -223,14 +300,18 @@ pub(super) fn read(r: &mut Reader) -> Option<NotificationSettings> {
             let timeout = r.parse(&vars::TELEGRAM_TIMEOUT_SECONDS, seconds(0.0, 300.0));
             let max_retries = r.parse(&vars::TELEGRAM_MAX_RETRIES, number_in(0..=10u32));
             let retry_after_max = r.parse(&vars::TELEGRAM_RETRY_AFTER_MAX, seconds(0.0, 300.0));
-            match (api_url, timeout, max_retries, retry_after_max) {
-                (Some(api_url), Some(timeout), Some(max_retries), Some(retry_after_max)) => Some(TelegramSettings {
-                    token: Sensitive::new(token.trim().to_string()),
-                    api_url,
-                    timeout,
-                    max_retries,
-                    retry_after_max,
-                }),
+            let updates = telegram_updates(r);
+            match (api_url, timeout, max_retries, retry_after_max, updates) {
+                (Some(api_url), Some(timeout), Some(max_retries), Some(retry_after_max), Some(updates)) => {
+                    Some(TelegramSettings {
+                        token: Sensitive::new(token.trim().to_string()),
+                        api_url,
+                        timeout,
+                        max_retries,
+                        retry_after_max,
+                        updates,
+                    })
+                }
                 _ => None,
             }
         }

@@ -193,6 +193,8 @@ pub const ALERT_TEMPLATE_RECOVERY_CODES_GENERATED: Var = alert_template(
 );
 pub const ALERT_TEMPLATE_UNLOCKED: Var =
     alert_template("ALERT_TEMPLATE_UNLOCKED", "the alert that an operator unlocked the user");
+pub const ALERT_TEMPLATE_TELEGRAM_LINKED: Var =
+    alert_template("ALERT_TEMPLATE_TELEGRAM_LINKED", "the alert that a Telegram chat was linked: `{chat}`");
 
 pub const NOTIFY_BIND: Var =
     var("NOTIFY_BIND", "127.0.0.1:6001", "notification service address (non-loopback needs `NOTIFY_API_TOKEN`)");
@@ -232,6 +234,21 @@ pub const TELEGRAM_TIMEOUT_SECONDS: Var = var("TELEGRAM_TIMEOUT_SECONDS", "10", 
 pub const TELEGRAM_MAX_RETRIES: Var = var("TELEGRAM_MAX_RETRIES", "3", "retries after the first attempt");
 pub const TELEGRAM_RETRY_AFTER_MAX: Var =
     var("TELEGRAM_RETRY_AFTER_MAX", "10", "longest Telegram `retry_after` (s) waited out");
+pub const TELEGRAM_UPDATES: Var = unset(
+    "TELEGRAM_UPDATES",
+    "`webhook` when `TELEGRAM_WEBHOOK_URL` is set, else `poll`",
+    "how the notification service receives the bot's messages (for chats linking themselves with `/start`): `poll` (long polling `getUpdates`), `webhook`, or `off` (another program reads them)",
+);
+pub const TELEGRAM_WEBHOOK_URL: Var = unset(
+    "TELEGRAM_WEBHOOK_URL",
+    "—",
+    "the public https:// address Telegram posts updates to, forwarded to the notification service at that same path",
+);
+pub const TELEGRAM_WEBHOOK_SECRET: Var = secret(
+    "TELEGRAM_WEBHOOK_SECRET",
+    "random at each start",
+    "the webhook's secret token (1–256 of `A-Z a-z 0-9 _ -`), checked in every update's `X-Telegram-Bot-Api-Secret-Token`",
+);
 pub const LOG_FORMAT: Var = var("LOG_FORMAT", "pretty", "`pretty` or `json` (one JSON object per line)");
 pub const MFA_ENV_FILE: Var = var("MFA_ENV_FILE", "./.env", "read another file instead (it must exist)");
 pub const RUST_LOG: Var = var("RUST_LOG", "info,sqlx=warn", "log filter (commands: `warn,audit=info,database=info`)");
@@ -300,6 +317,7 @@ pub const ALL: &[Var] = &[
     ALERT_TEMPLATE_RECOVERY_CODE_USED,
     ALERT_TEMPLATE_RECOVERY_CODES_GENERATED,
     ALERT_TEMPLATE_UNLOCKED,
+    ALERT_TEMPLATE_TELEGRAM_LINKED,
     NOTIFY_BIND,
     NOTIFY_API_TOKEN,
     NOTIFICATION_URL,
@@ -316,6 +334,9 @@ pub const ALL: &[Var] = &[
     TELEGRAM_TIMEOUT_SECONDS,
     TELEGRAM_MAX_RETRIES,
     TELEGRAM_RETRY_AFTER_MAX,
+    TELEGRAM_UPDATES,
+    TELEGRAM_WEBHOOK_URL,
+    TELEGRAM_WEBHOOK_SECRET,
     LOG_FORMAT,
     MFA_ENV_FILE,
     RUST_LOG,

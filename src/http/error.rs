@@ -38,6 +38,7 @@ pub enum ErrorCode {
     ResyncFailed,
     ChannelNotConfigured,
     RecipientRejected,
+    TelegramLinkingOff,
 }
 
 /// The body of every error response.

@@ -18,7 +18,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::wire::{
-    ChannelCheck, ChannelHealth, ChannelsHealth, NotifierHealth, Reachability, SendReply, SendRequest, SendStatus,
+    ChannelCheck, ChannelHealth, ChannelsHealth, LinkStarts, NotifierHealth, Reachability, SendReply, SendRequest,
+    SendStatus, TelegramBot,
 };
 use super::{Channels, DeliveryError, FailureKind, Notifier};
 use crate::config::Sensitive;
@@ -44,6 +45,21 @@ pub struct NotifyState {
     pub auth_failures: Arc<AuthFailures>,
     pub default_subject: String,
     pub metrics: Arc<Metrics>,
+    /// The bot's incoming `/start`s, and how they arrive.
+    pub updates: Arc<BotUpdates>,
+}
+
+/// What the service knows of the bot's incoming messages.
+#[derive(Default)]
+pub struct BotUpdates {
+    /// `/start <token>`s waiting for the MFA server.
+    pub starts: Arc<super::updates::LinkStarts>,
+    /// Whether they are received at all (`TELEGRAM_UPDATES` is not `off`).
+    pub receiving: bool,
+    /// The webhook's secret, when Telegram posts them (`TELEGRAM_UPDATES=webhook`).
+    pub webhook_secret: Option<Sensitive>,
+    /// The bot's username, once `getMe` answered.
+    pub bot_username: std::sync::OnceLock<String>,
 }
 
 impl ServiceState for NotifyState {
@@ -160,10 +176,11 @@ pub async fn send(
     let delivery = body.validate(&state.default_subject)?;
     let channel = delivery.channel;
     match state.channels.deliver(&delivery).await {
-        Ok(attempts) => {
+        Ok(sent) => {
+            let attempts = sent.attempts;
             state.metrics.delivery(channel.as_str(), "sent", attempts);
             tracing::info!(event = "delivery", %channel, recipient = %delivery.recipient, outcome = "sent", attempts);
-            Ok(Json(SendReply { attempts, channel, status: SendStatus::Sent }))
+            Ok(Json(SendReply { attempts, channel, recipient_moved_to: sent.moved_to, status: SendStatus::Sent }))
         }
         Err(error) => {
             let outcome = match error.kind {
@@ -178,6 +195,79 @@ pub async fn send(
             );
             Err(NotifyError::Delivery { channel, error })
         }
+    }
+}
+
+fn telegram_of(state: &NotifyState) -> Result<&Arc<super::telegram::TelegramChannel>, NotifyError> {
+    state.channels.telegram.as_ref().ok_or(NotifyError::Delivery {
+        channel: Channel::Telegram,
+        error: DeliveryError::not_configured(Channel::Telegram),
+    })
+}
+
+/// The bot (from `getMe`), for the links chats open to link themselves.
+#[utoipa::path(get, path = "/telegram/bot", tag = "notifier", security((), ("notify_token" = [])),
+    responses(
+        (status = 200, body = TelegramBot),
+        (status = 401, description = "unauthorized: NOTIFY_API_TOKEN is set and was not sent", body = ErrorBody),
+        (status = 429, description = "rate_limited: too many wrong tokens from this address", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "seconds"))),
+        (status = 502, description = "delivery_failed: Telegram did not answer `getMe`", body = ErrorBody),
+        (status = 503, description = "channel_not_configured: no TELEGRAM_TOKEN", body = ErrorBody),
+    ))]
+pub async fn telegram_bot(State(state): State<NotifyState>) -> Result<Json<TelegramBot>, NotifyError> {
+    let telegram = telegram_of(&state)?;
+    let linking = state.updates.receiving;
+    if let Some(username) = state.updates.bot_username.get() {
+        return Ok(Json(TelegramBot { linking, username: username.clone() }));
+    }
+    let username = telegram.check().await.map_err(|why| NotifyError::Delivery {
+        channel: Channel::Telegram,
+        error: DeliveryError { kind: FailureKind::Transient, why, attempts: 1 },
+    })?;
+    let username = state.updates.bot_username.get_or_init(|| username).clone();
+    Ok(Json(TelegramBot { linking, username }))
+}
+
+/// Takes the `/start <token>` messages the bot received (each is given out once, oldest
+/// first, at most 100 a call; kept 10 minutes at most). The MFA server calls it every second.
+#[utoipa::path(post, path = "/telegram/starts", tag = "notifier", security((), ("notify_token" = [])),
+    responses(
+        (status = 200, body = LinkStarts),
+        (status = 401, description = "unauthorized: NOTIFY_API_TOKEN is set and was not sent", body = ErrorBody),
+        (status = 429, description = "rate_limited: too many wrong tokens from this address", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "seconds"))),
+        (status = 503, description = "channel_not_configured: no TELEGRAM_TOKEN", body = ErrorBody),
+    ))]
+pub async fn take_starts(State(state): State<NotifyState>) -> Result<Json<LinkStarts>, NotifyError> {
+    telegram_of(&state)?;
+    Ok(Json(LinkStarts { starts: state.updates.starts.take() }))
+}
+
+/// Telegram's webhook (`TELEGRAM_UPDATES=webhook`): one update, which must carry the
+/// secret token. Not in the OpenAPI document: Telegram is its only caller, at the path of
+/// `TELEGRAM_WEBHOOK_URL`.
+async fn webhook(
+    State(state): State<NotifyState>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let (Some(telegram), Some(secret)) = (state.channels.telegram.as_ref(), state.updates.webhook_secret.as_ref())
+    else {
+        return NotifyError::Http(HttpFault::NoRoute).into_response();
+    };
+    let sent = headers.get("x-telegram-bot-api-secret-token").map(axum::http::HeaderValue::as_bytes);
+    let matches = sent.is_some_and(|sent| bool::from(subtle::ConstantTimeEq::ct_eq(sent, secret.expose().as_bytes())));
+    if !matches {
+        tracing::warn!(event = "telegram_webhook", "refused an update without the webhook's secret token");
+        return NotifyError::Unauthorized.into_response();
+    }
+    match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(update) => {
+            super::updates::handle(&update, telegram, &state.updates.starts);
+            StatusCode::OK.into_response()
+        }
+        Err(e) => NotifyError::from(InvalidRequest::new(format!("not an update: {e}"))).into_response(),
     }
 }
 
@@ -213,9 +303,11 @@ pub async fn metrics(State(state): State<NotifyState>, headers: axum::http::Head
 }
 
 /// The notification service's routes; `bind` is the address its OpenAPI document names.
-pub fn router(state: NotifyState, bind: SocketAddr) -> Router {
+pub fn router(state: NotifyState, bind: SocketAddr, webhook_path: Option<&str>) -> Router {
     let guarded = OpenApiRouter::new()
         .routes(routes!(send))
+        .routes(routes!(telegram_bot))
+        .routes(routes!(take_starts))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_token));
     let (routes, doc) = OpenApiRouter::with_openapi(openapi::NotifierDoc::openapi())
         .merge(guarded)
@@ -223,7 +315,10 @@ pub fn router(state: NotifyState, bind: SocketAddr) -> Router {
         .routes(routes!(metrics))
         .split_for_parts();
     let doc = openapi::finish(doc, &format!("http://{bind}"), &[openapi::Bearer::NotifyToken]);
-    let routes = routes.route("/openapi.json", get(move || async move { openapi::response(&doc) }));
+    let mut routes = routes.route("/openapi.json", get(move || async move { openapi::response(&doc) }));
+    if let Some(path) = webhook_path {
+        routes = routes.route(path, axum::routing::post(webhook));
+    }
     let metrics = state.metrics.clone();
     let allowed_hosts = state.allowed_hosts.clone();
     with_common_layers(routes, state, "notifier", MAX_BODY_BYTES, metrics, &allowed_hosts)

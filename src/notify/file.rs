@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Delivery, DeliveryError, FailureKind, Notifier, Why};
+use super::{Delivery, DeliveryError, FailureKind, Notifier, Sent, Why};
 use crate::clock::{Clock, SystemClock};
 use crate::domain::Channel;
 
@@ -64,7 +64,7 @@ impl Notifier for FileNotifier {
         "file"
     }
 
-    async fn deliver(&self, delivery: &Delivery) -> Result<u32, DeliveryError> {
+    async fn deliver(&self, delivery: &Delivery) -> Result<Sent, DeliveryError> {
         let line = Line {
             channel: delivery.channel,
             message: &delivery.message,
@@ -83,7 +83,7 @@ impl Notifier for FileNotifier {
             Ok(()) => answer.await.unwrap_or_else(|_| Err(stopped())),
             Err(_) => Err(stopped()),
         };
-        result.map(|()| 1).map_err(|e| DeliveryError {
+        result.map(|()| Sent::after(1)).map_err(|e| DeliveryError {
             kind: FailureKind::Permanent,
             why: Why::with_upstream("cannot write the notifications file", &format!("{}: {e}", self.path.display())),
             attempts: 1,

@@ -16,6 +16,7 @@ pub mod email;
 mod file;
 pub mod retry;
 pub mod telegram;
+pub mod updates;
 pub mod wire;
 
 use std::fmt;
@@ -101,6 +102,21 @@ impl Why {
     }
 }
 
+/// A delivery made.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sent {
+    pub attempts: u32,
+    /// The Telegram chat moved (a group became a supergroup) and the message went to this
+    /// new id, which the caller should store in place of the old one.
+    pub moved_to: Option<String>,
+}
+
+impl Sent {
+    pub fn after(attempts: u32) -> Self {
+        Self { attempts, moved_to: None }
+    }
+}
+
 /// A failed delivery.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{}", why.log)]
@@ -124,8 +140,18 @@ impl DeliveryError {
 pub trait Notifier: Send + Sync + 'static {
     /// A short name for logs and the health check.
     fn name(&self) -> &'static str;
-    /// Delivers one message; `Ok` carries the number of attempts it took.
-    async fn deliver(&self, delivery: &Delivery) -> Result<u32, DeliveryError>;
+    /// Delivers one message.
+    async fn deliver(&self, delivery: &Delivery) -> Result<Sent, DeliveryError>;
+
+    /// The Telegram bot, for links a chat opens to link itself (`crate::users`).
+    async fn telegram_bot(&self) -> Result<wire::TelegramBot, DeliveryError> {
+        Err(DeliveryError::not_configured(Channel::Telegram))
+    }
+
+    /// The `/start <token>` messages the bot received since the last call (each once).
+    async fn take_link_starts(&self) -> Result<Vec<wire::LinkStart>, DeliveryError> {
+        Err(DeliveryError::not_configured(Channel::Telegram))
+    }
 }
 
 /// The notification service's channels; a channel without credentials is `None`. With
@@ -134,7 +160,7 @@ pub trait Notifier: Send + Sync + 'static {
 /// this service at a `NOTIFICATION_URL`.
 pub struct Channels {
     pub email: Option<email::EmailChannel>,
-    pub telegram: Option<telegram::TelegramChannel>,
+    pub telegram: Option<std::sync::Arc<telegram::TelegramChannel>>,
     pub file: Option<FileNotifier>,
 }
 
@@ -144,13 +170,13 @@ impl Notifier for Channels {
         "channels"
     }
 
-    async fn deliver(&self, delivery: &Delivery) -> Result<u32, DeliveryError> {
+    async fn deliver(&self, delivery: &Delivery) -> Result<Sent, DeliveryError> {
         if let Some(file) = &self.file {
             return file.deliver(delivery).await;
         }
         match delivery.channel {
             Channel::Email => match &self.email {
-                Some(email) => email.deliver(delivery).await,
+                Some(email) => email.deliver(delivery).await.map(Sent::after),
                 None => Err(DeliveryError::not_configured(Channel::Email)),
             },
             Channel::Telegram => match &self.telegram {

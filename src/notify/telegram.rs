@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::retry::{AttemptError, RetryPolicy, with_retries};
-use super::{Delivery, DeliveryError, Why};
+use super::{Delivery, DeliveryError, Sent, Why};
 use crate::telemetry::printable;
 
 /// The most of a Bot API description passed on.
@@ -28,13 +28,16 @@ pub struct TelegramChannel {
     /// The pace per chat and per bot, by waiting.
     per_chat: governor::DefaultKeyedRateLimiter<String>,
     per_bot: governor::DefaultDirectRateLimiter,
-    /// `{api}/bot{token}/sendMessage`: as secret as the token it holds.
-    send_url: Sensitive,
-    /// `{api}/bot{token}/getMe`, the check that sends nothing.
-    me_url: Sensitive,
+    /// `{api}/bot{token}`, to which each method's name is added: as secret as the token.
+    bot_url: Sensitive,
     token: Sensitive,
     policy: RetryPolicy,
+    timeout: Duration,
 }
+
+/// What `getUpdates` long-polls for, at most (Telegram allows up to 50 s; proxies between
+/// often cut idle requests near a minute).
+pub const POLL_SECONDS: u64 = 25;
 
 /// The body of `sendMessage`.
 #[derive(serde::Serialize)]
@@ -61,6 +64,9 @@ struct ApiReply {
 struct ApiParameters {
     #[serde(default)]
     retry_after: Option<u64>,
+    /// A group that became a supergroup: its new chat id, where messages must go now.
+    #[serde(default)]
+    migrate_to_chat_id: Option<i64>,
 }
 
 impl TelegramChannel {
@@ -75,11 +81,15 @@ impl TelegramChannel {
             per_chat: governor::RateLimiter::keyed(quota(PER_CHAT_PER_SECOND)),
             per_bot: governor::RateLimiter::direct(quota(PER_BOT_PER_SECOND)),
             client: super::http_client(settings.timeout)?,
-            send_url: Sensitive::new(format!("{}/bot{}/sendMessage", settings.api_url, token.expose())),
-            me_url: Sensitive::new(format!("{}/bot{}/getMe", settings.api_url, token.expose())),
+            bot_url: Sensitive::new(format!("{}/bot{}", settings.api_url, token.expose())),
             token,
             policy: RetryPolicy::for_telegram(settings, retry_base),
+            timeout: settings.timeout,
         })
+    }
+
+    fn method_url(&self, method: &str) -> String {
+        format!("{}/{method}", self.bot_url.expose())
     }
 
     fn redact(&self, text: String) -> String {
@@ -87,14 +97,16 @@ impl TelegramChannel {
         if token.is_empty() { text } else { text.replace(token, "<token>") }
     }
 
-    async fn attempt(&self, delivery: &Delivery) -> Result<(), AttemptError> {
+    /// One `sendMessage`; `Ok(Some(chat))` when Telegram answered that the chat moved there
+    /// (a group that became a supergroup) and the message was not sent.
+    async fn attempt(&self, chat: &str, text: &str) -> Result<Option<String>, AttemptError> {
         if self.per_chat.len() > PACED_CHATS {
             self.per_chat.retain_recent();
         }
-        self.per_chat.until_key_ready(&delivery.recipient).await;
+        self.per_chat.until_key_ready(&chat.to_string()).await;
         self.per_bot.until_ready().await;
-        let body = SendMessage { chat_id: &delivery.recipient, text: &delivery.message };
-        let response = self.client.post(self.send_url.expose()).json(&body).send().await.map_err(|e| {
+        let body = SendMessage { chat_id: chat, text };
+        let response = self.client.post(self.method_url("sendMessage")).json(&body).send().await.map_err(|e| {
             AttemptError::transient(Why::with_upstream(
                 "cannot reach Telegram",
                 &self.redact(e.without_url().to_string()),
@@ -103,7 +115,11 @@ impl TelegramChannel {
         let status = response.status();
         let reply: Option<ApiReply> = response.json().await.ok();
         if status.is_success() && reply.as_ref().is_some_and(|r| r.ok) {
-            return Ok(());
+            return Ok(None);
+        }
+        let parameters = reply.as_ref().and_then(|r| r.parameters.as_ref());
+        if let Some(moved) = parameters.and_then(|p| p.migrate_to_chat_id) {
+            return Ok(Some(moved.to_string()));
         }
         // The Bot API's descriptions ("Bad Request: chat not found") are the documented
         // reason; they are passed on short, escaped and without the token.
@@ -112,7 +128,7 @@ impl TelegramChannel {
         let why = Why::plain(format!("Telegram answered {}: {description}", status.as_u16()));
         match status.as_u16() {
             429 => {
-                let retry_after = reply.and_then(|r| r.parameters).and_then(|p| p.retry_after).unwrap_or(1);
+                let retry_after = parameters.and_then(|p| p.retry_after).unwrap_or(1);
                 Err(AttemptError::Transient { why, retry_after: Some(Duration::from_secs(retry_after)) })
             }
             401 | 404 => Err(AttemptError::permanent(why.and(" (check TELEGRAM_TOKEN)"))),
@@ -125,15 +141,67 @@ impl TelegramChannel {
         }
     }
 
-    pub async fn deliver(&self, delivery: &Delivery) -> Result<u32, DeliveryError> {
-        with_retries(self.policy, || self.attempt(delivery)).await
+    /// Delivers with retries. A chat that moved (`migrate_to_chat_id`) is followed once, in
+    /// the same attempt, and the new id is returned for the caller to store.
+    pub async fn deliver(&self, delivery: &Delivery) -> Result<Sent, DeliveryError> {
+        let moved_to = std::sync::Mutex::new(None::<String>);
+        let attempts = with_retries(self.policy, || async {
+            let chat = moved_to.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+            let chat = chat.unwrap_or_else(|| delivery.recipient.clone());
+            match self.attempt(&chat, &delivery.message).await? {
+                None => Ok(()),
+                Some(new_chat) if new_chat != chat => {
+                    tracing::info!(event = "telegram_chat_moved", from = %chat, to = %new_chat,
+                        "the chat became a supergroup; sending to its new id");
+                    *moved_to.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(new_chat.clone());
+                    match self.attempt(&new_chat, &delivery.message).await? {
+                        None => Ok(()),
+                        Some(_) => Err(AttemptError::permanent(Why::plain("Telegram moved the chat twice"))),
+                    }
+                }
+                Some(_) => Err(AttemptError::permanent(Why::plain("Telegram moved the chat to itself"))),
+            }
+        })
+        .await?;
+        Ok(Sent { attempts, moved_to: moved_to.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) })
+    }
+
+    /// Sends one message without retries (a reply in a chat, which nobody waits for).
+    pub async fn reply(&self, chat: &str, text: &str) -> Result<(), Why> {
+        match self.attempt(chat, text).await {
+            Ok(None) => Ok(()),
+            Ok(Some(_)) => Err(Why::plain("the chat moved")),
+            Err(e) => Err(e.why()),
+        }
+    }
+
+    /// One call of a Bot API method that answers `{"ok":true,"result":...}`: the result.
+    pub async fn call(&self, method: &str, body: &serde_json::Value, wait: Duration) -> Result<serde_json::Value, Why> {
+        let response =
+            self.client
+                .post(self.method_url(method))
+                .timeout(wait + self.timeout)
+                .json(body)
+                .send()
+                .await
+                .map_err(|e| Why::with_upstream("cannot reach Telegram", &self.redact(e.without_url().to_string())))?;
+        let status = response.status();
+        let reply: Option<ApiReply> = response.json().await.ok();
+        match reply {
+            Some(ApiReply { ok: true, result, .. }) if status.is_success() => Ok(result.unwrap_or_default()),
+            reply => {
+                let description = reply.and_then(|r| r.description).unwrap_or_else(|| status.to_string());
+                let description = printable(&self.redact(description), DESCRIPTION_CHARS);
+                Err(Why::plain(format!("Telegram answered {method} with {}: {description}", status.as_u16())))
+            }
+        }
     }
 
     /// Checks the token without sending anything (`getMe`); the bot's username.
     pub async fn check(&self) -> Result<String, Why> {
         let response = self
             .client
-            .get(self.me_url.expose())
+            .get(self.method_url("getMe"))
             .send()
             .await
             .map_err(|e| Why::with_upstream("cannot reach Telegram", &self.redact(e.without_url().to_string())))?;

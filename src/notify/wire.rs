@@ -183,6 +183,11 @@ pub struct SendReply {
     #[schema(example = 1)]
     pub attempts: u32,
     pub channel: Channel,
+    /// Telegram moved the chat (a group that became a supergroup): the message went to
+    /// this new chat id, which replaces the one sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "-1001234567890")]
+    pub recipient_moved_to: Option<String>,
     pub status: SendStatus,
 }
 
@@ -243,4 +248,34 @@ pub struct NotifierHealth {
     #[schema(example = "ok")]
     pub status: &'static str,
     pub version: &'static str,
+}
+
+/// `GET /telegram/bot`: the bot, for the links the MFA server makes.
+// Fields are declared in the order they go on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TelegramBot {
+    /// Whether this service receives the bot's messages (`TELEGRAM_UPDATES` is not `off`),
+    /// so that a chat can link itself with `/start <token>`.
+    pub linking: bool,
+    /// The bot's username (from `getMe`), without the `@`.
+    #[schema(example = "acme_login_bot")]
+    pub username: String,
+}
+
+/// A chat that sent the bot `/start <token>`.
+// Fields are declared in the order they go on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LinkStart {
+    /// The chat's id.
+    #[schema(example = "123456789")]
+    pub chat: String,
+    /// The start parameter: 1 to 64 of `A-Z a-z 0-9 _ -`.
+    pub token: String,
+}
+
+/// `POST /telegram/starts`: the `/start <token>` messages received since the last call,
+/// oldest first, each given out once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LinkStarts {
+    pub starts: Vec<LinkStart>,
 }

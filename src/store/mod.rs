@@ -572,6 +572,32 @@ pub trait Store: Send + Sync + 'static {
     async fn mark_telegram_blocked(&self, username: &Username, chat: &str, now: UnixTime) -> Result<(), StoreError>;
     /// Sets the order of the user's channels (`None`: the default). False if there is no
     /// such user.
+    /// The user's Telegram chat moved (a group became a supergroup): `from` becomes `to`.
+    /// False if the user's chat is not `from`, or is set in `.env`.
+    async fn move_telegram_chat(
+        &self,
+        username: &Username,
+        from: &str,
+        to: &str,
+        now: UnixTime,
+    ) -> Result<bool, StoreError>;
+    /// A link token (its hash) for the user, valid until `expires_at`; the user's earlier
+    /// unused ones stop working, and every expired one is removed. False if no such user.
+    async fn insert_telegram_link(
+        &self,
+        username: &Username,
+        token_hash: &[u8],
+        now: UnixTime,
+        expires_at: UnixTime,
+    ) -> Result<bool, StoreError>;
+    /// Uses the link token with this hash, if unused and unexpired: its user's Telegram
+    /// chat becomes `chat` (not blocked), in the same transaction. The user, or `None`.
+    async fn use_telegram_link(
+        &self,
+        token_hash: &[u8],
+        chat: &str,
+        now: UnixTime,
+    ) -> Result<Option<Username>, StoreError>;
     async fn set_channel_order(
         &self,
         username: &Username,

@@ -148,6 +148,7 @@ impl PgStore {
             (7, "security_alerts", include_str!("../../migrations/postgres/0007_security_alerts.sql")),
             (8, "delivery_outbox", include_str!("../../migrations/postgres/0008_delivery_outbox.sql")),
             (9, "channel_order", include_str!("../../migrations/postgres/0009_channel_order.sql")),
+            (10, "telegram_links", include_str!("../../migrations/postgres/0010_telegram_links.sql")),
         ])
         .run(&pool)
         .await?;

@@ -818,6 +818,75 @@ impl<D: Driver> Store for SqlStore<D> {
         Ok(())
     }
 
+    async fn move_telegram_chat(
+        &self,
+        username: &Username,
+        from: &str,
+        to: &str,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let sql = "UPDATE users SET telegram_id = $3, updated_at = $4 WHERE username = $1 AND telegram_id = $2 \
+                   AND source <> 'env'";
+        let params = [Param::user(username), Param::text(from), Param::text(to), Param::int(now)];
+        Ok(self.driver.execute(Statement::new(sql, params)).await? == 1)
+    }
+
+    async fn insert_telegram_link(
+        &self,
+        username: &Username,
+        token_hash: &[u8],
+        now: UnixTime,
+        expires_at: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let insert =
+            "INSERT INTO telegram_links (token_hash, username, created_at, expires_at) VALUES ($1, $2, $3, $4)";
+        let writes = vec![
+            user_exists(username, now),
+            Statement::new("DELETE FROM telegram_links WHERE expires_at <= $1", [Param::int(now)]),
+            Statement::new(
+                "DELETE FROM telegram_links WHERE username = $1 AND used_at IS NULL",
+                [Param::user(username)],
+            ),
+            Statement::new(
+                insert,
+                [
+                    Param::Blob(Some(token_hash.to_vec())),
+                    Param::user(username),
+                    Param::int(now),
+                    Param::int(expires_at),
+                ],
+            )
+            .must_change(),
+        ];
+        raced(self.driver.execute_all(writes).await)
+    }
+
+    async fn use_telegram_link(
+        &self,
+        token_hash: &[u8],
+        chat: &str,
+        now: UnixTime,
+    ) -> Result<Option<Username>, StoreError> {
+        let hash = || Param::Blob(Some(token_hash.to_vec()));
+        let claim = "UPDATE telegram_links SET used_at = $2, chat = $3 WHERE token_hash = $1 AND used_at IS NULL \
+                     AND expires_at > $2";
+        let bind = "UPDATE users SET telegram_id = $2, telegram_blocked_at = NULL, updated_at = $3 WHERE username = \
+                    (SELECT username FROM telegram_links WHERE token_hash = $1) AND source <> 'env'";
+        let writes = vec![
+            Statement::new(claim, [hash(), Param::int(now), Param::text(chat)]).must_change(),
+            Statement::new(bind, [hash(), Param::text(chat), Param::int(now)]).must_change(),
+        ];
+        if !raced(self.driver.execute_all(writes).await)? {
+            return Ok(None);
+        }
+        let rows =
+            self.driver.query(Statement::new("SELECT username FROM telegram_links WHERE token_hash = $1", [hash()]));
+        match single(rows.await?) {
+            Some(Value::Text(name)) => Username::parse(&name).map(Some).map_err(StoreError::Corrupt),
+            _ => Err(StoreError::Corrupt("a used link's user".into())),
+        }
+    }
+
     async fn set_channel_order(
         &self,
         username: &Username,

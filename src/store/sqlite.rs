@@ -103,6 +103,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "security_alerts", include_str!("../../migrations/sqlite/0007_security_alerts.sql")),
     (8, "delivery_outbox", include_str!("../../migrations/sqlite/0008_delivery_outbox.sql")),
     (9, "channel_order", include_str!("../../migrations/sqlite/0009_channel_order.sql")),
+    (10, "telegram_links", include_str!("../../migrations/sqlite/0010_telegram_links.sql")),
 ];
 
 /// SQLite's connections: read-only readers for the calling threads, one writer thread.

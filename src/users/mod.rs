@@ -7,6 +7,7 @@ mod authenticators;
 mod qr;
 mod recovery;
 mod sync;
+mod telegram;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use crate::config::Settings;
 use crate::crypto::Keys;
 use crate::domain::{EmailAddress, TelegramChat, Username};
 use crate::lockout::RecentLocks;
+use crate::notify::Notifier;
 use crate::otp::{self, Algorithm, OtpParams, SecretBytes};
 /// Who created a user, as the admin API and `mfa user show` tell it; a user's
 /// authenticators, as stored.
@@ -31,6 +33,7 @@ pub use authenticators::{
 pub use qr::{qr_png, qr_svg};
 pub use recovery::CODES_PER_SET as RECOVERY_CODES_PER_SET;
 pub use sync::{ImportReport, SyncReport};
+pub use telegram::{LINK_SECONDS as TELEGRAM_LINK_SECONDS, LinkUnavailable, TelegramLink, link_chats};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
@@ -64,6 +67,9 @@ pub enum UserError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Internal(String),
+    /// No Telegram link can be made here now.
+    #[error("{0}")]
+    Telegram(LinkUnavailable),
 }
 
 /// A user to enroll: the name, where sent codes go, and the code parameters (`None`: the
@@ -133,6 +139,8 @@ pub struct UserService {
     /// Where unlocks and changes to authenticators and recovery codes are told to the user
     /// (nowhere until [`Self::with_alerts`]).
     alerts: Alerts,
+    /// The notification service, for Telegram links (none until [`Self::with_notifier`]).
+    notifier: Option<Arc<dyn Notifier>>,
 }
 
 /// How long [`UserService::close`] waits for the alerts still being sent.
@@ -140,7 +148,13 @@ const ALERTS_AT_CLOSE: Duration = Duration::from_secs(10);
 
 impl UserService {
     pub fn new(store: Arc<dyn Store>, keys: Arc<Keys>, settings: Arc<Settings>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, keys, settings, clock, recent_locks: Arc::default(), alerts: Alerts::disabled() }
+        Self { store, keys, settings, clock, recent_locks: Arc::default(), alerts: Alerts::disabled(), notifier: None }
+    }
+
+    /// Telegram links ask this notifier for the bot's name.
+    #[must_use]
+    pub fn with_notifier(self, notifier: Arc<dyn Notifier>) -> Self {
+        Self { notifier: Some(notifier), ..self }
     }
 
     /// The same service, telling users of changes to their accounts through `alerts`.

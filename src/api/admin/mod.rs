@@ -23,7 +23,7 @@ use crate::users::{Enrollment, UserSource, qr_svg};
 pub use wire::{
     AdminAuthenticator, AdminAuthenticatorEnrollment, AdminAuthenticatorList, AdminEnrollment, AdminUser,
     AdminUserPage, AuthenticatorId, ContactUpdate, CreateAuthenticator, CreateUser, DEFAULT_PAGE, MAX_PAGE, Page,
-    RecoveryCodeSet, RecoveryCodesLeft, ResyncRequest,
+    RecoveryCodeSet, RecoveryCodesLeft, ResyncRequest, TelegramLinkReply,
 };
 
 fn username(raw: &str) -> Result<Username, ApiError> {
@@ -302,6 +302,30 @@ pub async fn recovery_codes_left(
     Ok(Json(RecoveryCodesLeft { remaining }))
 }
 
+/// A link for the user's Telegram chat: opened in Telegram, it offers Start, which links
+/// the chat to the user (the bot replies there). It works once, for 10 minutes; a new one
+/// replaces the last.
+#[utoipa::path(post, path = "/admin/users/{username}/telegram-link", tag = "admin", security(("admin_token" = [])),
+    params(("username" = Username, Path)),
+    responses(
+        (status = 201, body = TelegramLinkReply, headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "defined_in_env: the user's Telegram chat is set in `.env`", body = ErrorBody),
+        (status = 502, description = "delivery_failed: the notification service or Telegram did not answer", body = ErrorBody),
+        (status = 503, description = "channel_not_configured (no TELEGRAM_TOKEN), telegram_linking_off (TELEGRAM_UPDATES=off), or database_unavailable", body = ErrorBody),
+    ))]
+pub async fn create_telegram_link(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    AppPath(name): AppPath<String>,
+) -> Result<Response, ApiError> {
+    let name = username(&name)?;
+    let link = state.users.telegram_link(&name).await?;
+    tracing::info!(event = "admin", action = "telegram_link", username = %name, client_ip = %ip);
+    let body = TelegramLinkReply { expires_in: link.expires_in, url: link.url };
+    Ok(no_store((StatusCode::CREATED, Json(body)).into_response()))
+}
+
 /// The enrollment QR code of the user's newest authenticator, while it is fresh: until its
 /// first accepted code, for at most 10 minutes after it was issued; 410 afterwards.
 #[utoipa::path(get, path = "/admin/users/{username}/qr.png", tag = "admin", security(("admin_token" = [])),
@@ -344,5 +368,6 @@ pub fn routes(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(delete_authenticator))
         .routes(routes!(resync_authenticator))
         .routes(routes!(create_recovery_codes, recovery_codes_left))
+        .routes(routes!(create_telegram_link))
         .route_layer(axum::middleware::from_fn_with_state(state, require_admin_token))
 }

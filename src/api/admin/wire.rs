@@ -408,6 +408,18 @@ pub struct RecoveryCodesLeft {
     pub remaining: u64,
 }
 
+/// A link that links the Telegram chat opening it to the user: it works once.
+// Fields are declared in the order they go on the wire.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TelegramLinkReply {
+    /// Seconds it works for.
+    #[schema(example = 600)]
+    pub expires_in: u64,
+    /// `https://t.me/<bot>?start=<token>`: give it to the user only (it is a credential).
+    #[schema(example = "https://t.me/acme_login_bot?start=q3J0bGw4Sk1hN2V2cEZ3OXh0Y2VHQmZ0b2RkUkVrV0E")]
+    pub url: String,
+}
+
 /// A page of users; `next` is the `after` of the next page, `null` on the last.
 // Fields are declared in the order they go on the wire.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
