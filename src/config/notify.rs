@@ -101,7 +101,7 @@ fn webhook_url(raw: &str) -> Result<(String, String), String> {
 
 fn telegram_updates(r: &mut Reader) -> Option<TelegramUpdates> {
     let url = r.optional(&vars::TELEGRAM_WEBHOOK_URL, webhook_url);
-    let secret = r.optional(&vars::TELEGRAM_WEBHOOK_SECRET, webhook_secret);
+    let secret = r.optional(&vars::TELEGRAM_WEBHOOK_SECRET_TOKEN, webhook_secret);
     let set = r.env.get(vars::TELEGRAM_WEBHOOK_URL.name).is_some();
     let mode = r.optional(&vars::TELEGRAM_UPDATES, |raw| match raw.trim().to_ascii_lowercase().as_str() {
         m @ ("poll" | "webhook" | "off") => Ok(m.to_string()),
@@ -405,6 +405,53 @@ mod tests {
             }
             let err = settings(&vars).unwrap_err().to_string();
             assert!(err.contains(var), "{var}={bad}: {err}");
+        }
+    }
+
+    fn updates(pairs: &[(&str, &str)]) -> Result<TelegramUpdates, String> {
+        let mut all = vec![("TELEGRAM_TOKEN", "1:abc")];
+        all.extend_from_slice(pairs);
+        settings(&all).map(|s| s.notification.telegram.unwrap().updates).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn updates_are_polled_unless_a_webhook_url_is_given_or_they_are_off() {
+        assert!(matches!(updates(&[]), Ok(TelegramUpdates::Poll)));
+        assert!(matches!(updates(&[("TELEGRAM_UPDATES", "OFF")]), Ok(TelegramUpdates::Off)));
+        let hook = updates(&[("TELEGRAM_WEBHOOK_URL", "https://bot.example.com/hooks/tg/")]);
+        let Ok(TelegramUpdates::Webhook { url, path, secret }) = hook else { panic!("{hook:?}") };
+        assert_eq!(
+            (url.as_str(), path.as_str(), secret.is_none()),
+            ("https://bot.example.com/hooks/tg", "/hooks/tg", true)
+        );
+        let with_secret =
+            updates(&[("TELEGRAM_WEBHOOK_URL", "https://b.example/h"), ("TELEGRAM_WEBHOOK_SECRET_TOKEN", "a-Z_9")]);
+        assert!(matches!(with_secret, Ok(TelegramUpdates::Webhook { secret: Some(_), .. })), "{with_secret:?}");
+        for (pairs, words) in [
+            (vec![("TELEGRAM_WEBHOOK_URL", "https://bot.example.com")], "a path of its own"),
+            (vec![("TELEGRAM_WEBHOOK_URL", "https://bot.example.com/send")], "own routes"),
+            (vec![("TELEGRAM_WEBHOOK_URL", "https://bot.example.com/h?x=1")], "no query"),
+            (vec![("TELEGRAM_WEBHOOK_URL", "ftp://bot.example.com/h")], "not an http"),
+            (vec![("TELEGRAM_UPDATES", "webhook")], "needs TELEGRAM_WEBHOOK_URL"),
+            (vec![("TELEGRAM_UPDATES", "push")], "not poll, webhook or off"),
+            (
+                vec![("TELEGRAM_UPDATES", "poll"), ("TELEGRAM_WEBHOOK_URL", "https://b.example/h")],
+                "removes the webhook",
+            ),
+            (
+                vec![("TELEGRAM_WEBHOOK_URL", "https://b.example/h"), ("TELEGRAM_WEBHOOK_SECRET_TOKEN", "no spaces")],
+                "Telegram's rule",
+            ),
+            (
+                vec![
+                    ("TELEGRAM_WEBHOOK_URL", "https://b.example/h"),
+                    ("TELEGRAM_WEBHOOK_SECRET_TOKEN", &"x".repeat(257)),
+                ],
+                "1 to 256",
+            ),
+        ] {
+            let error = updates(&pairs).expect_err(words);
+            assert!(error.contains(words), "{pairs:?}: {error}");
         }
     }
 

@@ -244,8 +244,8 @@ pub const TELEGRAM_WEBHOOK_URL: Var = unset(
     "—",
     "the public https:// address Telegram posts updates to, forwarded to the notification service at that same path",
 );
-pub const TELEGRAM_WEBHOOK_SECRET: Var = secret(
-    "TELEGRAM_WEBHOOK_SECRET",
+pub const TELEGRAM_WEBHOOK_SECRET_TOKEN: Var = secret(
+    "TELEGRAM_WEBHOOK_SECRET_TOKEN",
     "random at each start",
     "the webhook's secret token (1–256 of `A-Z a-z 0-9 _ -`), checked in every update's `X-Telegram-Bot-Api-Secret-Token`",
 );
@@ -336,7 +336,7 @@ pub const ALL: &[Var] = &[
     TELEGRAM_RETRY_AFTER_MAX,
     TELEGRAM_UPDATES,
     TELEGRAM_WEBHOOK_URL,
-    TELEGRAM_WEBHOOK_SECRET,
+    TELEGRAM_WEBHOOK_SECRET_TOKEN,
     LOG_FORMAT,
     MFA_ENV_FILE,
     RUST_LOG,

@@ -198,7 +198,7 @@ pub async fn set_webhook(telegram: Arc<TelegramChannel>, url: String, secret: St
     }
 }
 
-/// A webhook secret made at start-up when `TELEGRAM_WEBHOOK_SECRET` is not set: 43
+/// A webhook secret made at start-up when `TELEGRAM_WEBHOOK_SECRET_TOKEN` is not set: 43
 /// characters of the URL-safe base64 alphabet, which Telegram accepts.
 pub fn random_secret() -> String {
     data_encoding::BASE64URL_NOPAD.encode(&rand::random::<[u8; 32]>())

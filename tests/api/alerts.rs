@@ -5,8 +5,6 @@
 //! nothing secret in any of them. Alerts are sent in the background: tests poll what the
 //! receiving side got.
 
-use std::time::{Duration, Instant};
-
 use mfa::alerts::utc;
 use mfa::otp::SecretBytes;
 use serde_json::{Value, json};
@@ -17,18 +15,6 @@ use crate::support::telegram::BotApi;
 
 /// The proxy every request comes through, so that a test can say which client sent it.
 const PROXY: (&str, &str) = ("TRUSTED_PROXIES", "127.0.0.1");
-
-/// Polls `probe` until it gives a value (every 20 ms, 20 s at most).
-async fn until<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// The alerts the file notifier wrote, oldest first.
 fn alerts_in_file(app: &TestApp) -> Vec<Value> {

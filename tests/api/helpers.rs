@@ -327,7 +327,7 @@ impl TestApp {
         SecretBytes::from_base32(created.body["secret"].as_str().unwrap()).unwrap()
     }
 
-    fn notifier_url(&self, path: &str) -> String {
+    pub fn notifier_url(&self, path: &str) -> String {
         let addr = self.notify_addr.expect("the notification service runs");
         format!("http://{addr}{path}")
     }
@@ -550,6 +550,34 @@ where
 }
 
 /// The run of 6 to 8 digits in a message.
+/// Polls `probe` until it gives a value (every 20 ms, 20 s at most).
+pub async fn until<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(std::time::Instant::now() < deadline, "gave up waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// As [`until`], for a probe that must await (an HTTP call).
+pub async fn until_async<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(std::time::Instant::now() < deadline, "gave up waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub fn extract_code(message: &str) -> String {
     message
         .split(|c: char| !c.is_ascii_digit())

@@ -32,6 +32,7 @@ mod replay;
 mod request_otp;
 mod secrets;
 mod support;
+mod telegram_link;
 mod timing;
 mod upgrade;
 mod verify;

@@ -69,7 +69,7 @@ async fn the_mfa_document_covers_every_route_and_status() {
 }
 
 #[tokio::test]
-async fn the_notifier_document_covers_send_and_its_errors() {
+async fn the_notifier_document_covers_send_the_bots_calls_and_their_errors() {
     let bot = BotApi::start().await;
     let app = TestApp::builder().envs(bot.env()).start().await;
     let addr = app.notify_addr.unwrap();
@@ -79,7 +79,10 @@ async fn the_notifier_document_covers_send_and_its_errors() {
     for status in ["200", "400", "401", "502", "503"] {
         assert!(send.contains(&status.to_string()), "/send {status}: {send:?}");
     }
-    assert_eq!(doc["paths"].as_object().unwrap().len(), 3, "/send, /healthcheck, /metrics");
+    let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
+    assert_eq!(paths, ["/healthcheck", "/metrics", "/send", "/telegram/bot", "/telegram/starts"]);
+    let bot_answers = statuses(&doc, "/telegram/bot", "get");
+    assert!(["200", "401", "502", "503"].iter().all(|s| bot_answers.contains(&s.to_string())), "{bot_answers:?}");
     assert!(doc["paths"].get("/verify").is_none(), "each service documents its own routes");
     let schemes: Vec<&String> = doc["components"]["securitySchemes"].as_object().unwrap().keys().collect();
     assert_eq!(schemes, ["notify_token"]);

@@ -9,15 +9,6 @@ use serde_json::json;
 use crate::helpers::*;
 use crate::support::telegram::{BotApi, Scripted};
 
-/// Polls `probe` until it holds (every 20 ms, 20 s at most).
-async fn until(what: &str, mut probe: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !probe() {
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn counted(text: &str, series: &str) -> u64 {
     text.lines().find_map(|l| l.strip_prefix(&format!("{series} "))).map_or(0, |n| n.parse().unwrap())
 }
@@ -63,7 +54,7 @@ async fn a_code_the_channel_refuses_for_now_is_queued_then_delivered_with_backof
         tokio::time::sleep(Duration::from_millis(1100)).await;
         assert_eq!(bot.received().len(), attempts - 1, "not before its backoff");
         app.clock().advance(10);
-        until(&format!("attempt {attempts}"), || bot.received().len() == attempts).await;
+        until(&format!("attempt {attempts}"), || (bot.received().len() == attempts).then_some(())).await;
     }
     let code = extract_code(bot.received()[2]["text"].as_str().unwrap());
     assert_eq!(app.verify("dair", &code).await.status, 200, "the code delivered late works");
@@ -84,7 +75,7 @@ async fn a_job_queued_before_a_restart_is_delivered_after_it() {
     let dir = app.stop().await;
 
     let app = TestApp::builder().dir(dir).envs(bot.env()).envs([ONE_TRY]).clock_at(START + 10).start().await;
-    until("the queued job delivered by the new process", || bot.received().len() == 2).await;
+    until("the queued job delivered by the new process", || (bot.received().len() == 2).then_some(())).await;
     let code = extract_code(bot.received()[1]["text"].as_str().unwrap());
     assert_eq!(app.verify("dair", &code).await.status, 200);
 }
@@ -117,7 +108,7 @@ async fn two_processes_on_one_database_deliver_a_queued_job_once() {
 
     a.clock().advance(10);
     b.clock().advance(10);
-    until("the job delivered", || bot.received().len() == 2).await;
+    until("the job delivered", || (bot.received().len() == 2).then_some(())).await;
     tokio::time::sleep(Duration::from_millis(2500)).await; // both workers have looked again
     assert_eq!(bot.received().len(), 2, "one failed attempt and one delivery: never twice");
 }
@@ -143,7 +134,7 @@ async fn a_job_queued_before_kill_9_is_delivered_by_the_next_process() {
     first.kill9().await;
 
     let second = TestApp::builder().shared_dir(dir.path()).envs(vars).start_binary("serve").await;
-    until("the job delivered after the kill", || bot.received().len() == 2).await;
+    until("the job delivered after the kill", || (bot.received().len() == 2).then_some(())).await;
     let code = extract_code(bot.received()[1]["text"].as_str().unwrap());
     assert_eq!(second.verify("dair", &code).await.status, 200);
 }
@@ -164,7 +155,7 @@ async fn with_first_delivery_a_refused_chat_falls_over_to_email_and_a_delivered_
 
     let reply = app.request_otp("dair").await;
     assert_eq!((reply.body["status"].as_str(), &reply.body["channels"]), (Some("queued"), &json!(["email"])));
-    until("the email after the refused chat", || smtp.received().len() == 1).await;
+    until("the email after the refused chat", || (smtp.received().len() == 1).then_some(())).await;
     let code = extract_code(smtp.received()[0]["text"].as_str().unwrap());
     assert_eq!(app.verify("dair", &code).await.status, 200);
     assert_eq!(bot.received().len(), 1, "Telegram was tried first");

@@ -8,7 +8,7 @@ use mfa::otp::{OtpParams, SecretBytes};
 use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
-use crate::helpers::{Reply, database_vars, extract_code, postgres_mode, wrong};
+use crate::helpers::{Reply, database_vars, extract_code, postgres_mode, until_async, wrong};
 use crate::process::{cli, contains_code, now_code, secret_from_cli};
 use crate::support::smtp::{LOGIN, PASSWORD, SmtpServer};
 use crate::support::telegram::{BotApi, TOKEN};
@@ -217,6 +217,18 @@ async fn nothing_the_process_writes_holds_a_secret_a_token_or_a_code() {
     assert_eq!(s.verify("alice", &new_code, key).await, 200);
     let shown = s.admin(reqwest::Method::GET, "/admin/users/alice", None).await;
     assert_eq!(shown.status, 200);
+
+    // A Telegram chat links itself to alice: the link's token is a credential.
+    let link = s.admin(reqwest::Method::POST, "/admin/users/alice/telegram-link", None).await;
+    assert_eq!(link.status, 201, "{:?}", link.body);
+    let token = link.body["url"].as_str().unwrap().split_once("?start=").unwrap().1.to_string();
+    s.needles.secret("a Telegram link token", &token);
+    bot.user_says(4242, &format!("/start {token}"));
+    until_async("alice's chat linked", || async {
+        let shown = s.admin(reqwest::Method::GET, "/admin/users/alice", None).await;
+        (shown.body["telegram_id"] == "4242").then_some(())
+    })
+    .await;
 
     assert_eq!(s.verify("dair", &now_code(&dair, OtpParams::default()), key).await, 200);
     s.request_otp("dair").await;

@@ -2,6 +2,11 @@
 //! and response shapes: `{"ok":true,"result":{Message}}` or
 //! `{"ok":false,"error_code":N,"description":"...","parameters":{"retry_after":N}}`.
 //! Replies can be scripted in order; an unknown token gets 401 as from Telegram.
+//!
+//! It also plays the bot's side of incoming messages: `getUpdates` (long polling, with
+//! `offset` confirming earlier updates, held until an update comes or a short while
+//! passes), `setWebhook` / `deleteWebhook` (recorded), and chats that moved to a
+//! supergroup (`sendMessage` to the old id answers 400 with `migrate_to_chat_id`).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -27,6 +32,14 @@ pub enum Scripted {
 struct Inner {
     script: VecDeque<Scripted>,
     received: Vec<Value>,
+    /// Updates for `getUpdates`, each with its `update_id`.
+    updates: Vec<Value>,
+    /// `getUpdates`, `setWebhook` and `deleteWebhook` calls, each as `{"method":..,"body":..}`.
+    calls: Vec<Value>,
+    /// Chats that became supergroups: old id, new id.
+    moved: std::collections::HashMap<String, i64>,
+    /// The last `update_id` given.
+    last_update: i64,
 }
 
 #[derive(Clone)]
@@ -66,6 +79,11 @@ async fn send_message(
         None => {}
     }
     let text = body["text"].as_str().unwrap_or_default();
+    let chat = body["chat_id"].as_str().map(str::to_string).unwrap_or_else(|| body["chat_id"].to_string());
+    if let Some(new) = inner.lock().unwrap().moved.get(&chat) {
+        let description = "Bad Request: group chat was upgraded to a supergroup chat";
+        return api_error(400, description, Some(json!({"migrate_to_chat_id": new})));
+    }
     if body["chat_id"].is_null() {
         return api_error(400, "Bad Request: chat_id is empty", None);
     }
@@ -93,6 +111,47 @@ async fn get_me(Path(bot): Path<String>) -> (StatusCode, Json<Value>) {
     (StatusCode::OK, Json(json!({"ok": true, "result": me})))
 }
 
+/// `getUpdates`: the updates from `offset` on, at once if there are any, else when one
+/// comes or after a short hold (Telegram holds up to `timeout` seconds; tests need not wait).
+async fn get_updates(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Path(bot): Path<String>,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    if bot != format!("bot{TOKEN}") {
+        return api_error(401, "Unauthorized", None);
+    }
+    let offset = body["offset"].as_i64().unwrap_or(0);
+    inner.lock().unwrap().calls.push(json!({"method": "getUpdates", "body": body}));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(300);
+    loop {
+        let pending: Vec<Value> = {
+            let mut inner = inner.lock().unwrap();
+            // As Telegram does: an offset confirms every update before it, which is forgotten.
+            inner.updates.retain(|u| u["update_id"].as_i64().unwrap() >= offset);
+            inner.updates.clone()
+        };
+        if !pending.is_empty() || tokio::time::Instant::now() >= deadline {
+            return (StatusCode::OK, Json(json!({"ok": true, "result": pending})));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// `setWebhook` and `deleteWebhook`: recorded, and answered as Telegram does.
+async fn webhook_method(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Path((bot, method)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    if bot != format!("bot{TOKEN}") {
+        return api_error(401, "Unauthorized", None);
+    }
+    inner.lock().unwrap().calls.push(json!({"method": method, "body": body}));
+    let description = if method == "setWebhook" { "Webhook was set" } else { "Webhook was deleted" };
+    (StatusCode::OK, Json(json!({"ok": true, "result": true, "description": description})))
+}
+
 /// The stand-in bot's username.
 pub const BOT_USERNAME: &str = "mfa_test_bot";
 
@@ -102,6 +161,8 @@ impl BotApi {
         let app = Router::new()
             .route("/{bot}/sendMessage", post(send_message))
             .route("/{bot}/getMe", axum::routing::get(get_me))
+            .route("/{bot}/getUpdates", post(get_updates))
+            .route("/{bot}/{method}", post(webhook_method))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -117,6 +178,42 @@ impl BotApi {
     /// Every `sendMessage` body received (scripted failures included).
     pub fn received(&self) -> Vec<Value> {
         self.inner.lock().unwrap().received.clone()
+    }
+
+    /// A private chat's user sends the bot `text`; `getUpdates` gives it out next. The update,
+    /// as Telegram shapes it.
+    pub fn user_says(&self, chat: i64, text: &str) -> Value {
+        let mut inner = self.inner.lock().unwrap();
+        inner.last_update += 1;
+        let id = 1000 + inner.last_update;
+        let update = json!({"update_id": id, "message": {
+            "message_id": id, "date": 1_800_000_000,
+            "from": {"id": chat, "is_bot": false, "first_name": "Test"},
+            "chat": {"id": chat, "type": "private", "first_name": "Test"},
+            "text": text,
+        }});
+        inner.updates.push(update.clone());
+        update
+    }
+
+    /// The `getUpdates`, `setWebhook` and `deleteWebhook` calls so far.
+    pub fn calls(&self, method: &str) -> Vec<Value> {
+        self.inner.lock().unwrap().calls.iter().filter(|c| c["method"] == method).map(|c| c["body"].clone()).collect()
+    }
+
+    /// The group chat `old` became the supergroup `new`.
+    pub fn move_chat(&self, old: &str, new: i64) {
+        self.inner.lock().unwrap().moved.insert(old.to_string(), new);
+    }
+
+    /// The texts sent to `chat`, in order (successful sends only).
+    pub fn texts_to(&self, chat: &str) -> Vec<String> {
+        let moved = self.inner.lock().unwrap().moved.clone();
+        self.received()
+            .iter()
+            .filter(|m| m["chat_id"].as_str() == Some(chat) && !moved.contains_key(chat))
+            .filter_map(|m| m["text"].as_str().map(str::to_string))
+            .collect()
     }
 
     pub fn env(&self) -> Vec<(String, String)> {
