@@ -3,9 +3,12 @@
 Starts the built binary on free 127.0.0.1 ports with a temporary data directory, the admin
 API and API keys on (one token serves as ADMIN_TOKEN, MFA_API_KEYS and NOTIFY_API_TOKEN, so
 one Authorization header covers every operation), both channels pointed at stand-ins served
-from this script (an aiosmtpd relay and a Bot API that always succeed, so /send and
-/request-otp can succeed), the rate limit and
-the lockout set out of the way. Then `schemathesis run --checks all` on each document, bounded
+from this script (an aiosmtpd relay and a Bot API with getMe, getUpdates and sendMessage),
+the rate limit and the lockout set out of the way. During the MFA server's run the stand-ins
+take every message (so /request-otp can succeed); during the notification service's run they
+refuse about a third of the recipients for good, as real ones do (SMTP 550, Telegram 400
+"chat not found" and 403), so /send's 422 recipient_rejected is fuzzed too, and the run
+fails unless some were refused. Then `schemathesis run --checks all` on each document, bounded
 in examples per operation and in time, and stops everything.
 
 Usage: run.py MFA_BINARY   (scripts/schemathesis calls it with the test venv's python)
@@ -33,25 +36,67 @@ TOKEN = "schemathesis-token-0123456789abcdef"
 HERE = Path(__file__).resolve().parent
 
 
-class BotApi(http.server.BaseHTTPRequestHandler):
-    """Telegram's sendMessage, always successful."""
+class Refusals:
+    """Whether the stand-ins refuse some recipients now, and how many they refused."""
 
-    def do_POST(self):  # noqa: N802 (http.server's naming)
-        length = int(self.headers.get("content-length", 0))
-        self.rfile.read(length)
-        body = json.dumps({"ok": True, "result": {"message_id": 1}}).encode()
-        self.send_response(200)
+    on = False
+    count = 0
+    lock = threading.Lock()
+
+    @classmethod
+    def refuses(cls, recipient):
+        """About a third of recipients, always the same ones, while refusals are on."""
+        if not cls.on or sum(recipient.encode()) % 3 != 0:
+            return False
+        with cls.lock:
+            cls.count += 1
+        return True
+
+
+class BotApi(http.server.BaseHTTPRequestHandler):
+    """The Bot API methods the service calls, answered as Telegram documents them."""
+
+    def reply(self, status, payload):
+        body = json.dumps(payload).encode()
+        self.send_response(status)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        self.do_POST()
+
+    def do_POST(self):  # noqa: N802 (http.server's naming)
+        length = int(self.headers.get("content-length", 0))
+        request = json.loads(self.rfile.read(length) or b"{}")
+        method = self.path.rsplit("/", 1)[-1]
+        if method == "getMe":
+            self.reply(200, {"ok": True, "result": {"id": 1, "is_bot": True, "username": "schemathesis_bot"}})
+        elif method == "getUpdates":
+            time.sleep(1)  # a long poll with nothing to say
+            self.reply(200, {"ok": True, "result": []})
+        elif method == "sendMessage":
+            chat = str(request.get("chat_id", ""))
+            if Refusals.refuses(chat):
+                self.reply(400, {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"})
+            else:
+                self.reply(200, {"ok": True, "result": {"message_id": 1}})
+        else:  # deleteWebhook, setWebhook
+            self.reply(200, {"ok": True, "result": True})
 
     def log_message(self, *args):
         pass
 
 
 class SmtpSink:
-    """Accepts every message (a relay that always works)."""
+    """Takes every message, but refuses some mailboxes while refusals are on."""
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 (aiosmtpd's naming)
+        if Refusals.refuses(address):
+            return "550 5.1.1 No such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's naming)
         return "250 OK"
@@ -185,7 +230,13 @@ def main():
         process, mfa, notifier = start_server(binary, data_dir, bot_url, smtp.port, server_log)
         try:
             ok = run_schemathesis("mfa", mfa, report_dir)
+            Refusals.on = True
             ok = run_schemathesis("notifier", notifier, report_dir) and ok
+            if Refusals.count == 0:
+                ok = False
+                print("the stand-ins refused no recipient: /send's 422 was not fuzzed")
+            else:
+                print(f"the stand-ins refused {Refusals.count} recipients for good (/send answered 422)")
         finally:
             process.send_signal(signal.SIGTERM)
             try:
