@@ -214,3 +214,42 @@ async fn a_chat_that_became_a_supergroup_is_followed_and_stored() {
     assert_eq!(reply.status, 200);
     assert_eq!(reply.body["recipient_moved_to"], "-1004001");
 }
+
+/// `mfa notifier` and `mfa server` as two processes: the server takes the `/start`s over
+/// HTTP with `NOTIFY_API_TOKEN`, as it sends codes.
+#[tokio::test]
+async fn two_processes_link_a_chat_over_the_notification_api() {
+    let bot = BotApi::start().await;
+    let port = closed_port();
+    let mut env = bot.env();
+    for (name, value) in [
+        ("NOTIFY_BIND", format!("127.0.0.1:{port}")),
+        ("NOTIFICATION_URL", format!("http://127.0.0.1:{port}")),
+        ("NOTIFY_API_TOKEN", "notify-token-for-linking-0123".to_string()),
+    ] {
+        env.push((name.to_string(), value));
+    }
+    let notifier_dir = tempfile::tempdir().unwrap();
+    let mut notifier = crate::process::mfa_via(notifier_dir.path(), &env, &[])
+        .arg("notifier")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    until_async("the notification service", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(|_| ())
+    })
+    .await;
+    let server = TestApp::builder().admin().envs(&env).start_binary("server").await;
+    server.admin_enroll(json!({"username": "alice"})).await;
+    let token = link(&server, "alice").await;
+
+    bot.user_says(5551, &format!("/start {token}"));
+
+    replied(&bot, "5551", "linked to alice").await;
+    assert_eq!(telegram_id(&server, "alice").await, "5551");
+    assert_eq!(bot.calls("deleteWebhook").len(), 1, "only the notification service reads the bot's messages");
+    let unauthorized = server.client.post(format!("http://127.0.0.1:{port}/telegram/starts")).send().await.unwrap();
+    assert_eq!(unauthorized.status(), 401, "the starts are the token holder's only");
+    notifier.kill().await.unwrap();
+}
