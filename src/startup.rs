@@ -249,11 +249,12 @@ fn notifier_hosts(settings: &Settings) -> Vec<String> {
 
 /// Opens the database and the keys as the MFA server does (checking that they match, and
 /// bringing `.env` users into the database), for the `mfa user` commands; their alerts go
-/// through the notifier the MFA server would use.
+/// through the notifier the MFA server would use, which also names the Telegram bot for links.
 pub async fn open_users(settings: Arc<Settings>, clock: Arc<dyn Clock>) -> Result<UserService, StartupError> {
     let (store, users, _) = open_data(settings.clone(), clock.clone()).await?;
-    let alerts = security_alerts(&settings, store, mfa_notifier(&settings, None)?, clock, Arc::new(Metrics::mfa()));
-    Ok(users.with_alerts(alerts))
+    let notifier = mfa_notifier(&settings, None)?;
+    let alerts = security_alerts(&settings, store, notifier.clone(), clock, Arc::new(Metrics::mfa()));
+    Ok(users.with_alerts(alerts).with_notifier(notifier))
 }
 
 /// How long a stopping server waits for the security alerts still being sent.

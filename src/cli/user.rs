@@ -54,6 +54,9 @@ pub enum UserCommand {
         #[arg(long)]
         remaining: bool,
     },
+    /// Print a one-time Telegram link for a user: opened in Telegram, its Start links that
+    /// chat to the user (works once, for 10 minutes; the running server does the linking).
+    TelegramLink { name: String },
     /// Import users with their existing secrets from CSV: username,base32secret[,email[,telegram_id]]
     /// ("-" reads standard input). Names that exist are skipped.
     Import { file: String },
@@ -301,6 +304,18 @@ async fn command(cmd: UserCommand, users: &UserService) -> Result<(), Failure> {
                 println!();
                 println!("Keep them where the user's phone is not: on paper, or in a password manager.");
             }
+        }
+        UserCommand::TelegramLink { name } => {
+            let username = parse_name(&name)?;
+            let link = users.telegram_link(&username).await?;
+            tracing::info!(target: "audit", event = "telegram_link", username = %username, via = "cli");
+            println!("{}", link.url);
+            println!();
+            println!(
+                "Give this link to {username} only: opening it in Telegram and pressing Start links that chat to \
+                 them. It works once, for {} minutes; a new link replaces it.",
+                link.expires_in / 60
+            );
         }
         UserCommand::Import { file } => {
             let text = if file == "-" {

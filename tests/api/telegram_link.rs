@@ -216,7 +216,7 @@ async fn a_chat_that_became_a_supergroup_is_followed_and_stored() {
 }
 
 /// `mfa notifier` and `mfa server` as two processes: the server takes the `/start`s over
-/// HTTP with `NOTIFY_API_TOKEN`, as it sends codes.
+/// HTTP with `NOTIFY_API_TOKEN`, as it sends codes. The link comes from the CLI.
 #[tokio::test]
 async fn two_processes_link_a_chat_over_the_notification_api() {
     let bot = BotApi::start().await;
@@ -240,9 +240,15 @@ async fn two_processes_link_a_chat_over_the_notification_api() {
         tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(|_| ())
     })
     .await;
-    let server = TestApp::builder().admin().envs(&env).start_binary("server").await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestApp::builder().admin().shared_dir(dir.path()).envs(&env).start_binary("server").await;
     server.admin_enroll(json!({"username": "alice"})).await;
-    let token = link(&server, "alice").await;
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let printed = crate::process::cli(dir.path(), &pairs, &["user", "telegram-link", "alice"]).await;
+    assert_eq!(printed.code, 0, "{}", printed.stderr);
+    let url = printed.stdout.lines().next().unwrap();
+    let token = url.strip_prefix(&format!("https://t.me/{BOT_USERNAME}?start=")).expect(url).to_string();
+    assert!(printed.stdout.contains("works once, for 10 minutes"), "{}", printed.stdout);
 
     bot.user_says(5551, &format!("/start {token}"));
 
