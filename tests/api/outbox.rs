@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::helpers::*;
+use crate::support::HangingRelay;
+use crate::support::smtp::SmtpServer;
 use crate::support::telegram::{BotApi, Scripted};
 
 fn counted(text: &str, series: &str) -> u64 {
@@ -63,6 +65,35 @@ async fn a_code_the_channel_refuses_for_now_is_queued_then_delivered_with_backof
         counted(&text, &format!("mfa_delivery_jobs_total{{channel=\"telegram\",outcome=\"{outcome}\"}}"))
     };
     assert_eq!((jobs("queued"), jobs("retried"), jobs("delivered")), (1, 2, 1), "{text}");
+}
+
+/// The SMTP relay hangs (accepts, never answers) and recovers while the code is valid:
+/// `/request-otp` answered within its wait, and the code arrives afterwards.
+#[tokio::test]
+async fn a_code_for_a_hung_smtp_relay_is_queued_and_arrives_once_it_recovers() {
+    let smtp = SmtpServer::start("plain", false, &[]).await;
+    let relay = HangingRelay::start(smtp.port).await;
+    let port = relay.port.to_string();
+    let app = TestApp::builder()
+        .envs(smtp.env())
+        .envs([("EMAIL_SMTP_PORT", port.as_str()), ("EMAIL_TIMEOUT_SECONDS", "0.5"), ("EMAIL_MAX_RETRIES", "0")])
+        .start()
+        .await;
+    app.enroll("dair", Some("dair@example.com"), None).await;
+
+    let started = Instant::now();
+    let reply = app.request_otp("dair").await;
+    assert!(started.elapsed() < Duration::from_millis(1500), "answered within OTP_SEND_WAIT_MS");
+    assert_eq!((reply.status, reply.body["status"].as_str()), (200, Some("queued")), "{:?}", reply.body);
+    assert_eq!(reply.body["channels"], json!(["email"]));
+
+    relay.recover();
+    app.clock().advance(10); // past the first backoff, well within the code's lifetime
+    let received = until("the code through the recovered relay", || smtp.received().into_iter().next()).await;
+    let code = extract_code(received["text"].as_str().unwrap());
+    assert_eq!(app.verify("dair", &code).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(smtp.received().len(), 1, "delivered once");
 }
 
 #[tokio::test]
@@ -145,7 +176,7 @@ const FIRST: (&str, &str) = ("OTP_DELIVERY", "first");
 /// at once; when it delivers, the email never goes.
 #[tokio::test]
 async fn with_first_delivery_a_refused_chat_falls_over_to_email_and_a_delivered_one_does_not() {
-    let smtp = crate::support::smtp::SmtpServer::start("plain", false, &[]).await;
+    let smtp = SmtpServer::start("plain", false, &[]).await;
     let bot = BotApi::start().await;
     bot.script([Scripted::Error(403, "Forbidden: bot was blocked by the user")]);
     let app = TestApp::builder().envs(smtp.env()).envs(bot.env()).envs([ONE_TRY, FIRST]).admin().start().await;
@@ -180,7 +211,7 @@ async fn with_first_delivery_a_refused_chat_falls_over_to_email_and_a_delivered_
 /// The order is the user's: set through the admin API, it puts email first.
 #[tokio::test]
 async fn with_first_delivery_the_users_own_order_is_followed() {
-    let smtp = crate::support::smtp::SmtpServer::start("plain", false, &[]).await;
+    let smtp = SmtpServer::start("plain", false, &[]).await;
     let bot = BotApi::start().await;
     let app = TestApp::builder().envs(smtp.env()).envs(bot.env()).envs([ONE_TRY, FIRST]).admin().start().await;
     app.enroll("dair", Some("dair@example.com"), Some("42")).await;
@@ -203,7 +234,7 @@ async fn with_first_delivery_the_users_own_order_is_followed() {
 /// and cleared when the user's Telegram id changes.
 #[tokio::test]
 async fn a_chat_that_blocked_the_bot_is_marked_and_skipped_until_it_changes() {
-    let smtp = crate::support::smtp::SmtpServer::start("plain", false, &[]).await;
+    let smtp = SmtpServer::start("plain", false, &[]).await;
     let bot = BotApi::start().await;
     bot.script([Scripted::Error(403, "Forbidden: bot was blocked by the user")]);
     let app = TestApp::builder().envs(smtp.env()).envs(bot.env()).envs([ONE_TRY]).admin().start().await;
