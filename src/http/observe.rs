@@ -32,6 +32,10 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The longest request id taken from a client (a UUID is 36 characters).
 pub const MAX_REQUEST_ID_LEN: usize = 64;
+/// Routes whose successful answers are logged at DEBUG, not INFO: the MFA server takes the
+/// bot's `/start`s every second, and a line a second would bury everything else.
+const ROUTINE_ROUTES: [&str; 1] = ["/telegram/starts"];
+
 /// The most of a request's path that goes into a log line.
 pub const LOGGED_PATH_CHARS: usize = 128;
 
@@ -128,8 +132,12 @@ where
     };
     let mut response = handled.instrument(span.clone()).await;
     let elapsed = started.elapsed();
-    tracing::info!(parent: &span, status = response.status().as_u16(), latency_us = elapsed.as_micros(),
-        "finished processing request");
+    let status = response.status().as_u16();
+    if status == 200 && ROUTINE_ROUTES.contains(&kept.route()) {
+        tracing::debug!(parent: &span, status, latency_us = elapsed.as_micros(), "finished processing request");
+    } else {
+        tracing::info!(parent: &span, status, latency_us = elapsed.as_micros(), "finished processing request");
+    }
     other_route.as_ref().unwrap_or(kept).record(&method, response.status(), elapsed);
     response.headers_mut().insert(REQUEST_ID, id);
     response

@@ -259,3 +259,21 @@ async fn two_processes_link_a_chat_over_the_notification_api() {
     assert_eq!(unauthorized.status(), 401, "the starts are the token holder's only");
     notifier.kill().await.unwrap();
 }
+
+/// The MFA server asks for `/start`s every second: counted in the notification service's
+/// metrics, but not a log line each at the default level.
+#[tokio::test]
+async fn taking_the_starts_every_second_does_not_fill_the_log() {
+    let bot = BotApi::start().await;
+    let app = TestApp::builder().envs(bot.env()).start_binary("serve").await;
+    let metrics = || async {
+        let text = app.client.get(app.notifier_url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let series = r#"http_requests_total{route="/telegram/starts",method="POST",status="200"} "#;
+        text.lines().find_map(|l| l.strip_prefix(series)).and_then(|n| n.parse::<u64>().ok())
+    };
+    until_async("three takes", || async { metrics().await.filter(|n| *n >= 3) }).await;
+    assert_eq!(app.notify_health().await.status, 200);
+    let logs = app.logs();
+    assert!(logs.contains("/healthcheck"), "requests are logged: {logs}");
+    assert!(!logs.contains("/telegram/starts"), "{logs}");
+}
