@@ -67,14 +67,20 @@ async fn the_alert_rules_and_the_dashboard_name_only_metrics_the_services_export
         .collect();
     assert!(exprs.len() >= 10, "{exprs:?}");
 
-    // A metric with labels is exported once it has a value: some traffic first, a retry
-    // and a sent code among it.
+    // A metric with labels is exported once it has a value: some traffic first, a retry,
+    // a sent code and a security alert among it.
     let bot = BotApi::start().await;
     bot.script([Scripted::Error(500, "Internal Server Error")]);
     let app = TestApp::builder().envs(bot.env()).start().await;
     app.enroll("dair", None, Some("42")).await;
     assert_eq!(app.post_json("/request-otp", json!({"username": "dair"})).await.status, 200);
     assert_eq!(app.verify("dair", "000000").await.status, 401);
+    app.users().new_recovery_codes(&mfa::domain::Username::parse("dair").unwrap()).await.unwrap();
+    crate::helpers::until_async("the security alert counted", || async {
+        let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        text.contains("mfa_security_alerts_total{").then_some(())
+    })
+    .await;
     let mut exported = std::collections::BTreeMap::new();
     for addr in [app.addr, app.notify_addr.unwrap()] {
         let text = app.client.get(format!("http://{addr}/metrics")).send().await.unwrap().text().await.unwrap();
