@@ -236,13 +236,19 @@ pub fn forbid_core_dumps() {
 }
 
 /// The names the notification service answers to besides addresses and `localhost`:
-/// `ALLOWED_HOSTS`, and the host of `NOTIFICATION_URL` (the MFA server, reading the same
-/// configuration, calls it by that name).
+/// `ALLOWED_HOSTS`, the host of `NOTIFICATION_URL` (the MFA server, reading the same
+/// configuration, calls it by that name), and the host of `TELEGRAM_WEBHOOK_URL` (a proxy
+/// passing Telegram's posts on keeps their `Host`).
 fn notifier_hosts(settings: &Settings) -> Vec<String> {
     let mut hosts = settings.allowed_hosts.clone();
-    let url_host = settings.notification.url.as_deref().and_then(|url| reqwest::Url::parse(url).ok());
-    if let Some(host) = url_host.as_ref().and_then(|url| url.host_str()) {
-        hosts.push(host.to_ascii_lowercase());
+    let webhook = settings.notification.telegram.as_ref().and_then(|t| match &t.updates {
+        TelegramUpdates::Webhook { url, .. } => Some(url.as_str()),
+        _ => None,
+    });
+    for url in [settings.notification.url.as_deref(), webhook].into_iter().flatten() {
+        if let Some(host) = reqwest::Url::parse(url).ok().as_ref().and_then(|url| url.host_str()) {
+            hosts.push(host.to_ascii_lowercase());
+        }
     }
     hosts
 }
