@@ -137,13 +137,20 @@ async fn until_accepted(
     }
 }
 
-/// Long polls `getUpdates` until `stop`, after removing any webhook (Telegram refuses
-/// `getUpdates` while one is set). Each update is confirmed by the next call's `offset`.
+/// Removes the bot's webhook, if any (Telegram refuses `getUpdates` while one is set). Best
+/// effort: a failure is logged, and polling goes on (a webhook still set shows as 409).
+async fn delete_webhook(telegram: &TelegramChannel) {
+    if let Err(why) = telegram.call("deleteWebhook", &json!({"drop_pending_updates": false}), Duration::ZERO).await {
+        warn!(event = "telegram_updates", detail = %why.log, "could not remove the bot's webhook; polling anyway");
+    }
+}
+
+/// Long polls `getUpdates` until `stop`, after removing any webhook. Each update is
+/// confirmed by the next call's `offset`, and one seen already is never handled again
+/// (a server that ignored the offset would otherwise make the bot answer it each time).
 pub async fn poll(telegram: Arc<TelegramChannel>, starts: Arc<LinkStarts>, stop: impl Future<Output = ()>) {
     tokio::pin!(stop);
-    if !until_accepted(&telegram, "deleteWebhook", &json!({"drop_pending_updates": false}), &mut stop).await {
-        return;
-    }
+    delete_webhook(&telegram).await;
     info!(event = "telegram_updates", mode = "poll", "receiving the bot's messages by long polling getUpdates");
     let mut offset: Option<i64> = None;
     let mut failures = 0;
@@ -157,9 +164,11 @@ pub async fn poll(telegram: Arc<TelegramChannel>, starts: Arc<LinkStarts>, stop:
                 Ok(Value::Array(updates)) => {
                     failures = 0;
                     for update in &updates {
-                        if let Some(id) = update["update_id"].as_i64() {
-                            offset = Some(offset.map_or(id + 1, |o| o.max(id + 1)));
+                        let Some(id) = update["update_id"].as_i64() else { continue };
+                        if offset.is_some_and(|o| id < o) {
+                            continue;
                         }
+                        offset = Some(id + 1);
                         handle(update, &telegram, &starts);
                     }
                     // A server that does not hold the poll (answering at once) is not asked
@@ -176,6 +185,9 @@ pub async fn poll(telegram: Arc<TelegramChannel>, starts: Arc<LinkStarts>, stop:
                     failures += 1;
                     // 409: another program polls this bot, or a webhook was set since.
                     warn!(event = "telegram_updates", detail = %why.log, failures, "getUpdates failed; polling again");
+                    if why.log.contains("webhook") {
+                        delete_webhook(&telegram).await;
+                    }
                     pause_after(failures)
                 }
             },

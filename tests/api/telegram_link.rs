@@ -117,6 +117,26 @@ async fn a_used_expired_or_replaced_link_gets_a_polite_reply_and_changes_nothing
     assert_eq!(telegram_id(&app, "alice").await, "9991");
 }
 
+/// A Bot API server that gives every update again (ignoring `offset`) and has no
+/// `deleteWebhook`: the chat is still linked, and answered once.
+#[tokio::test]
+async fn an_update_given_again_is_handled_once() {
+    let bot = BotApi::start().await;
+    bot.be_careless();
+    let app = linking_app(&bot).await;
+    app.admin_enroll(json!({"username": "alice"})).await;
+    let token = link(&app, "alice").await;
+    bot.user_says(5551, &format!("/start {token}"));
+
+    replied(&bot, "5551", "linked to alice").await;
+    let polls = bot.calls("getUpdates").len();
+    until("three more polls", || (bot.calls("getUpdates").len() >= polls + 3).then_some(())).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await; // the MFA server's next takes
+    let texts = bot.texts_to("5551");
+    assert_eq!(texts.iter().filter(|t| t.contains("now linked to alice")).count(), 1, "{texts:?}");
+    assert!(!texts.iter().any(|t| t.contains("expired or was already used")), "{texts:?}");
+}
+
 #[tokio::test]
 async fn a_link_is_refused_clearly_where_it_cannot_work() {
     // No Telegram channel.
