@@ -549,17 +549,9 @@ where
     Settings::from_env(&EnvMap::from_pairs([], all)).expect("test settings are valid")
 }
 
-/// The run of 6 to 8 digits in a message.
 /// Polls `probe` until it gives a value (every 20 ms, 20 s at most).
 pub async fn until<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(std::time::Instant::now() < deadline, "gave up waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_async(what, || std::future::ready(probe())).await
 }
 
 /// As [`until`], for a probe that must await (an HTTP call).
@@ -578,6 +570,7 @@ where
     }
 }
 
+/// The run of 6 to 8 digits in a message.
 pub fn extract_code(message: &str) -> String {
     message
         .split(|c: char| !c.is_ascii_digit())

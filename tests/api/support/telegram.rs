@@ -58,13 +58,18 @@ fn api_error(code: u16, description: &str, parameters: Option<Value>) -> (Status
     (StatusCode::from_u16(code).unwrap(), Json(body))
 }
 
+/// Telegram's answer to a path whose token is not the bot's: 401.
+fn unknown_bot(bot: &str) -> Option<(StatusCode, Json<Value>)> {
+    (bot != format!("bot{TOKEN}")).then(|| api_error(401, "Unauthorized", None))
+}
+
 async fn send_message(
     State(inner): State<Arc<Mutex<Inner>>>,
     Path(bot): Path<String>,
     Json(body): Json<Value>,
 ) -> (StatusCode, Json<Value>) {
-    if bot != format!("bot{TOKEN}") {
-        return api_error(401, "Unauthorized", None);
+    if let Some(refused) = unknown_bot(&bot) {
+        return refused;
     }
     let next = {
         let mut inner = inner.lock().unwrap();
@@ -106,8 +111,8 @@ async fn send_message(
 
 /// `getMe`, as the Bot API answers it: the bot, for the right token.
 async fn get_me(Path(bot): Path<String>) -> (StatusCode, Json<Value>) {
-    if bot != format!("bot{TOKEN}") {
-        return api_error(401, "Unauthorized", None);
+    if let Some(refused) = unknown_bot(&bot) {
+        return refused;
     }
     let me = json!({"id": 424242, "is_bot": true, "first_name": "MFA test", "username": BOT_USERNAME});
     (StatusCode::OK, Json(json!({"ok": true, "result": me})))
@@ -120,8 +125,8 @@ async fn get_updates(
     Path(bot): Path<String>,
     Json(body): Json<Value>,
 ) -> (StatusCode, Json<Value>) {
-    if bot != format!("bot{TOKEN}") {
-        return api_error(401, "Unauthorized", None);
+    if let Some(refused) = unknown_bot(&bot) {
+        return refused;
     }
     let offset = body["offset"].as_i64().unwrap_or(0);
     inner.lock().unwrap().calls.push(json!({"method": "getUpdates", "body": body}));
@@ -148,8 +153,8 @@ async fn webhook_method(
     Path((bot, method)): Path<(String, String)>,
     Json(body): Json<Value>,
 ) -> (StatusCode, Json<Value>) {
-    if bot != format!("bot{TOKEN}") {
-        return api_error(401, "Unauthorized", None);
+    if let Some(refused) = unknown_bot(&bot) {
+        return refused;
     }
     let careless = {
         let mut inner = inner.lock().unwrap();
