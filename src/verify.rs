@@ -100,6 +100,10 @@ struct OtpMatch {
     name: String,
 }
 
+/// Why a user whose Telegram chat refused the bot gets no code.
+const BLOCKED_AND_NO_EMAIL: &str = "the user's Telegram chat refused the bot (blocked it, or is gone) and there is no \
+                                    email address: set another telegram_id or an email";
+
 /// A code on its way: delivered on `channels`, or (`queued`) still being tried on them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodeSent {
@@ -245,12 +249,7 @@ impl VerifyService {
         if recipients.is_empty() {
             return Err(VerifyError::NoDeliveryChannel(match only {
                 Some(channel) => format!("the user has no {channel} address or chat"),
-                None if user.telegram_blocked_at.is_some() => {
-                    "the user's Telegram chat refused the bot (blocked it, or \
-                                                               is gone) and there is no email address: set another \
-                                                               telegram_id or an email"
-                        .into()
-                }
+                None if user.telegram_blocked_at.is_some() => BLOCKED_AND_NO_EMAIL.into(),
                 None => "the user has no email address or Telegram id to send a code to".into(),
             }));
         }
