@@ -4,6 +4,7 @@ FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 # Dependencies first, so that a code change does not rebuild them.
 COPY Cargo.toml Cargo.lock ./
+COPY .cargo ./.cargo
 COPY bench ./bench
 RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
     && cargo build --release --locked && rm -rf src
