@@ -41,6 +41,18 @@ const POLL: Duration = Duration::from_secs(1);
 /// Jobs a worker takes per look.
 const BATCH: u32 = 64;
 
+/// A new job's id: the second it was made, then 64 random bits, in hex (24 characters).
+/// Ids in time order make each new job the last row of the table's B-tree, and its end a
+/// change to one of the latest pages, instead of a write to a random page of a table that
+/// holds every job ever queued (docs/BENCHMARKS.md, finding 14).
+fn job_id(now: UnixTime) -> String {
+    let second = u32::try_from(now).unwrap_or(u32::MAX);
+    let mut id = [0; 12];
+    id[..4].copy_from_slice(&second.to_be_bytes());
+    id[4..].copy_from_slice(&rand::random::<[u8; 8]>());
+    data_encoding::HEXLOWER.encode(&id)
+}
+
 /// Stores a Telegram chat's new id after the chat moved (`migrate_to_chat_id`: a group
 /// became a supergroup), so the next messages go there at once.
 pub async fn follow_moved_chat(
@@ -110,7 +122,7 @@ impl Outbox {
         expires_at: UnixTime,
         fallback_after: Option<u64>,
     ) -> Result<DeliveryJob, String> {
-        let id = data_encoding::HEXLOWER.encode(&rand::random::<[u8; 12]>());
+        let id = job_id(self.clock.now());
         let sealed = self.keys.seal_job_code(username, &id, code).map_err(|e| e.to_string())?;
         Ok(DeliveryJob {
             id,
@@ -325,6 +337,15 @@ fn backoff(attempts: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn job_ids_sort_by_the_second_they_were_made_and_differ_within_it() {
+        let ids = [1_796_000_000, 1_796_000_000, 1_796_000_001, 1_796_000_256].map(job_id);
+        assert!(ids.iter().all(|id| id.len() == 24 && id.bytes().all(|b| b.is_ascii_hexdigit())), "{ids:?}");
+        assert_ne!(ids[0], ids[1]);
+        assert!(ids[0].clone().max(ids[1].clone()) < ids[2] && ids[2] < ids[3], "{ids:?}");
+        assert!(ids[0].starts_with("6b0cc900"), "{ids:?}");
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap_with_jitter() {
