@@ -455,8 +455,7 @@ mod tests {
     fn sqlite_is_built_with_separate_page_caches_allocated_once() {
         let conn = rusqlite::Connection::open_in_memory().unwrap();
         let mut options = conn.prepare("PRAGMA compile_options").unwrap();
-        let options: Vec<String> =
-            options.query_map([], |row| row.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
+        let options: Vec<String> = options.query_map([], |row| row.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
         assert!(options.iter().any(|o| o == "DEFAULT_PCACHE_INITSZ=-1024"), "{options:?}");
         assert!(options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"), "{options:?}");
         assert!(!options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"), "{options:?}");
