@@ -53,6 +53,7 @@ pub struct Metrics {
     delivery_jobs: Family<Labels, Counter>,
     delivery_latency: Histogram,
     delivery_queue: Gauge,
+    delivery_jobs_forgotten: Counter,
     deliveries: Family<Labels, Counter>,
     retries: Family<Labels, Counter>,
     pool: Family<Labels, Gauge>,
@@ -77,6 +78,7 @@ impl Metrics {
             // From the request to the delivery, in whole seconds: 0 (within the request) to 10 minutes.
             delivery_latency: Histogram::new([0.5, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0]),
             delivery_queue: Gauge::default(),
+            delivery_jobs_forgotten: Counter::default(),
             deliveries: Family::default(),
             retries: Family::default(),
             pool: Family::default(),
@@ -121,6 +123,11 @@ impl Metrics {
             "mfa_delivery_queue",
             "outbox jobs still queued (at the worker's last look)",
             m.delivery_queue.clone(),
+        );
+        r.register(
+            "mfa_delivery_jobs_forgotten",
+            "outbox jobs removed a week after they ended",
+            m.delivery_jobs_forgotten.clone(),
         );
         r.register("mfa_db_pool_connections", "database pool connections by state", m.pool.clone());
         r.register(
@@ -172,6 +179,10 @@ impl Metrics {
 
     pub fn delivery_latency(&self, seconds: u64) {
         self.delivery_latency.observe(seconds as f64);
+    }
+
+    pub fn delivery_jobs_forgotten(&self, jobs: u64) {
+        self.delivery_jobs_forgotten.inc_by(jobs);
     }
 
     pub fn set_delivery_queue(&self, jobs: u64) {

@@ -16,6 +16,9 @@
 //!   newer code (the user's newest code no longer has its hash).
 //! - **Secrets.** The job holds the code sealed (AES-GCM, bound to the user and the job),
 //!   and the sealed code is wiped when the job ends, whichever way.
+//! - **Retention.** A job that ended is kept [`KEEP_FINISHED_SECONDS`] (what was sent
+//!   where, for an operator's questions), then removed, so the table does not grow with
+//!   every code ever sent.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +41,12 @@ pub const BACKOFF_BASE_SECONDS: u64 = 2;
 pub const BACKOFF_MAX_SECONDS: u64 = 60;
 /// How often a worker looks for due jobs.
 const POLL: Duration = Duration::from_secs(1);
+/// How long a job that ended stays in the table: a week.
+pub const KEEP_FINISHED_SECONDS: u64 = 7 * 86_400;
+/// How often the jobs past [`KEEP_FINISHED_SECONDS`] are removed, and how many at most per
+/// statement (each is one write, so a large backlog never holds the writer long).
+const FORGET_EVERY_SECONDS: u64 = 3_600;
+const FORGET_BATCH: u32 = 1_000;
 /// Jobs a worker takes per look.
 const BATCH: u32 = 64;
 
@@ -297,6 +306,7 @@ impl Outbox {
         let mut tick = tokio::time::interval(POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(stop);
+        let mut forget_at = self.clock.now();
         loop {
             tokio::select! {
                 _ = &mut stop => return,
@@ -304,8 +314,40 @@ impl Outbox {
                     if let Err(e) = self.round().await {
                         warn!(event = "delivery_job", error = %e, "the outbox could not be read");
                     }
+                    if self.clock.now() >= forget_at {
+                        forget_at = self.clock.now().saturating_add(FORGET_EVERY_SECONDS);
+                        self.forget_finished().await;
+                    }
                 }
             }
+        }
+    }
+
+    /// Removes the jobs that ended more than [`KEEP_FINISHED_SECONDS`] ago, a batch at a time.
+    async fn forget_finished(&self) {
+        let before = self.clock.now().saturating_sub(KEEP_FINISHED_SECONDS);
+        let mut forgotten = 0;
+        loop {
+            match self.store.forget_finished_deliveries(before, FORGET_BATCH).await {
+                Ok(n) => {
+                    forgotten += n;
+                    if n < u64::from(FORGET_BATCH) {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    warn!(event = "deliveries_forgotten", error = %e, "old delivery jobs could not be removed");
+                    break;
+                }
+            }
+        }
+        self.metrics.delivery_jobs_forgotten(forgotten);
+        if forgotten > 0 {
+            info!(
+                event = "deliveries_forgotten",
+                count = forgotten,
+                "removed delivery jobs that ended over a week ago"
+            );
         }
     }
 

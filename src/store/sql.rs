@@ -907,6 +907,14 @@ impl<D: Driver> Store for SqlStore<D> {
         }
     }
 
+    async fn forget_finished_deliveries(&self, before: UnixTime, limit: u32) -> Result<u64, StoreError> {
+        // In id order, which is the order jobs were made in: the scan stops at the first
+        // `limit` old ones instead of reading the whole table.
+        let sql = "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries WHERE state <> 'queued' \
+                   AND finished_at < $1 ORDER BY id LIMIT $2)";
+        self.driver.execute(Statement::new(sql, [Param::int(before), Param::int(u64::from(limit))])).await
+    }
+
     async fn use_sent_codes(
         &self,
         username: &Username,

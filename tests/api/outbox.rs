@@ -255,3 +255,27 @@ async fn a_chat_that_blocked_the_bot_is_marked_and_skipped_until_it_changes() {
     assert_eq!(app.request_otp("dair").await.body["channels"], json!(["email", "telegram"]));
     assert_eq!(bot.received().len(), 2);
 }
+
+/// A job that ended is kept a week, then removed by the hourly sweep; a younger one stays.
+#[tokio::test]
+async fn jobs_that_ended_over_a_week_ago_are_removed_and_younger_ones_kept() {
+    const WEEK: u64 = 7 * 86_400;
+    let app = TestApp::builder().start().await;
+    let forgotten = "mfa_delivery_jobs_forgotten_total";
+    for name in ["dair", "ezra"] {
+        app.enroll(name, Some(&format!("{name}@example.com")), None).await;
+    }
+    assert_eq!(app.request_otp("dair").await.body["status"], "sent");
+    let delivered = "mfa_delivery_jobs_total{channel=\"email\",outcome=\"delivered\"}";
+    metrics_showing(&app, "dair's job ended", |t| counted(t, delivered) == 1).await;
+
+    app.clock().advance(WEEK - 60);
+    assert_eq!(app.request_otp("ezra").await.body["status"], "sent");
+    metrics_showing(&app, "ezra's job ended", |t| counted(t, delivered) == 2).await;
+    // The sweep after an hour: dair's job ended a week and an hour ago, ezra's 59 minutes ago.
+    app.clock().advance(3_601);
+    // (Both at once would take the count from 0 to 2, never showing 1.)
+    metrics_showing(&app, "dair's job removed, ezra's kept", |t| counted(t, forgotten) == 1).await;
+    app.clock().advance(WEEK);
+    metrics_showing(&app, "ezra's job removed", |t| counted(t, forgotten) == 2).await;
+}
