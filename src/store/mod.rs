@@ -493,6 +493,12 @@ pub trait Store: Send + Sync + 'static {
     /// Seals secrets again (bound to their authenticator), each only if it is still as
     /// read; how many were.
     async fn reseal_secrets(&self, resealed: &[Resealed]) -> Result<u64, StoreError>;
+    /// Whether a start-up has already found every secret bound to its authenticator
+    /// (`meta`'s `secrets_bound` row; an older database, or one restored from an older
+    /// archive, has none), so that later start-ups need not scan `authenticators`.
+    async fn secrets_all_bound(&self) -> Result<bool, StoreError>;
+    /// Records that no secret is left bound to its user only.
+    async fn record_secrets_all_bound(&self) -> Result<(), StoreError>;
 
     /// Accepts a code of authenticator `id`: moves its replay guard by `advance`, records
     /// the use, confirms it if pending and removes the one it `retires` (a rotation's), all

@@ -649,6 +649,18 @@ impl<D: Driver> Store for SqlStore<D> {
         Ok(self.driver.execute_all(resealed.iter().map(reseal).collect()).await?.into_iter().sum())
     }
 
+    async fn secrets_all_bound(&self) -> Result<bool, StoreError> {
+        let sql = "SELECT 1 FROM meta WHERE key = 'secrets_bound'";
+        Ok(!self.driver.query(Statement::new(sql, [])).await?.is_empty())
+    }
+
+    async fn record_secrets_all_bound(&self) -> Result<(), StoreError> {
+        let sql =
+            "INSERT INTO meta (key, value) VALUES ('secrets_bound', 'authenticator') ON CONFLICT (key) DO NOTHING";
+        self.driver.execute_all(vec![Statement::new(sql, [])]).await?;
+        Ok(())
+    }
+
     async fn accept_code(
         &self,
         username: &Username,

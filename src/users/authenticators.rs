@@ -222,11 +222,20 @@ impl UserService {
 
     /// Seals again, bound to their authenticator too, the secrets sealed before
     /// authenticators had ids (those of a database of an earlier version); how many.
+    ///
+    /// Finding none takes a scan of every authenticator, which also fills the kernel's page
+    /// cache with large folios that make SQLite's later writes into those pages dearer
+    /// (docs/BENCHMARKS.md, finding 15); so a pass that leaves none behind says so in
+    /// `meta`, and later start-ups skip it. One with secrets that no key opens does not,
+    /// so they are reported again at each start, as before.
     pub async fn bind_secrets_to_authenticators(&self) -> Result<u64, UserError> {
-        let (mut done, mut after) = (0, None);
+        if self.store.secrets_all_bound().await? {
+            return Ok(0);
+        }
+        let (mut done, mut after, mut damaged) = (0, None, false);
         loop {
             let found = self.store.user_bound_secrets(after.as_ref(), RESEAL_BATCH).await?;
-            let Some((username, id, _)) = found.last() else { return Ok(done) };
+            let Some((username, id, _)) = found.last() else { break };
             after = Some((username.clone(), id.clone()));
             let mut resealed = Vec::with_capacity(found.len());
             for (username, id, old) in found {
@@ -236,12 +245,20 @@ impl UserService {
                         resealed.push(Resealed { username, authenticator: id, old, new });
                     }
                     // Damaged before: no key opens it, so it stays as it is (as it failed before).
-                    Err(_) => tracing::warn!(%username, authenticator = %id, "a stored secret cannot be decrypted"),
+                    Err(_) => {
+                        damaged = true;
+                        tracing::warn!(%username, authenticator = %id, "a stored secret cannot be decrypted");
+                    }
                 }
             }
-            // Each only if unchanged: another process may be doing the same.
+            // Each only if unchanged: another process may be doing the same (and a secret
+            // changed meanwhile was sealed anew, bound).
             done += self.store.reseal_secrets(&resealed).await?;
         }
+        if !damaged {
+            self.store.record_secrets_all_bound().await?;
+        }
+        Ok(done)
     }
 
     /// The user's authenticator `id`, if it is there and not an expired pending one.

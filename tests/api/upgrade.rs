@@ -47,6 +47,11 @@ macro_rules! releases {
             async fn a_backup_by_this_version_leaves_its_database_as_it_is() {
                 super::a_backup_by_this_version_leaves_its_database_as_it_is(&RELEASE).await;
             }
+
+            #[tokio::test]
+            async fn its_secrets_are_sealed_again_once() {
+                super::its_secrets_are_sealed_again_once(&RELEASE).await;
+            }
         }
     )*};
 }
@@ -165,6 +170,83 @@ async fn a_database_a_later_version_migrated_is_refused_with_what_to_run() {
 
     let message = err.to_string();
     assert!(message.contains("migrated by a later version of mfa (its migration 999"), "{message}");
+}
+
+/// The first column of the first row `sqlite` or `postgres` (whichever this run's backend
+/// is) gives on the database in `dir`, as text; empty if there is no row.
+fn sql(dir: &Path, sqlite: &str, postgres: &str) -> String {
+    if postgres_mode() {
+        let url = database_vars(dir).into_iter().find(|(k, _)| k == "DATABASE_URL").unwrap().1;
+        let out = std::process::Command::new("psql")
+            .args(["-qAt", "-v", "ON_ERROR_STOP=1", &url, "-c", postgres])
+            .output()
+            .expect("psql runs");
+        assert!(out.status.success(), "{postgres}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().lines().next().unwrap_or("").to_string()
+    } else {
+        let db = rusqlite::Connection::open(dir.join("data/mfa.db")).unwrap();
+        let mut statement = db.prepare(sqlite).unwrap();
+        let mut rows = statement.query([]).unwrap();
+        match rows.next().unwrap() {
+            Some(row) => match row.get_ref(0).unwrap() {
+                rusqlite::types::ValueRef::Integer(i) => i.to_string(),
+                other => other.as_str().unwrap().to_string(),
+            },
+            None => String::new(),
+        }
+    }
+}
+
+/// Start-up seals an earlier release's secrets again, bound to their authenticators, and
+/// records in `meta` that none is left; later start-ups skip that scan of every
+/// authenticator, until the row is gone (a database restored from an older archive has
+/// none), and then seal again what they find.
+async fn its_secrets_are_sealed_again_once(release: &Release) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = release_database(release, dir.path());
+    let key = fixture(release)["secret_key"].as_str().unwrap().to_string();
+    let made_at = db["made_at"].as_u64().unwrap();
+    let alices_seal = sql(
+        dir.path(),
+        "SELECT hex(sealed_secret) FROM users WHERE username = 'alice'",
+        "SELECT encode(sealed_secret, 'hex') FROM users WHERE username = 'alice'",
+    );
+    let versions = |dir: &Path| {
+        sql(
+            dir,
+            "SELECT group_concat(DISTINCT unicode(substr(sealed_secret, 1, 1))) FROM authenticators",
+            "SELECT string_agg(DISTINCT get_byte(sealed_secret, 0)::text, ',') FROM authenticators",
+        )
+    };
+    let marker = |dir: &Path| {
+        let sql_text = "SELECT value FROM meta WHERE key = 'secrets_bound'";
+        sql(dir, sql_text, sql_text)
+    };
+    let start = |dir: tempfile::TempDir| {
+        TestApp::builder().dir(dir).clock_at(made_at + 1).envs([("SECRET_KEY", key.as_str())]).start()
+    };
+    assert_eq!(marker(dir.path()), "", "release {} has no such row", release.version);
+
+    let dir = start(dir).await.stop().await;
+    assert_eq!(versions(dir.path()), "2", "every secret is bound to its authenticator");
+    assert_eq!(marker(dir.path()), "authenticator");
+
+    // A secret sealed the old way, where the row says none is left: not looked for.
+    let put_back = format!("UPDATE authenticators SET sealed_secret = x'{alices_seal}' WHERE username = 'alice'");
+    let put_back_pg =
+        format!("UPDATE authenticators SET sealed_secret = '\\x{alices_seal}'::bytea WHERE username = 'alice'");
+    sql(dir.path(), &put_back, &put_back_pg);
+    let app = start(dir).await;
+    let alice = app.verify("alice", &app.totp(&secret(&db, "alice"), 1)).await;
+    assert_eq!(alice.status, 200, "a secret sealed the old way still opens: {:?}", alice.body);
+    let dir = app.stop().await;
+    assert_eq!(versions(dir.path()), "1,2", "the scan was skipped");
+
+    let forget = "DELETE FROM meta WHERE key = 'secrets_bound'";
+    sql(dir.path(), forget, forget);
+    let dir = start(dir).await.stop().await;
+    assert_eq!(versions(dir.path()), "2", "without the row, start-up looks again");
+    assert_eq!(marker(dir.path()), "authenticator");
 }
 
 /// `mfa backup` of a server's database writes nothing to it, not even this version's
