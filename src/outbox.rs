@@ -55,11 +55,20 @@ const BATCH: u32 = 64;
 /// change to one of the latest pages, instead of a write to a random page of a table that
 /// holds every job ever queued (docs/BENCHMARKS.md, finding 14).
 fn job_id(now: UnixTime) -> String {
-    let second = u32::try_from(now).unwrap_or(u32::MAX);
     let mut id = [0; 12];
-    id[..4].copy_from_slice(&second.to_be_bytes());
+    id[..4].copy_from_slice(&id_second(now));
     id[4..].copy_from_slice(&rand::random::<[u8; 8]>());
     data_encoding::HEXLOWER.encode(&id)
+}
+
+/// The first 4 bytes of the ids of jobs made at `now`.
+fn id_second(now: UnixTime) -> [u8; 4] {
+    u32::try_from(now).unwrap_or(u32::MAX).to_be_bytes()
+}
+
+/// Every id of a job made before `second` sorts below this (and every later one above).
+fn ids_made_before(second: UnixTime) -> String {
+    data_encoding::HEXLOWER.encode(&id_second(second))
 }
 
 /// Stores a Telegram chat's new id after the chat moved (`migrate_to_chat_id`: a group
@@ -328,7 +337,7 @@ impl Outbox {
         let before = self.clock.now().saturating_sub(KEEP_FINISHED_SECONDS);
         let mut forgotten = 0;
         loop {
-            match self.store.forget_finished_deliveries(before, FORGET_BATCH).await {
+            match self.store.forget_finished_deliveries(before, &ids_made_before(before), FORGET_BATCH).await {
                 Ok(n) => {
                     forgotten += n;
                     if n < u64::from(FORGET_BATCH) {
@@ -387,6 +396,8 @@ mod tests {
         assert_ne!(ids[0], ids[1]);
         assert!(ids[0].clone().max(ids[1].clone()) < ids[2] && ids[2] < ids[3], "{ids:?}");
         assert!(ids[0].starts_with("6b0cc900"), "{ids:?}");
+        let bound = ids_made_before(1_796_000_001);
+        assert!(ids[0] < bound && ids[1] < bound && bound < ids[2], "{bound} {ids:?}");
     }
 
     #[test]

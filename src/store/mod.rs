@@ -570,7 +570,14 @@ pub trait Store: Send + Sync + 'static {
     /// Jobs still queued.
     async fn queued_deliveries(&self) -> Result<u64, StoreError>;
     /// Removes at most `limit` of the jobs that ended before `before`, oldest first; how many.
-    async fn forget_finished_deliveries(&self, before: UnixTime, limit: u32) -> Result<u64, StoreError>;
+    /// Ids sort in the order jobs were made, and those made before `before` sort below
+    /// `ids_below`: the search reads only those, not the jobs of the last week.
+    async fn forget_finished_deliveries(
+        &self,
+        before: UnixTime,
+        ids_below: &str,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
     /// Whether a job carrying this code of the user was delivered.
     async fn code_delivered(&self, username: &Username, code_hash: &[u8]) -> Result<bool, StoreError>;
     /// Makes the user's queued jobs of this code due at `now` (the next channel, after one
