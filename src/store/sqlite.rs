@@ -201,9 +201,9 @@ impl Sqlite {
     /// Runs `read` on a free reader connection, on this thread: the first free one, so
     /// that reads stay on as few connections as there are threads reading at once. Each
     /// commit empties the page cache of every connection that reads after it, which then
-    /// reads the B-tree's pages again; spread round-robin over all readers, a commit cost
-    /// up to four such refills instead of one per thread (wrk, a million users, wrong
-    /// codes: 20.8k → 21.8k req/s, 54.4 → 51.0 µs of CPU each; docs/BENCHMARKS.md).
+    /// reads the B-tree's pages again, so the fewer connections read, the fewer refills
+    /// (wrong codes, a million users: 5% more a second than taking them in turn;
+    /// docs/BENCHMARKS.md, finding 16).
     fn read<T>(&self, read: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
         self.check_open()?;
         self.reads.fetch_add(1, Ordering::Relaxed);

@@ -223,11 +223,11 @@ impl UserService {
     /// Seals again, bound to their authenticator too, the secrets sealed before
     /// authenticators had ids (those of a database of an earlier version); how many.
     ///
-    /// Finding none takes a scan of every authenticator, which also fills the kernel's page
-    /// cache with large folios that make SQLite's later writes into those pages dearer
+    /// Finding none takes a scan of every authenticator, which on a cold cache also leaves
+    /// those pages cached in large folios that make SQLite's later writes into them dearer
     /// (docs/BENCHMARKS.md, finding 15); so a pass that leaves none behind says so in
-    /// `meta`, and later start-ups skip it. One with secrets that no key opens does not,
-    /// so they are reported again at each start, as before.
+    /// `meta`, and later start-ups skip it. A pass that met secrets no key opens does not,
+    /// so they are reported again at each start.
     pub async fn bind_secrets_to_authenticators(&self) -> Result<u64, UserError> {
         if self.store.secrets_all_bound().await? {
             return Ok(0);

@@ -185,6 +185,28 @@ async fn hotp_codes_verify_once_each_within_the_lookahead_and_resync_past_it() {
     assert_eq!(app.verify("dair", &hotp(&secret, 42)).await.status, 200);
 }
 
+/// JSON Schema's `integer` includes a whole number written with a fraction (`7.0`): the
+/// counter is taken so up to its highest, 2^53, and refused beyond it or with a fraction.
+#[tokio::test]
+async fn an_hotp_counter_written_with_a_fraction_is_taken_when_it_is_whole() {
+    let app = admin_app(&[]).await;
+    create(&app, "dair").await;
+    let path = "/admin/users/dair/authenticators";
+    for (i, counter) in [6_646_716_309_507_072.0, 9_007_199_254_740_992.0].into_iter().enumerate() {
+        let added = app
+            .admin(Method::POST, path, Some(json!({"kind": "hotp", "name": format!("k{i}"), "counter": counter})))
+            .await;
+        assert_eq!(added.status, 201, "{counter}: {:?}", added.body);
+        let listed = list(&app, "dair").await.into_iter().find(|a| a["id"] == added.body["id"]).unwrap();
+        assert_eq!(listed["counter"].as_u64(), Some(counter as u64), "{listed:?}");
+    }
+    for counter in [json!(18_014_398_509_481_984.0), json!(7.5), json!(-1.0)] {
+        let refused =
+            app.admin(Method::POST, path, Some(json!({"kind": "hotp", "name": "x", "counter": counter}))).await;
+        assert_eq!((refused.status, refused.body["error"].as_str()), (400, Some("invalid_request")), "{counter}");
+    }
+}
+
 /// The RFC 4226 Appendix D vectors, as oathtool and pyotp compute them, and as we do.
 #[test]
 fn the_rfc4226_vectors_agree_with_oathtool_and_pyotp() {

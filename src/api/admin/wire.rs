@@ -490,10 +490,16 @@ fn exact_algorithm(raw: &str) -> Result<Algorithm, InvalidRequest> {
 }
 
 /// A JSON number that is a whole number, as text: JSON Schema's `integer` includes `6.0`.
+/// Written with a fraction, it is read as a float, which holds every whole number up to
+/// 2^53 (the highest counter) exactly; beyond that it may have been rounded, so it is not
+/// taken.
 fn whole_number(n: &serde_json::Number) -> Option<String> {
-    match (n.as_i64(), n.as_f64()) {
-        (Some(i), _) => Some(i.to_string()),
-        (None, Some(f)) if f.fract() == 0.0 && f.abs() < 1e15 => Some(format!("{f:.0}")),
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    match (n.as_i64(), n.as_u64(), n.as_f64()) {
+        (Some(i), _, _) => Some(i.to_string()),
+        (None, Some(u), _) => Some(u.to_string()),
+        // `-0.0` is 0 (`+ 0.0` drops its sign).
+        (None, None, Some(f)) if f.fract() == 0.0 && f.abs() <= EXACT => Some(format!("{:.0}", f + 0.0)),
         _ => None,
     }
 }
@@ -570,5 +576,32 @@ impl Page {
         }
         let after = self.after.as_deref().map(Username::parse).transpose().map_err(InvalidRequest::new)?;
         Ok((limit, after))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn number(json: &str) -> serde_json::Number {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn whole_numbers_are_taken_with_or_without_a_fraction_up_to_two_to_the_53() {
+        for (json, whole) in [
+            ("6", Some("6")),
+            ("6.0", Some("6")),
+            ("-0.0", Some("0")),
+            ("6646716309507072.0", Some("6646716309507072")),
+            ("9007199254740992.0", Some("9007199254740992")),
+            ("9007199254740992", Some("9007199254740992")),
+            ("18446744073709551615", Some("18446744073709551615")),
+            ("18014398509481984.0", None),
+            ("6.5", None),
+            ("1e300", None),
+        ] {
+            assert_eq!(whole_number(&number(json)).as_deref(), whole, "{json}");
+        }
     }
 }
