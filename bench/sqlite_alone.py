@@ -31,8 +31,7 @@ READ = ("SELECT u.failed_attempts, u.locked_until, u.last_failed_at, u.email, u.
         " u.code_expires_at, u.previous_code_hash, u.previous_code_expires_at, u.codes_used_at, u.failed_from,"
         " a.id, a.kind, a.sealed_secret, a.algorithm, a.digits, a.period, a.counter, a.last_step, a.drift_steps,"
         " a.status, a.replaces, a.created_at, a.last_used_at, a.expires_at"
-        " FROM (SELECT * FROM users WHERE username = ?) u LEFT JOIN authenticators a ON a.username = u.username"
-        " ORDER BY u.username, a.created_at, a.id")
+        " FROM (SELECT * FROM users WHERE username = ?) u LEFT JOIN authenticators a ON a.username = u.username")
 WRITE = ("UPDATE users SET failed_attempts = ?, locked_until = NULL, last_failed_at = ?, failed_from = '127.0.0.1'"
          " WHERE username = ? AND failed_attempts = ? AND locked_until IS ? AND last_failed_at IS ?")
 

@@ -114,9 +114,10 @@ fn to_u64(n: i64) -> u64 {
 /// Every user column and every authenticator column, in the order [`users_from_rows`]
 /// reads them: one row per authenticator (or one with NULLs for a user without any), so
 /// that reading a user for a verification is one lookup. The sent codes are in the user's
-/// row.
+/// row. A user's authenticators come in no set order and [`users_from_rows`] sorts them: an
+/// `ORDER BY` made SQLite build a sorter for every read (finding 17 of docs/BENCHMARKS.md).
 macro_rules! select_users {
-    ($from:literal) => {
+    ($from:literal, $order:literal) => {
         concat!(
             "SELECT u.username, u.email, u.telegram_id, u.source, u.failed_attempts, u.locked_until, \
              u.created_at, u.updated_at, u.last_failed_at, u.code_hash, u.sealed_code, u.code_sent_at, \
@@ -124,16 +125,19 @@ macro_rules! select_users {
              u.failed_from, u.channels, u.telegram_blocked_at,              a.id, a.kind, a.name, a.sealed_secret, a.algorithm, a.digits, a.period, a.counter, a.last_step, \
              a.drift_steps, a.status, a.replaces, a.created_at, a.last_used_at, a.expires_at FROM ",
             $from,
-            " u LEFT JOIN authenticators a ON a.username = u.username ORDER BY u.username, a.created_at, a.id"
+            " u LEFT JOIN authenticators a ON a.username = u.username",
+            $order
         )
     };
 }
 
-const USER_BY_NAME: &str = select_users!("(SELECT * FROM users WHERE username = $1)");
+const USER_BY_NAME: &str = select_users!("(SELECT * FROM users WHERE username = $1)", "");
 
 /// Users by name after `$1` (all when NULL), at most `$2`.
-const USERS_PAGE: &str =
-    select_users!("(SELECT * FROM users WHERE ($1 IS NULL OR username > $1) ORDER BY username LIMIT $2)");
+const USERS_PAGE: &str = select_users!(
+    "(SELECT * FROM users WHERE ($1 IS NULL OR username > $1) ORDER BY username LIMIT $2)",
+    " ORDER BY u.username"
+);
 
 const INSERT_USER: &str = "INSERT INTO users (username, email, telegram_id, source, created_at, updated_at) \
      VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (username) DO NOTHING";
@@ -205,7 +209,8 @@ impl Columns {
     }
 }
 
-/// The rows of [`select_users`] as checked [`UserRecord`]s, with their authenticators.
+/// The rows of [`select_users`] (each user's rows together) as checked [`UserRecord`]s,
+/// with their authenticators oldest first (ties by id).
 fn users_from_rows(rows: Vec<Vec<Value>>) -> Result<Vec<UserRecord>, StoreError> {
     let mut users: Vec<UserRecord> = Vec::new();
     for row in rows {
@@ -219,6 +224,9 @@ fn users_from_rows(rows: Vec<Vec<Value>>) -> Result<Vec<UserRecord>, StoreError>
         if let (Some(authenticator), Some(last)) = (authenticator, users.last_mut()) {
             last.authenticators.push(authenticator);
         }
+    }
+    for user in &mut users {
+        user.authenticators.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
     }
     Ok(users)
 }

@@ -120,6 +120,27 @@ async fn each_active_authenticator_verifies_with_its_own_replay_guard_and_one_lo
 }
 
 #[tokio::test]
+async fn authenticators_are_listed_oldest_first_with_ties_in_id_order() {
+    // Ids are random, so the table's key order is not the order they were added in.
+    let app = admin_app(&[]).await;
+    create(&app, "dair").await;
+    let mut added = vec![];
+    for i in 0..6 {
+        if i % 2 == 0 {
+            app.clock().advance(1); // two in each second: ties
+        }
+        added.push(add(&app, "dair", json!({"kind": "totp", "name": format!("device {i}")})).await);
+    }
+    let listed = list(&app, "dair").await;
+    let key = |a: &Value| (a["created_at"].as_u64().unwrap(), a["id"].as_str().unwrap().to_string());
+    let mut expected: Vec<_> = added.iter().map(key).collect();
+    expected.sort();
+    assert_eq!(listed[0]["name"], "default", "the first, made with the user");
+    assert_eq!(listed[1..].iter().map(key).collect::<Vec<_>>(), expected, "{listed:?}");
+    assert!(listed.windows(2).all(|w| key(&w[0]) < key(&w[1])), "{listed:?}");
+}
+
+#[tokio::test]
 async fn a_pending_authenticator_that_is_not_confirmed_in_time_is_removed() {
     let app = admin_app(&[("ENROLL_CONFIRM_SECONDS", "120")]).await;
     create(&app, "dair").await;
