@@ -67,9 +67,12 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// checkpointer beside it. The writer still checkpoints by itself past this many pages,
 /// should the checkpointer fall behind, so the WAL stays bounded.
 const WRITER_CHECKPOINT_PAGES: i64 = 10_000;
-/// The checkpointer's rest after each pass: each pass costs an fsync of the database file
-/// and a sort of the WAL's new frames, so under load fewer, larger passes cost less.
-const CHECKPOINT_PAUSE: Duration = Duration::from_millis(10);
+/// The checkpointer's rest after each pass: each pass costs an fsync of the database file,
+/// which the writer's fsync of the WAL then waits behind on the disk, and a sort of the
+/// WAL's new frames, so under load fewer, larger passes cost less (wrong codes at 32
+/// connections: 20.9k req/s resting 10 ms, 21.9k resting 50 ms, no more at 100 ms;
+/// docs/BENCHMARKS.md, finding 19).
+const CHECKPOINT_PAUSE: Duration = Duration::from_millis(50);
 /// The WAL is cut back to this size after a checkpoint (it would otherwise keep the
 /// largest size it ever had).
 const JOURNAL_SIZE_LIMIT: i64 = 64 << 20;
