@@ -68,9 +68,46 @@ pub async fn start_server(dir: &Path, env: &[(&str, &str)]) -> TestApp {
     TestApp::builder().shared_dir(dir).envs(env).start_binary("server").await
 }
 
-/// Whether `code` appears in `text` as a whole run of digits (not inside a timestamp).
+/// Whether `code` appears in `text` as a whole run of digits, other than the fraction of a
+/// second of a timestamp: the log's `…T22:22:15.073664Z` has a six-digit run of its own,
+/// which one line in a million shares with any given code.
 pub(crate) fn contains_code(text: &str, code: &str) -> bool {
-    text.split(|c: char| !c.is_ascii_digit()).any(|run| run == code)
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    while at < bytes.len() {
+        if !bytes[at].is_ascii_digit() {
+            at += 1;
+            continue;
+        }
+        let start = at;
+        while at < bytes.len() && bytes[at].is_ascii_digit() {
+            at += 1;
+        }
+        if &text[start..at] == code && !follows_clock_time(&bytes[..start]) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Whether `before` ends in `hh:mm:ss.`, as a timestamp does before its fraction of a second.
+fn follows_clock_time(before: &[u8]) -> bool {
+    let Some(tail) = before.len().checked_sub(9).map(|from| &before[from..]) else { return false };
+    tail[8] == b'.'
+        && tail[2] == b':'
+        && tail[5] == b':'
+        && [0, 1, 3, 4, 6, 7].iter().all(|&i| tail[i].is_ascii_digit())
+}
+
+#[test]
+fn a_code_is_found_as_a_run_of_digits_but_not_as_a_timestamps_fraction_of_a_second() {
+    assert!(contains_code("your code is 073664.", "073664"));
+    assert!(contains_code(r#"{"code":"073664"}"#, "073664"));
+    assert!(!contains_code("1073664 and 0736645", "073664"));
+    assert!(!contains_code(r#"{"timestamp":"2026-12-06T22:22:15.073664Z"}"#, "073664"));
+    assert!(!contains_code("2026-12-06T22:22:15.073664Z  INFO mfa", "073664"));
+    assert!(contains_code("2026-12-06T22:22:15.000001Z  INFO code 073664", "073664"));
+    assert!(contains_code("took 15.073664 s", "073664"));
 }
 
 pub fn now_code(secret: &SecretBytes, params: OtpParams) -> String {
