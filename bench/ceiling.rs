@@ -4,10 +4,21 @@
 //! reaches under the same load generator is the most this machine allows; `bench/run`
 //! prints every figure of ours as a ratio to it.
 //!
-//! Run: cargo run --release --example ceiling -- 127.0.0.1:7000
+//! Given a second address, it serves there the same two routes behind `mfa`'s own layers
+//! (`mfa::http::with_common_layers`: the request id, the log span, the metrics, the `Host`
+//! check, the body read, the request timeout, panic catching and `mfa`'s error answers):
+//! what those layers cost by themselves, apart from what `mfa`'s handlers do.
+//!
+//! Run: cargo run --release --example ceiling -- 127.0.0.1:7000 [127.0.0.1:7001]
+
+use std::sync::Arc;
 
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use mfa::api::MAX_BODY_BYTES;
+use mfa::api::error::ApiError;
+use mfa::http::ServiceState;
+use mfa::metrics::Metrics;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -23,14 +34,45 @@ struct VerifyLike {
     token: String,
 }
 
+/// The layered routes' state: none, but `mfa`'s error type for the layers' answers.
+#[derive(Clone)]
+struct Layered;
+
+impl ServiceState for Layered {
+    type Error = ApiError;
+}
+
+async fn verify(Json(_): Json<VerifyLike>) -> Json<Value> {
+    Json(json!({"valid": true}))
+}
+
+async fn healthcheck() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:7000".into());
-    let app = Router::new()
-        .route("/verify", post(|Json(_): Json<VerifyLike>| async { Json(json!({"valid": true})) }))
-        .route("/healthcheck", get(|| async { Json::<Value>(json!({"status": "ok"})) }));
-    let addr = addr.parse().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let server = mfa::http::BoundRouter::bind(addr, app).await?;
+    let mut args = std::env::args().skip(1);
+    let addr = args.next().unwrap_or_else(|| "127.0.0.1:7000".into());
+    let bare = Router::new().route("/verify", post(verify)).route("/healthcheck", get(healthcheck));
+    let server = mfa::http::BoundRouter::bind(parse(&addr)?, bare).await?;
     eprintln!("ceiling listening on http://{}", server.local_addr()?);
+    if let Some(addr) = args.next() {
+        let routes = Router::<Layered>::new().route("/verify", post(verify)).route("/healthcheck", get(healthcheck));
+        let metrics = Arc::new(Metrics::mfa());
+        let layered = mfa::http::with_common_layers(routes, Layered, "ceiling", MAX_BODY_BYTES, metrics, &[]);
+        let layered = mfa::http::BoundRouter::bind(parse(&addr)?, layered).await?;
+        eprintln!("ceiling with mfa's layers listening on http://{}", layered.local_addr()?);
+        tokio::spawn(async move {
+            if let Err(e) = layered.run_until(std::future::pending()).await {
+                eprintln!("ceiling with mfa's layers: {e}");
+                std::process::exit(1);
+            }
+        });
+    }
     server.run_until(std::future::pending()).await
+}
+
+fn parse(addr: &str) -> std::io::Result<std::net::SocketAddr> {
+    addr.parse().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
 }

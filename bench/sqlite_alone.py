@@ -42,6 +42,10 @@ SWAP = ("UPDATE users SET code_hash = ?, sealed_code = ?, code_sent_at = ?, code
         " previous_code_expires_at = ?, codes_used_at = NULL, send_tat = ? WHERE username = ? AND code_sent_at IS ?")
 QUEUE = ("INSERT INTO deliveries (id, username, channel, recipient, code_hash, sealed_code, expires_at, state,"
          " next_attempt_at, created_at, lease_until, attempts) VALUES (?, ?, 'email', ?, ?, ?, ?, 'queued', ?, ?, ?, 1)")
+# A line of the file notifier for a code, as src/notify/file.rs writes it.
+OTP_LINE = (b'{"channel":"email","message":"Your MFA verification code is 123456. It expires in 5 minutes. If you'
+            b' did not ask for it, ignore this message.","recipient":"%s@example.com","subject":"MFA verification'
+            b' code","time":1796590808}\n')
 FINISH = ("UPDATE deliveries SET state = 'delivered', sealed_code = NULL, lease_until = NULL, finished_at = ?,"
           " last_error = NULL WHERE id = ?")
 
@@ -137,8 +141,7 @@ def run_otp(path, users, seconds, trivial):
             writer.execute(queue, (job, name, f"{name}@example.com", rng.randbytes(32), rng.randbytes(34), now + 300,
                                    now, now, now + 60))
         writer.execute("COMMIT")
-        lines = b"".join(b'{"channel":"email","recipient":"%s@example.com","message":"Your code is 123456"}\n'
-                         % name.encode() for name, _, _ in batch)
+        lines = b"".join(OTP_LINE % name.encode() for name, _, _ in batch)
         if log:
             log.write(lines)
             log.flush()
