@@ -58,6 +58,9 @@ async fn main() -> std::io::Result<()> {
     let server = mfa::http::BoundRouter::bind(parse(&addr)?, bare).await?;
     eprintln!("ceiling listening on http://{}", server.local_addr()?);
     if let Some(addr) = args.next() {
+        // `mfa`'s subscriber at `mfa`'s level in the benchmark: without any, tracing hands
+        // every span to the `log` crate and evaluates its fields, which `mfa` never does.
+        mfa::telemetry::init(mfa::config::LogFormat::Pretty, "warn");
         let routes = Router::<Layered>::new().route("/verify", post(verify)).route("/healthcheck", get(healthcheck));
         let metrics = Arc::new(Metrics::mfa());
         let layered = mfa::http::with_common_layers(routes, Layered, "ceiling", MAX_BODY_BYTES, metrics, &[]);
