@@ -73,21 +73,12 @@ pub async fn start_server(dir: &Path, env: &[(&str, &str)]) -> TestApp {
 /// which one line in a million shares with any given code.
 pub(crate) fn contains_code(text: &str, code: &str) -> bool {
     let bytes = text.as_bytes();
-    let mut at = 0;
-    while at < bytes.len() {
-        if !bytes[at].is_ascii_digit() {
-            at += 1;
-            continue;
-        }
-        let start = at;
-        while at < bytes.len() && bytes[at].is_ascii_digit() {
-            at += 1;
-        }
-        if &text[start..at] == code && !follows_clock_time(&bytes[..start]) {
-            return true;
-        }
-    }
-    false
+    text.match_indices(code).any(|(at, _)| {
+        let before = &bytes[..at];
+        !before.last().is_some_and(u8::is_ascii_digit)
+            && !bytes.get(at + code.len()).is_some_and(u8::is_ascii_digit)
+            && !follows_clock_time(before)
+    })
 }
 
 /// Whether `before` ends in `hh:mm:ss.`, as a timestamp does before its fraction of a second.
