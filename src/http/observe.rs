@@ -27,7 +27,8 @@ use super::error::{HttpFault, InvalidRequest};
 use crate::metrics::{Metrics, RouteMetrics, method_label};
 use crate::telemetry::printable;
 
-/// A request that takes longer than this is answered with 408.
+/// A request that takes longer than this is answered with 408. Counted from the first time
+/// its handler waits: no timer could cut off the synchronous work before that anyway.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The request id header: the client's, or a new one (see [`Observe`]). A `HeaderName`,
