@@ -76,7 +76,9 @@ async fn slowloris_does_not_stop_a_legitimate_client_and_is_cut_off_at_the_heade
     let reply = app.verify("alice", &app.totp(&secret, 0)).await;
     let latency = started.elapsed();
     assert_eq!(reply.status, 200);
-    assert!(latency < Duration::from_secs(1), "/verify took {latency:?} beside {slow} slow connections");
+    // Held up by the slow connections, it would wait for the header timeout to cut them; on
+    // two loaded cores (the whole suite at once) an unhindered one once took 1.03 s.
+    assert!(latency < header_timeout / 2, "/verify took {latency:?} beside {slow} slow connections");
     assert!(waiting.elapsed() < header_timeout, "the slow connections were all still open during that /verify");
 
     let mut closed_after = Vec::new();
