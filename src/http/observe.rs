@@ -10,16 +10,15 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Body;
 use axum::body::HttpBody as _;
+use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::Route;
 use axum::routing::future::RouteFuture;
-use http_body_util::combinators::Collect;
-use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use http_body_util::{LengthLimitError, Limited};
 use tower::Service as _;
 
 use super::ServiceState;
@@ -150,7 +149,9 @@ impl<S: ServiceState> tower::Service<Request> for Observe<S> {
                 State::Handling { handler: self.inner.call(request), timeout: None }
             } else {
                 match start_reading(request, *max_body_bytes) {
-                    Ok((parts, body)) => State::Reading { body, parts: Some(parts), route: self.inner.clone() },
+                    Ok((parts, body)) => {
+                        State::Reading { body, read: Bytes::new(), parts: Some(parts), route: self.inner.clone() }
+                    }
                     Err(refused) => State::Answered { response: Some(refuse_body::<S>(refused)) },
                 }
             }
@@ -203,9 +204,11 @@ pin_project_lite::pin_project! {
 pin_project_lite::pin_project! {
     #[project = StateProjection]
     enum State {
-        /// The body is being read; the route waits for it (`parts`: the rest of the request,
-        /// taken when the body is in).
-        Reading { #[pin] body: Collect<Limited<Body>>, parts: Option<Parts>, route: Route },
+        /// The body is being read into `read`; the route waits for it (`parts`: the rest of
+        /// the request, taken when the body is in). Its frames are kept as they come, not
+        /// collected with http-body-util's `Collect`, which put even a body of one frame into
+        /// a new list of frames and copied it out again (docs/BENCHMARKS.md, finding 27).
+        Reading { #[pin] body: Limited<Body>, read: Bytes, parts: Option<Parts>, route: Route },
         /// The route is answering; `timeout` is armed the first time it has to wait.
         Handling { #[pin] handler: RouteFuture<Infallible>, #[pin] timeout: Option<tokio::time::Sleep> },
         /// Answered without the route (or already given out).
@@ -221,16 +224,23 @@ impl<S: ServiceState> Future for ObserveFuture<S> {
             let this = self.as_mut().project();
             let _entered = this.span.enter();
             match this.state.project() {
-                StateProjection::Reading { body, parts, route } => {
-                    let read = std::task::ready!(body.poll(cx));
-                    let next = match (read, parts.take()) {
-                        (Ok(body), Some(parts)) => {
-                            let request = Request::from_parts(parts, Body::from(body.to_bytes()));
-                            State::Handling { handler: route.call(request), timeout: None }
+                StateProjection::Reading { body, read, parts, route } => {
+                    let next = match std::task::ready!(body.poll_frame(cx)) {
+                        Some(Ok(frame)) => {
+                            if let Ok(data) = frame.into_data() {
+                                append(read, data);
+                            }
+                            continue;
                         }
-                        (Err(error), _) => State::Answered { response: Some(refuse_body::<S>(unread(&*error))) },
-                        // Never: the parts are taken only here, and the state leaves `Reading` below.
-                        (Ok(_), None) => return Poll::Pending,
+                        Some(Err(error)) => State::Answered { response: Some(refuse_body::<S>(unread(&*error))) },
+                        None => match parts.take() {
+                            Some(parts) => {
+                                let request = Request::from_parts(parts, Body::from(std::mem::take(read)));
+                                State::Handling { handler: route.call(request), timeout: None }
+                            }
+                            // Never: the parts are taken only here, and the state leaves `Reading` below.
+                            None => return Poll::Pending,
+                        },
                     };
                     drop(_entered);
                     self.as_mut().project().state.set(next);
@@ -326,13 +336,19 @@ fn host_allowed(headers: &axum::http::HeaderMap, allowed: &[String]) -> bool {
 /// ready for the next one, whatever the handler does with the body (a refusal by the API-key
 /// gate or the rate limit never reads it). Refused at once (413) when `Content-Length` says
 /// it is over `limit`, without inviting the body of an `Expect: 100-continue`.
-fn start_reading(request: Request, limit: usize) -> Result<(Parts, Collect<Limited<Body>>), InvalidRequest> {
+fn start_reading(request: Request, limit: usize) -> Result<(Parts, Limited<Body>), InvalidRequest> {
     let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(too_large());
     }
     let (parts, body) = request.into_parts();
-    Ok((parts, Limited::new(body, limit).collect()))
+    Ok((parts, Limited::new(body, limit)))
+}
+
+/// `data` after what was read of a body so far: the first frame as it is (most bodies are
+/// one), later ones joined to it.
+pub(super) fn append(read: &mut Bytes, data: Bytes) {
+    *read = if read.is_empty() { data } else { [&read[..], &data[..]].concat().into() };
 }
 
 fn too_large() -> InvalidRequest {

@@ -325,6 +325,32 @@ async fn a_burst_of_oversized_bodies_is_refused_with_memory_bounded() {
     assert!(peak < rss_before + 32 * 1024, "peak RSS grew by {} KiB", peak.saturating_sub(rss_before));
 }
 
+/// A body that arrives in pieces (chunked, each piece sent after a pause, so that the server
+/// reads them apart) is read whole: the code in its last piece is checked, and accepted.
+#[tokio::test]
+async fn a_body_sent_in_pieces_is_read_whole() {
+    let app = TestApp::builder().start().await;
+    let secret = app.enroll("alice", None, None).await;
+    let body = format!(r#"{{"username": "alice", "token": "{}"}}"#, app.totp(&secret, 0));
+    let (first, rest) = body.split_at(10);
+    let (middle, last) = rest.split_at(rest.len() - 4);
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    let head = "POST /verify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+                Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    for piece in [first, middle, last] {
+        stream.write_all(format!("{:x}\r\n{piece}\r\n", piece.len()).as_bytes()).await.unwrap();
+        stream.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    stream.write_all(b"0\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await.unwrap().unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert!(answer.contains(r#""valid":true"#), "{answer}");
+}
+
 /// POSTs `chunks` chunks of `size` bytes with `Transfer-Encoding: chunked` (no length known
 /// in advance); returns the status the server answered, or that it closed the connection.
 async fn chunked_upload(addr: SocketAddr, chunks: usize, size: usize) -> String {
