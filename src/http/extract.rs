@@ -50,13 +50,13 @@ where
 /// instructions of every JSON request (callgrind, docs/BENCHMARKS.md finding 27). Frames
 /// after the first, which `observe` never leaves, are joined all the same.
 async fn whole_body(mut body: Body) -> Result<Bytes, axum::Error> {
-    let mut whole = Bytes::new();
+    let mut read = super::observe::BodyBytes::default();
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame?.into_data() {
-            super::observe::append(&mut whole, data);
+            read.push(data);
         }
     }
-    Ok(whole)
+    Ok(read.into_bytes())
 }
 
 /// Whether the request says its body is JSON: `application/json` or `application/<x>+json`,

@@ -149,9 +149,12 @@ impl<S: ServiceState> tower::Service<Request> for Observe<S> {
                 State::Handling { handler: self.inner.call(request), timeout: None }
             } else {
                 match start_reading(request, *max_body_bytes) {
-                    Ok((parts, body)) => {
-                        State::Reading { body, read: Bytes::new(), parts: Some(parts), route: self.inner.clone() }
-                    }
+                    Ok((parts, body)) => State::Reading {
+                        body,
+                        read: BodyBytes::default(),
+                        parts: Some(parts),
+                        route: self.inner.clone(),
+                    },
                     Err(refused) => State::Answered { response: Some(refuse_body::<S>(refused)) },
                 }
             }
@@ -205,10 +208,10 @@ pin_project_lite::pin_project! {
     #[project = StateProjection]
     enum State {
         /// The body is being read into `read`; the route waits for it (`parts`: the rest of
-        /// the request, taken when the body is in). Its frames are kept as they come, not
-        /// collected with http-body-util's `Collect`, which put even a body of one frame into
-        /// a new list of frames and copied it out again (docs/BENCHMARKS.md, finding 27).
-        Reading { #[pin] body: Limited<Body>, read: Bytes, parts: Option<Parts>, route: Route },
+        /// the request, taken when the body is in). Not with http-body-util's `Collect`,
+        /// which put even a body of one frame into a new list of frames and copied it out
+        /// again (docs/BENCHMARKS.md, finding 27).
+        Reading { #[pin] body: Limited<Body>, read: BodyBytes, parts: Option<Parts>, route: Route },
         /// The route is answering; `timeout` is armed the first time it has to wait.
         Handling { #[pin] handler: RouteFuture<Infallible>, #[pin] timeout: Option<tokio::time::Sleep> },
         /// Answered without the route (or already given out).
@@ -228,14 +231,14 @@ impl<S: ServiceState> Future for ObserveFuture<S> {
                     let next = match std::task::ready!(body.poll_frame(cx)) {
                         Some(Ok(frame)) => {
                             if let Ok(data) = frame.into_data() {
-                                append(read, data);
+                                read.push(data);
                             }
                             continue;
                         }
                         Some(Err(error)) => State::Answered { response: Some(refuse_body::<S>(unread(&*error))) },
                         None => match parts.take() {
                             Some(parts) => {
-                                let request = Request::from_parts(parts, Body::from(std::mem::take(read)));
+                                let request = Request::from_parts(parts, Body::from(std::mem::take(read).into_bytes()));
                                 State::Handling { handler: route.call(request), timeout: None }
                             }
                             // Never: the parts are taken only here, and the state leaves `Reading` below.
@@ -345,10 +348,31 @@ fn start_reading(request: Request, limit: usize) -> Result<(Parts, Limited<Body>
     Ok((parts, Limited::new(body, limit)))
 }
 
-/// `data` after what was read of a body so far: the first frame as it is (most bodies are
-/// one), later ones joined to it.
-pub(super) fn append(read: &mut Bytes, data: Bytes) {
-    *read = if read.is_empty() { data } else { [&read[..], &data[..]].concat().into() };
+/// A body's bytes, gathered as its frames come: the first frame as it is (most bodies are
+/// one, and it is not copied), later ones into one buffer that grows by doubling, so that a
+/// body sent in thousands of tiny chunks costs a copy of its length, not of its length
+/// squared.
+#[derive(Default)]
+pub(super) struct BodyBytes {
+    first: Bytes,
+    joined: Vec<u8>,
+}
+
+impl BodyBytes {
+    pub(super) fn push(&mut self, data: Bytes) {
+        if self.joined.is_empty() && self.first.is_empty() {
+            self.first = data;
+            return;
+        }
+        if self.joined.is_empty() {
+            self.joined.extend_from_slice(&std::mem::take(&mut self.first));
+        }
+        self.joined.extend_from_slice(&data);
+    }
+
+    pub(super) fn into_bytes(self) -> Bytes {
+        if self.joined.is_empty() { self.first } else { Bytes::from(self.joined) }
+    }
 }
 
 fn too_large() -> InvalidRequest {
@@ -423,6 +447,25 @@ mod tests {
     use tower::ServiceExt as _;
 
     use super::*;
+
+    #[test]
+    fn a_body_of_one_frame_is_kept_as_it_is_and_more_frames_are_joined_in_order() {
+        let frame = Bytes::from_static(br#"{"username":"alice"}"#);
+        let mut one = BodyBytes::default();
+        one.push(frame.clone());
+        let whole = one.into_bytes();
+        assert_eq!((whole.as_ptr(), whole.len()), (frame.as_ptr(), frame.len()), "not copied");
+
+        let text: String = (0..5_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        let mut many = BodyBytes::default();
+        many.push(Bytes::new());
+        for piece in text.as_bytes().chunks(3) {
+            many.push(Bytes::copy_from_slice(piece));
+            many.push(Bytes::new());
+        }
+        assert_eq!(many.into_bytes(), text.as_bytes());
+        assert!(BodyBytes::default().into_bytes().is_empty());
+    }
 
     #[derive(Clone)]
     struct Plain;

@@ -326,7 +326,8 @@ async fn a_burst_of_oversized_bodies_is_refused_with_memory_bounded() {
 }
 
 /// A body that arrives in pieces (chunked, each piece sent after a pause, so that the server
-/// reads them apart) is read whole: the code in its last piece is checked, and accepted.
+/// reads them apart) is read whole: the code in its last piece is checked, and accepted; so
+/// is one sent a byte a chunk.
 #[tokio::test]
 async fn a_body_sent_in_pieces_is_read_whole() {
     let app = TestApp::builder().start().await;
@@ -349,6 +350,19 @@ async fn a_body_sent_in_pieces_is_read_whole() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
     assert!(answer.contains(r#""valid":true"#), "{answer}");
+
+    // And in hundreds of one-byte chunks (the code is used now: a replay, 401).
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    for piece in body.as_bytes().chunks(1) {
+        stream.write_all(format!("1\r\n{}\r\n", char::from(piece[0])).as_bytes()).await.unwrap();
+    }
+    stream.write_all(b"0\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await.unwrap().unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 401 "), "{answer}");
+    assert!(answer.contains(r#""error":"invalid_token""#), "{answer}");
 }
 
 /// POSTs `chunks` chunks of `size` bytes with `Transfer-Encoding: chunked` (no length known
