@@ -1,13 +1,15 @@
 //! The benchmark's ceiling: a minimal axum server that parses the same JSON body as
-//! `/verify` and answers a fixed JSON, on the same runtime and HTTP stack as `mfa` (served
-//! by `mfa::http::BoundRouter`, the connection loop both services use). What it
-//! reaches under the same load generator is the most this machine allows; `bench/run`
-//! prints every figure of ours as a ratio to it.
+//! `/verify` and answers a fixed JSON, served by plain `axum::serve`, as an outsider's bare
+//! axum endpoint would be, on the same runtime and allocator as `mfa` and built with its
+//! release profile. What it reaches under the same load generator is the most this machine
+//! allows; `bench/run` prints every figure of ours as a ratio to it.
 //!
-//! Given a second address, it serves there the same two routes behind `mfa`'s own layers
-//! (`mfa::http::with_common_layers`: the request id, the log span, the metrics, the `Host`
-//! check, the body read, the request timeout, panic catching and `mfa`'s error answers):
-//! what those layers cost by themselves, apart from what `mfa`'s handlers do.
+//! Given a second address, it serves there the same two routes as `mfa` serves its own:
+//! behind `mfa`'s layers (`mfa::http::with_common_layers`: the request id, the log span, the
+//! metrics, the `Host` check, the body read, the request timeout, panic catching and
+//! `mfa`'s error answers) and through `mfa`'s connection loop (`mfa::http::BoundRouter`:
+//! the connection cap and the header, body and write timeouts). What those cost by
+//! themselves, apart from what `mfa`'s handlers do.
 //!
 //! Run: cargo run --release --example ceiling -- 127.0.0.1:7000 [127.0.0.1:7001]
 
@@ -55,8 +57,8 @@ async fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:7000".into());
     let bare = Router::new().route("/verify", post(verify)).route("/healthcheck", get(healthcheck));
-    let server = mfa::http::BoundRouter::bind(parse(&addr)?, bare).await?;
-    eprintln!("ceiling listening on http://{}", server.local_addr()?);
+    let listener = tokio::net::TcpListener::bind(parse(&addr)?).await?;
+    eprintln!("ceiling listening on http://{}", listener.local_addr()?);
     if let Some(addr) = args.next() {
         // `mfa`'s subscriber at `mfa`'s level in the benchmark: without any, tracing hands
         // every span to the `log` crate and evaluates its fields, which `mfa` never does.
@@ -73,7 +75,7 @@ async fn main() -> std::io::Result<()> {
             }
         });
     }
-    server.run_until(std::future::pending()).await
+    axum::serve(listener, bare).await
 }
 
 fn parse(addr: &str) -> std::io::Result<std::net::SocketAddr> {

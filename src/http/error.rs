@@ -119,7 +119,7 @@ impl InvalidRequest {
 fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(error);
     while let Some(e) = cause {
-        if e.is::<tower_http::timeout::TimeoutError>() {
+        if e.is::<super::deadlines::BodyTooSlow>() {
             return true;
         }
         cause = e.source();

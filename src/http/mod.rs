@@ -1,8 +1,9 @@
 //! HTTP plumbing both services share: the error vocabulary and its writer (`error`), the
 //! extractors (`extract`), the layers around every request (`observe`), and serving with
-//! a connection cap and timeouts (`serve`).
+//! a connection cap (`serve`) and timeouts (`deadlines`).
 
 mod auth;
+mod deadlines;
 mod error;
 mod extract;
 mod observe;
@@ -11,6 +12,7 @@ mod serve;
 use axum::response::IntoResponse;
 
 pub use auth::{AUTH_FAILURE_BURST, AUTH_FAILURE_PERIOD, AuthFailures, AuthRefusal, client_network, has_bearer};
+pub use deadlines::BodyTooSlow;
 pub use error::{ErrorBody, ErrorCode, HttpFault, InvalidRequest};
 pub use extract::{AppJson, AppPath, AppQuery, read_json_object};
 pub use observe::{LOGGED_PATH_CHARS, MAX_REQUEST_ID_LEN, REQUEST_TIMEOUT, with_common_layers};

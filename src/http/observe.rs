@@ -383,7 +383,7 @@ fn too_large() -> InvalidRequest {
 fn unread(error: &(dyn std::error::Error + 'static)) -> InvalidRequest {
     if caused_by::<LengthLimitError>(error) {
         too_large()
-    } else if caused_by::<tower_http::timeout::TimeoutError>(error) {
+    } else if caused_by::<super::deadlines::BodyTooSlow>(error) {
         InvalidRequest { status: StatusCode::REQUEST_TIMEOUT, detail: "the request body did not arrive in time".into() }
     } else {
         InvalidRequest::new("the request body could not be read")

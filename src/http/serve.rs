@@ -8,15 +8,16 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_io_timeout::TimeoutStream;
 use tower::ServiceExt;
-use tower_http::timeout::RequestBodyDeadlineLayer;
 
+use super::deadlines::{Activity, DeadlineBody};
 use crate::config::HttpLimits;
 
 /// Largest request head (request line and headers) a client may send; beyond it, 431.
@@ -52,14 +53,15 @@ impl BoundRouter {
     /// Serves until `shutdown` completes, then lets requests in flight finish.
     ///
     /// This is `axum::serve` written out, because axum sets neither a header read timeout
-    /// nor a connection cap: each connection is served by hyper's HTTP/1 server with
-    /// `header_read_timeout` (which also closes idle keep-alive connections) and bounded
-    /// head size, holds one permit of a semaphore of `max_connections` (at the cap nothing is
-    /// accepted; the kernel's backlog holds new connections), and every request body has a
-    /// deadline (`RequestBodyDeadlineLayer`: a total, not a per-chunk, timeout).
+    /// nor a connection cap: each connection is served by hyper's HTTP/1 server with a
+    /// bounded head size, is closed when it has waited `header_timeout` for a complete
+    /// request head (which also closes idle keep-alive connections), holds one permit of a
+    /// semaphore of `max_connections` (at the cap nothing is accepted; the kernel's backlog
+    /// holds new connections), and every request body has a deadline (a total, not a
+    /// per-chunk, timeout). The two timeouts are `crate::http::deadlines`', not hyper's and
+    /// tower-http's, which cost a timer per request.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let Self { listener, router, limits } = self;
-        let router = router.layer(RequestBodyDeadlineLayer::new(limits.body_timeout));
         let permits = Arc::new(Semaphore::new(limits.max_connections));
         let (stop, stopped) = watch::channel(false);
         let mut connections = JoinSet::new();
@@ -124,16 +126,24 @@ async fn serve_connection(
     _permit: OwnedSemaphorePermit,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let service = router.map_request(move |mut request: Request<hyper::body::Incoming>| {
-        request.extensions_mut().insert(ConnectInfo(peer));
-        request
-    });
+    let activity = Arc::new(Activity::new());
+    let (started, answered) = (activity.clone(), activity.clone());
+    let body_timeout = limits.body_timeout;
+    let service = router
+        .map_request(move |request: Request<hyper::body::Incoming>| {
+            started.busy();
+            let mut request = request.map(|body| DeadlineBody::new(body, body_timeout));
+            request.extensions_mut().insert(ConnectInfo(peer));
+            request
+        })
+        .map_response(move |response| {
+            answered.idle();
+            response
+        });
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .max_header_size(MAX_HEADER_BYTES)
-        .max_headers(MAX_HEADERS);
+    // No timer for hyper: its header timeout would make one for every request (the connection's
+    // own, below, replaces it), and without a timer its default of 30 s must be turned off.
+    builder.header_read_timeout(None).max_header_size(MAX_HEADER_BYTES).max_headers(MAX_HEADERS);
     // A write that makes no progress for `write_timeout` (a client that stopped reading its
     // responses) fails, and the connection with it: hyper has no such timeout. Until the
     // socket's send buffer is full, though, writes make progress: with Linux's default
@@ -152,11 +162,33 @@ async fn serve_connection(
         // An error means the server is gone, which also means stop.
         let _ = stopped.wait_for(|stop| *stop).await;
     };
-    let outcome = tokio::select! {
-        outcome = connection.as_mut() => outcome,
-        () = stop => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
+    let mut stop = std::pin::pin!(stop);
+    let mut stopping = false;
+    // The connection's one timer: when it rings, the connection has waited `header_timeout`
+    // for a request head since it opened or since its last answer, or it is put off to when
+    // it will have. It keeps ringing during shutdown, which a connection still sending its
+    // head would otherwise hold up.
+    let header_timeout = limits.header_timeout;
+    let timer = tokio::time::sleep(header_timeout);
+    let mut timer = std::pin::pin!(timer);
+    let outcome = loop {
+        tokio::select! {
+            outcome = connection.as_mut() => break outcome,
+            () = stop.as_mut(), if !stopping => {
+                stopping = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            () = timer.as_mut() => {
+                let now = Instant::now();
+                match activity.idle_for(now.into_std()) {
+                    Some(idle) if idle >= header_timeout => {
+                        tracing::debug!(client = %peer, "closed a connection that sent no complete request head in time");
+                        return;
+                    }
+                    Some(idle) => timer.as_mut().reset(now + (header_timeout - idle)),
+                    None => timer.as_mut().reset(now + header_timeout),
+                }
+            }
         }
     };
     if let Err(e) = outcome {

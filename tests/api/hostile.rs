@@ -438,3 +438,24 @@ async fn requests_abandoned_mid_statement_leave_the_database_connections_usable(
         "{abandoned} of 640 clients gave up, {answered} got their answer; every connection answered right afterwards"
     );
 }
+
+#[tokio::test]
+async fn a_client_still_sending_its_head_does_not_hold_up_shutdown_past_the_header_timeout() {
+    let app = TestApp::builder().envs(&[("HTTP_HEADER_TIMEOUT_SECONDS", "1")]).start().await;
+    let mut slow = TcpStream::connect(app.addr).await.unwrap();
+    slow.write_all(b"GET /healthcheck HTTP/1.1\r\nHost: 127.0.0.1\r\n").await.unwrap();
+    let mut idle = TcpStream::connect(app.addr).await.unwrap();
+    idle.write_all(b"GET /healthcheck HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await.unwrap();
+    let mut buffer = [0u8; 1024];
+    let n = idle.read(&mut buffer).await.unwrap();
+    assert!(buffer[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buffer[..n]));
+    let started = Instant::now();
+
+    let stopped = tokio::time::timeout(Duration::from_secs(10), app.stop()).await;
+
+    assert!(stopped.is_ok(), "shutdown waited for the head that never came");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(4), "shutdown took {took:?} with a header timeout of 1 s");
+    let mut buffer = [0u8; 16];
+    assert!(matches!(slow.read(&mut buffer).await, Ok(0) | Err(_)), "the slow connection was closed");
+}
