@@ -23,8 +23,8 @@ use tokio::time::Sleep;
 pub(super) struct Activity {
     opened: Instant,
     /// Nanoseconds from `opened` to the end of the last request; [`BUSY`] while one is in
-    /// the service. An atomic only because the service must be `Sync`: it is written and
-    /// read on the connection's own task.
+    /// the service. An atomic only because the service that shares it must be `Send`: it
+    /// is written and read on the connection's own task, so `Relaxed` is enough.
     idle_since: AtomicU64,
 }
 
