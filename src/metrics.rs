@@ -42,16 +42,36 @@ fn latency_histogram() -> Histogram {
 }
 
 /// What a verification can end in; each has its series from the start (at 0).
-const VERIFICATION_OUTCOMES: [&str; 4] = ["valid", "invalid", "replayed", "locked"];
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verification {
+    Valid,
+    Invalid,
+    Replayed,
+    Locked,
+}
+
+impl Verification {
+    const ALL: [Self; 4] = [Self::Valid, Self::Invalid, Self::Replayed, Self::Locked];
+
+    /// Its `outcome` label.
+    fn label(self) -> &'static str {
+        match self {
+            Self::Valid => "valid",
+            Self::Invalid => "invalid",
+            Self::Replayed => "replayed",
+            Self::Locked => "locked",
+        }
+    }
+}
 
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: HistogramFamily,
     verifications: Family<OutcomeLabels, Counter>,
-    /// The counters of [`VERIFICATION_OUTCOMES`], taken from `verifications` once: asking
-    /// the family takes its lock and hashes the label on every verification.
-    outcomes: Vec<(&'static str, Counter)>,
+    /// The counters of [`Verification::ALL`], in its order, taken from `verifications` once:
+    /// asking the family takes its lock and hashes the label on every verification.
+    outcomes: Vec<Counter>,
     lockouts: Counter,
     totp_offsets: Histogram,
     rate_limited: Counter,
@@ -102,9 +122,9 @@ impl Metrics {
     /// The MFA server's metrics.
     pub fn mfa() -> Self {
         let mut m = Self::bare().with_http();
-        m.outcomes = VERIFICATION_OUTCOMES
+        m.outcomes = Verification::ALL
             .iter()
-            .map(|&outcome| (outcome, m.verifications.get_or_create(&OutcomeLabels { outcome }).clone()))
+            .map(|outcome| m.verifications.get_or_create(&OutcomeLabels { outcome: outcome.label() }).clone())
             .collect();
         let r = &mut m.registry;
         r.register(
@@ -162,10 +182,10 @@ impl Metrics {
         m
     }
 
-    pub fn verification(&self, outcome: &'static str) {
-        match self.outcomes.iter().find(|(kept, _)| *kept == outcome) {
-            Some((_, counter)) => counter.inc(),
-            None => self.verifications.get_or_create(&OutcomeLabels { outcome }).inc(),
+    pub fn verification(&self, outcome: Verification) {
+        match self.outcomes.get(outcome as usize) {
+            Some(counter) => counter.inc(),
+            None => self.verifications.get_or_create(&OutcomeLabels { outcome: outcome.label() }).inc(),
         };
     }
 
@@ -316,8 +336,8 @@ mod tests {
     #[test]
     fn counters_appear_in_the_text_format() {
         let m = Metrics::mfa();
-        m.verification("valid");
-        m.verification("valid");
+        m.verification(Verification::Valid);
+        m.verification(Verification::Valid);
         m.lockout();
         m.set_pool(4, 3);
         let text = m.encode();
@@ -332,14 +352,14 @@ mod tests {
     fn every_verification_outcome_is_counted_from_zero_and_apart() {
         let m = Metrics::mfa();
         assert!(m.encode().contains("mfa_verifications_total{outcome=\"locked\"} 0"));
-        for (times, outcome) in VERIFICATION_OUTCOMES.iter().enumerate() {
+        for (times, outcome) in Verification::ALL.into_iter().enumerate() {
             for _ in 0..=times {
                 m.verification(outcome);
             }
         }
         let text = m.encode();
-        for (times, outcome) in VERIFICATION_OUTCOMES.iter().enumerate() {
-            let line = format!("mfa_verifications_total{{outcome=\"{outcome}\"}} {}", times + 1);
+        for (times, outcome) in Verification::ALL.into_iter().enumerate() {
+            let line = format!("mfa_verifications_total{{outcome=\"{}\"}} {}", outcome.label(), times + 1);
             assert!(text.contains(&line), "{line} in {text}");
         }
     }

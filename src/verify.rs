@@ -29,7 +29,7 @@ use crate::config::Settings;
 use crate::crypto::Keys;
 use crate::domain::{Channel, OtpCode, RecoveryCode, Token, Username};
 use crate::lockout::RecentLocks;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Verification};
 use crate::notify::Notifier;
 use crate::otp;
 use crate::outbox::{Attempt, Outbox};
@@ -396,7 +396,7 @@ impl VerifyService {
         let now = self.clock.now();
         let locked = |retry_after| {
             info!(event = "verify", outcome = "locked", retry_after);
-            self.metrics.verification("locked");
+            self.metrics.verification(Verification::Locked);
             VerifyError::TooManyAttempts { retry_after }
         };
         // Refused before any cryptography, and while the lock was read in this second
@@ -452,7 +452,7 @@ impl VerifyService {
                     let hash = sent_hash.as_deref().unwrap_or_default();
                     if self.store.use_sent_codes(username, hash, now, state).await? {
                         info!(event = "verify", outcome = "valid", method = "sent_code");
-                        self.metrics.verification("valid");
+                        self.metrics.verification(Verification::Valid);
                         return Ok(Accepted::SentCode);
                     }
                     user = self.find_user(username).await?;
@@ -472,7 +472,7 @@ impl VerifyService {
                         if self.store.use_recovery_code(username, hash, now, state).await? {
                             let remaining = codes.iter().filter(|c| c.used_at.is_none()).count() as u64 - 1;
                             info!(event = "verify", outcome = "valid", method = "recovery", remaining);
-                            self.metrics.verification("valid");
+                            self.metrics.verification(Verification::Valid);
                             self.alerts.raise(username, Alert::RecoveryCodeUsed { remaining });
                             return Ok(Accepted::Recovery { remaining });
                         }
@@ -495,7 +495,7 @@ impl VerifyService {
             charged.ok_or_else(|| VerifyError::Internal("lockout state kept changing".into()))?;
 
         info!(event = "verify", outcome = "invalid", failed_attempts = charged.failed_attempts);
-        self.metrics.verification("invalid");
+        self.metrics.verification(Verification::Invalid);
         if let Some(until) = charged.locked_until {
             self.recent_locks.saw(username.as_str(), until, now);
             self.metrics.lockout();
@@ -602,7 +602,7 @@ impl VerifyService {
             self.alerts.raise(username, Alert::AuthenticatorConfirmed { name: found.name });
         }
         info!(event = "verify", outcome = "valid", method = found.accepted.method(), authenticator = %found.id);
-        self.metrics.verification("valid");
+        self.metrics.verification(Verification::Valid);
         found.accepted
     }
 
@@ -616,7 +616,7 @@ impl VerifyService {
     /// user's own double click or retried request, or someone who saw the code used).
     fn replayed(&self, method: &'static str) -> VerifyError {
         info!(event = "verify", outcome = "replayed", method);
-        self.metrics.verification("replayed");
+        self.metrics.verification(Verification::Replayed);
         VerifyError::InvalidToken
     }
 }
