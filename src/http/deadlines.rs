@@ -12,7 +12,7 @@ use std::error::Error;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hyper::body::{Body, Frame, SizeHint};
@@ -59,7 +59,7 @@ impl Activity {
 /// The error of a body that did not arrive whole within `HTTP_BODY_TIMEOUT_SECONDS` of its
 /// request's head (answered with 408).
 #[derive(Debug)]
-pub struct BodyTooSlow;
+pub(super) struct BodyTooSlow;
 
 impl fmt::Display for BodyTooSlow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -115,13 +115,12 @@ where
         if this.timer.is_none() {
             this.timer.set(Some(tokio::time::sleep_until(deadline.into())));
         }
-        match this.timer.as_pin_mut() {
-            Some(timer) => {
-                ready!(timer.poll(cx));
-                Poll::Ready(Some(Err(Box::new(BodyTooSlow))))
-            }
-            None => Poll::Pending,
+        if let Some(timer) = this.timer.as_pin_mut()
+            && timer.poll(cx).is_ready()
+        {
+            return Poll::Ready(Some(Err(Box::new(BodyTooSlow))));
         }
+        Poll::Pending
     }
 
     fn is_end_stream(&self) -> bool {

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::deadlines::BodyTooSlow;
 use crate::domain::Channel;
 
 /// The `error` of every error body: stable, machine-readable, snake_case.
@@ -113,13 +114,18 @@ impl InvalidRequest {
     pub fn new(detail: impl Into<String>) -> Self {
         Self { status: StatusCode::BAD_REQUEST, detail: detail.into() }
     }
+
+    /// The 408 for a body whose deadline (`HTTP_BODY_TIMEOUT_SECONDS`) passed.
+    pub(super) fn body_too_slow() -> Self {
+        Self { status: StatusCode::REQUEST_TIMEOUT, detail: BodyTooSlow.to_string() }
+    }
 }
 
-/// Whether a body error is the body deadline passing (`HTTP_BODY_TIMEOUT_SECONDS`).
-fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+/// Whether `error`, or an error it wraps, is an `E`.
+pub(super) fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(error);
     while let Some(e) = cause {
-        if e.is::<super::deadlines::BodyTooSlow>() {
+        if e.is::<E>() {
             return true;
         }
         cause = e.source();
@@ -129,11 +135,8 @@ fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
 
 impl From<JsonRejection> for InvalidRequest {
     fn from(rejection: JsonRejection) -> Self {
-        if is_body_timeout(&rejection) {
-            return Self {
-                status: StatusCode::REQUEST_TIMEOUT,
-                detail: "the request body did not arrive in time".into(),
-            };
+        if caused_by::<BodyTooSlow>(&rejection) {
+            return Self::body_too_slow();
         }
         let status = match &rejection {
             JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -12,7 +12,6 @@ mod serve;
 use axum::response::IntoResponse;
 
 pub use auth::{AUTH_FAILURE_BURST, AUTH_FAILURE_PERIOD, AuthFailures, AuthRefusal, client_network, has_bearer};
-pub use deadlines::BodyTooSlow;
 pub use error::{ErrorBody, ErrorCode, HttpFault, InvalidRequest};
 pub use extract::{AppJson, AppPath, AppQuery, read_json_object};
 pub use observe::{LOGGED_PATH_CHARS, MAX_REQUEST_ID_LEN, REQUEST_TIMEOUT, with_common_layers};

@@ -22,7 +22,8 @@ use http_body_util::{LengthLimitError, Limited};
 use tower::Service as _;
 
 use super::ServiceState;
-use super::error::{HttpFault, InvalidRequest};
+use super::deadlines::BodyTooSlow;
+use super::error::{HttpFault, InvalidRequest, caused_by};
 use crate::metrics::{Metrics, RouteMetrics, method_label};
 use crate::telemetry::printable;
 
@@ -383,8 +384,8 @@ fn too_large() -> InvalidRequest {
 fn unread(error: &(dyn std::error::Error + 'static)) -> InvalidRequest {
     if caused_by::<LengthLimitError>(error) {
         too_large()
-    } else if caused_by::<super::deadlines::BodyTooSlow>(error) {
-        InvalidRequest { status: StatusCode::REQUEST_TIMEOUT, detail: "the request body did not arrive in time".into() }
+    } else if caused_by::<BodyTooSlow>(error) {
+        InvalidRequest::body_too_slow()
     } else {
         InvalidRequest::new("the request body could not be read")
     }
@@ -396,18 +397,6 @@ fn refuse_body<S: ServiceState>(refused: InvalidRequest) -> Response {
     let mut response = S::Error::from(HttpFault::Invalid(refused)).into_response();
     response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
-}
-
-/// Whether `error`, or an error it wraps, is an `E`.
-fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(error);
-    while let Some(e) = cause {
-        if e.is::<E>() {
-            return true;
-        }
-        cause = e.source();
-    }
-    false
 }
 
 /// A service's routes with its state and the layers both services share. `service` names
