@@ -71,7 +71,7 @@ pub struct Metrics {
     verifications: Family<OutcomeLabels, Counter>,
     /// The counters of [`Verification::ALL`], in its order, taken from `verifications` once:
     /// asking the family takes its lock and hashes the label on every verification.
-    outcomes: Vec<Counter>,
+    outcomes: [Counter; 4],
     lockouts: Counter,
     totp_offsets: Histogram,
     rate_limited: Counter,
@@ -88,12 +88,15 @@ pub struct Metrics {
 
 impl Metrics {
     fn bare() -> Self {
+        let verifications = Family::<OutcomeLabels, Counter>::default();
+        let outcomes = Verification::ALL
+            .map(|outcome| verifications.get_or_create(&OutcomeLabels { outcome: outcome.label() }).clone());
         Self {
             registry: Registry::default(),
             requests: Family::default(),
             latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
-            verifications: Family::default(),
-            outcomes: Vec::new(),
+            verifications,
+            outcomes,
             lockouts: Counter::default(),
             // Whole steps, so each bucket below holds one offset (from -5 to 5) or a tail.
             totp_offsets: Histogram::new([
@@ -122,10 +125,6 @@ impl Metrics {
     /// The MFA server's metrics.
     pub fn mfa() -> Self {
         let mut m = Self::bare().with_http();
-        m.outcomes = Verification::ALL
-            .iter()
-            .map(|outcome| m.verifications.get_or_create(&OutcomeLabels { outcome: outcome.label() }).clone())
-            .collect();
         let r = &mut m.registry;
         r.register(
             "mfa_verifications",
@@ -183,10 +182,7 @@ impl Metrics {
     }
 
     pub fn verification(&self, outcome: Verification) {
-        match self.outcomes.get(outcome as usize) {
-            Some(counter) => counter.inc(),
-            None => self.verifications.get_or_create(&OutcomeLabels { outcome: outcome.label() }).inc(),
-        };
+        self.outcomes[outcome as usize].inc();
     }
 
     pub fn lockout(&self) {
