@@ -379,6 +379,26 @@ mod tests {
     }
 
     #[test]
+    fn threads_that_meet_new_pairs_at_once_lose_no_count() {
+        let m = Metrics::mfa();
+        let route = m.route("/verify".into());
+        std::thread::scope(|threads| {
+            for _ in 0..4 {
+                threads.spawn(|| {
+                    for i in 0..2_000u16 {
+                        route.record(&Method::POST, StatusCode::from_u16(200 + i % 40).unwrap(), Duration::from_micros(5));
+                    }
+                });
+            }
+        });
+        let text = m.encode();
+        for status in 200..240 {
+            let line = format!(r#"http_requests_total{{route="/verify",method="POST",status="{status}"}} 200"#);
+            assert!(text.contains(&line), "{line} in {text}");
+        }
+    }
+
+    #[test]
     fn made_up_methods_and_paths_share_one_label_each() {
         let m = Metrics::mfa();
         for i in 0..1000 {

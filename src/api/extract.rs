@@ -1,13 +1,13 @@
 //! The client-IP extractor, and the gate in front of `/verify` and `/request-otp`.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::http::LOGGED_PATH_CHARS;
+use crate::http::{LOGGED_PATH_CHARS, peer_addr};
 use crate::telemetry::printable;
 
 /// A caller let through to `/verify` or `/request-otp`, with its IP (as [`ClientIp`]). The
@@ -46,9 +46,7 @@ pub fn client_ip(
     headers: &axum::http::HeaderMap,
     trusted: &[IpAddr],
 ) -> IpAddr {
-    let peer = parts_extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(addr)| addr.ip());
+    let peer = peer_addr(parts_extensions).map_or(IpAddr::from([0, 0, 0, 0]), |addr| addr.ip());
     if trusted.contains(&peer) {
         // The proxy appends the address it saw: the last entry of the last header.
         let forwarded = headers

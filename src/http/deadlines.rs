@@ -70,24 +70,26 @@ impl fmt::Display for BodyTooSlow {
 impl Error for BodyTooSlow {}
 
 pin_project_lite::pin_project! {
-    /// A request body that must arrive whole by a deadline. Its timer is made the first time
-    /// a frame has to be waited for: a body that came with its head (nearly every one) never
-    /// has one.
+    /// A request body that must arrive whole within a timeout of its head. Its timer is made
+    /// the first time a frame has to be waited for, and the timeout counts from then: the
+    /// service polls the body as soon as the head has been read, so that is microseconds
+    /// after it, and a body that came with its head (nearly every one) costs neither a timer
+    /// nor a reading of the clock.
     pub(super) struct DeadlineBody<B> {
         #[pin]
         body: B,
         // `None` for a body that is already complete (empty): nothing to wait for.
-        deadline: Option<Instant>,
+        timeout: Option<Duration>,
         #[pin]
         timer: Option<Sleep>,
     }
 }
 
 impl<B: Body> DeadlineBody<B> {
-    /// `body`, which must have arrived by `timeout` from now (its head has just been read).
+    /// `body`, which must arrive whole within `timeout` (its head has just been read).
     pub(super) fn new(body: B, timeout: Duration) -> Self {
-        let deadline = (!body.is_end_stream()).then(|| Instant::now() + timeout);
-        Self { body, deadline, timer: None }
+        let timeout = (!body.is_end_stream()).then_some(timeout);
+        Self { body, timeout, timer: None }
     }
 }
 
@@ -111,9 +113,9 @@ where
         if let Poll::Ready(frame) = this.body.poll_frame(cx) {
             return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
         }
-        let Some(deadline) = *this.deadline else { return Poll::Pending };
+        let Some(timeout) = *this.timeout else { return Poll::Pending };
         if this.timer.is_none() {
-            this.timer.set(Some(tokio::time::sleep_until(deadline.into())));
+            this.timer.set(Some(tokio::time::sleep(timeout)));
         }
         if let Some(timer) = this.timer.as_pin_mut()
             && timer.poll(cx).is_ready()
@@ -155,11 +157,11 @@ mod tests {
     #[tokio::test]
     async fn a_body_that_came_whole_has_no_timer_and_an_empty_one_no_deadline() {
         let mut whole = std::pin::pin!(DeadlineBody::new(Full::new(Bytes::from_static(b"{}")), Duration::from_secs(1)));
-        assert!(whole.deadline.is_some());
+        assert!(whole.timeout.is_some());
         let frame = whole.as_mut().frame().await.unwrap().unwrap();
         assert_eq!(frame.into_data().unwrap(), Bytes::from_static(b"{}"));
         assert!(whole.timer.is_none(), "a body that never had to be waited for made no timer");
-        assert!(DeadlineBody::new(Empty::<Bytes>::new(), Duration::from_secs(1)).deadline.is_none());
+        assert!(DeadlineBody::new(Empty::<Bytes>::new(), Duration::from_secs(1)).timeout.is_none());
     }
 
     /// A body whose first frame came with its head and whose rest never comes.

@@ -15,7 +15,7 @@ pub use auth::{AUTH_FAILURE_BURST, AUTH_FAILURE_PERIOD, AuthFailures, AuthRefusa
 pub use error::{ErrorBody, ErrorCode, HttpFault, InvalidRequest};
 pub use extract::{AppJson, AppPath, AppQuery, read_json_object};
 pub use observe::{LOGGED_PATH_CHARS, MAX_REQUEST_ID_LEN, REQUEST_TIMEOUT, with_common_layers};
-pub use serve::{BoundRouter, MAX_HEADER_BYTES, MAX_HEADERS, open_files_limit, shutdown_signal};
+pub use serve::{BoundRouter, MAX_HEADER_BYTES, MAX_HEADERS, open_files_limit, peer_addr, shutdown_signal};
 
 /// A service's router state, as the shared plumbing sees it: it names the service's error
 /// type, whose `IntoResponse` is that service's one mapping from failure to response. The

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request};
+use axum::http::Extensions;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -24,6 +25,21 @@ use crate::config::HttpLimits;
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 /// Most header fields in one request; beyond it, 431 (hyper's default, stated here).
 pub const MAX_HEADERS: usize = 100;
+
+tokio::task_local! {
+    /// The TCP peer of the connection being served, for [`peer_addr`]. A task-local, not
+    /// axum's `ConnectInfo` in each request's extensions: inserting it there cost every
+    /// request a boxed value and a larger extension map (docs/BENCHMARKS.md, finding 29).
+    /// hyper's HTTP/1 server polls a request's service future on its connection's task, so
+    /// every handler and layer sees its own connection's peer.
+    static PEER: SocketAddr;
+}
+
+/// The TCP peer of the request being served: its connection's, or, for a request given to
+/// a router directly rather than over a connection (the tests), a `ConnectInfo` extension.
+pub fn peer_addr(extensions: &Extensions) -> Option<SocketAddr> {
+    PEER.try_with(|peer| *peer).ok().or_else(|| extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0))
+}
 
 /// A router and the listener it will be served on, already bound (so port 0 has become a
 /// real port before anything runs).
@@ -84,7 +100,8 @@ impl BoundRouter {
                 },
                 () = &mut shutdown => break,
             };
-            connections.spawn(serve_connection(stream, peer, router.clone(), limits, permit, stopped.clone()));
+            let connection = serve_connection(stream, peer, router.clone(), limits, permit, stopped.clone());
+            connections.spawn(PEER.scope(peer, connection));
             while connections.try_join_next().is_some() {}
         }
         drop(listener);
@@ -132,9 +149,7 @@ async fn serve_connection(
     let service = router
         .map_request(move |request: Request<hyper::body::Incoming>| {
             started.busy();
-            let mut request = request.map(|body| DeadlineBody::new(body, body_timeout));
-            request.extensions_mut().insert(ConnectInfo(peer));
-            request
+            request.map(|body| DeadlineBody::new(body, body_timeout))
         })
         .map_response(move |response| {
             answered.idle();

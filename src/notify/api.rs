@@ -7,7 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -139,8 +139,7 @@ impl IntoResponse for NotifyError {
 
 async fn require_token(State(state): State<NotifyState>, request: Request, next: Next) -> Response {
     if let Some(expected) = &state.api_token {
-        let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
-        let peer = peer.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let peer = crate::http::peer_addr(request.extensions()).map_or(IpAddr::from([0, 0, 0, 0]), |addr| addr.ip());
         if let Err(refusal) = state.auth_failures.check(peer, request.headers(), std::slice::from_ref(expected)) {
             tracing::warn!(event = "send_unauthorized", client_ip = %peer, refusal = ?refusal,
                 "refused /send without a valid NOTIFY_API_TOKEN");
