@@ -386,7 +386,11 @@ mod tests {
             for _ in 0..4 {
                 threads.spawn(|| {
                     for i in 0..2_000u16 {
-                        route.record(&Method::POST, StatusCode::from_u16(200 + i % 40).unwrap(), Duration::from_micros(5));
+                        route.record(
+                            &Method::POST,
+                            StatusCode::from_u16(200 + i % 40).unwrap(),
+                            Duration::from_micros(5),
+                        );
                     }
                 });
             }
