@@ -59,10 +59,12 @@ async fn main() -> std::io::Result<()> {
     let bare = Router::new().route("/verify", post(verify)).route("/healthcheck", get(healthcheck));
     let listener = tokio::net::TcpListener::bind(parse(&addr)?).await?;
     eprintln!("ceiling listening on http://{}", listener.local_addr()?);
-    if let Some(addr) = args.next() {
-        // `mfa`'s subscriber at `mfa`'s level in the benchmark: without any, tracing hands
-        // every span to the `log` crate and evaluates its fields, which `mfa` never does.
-        mfa::telemetry::init(mfa::config::LogFormat::Pretty, "warn");
+    let layered_addr = args.next();
+    // `mfa`'s subscriber at `mfa`'s level in the benchmark: without any, tracing hands every
+    // span to the `log` crate and evaluates its fields, which `mfa` never does. Held to the
+    // end, as `mfa` holds its own.
+    let _logs = layered_addr.is_some().then(|| mfa::telemetry::init(mfa::config::LogFormat::Pretty, "warn"));
+    if let Some(addr) = layered_addr {
         let routes = Router::<Layered>::new().route("/verify", post(verify)).route("/healthcheck", get(healthcheck));
         let metrics = Arc::new(Metrics::mfa());
         let layered = mfa::http::with_common_layers(routes, Layered, "ceiling", MAX_BODY_BYTES, metrics, &[]);

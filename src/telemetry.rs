@@ -1,6 +1,9 @@
 //! Logging: human-readable or JSON lines on stderr (stdout is for command output).
 //! `RUST_LOG` overrides the default filter.
 
+use std::io::BufWriter;
+
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -11,14 +14,36 @@ pub const SERVER_FILTER: &str = "info,sqlx=warn";
 /// database a user command opened.
 pub const COMMAND_FILTER: &str = "warn,audit=info,database=info";
 
+/// Most lines waiting for the log writer; past it, a request that logs waits for the
+/// writer (as it waited for stderr before), so no line is dropped and memory stays bounded.
+const QUEUED_LINES: usize = 8192;
+
+/// Keeps the log writer's thread: dropping it writes out every line still queued.
+#[must_use = "dropping the guard stops the log writer"]
+pub struct LogGuard {
+    _writer: Option<WorkerGuard>,
+}
+
 /// Installs the global subscriber; a second call (tests) is a no-op.
-pub fn init(format: LogFormat, default_filter: &str) {
+///
+/// Lines go to stderr through a thread of their own, which writes whatever has queued in one
+/// `write` and flushes whenever the queue is empty. Written directly, each line was a `write`
+/// under stderr's lock on the request's thread, and the two workers queued on that lock: at
+/// the default level (a line per request) `/healthcheck` answered half as many requests
+/// (docs/BENCHMARKS.md, finding 30).
+pub fn init(format: LogFormat, default_filter: &str) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match format {
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(QUEUED_LINES)
+        .thread_name("mfa-log")
+        .finish(BufWriter::with_capacity(64 * 1024, std::io::stderr()));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let installed = match format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
         LogFormat::Pretty => builder.with_ansi(false).try_init(),
     };
+    LogGuard { _writer: installed.is_ok().then_some(guard) }
 }
 
 /// `text` as it may go into a log line or an error body: at most `max_chars` characters

@@ -508,3 +508,37 @@ async fn users_are_imported_from_csv_with_their_secrets() {
     assert_eq!(bad.code, 1);
     assert!(bad.stderr.contains("line 1") && !bad.stderr.contains("not*base32"), "{}", bad.stderr);
 }
+
+/// At the default level every request has its line, but a health check or a scrape that
+/// succeeds (every few seconds from a container runtime or Prometheus) has none; when one
+/// fails, its line still names its path and request id. Read after SIGTERM, which writes
+/// out every queued line.
+#[tokio::test]
+async fn routine_probes_are_logged_only_when_they_fail_and_sigterm_writes_every_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path(), &[("RUST_LOG", "info,sqlx=warn"), ("RATE_LIMIT", "off")]).await;
+    for _ in 0..3 {
+        assert_eq!(server.get("/healthcheck").await.status, 200);
+        assert_eq!(server.client.get(server.url("/metrics")).send().await.unwrap().status(), 200);
+    }
+    let refused =
+        server.client.post(server.url("/healthcheck")).header("x-request-id", "probe-405").send().await.unwrap();
+    assert_eq!(refused.status(), 405);
+    for i in 0..200 {
+        assert_eq!(server.verify(&format!("nobody{i}"), "123456").await.status, 404);
+    }
+
+    let (code, logs) = server.terminate().await;
+    assert_eq!(code, 0, "{logs}");
+    let lines =
+        |needle: &str| logs.lines().filter(|l| l.contains("finished processing request") && l.contains(needle)).count();
+    assert_eq!(lines("path=/healthcheck status=200"), 0, "{logs}");
+    assert_eq!(lines("path=/metrics"), 0, "{logs}");
+    let failed: Vec<&str> = logs.lines().filter(|l| l.contains("probe-405")).collect();
+    assert!(
+        failed.len() == 1 && failed[0].contains("path=\"/healthcheck\"") && failed[0].contains("status=405"),
+        "{logs}"
+    );
+    assert_eq!(lines("path=/verify"), 200, "each verification has its line, none lost at exit:\n{logs}");
+    assert!(logs.contains("stopped"), "{logs}");
+}
