@@ -28,9 +28,9 @@ pub struct LogGuard {
 ///
 /// Lines go to stderr through a thread of their own, which writes whatever has queued in one
 /// `write` and flushes whenever the queue is empty. Written directly, each line was a `write`
-/// under stderr's lock on the request's thread, and the two workers queued on that lock: at
-/// the default level (a line per request) `/healthcheck` answered half as many requests
-/// (docs/BENCHMARKS.md, finding 30).
+/// on the request's thread, under the stderr lock that every worker takes (finding 30 in
+/// docs/BENCHMARKS.md: at the default level, with a line per request, `/healthcheck`
+/// answered about a seventh more requests a second with this writer alone, two runs).
 pub fn init(format: LogFormat, default_filter: &str) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let (writer, guard) = NonBlockingBuilder::default()
