@@ -63,7 +63,9 @@ async fn main() -> std::io::Result<()> {
     // `mfa`'s subscriber at `mfa`'s level in the benchmark: without any, tracing hands every
     // span to the `log` crate and evaluates its fields, which `mfa` never does. Held to the
     // end, as `mfa` holds its own.
-    let _logs = layered_addr.is_some().then(|| mfa::telemetry::init(mfa::config::LogFormat::Pretty, "warn"));
+    let _logs = layered_addr
+        .is_some()
+        .then(|| mfa::telemetry::init(mfa::config::LogFormat::Pretty, "warn", mfa::telemetry::LogWriter::Thread));
     if let Some(addr) = layered_addr {
         let routes = Router::<Layered>::new().route("/verify", post(verify)).route("/healthcheck", get(healthcheck));
         let metrics = Arc::new(Metrics::mfa());

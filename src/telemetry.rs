@@ -5,6 +5,7 @@ use std::io::BufWriter;
 
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 use crate::config::LogFormat;
 
@@ -18,32 +19,48 @@ pub const COMMAND_FILTER: &str = "warn,audit=info,database=info";
 /// writer (as it waited for stderr before), so no line is dropped and memory stays bounded.
 const QUEUED_LINES: usize = 8192;
 
-/// Keeps the log writer's thread: dropping it writes out every line still queued.
+/// Keeps the log writer's thread, if there is one: dropping it writes out every line still
+/// queued.
 #[must_use = "dropping the guard stops the log writer"]
 pub struct LogGuard {
     _writer: Option<WorkerGuard>,
 }
 
+/// Where log lines are written from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogWriter {
+    /// A thread of its own, which writes whatever has queued in one `write` and flushes
+    /// whenever the queue is empty: for the servers. Written directly, each line was a
+    /// `write` on the request's thread, under the stderr lock that every worker takes
+    /// (finding 30 in docs/BENCHMARKS.md: at the default level, with a line per request,
+    /// `/healthcheck` answered about a seventh more requests a second with this writer
+    /// alone, two runs).
+    Thread,
+    /// The calling thread, at once: for one-shot commands, whose lines must come in order
+    /// with what they print on stdout.
+    Direct,
+}
+
 /// Installs the global subscriber; a second call (tests) is a no-op.
-///
-/// Lines go to stderr through a thread of their own, which writes whatever has queued in one
-/// `write` and flushes whenever the queue is empty. Written directly, each line was a `write`
-/// on the request's thread, under the stderr lock that every worker takes (finding 30 in
-/// docs/BENCHMARKS.md: at the default level, with a line per request, `/healthcheck`
-/// answered about a seventh more requests a second with this writer alone, two runs).
-pub fn init(format: LogFormat, default_filter: &str) -> LogGuard {
+pub fn init(format: LogFormat, default_filter: &str, writer: LogWriter) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(QUEUED_LINES)
-        .thread_name("mfa-log")
-        .finish(BufWriter::with_capacity(64 * 1024, std::io::stderr()));
+    let (writer, guard) = match writer {
+        LogWriter::Thread => {
+            let (writer, guard) = NonBlockingBuilder::default()
+                .lossy(false)
+                .buffered_lines_limit(QUEUED_LINES)
+                .thread_name("mfa-log")
+                .finish(BufWriter::with_capacity(64 * 1024, std::io::stderr()));
+            (BoxMakeWriter::new(writer), Some(guard))
+        }
+        LogWriter::Direct => (BoxMakeWriter::new(std::io::stderr), None),
+    };
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     let installed = match format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
         LogFormat::Pretty => builder.with_ansi(false).try_init(),
     };
-    LogGuard { _writer: installed.is_ok().then_some(guard) }
+    LogGuard { _writer: guard.filter(|_| installed.is_ok()) }
 }
 
 /// `text` as it may go into a log line or an error body: at most `max_chars` characters

@@ -127,9 +127,13 @@ fn load_settings(data_dir: Option<std::path::PathBuf>) -> Result<(EnvMap, Settin
 
 async fn dispatch(command: Command, env: EnvMap, settings: Settings) -> Result<(), Failure> {
     let is_server = matches!(command, Command::Serve | Command::Server | Command::Notifier);
-    let filter = if is_server { telemetry::SERVER_FILTER } else { telemetry::COMMAND_FILTER };
+    let (filter, writer) = if is_server {
+        (telemetry::SERVER_FILTER, telemetry::LogWriter::Thread)
+    } else {
+        (telemetry::COMMAND_FILTER, telemetry::LogWriter::Direct)
+    };
     // Held to the end of the command, so that its last lines are written before it exits.
-    let _logs = telemetry::init(settings.log_format, filter);
+    let _logs = telemetry::init(settings.log_format, filter, writer);
     crate::startup::forbid_core_dumps();
     if !matches!(command, Command::CheckConfig) {
         for warning in &settings.warnings {
