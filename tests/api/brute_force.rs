@@ -304,7 +304,8 @@ async fn each_lockout_is_logged_with_its_level_length_user_and_address() {
     }
     assert_eq!(server.verify("alice", "000000").await.status, 429);
 
-    let logs = server.kill9().await;
+    let logs = server.logged().await;
+    server.kill9().await;
 
     let lockouts: Vec<serde_json::Value> = logs
         .lines()

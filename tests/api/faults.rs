@@ -329,7 +329,8 @@ async fn when_postgresql_stops_requests_get_503_at_once_and_service_resumes_when
     let replay = server.verify("alice", &used).await;
     assert_eq!((replay.status, replay.body["error"].as_str()), (401, Some("invalid_token")), "nothing was lost");
     assert_eq!(server.verify("bob", &bob_code).await.status, 200, "the refused request consumed nothing");
-    let logs = server.kill9().await;
+    let logs = server.logged().await;
+    server.kill9().await;
     assert!(logs.contains("database unavailable"), "the outage is logged");
     eprintln!(
         "PostgreSQL stopped: verify {:?}, request-otp {:?}, admin {:?}, healthcheck {health_took:?} (all 503, \
@@ -421,7 +422,8 @@ async fn a_disk_that_fills_up_while_serving_fails_closed() {
     let wrong = server.verify(&users[users.len() - 1].0, "000000").await;
     assert_eq!(wrong.status, 503, "a failure that cannot be counted is not answered 401: {:?}", wrong.body);
     reader.close().await.unwrap();
-    let logs = server.kill9().await;
+    let logs = server.logged().await;
+    server.kill9().await;
     assert!(!logs.contains("panicked"), "{logs}");
     let reason = logs.lines().find(|l| l.contains("database unavailable")).expect("the failed writes are logged");
     assert!(reason.contains("disk I/O error") || reason.contains("disk is full"), "{reason}");

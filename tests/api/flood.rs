@@ -85,7 +85,8 @@ async fn distinct_hostile_values_leave_memory_metrics_and_the_log_flat() {
 
     let (rss_after, peak) = memory_kib(app.pid());
     let metrics_after = [metrics(&client, app.addr).await, metrics(&client, app.notify_addr.unwrap()).await];
-    let logs = app.kill9().await;
+    let logs = app.logged().await;
+    app.kill9().await;
     let logged = logs.len() - log_before;
     eprintln!(
         "{count} hostile requests: RSS {rss_before} -> {rss_after} KiB (peak {peak}); /metrics {} and {} -> {} and {} \
@@ -132,7 +133,8 @@ async fn upstream_text_is_cut_short_and_escaped_in_bodies_and_logs() {
     let detail = failed.body["detail"].as_str().unwrap();
     assert!(detail.contains("chat not found"), "{detail}");
     assert!(detail.len() < 400 && !detail.contains('\n') && !detail.contains('\u{1b}'), "{detail}");
-    let logs = app.kill9().await;
+    let logs = app.logged().await;
+    app.kill9().await;
     assert!(logs.lines().all(|l| !l.starts_with("FORGED")), "an upstream newline forged a log line:\n{logs}");
     assert!(!logs.contains(&"y".repeat(400)), "the upstream text was logged whole");
     assert!(logs.contains("chat not found"), "the operator still reads why:\n{logs}");

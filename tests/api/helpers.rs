@@ -464,6 +464,22 @@ impl TestApp {
         }
     }
 
+    /// Everything the binary logged before this call. Its lines reach stderr from a writer
+    /// thread (docs/operations.md), so an answer can arrive before the lines of its request
+    /// are written (on a loaded machine, several answers can): this asks for a 404 with a
+    /// request id of its own and waits for that line, which the thread writes after them.
+    pub async fn logged(&self) -> String {
+        let mark = format!("log-mark-{:016x}", rand::random::<u64>());
+        let url = format!("http://{}/log-mark", self.addr);
+        let reply = self.client.get(url).header("x-request-id", &mark).send().await.expect("the server answers");
+        assert_eq!(reply.status(), 404);
+        until("the marker's log line", || {
+            let logs = self.logs();
+            logs.contains(&mark).then_some(logs)
+        })
+        .await
+    }
+
     /// The binary's process id, to read its memory use from `/proc`.
     pub fn pid(&self) -> u32 {
         match &self.running {
@@ -483,7 +499,8 @@ impl TestApp {
         (status.code().unwrap_or(-1), self.logs())
     }
 
-    /// SIGKILL: no chance to flush or clean up. Gives back everything the binary wrote.
+    /// SIGKILL: no chance to flush or clean up. Gives back everything the binary wrote, which
+    /// may lack the lines of its last moments, as in production: read [`Self::logged`] first.
     pub async fn kill9(mut self) -> String {
         let child = self.child();
         child.start_kill().unwrap();

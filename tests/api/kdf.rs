@@ -227,7 +227,8 @@ async fn a_database_of_before_argon2id_moves_to_it_on_its_first_start_and_only_t
         let ok = server.verify(name, &code_of(&db, name)).await;
         assert_eq!(ok.status, 200, "{name}: {:?}\n{}", ok.body, server.logs());
     }
-    let logs = server.kill9().await;
+    let logs = server.logged().await;
+    server.kill9().await;
     assert!(logs.contains("moved the database's keys to Argon2id") && logs.contains("resealed=3"), "{logs}");
     assert!(logs.contains("dropped_sent_codes=1"), "{logs}");
     assert!(!logs.contains("synced users"), "DAIR_SECRET still matches the resealed secret:\n{logs}");
@@ -244,7 +245,8 @@ async fn a_database_of_before_argon2id_moves_to_it_on_its_first_start_and_only_t
     let again = start_server(dir.path(), &env).await;
     let bob = again.verify("bob", &code_of(&db, "bob")).await;
     assert_eq!(bob.status, 200, "{:?}", bob.body);
-    let logs = again.kill9().await;
+    let logs = again.logged().await;
+    again.kill9().await;
     assert!(!logs.contains("moved the database's keys"), "moved twice:\n{logs}");
     assert!(logs.contains("derived the keys from SECRET_KEY with Argon2id"), "{logs}");
     assert_eq!(snapshot(dir.path()).await, moved, "the second start wrote nothing of the keys");
@@ -284,7 +286,8 @@ async fn a_key_file_database_of_before_argon2id_keeps_its_keys() {
     let server = start_server(dir.path(), &[]).await;
     let ok = server.verify("carol", &code_of(&db, "carol")).await;
     assert_eq!(ok.status, 200, "{:?}", ok.body);
-    let logs = server.kill9().await;
+    let logs = server.logged().await;
+    server.kill9().await;
 
     assert!(!logs.contains("Argon2id"), "256 random bits are not stretched:\n{logs}");
     let opened = snapshot(dir.path()).await;

@@ -118,7 +118,7 @@ async fn a_fresh_directory_without_env_serves_on_embedded_defaults() {
 
     let health = server.get("/healthcheck").await;
     assert_eq!((health.status, health.body["database"].as_str()), (200, Some("ok")));
-    let logs = server.logs();
+    let logs = server.logged().await;
     assert!(logs.contains("mfa user add NAME"), "a log line tells how to enroll:\n{logs}");
     assert!(logs.contains("no SECRET_KEY set"), "{logs}");
     if !crate::helpers::postgres_mode() {
@@ -380,7 +380,8 @@ async fn with_the_file_notifier_logs_never_contain_a_secret_or_a_code() {
     assert_eq!(server.verify("dair", &app_code).await.status, 401);
     let alice_code = now_code(&alice, params);
     assert_eq!(server.verify("alice", &alice_code).await.status, 200);
-    let logs = format!("{}{}", server.kill9().await, added.stderr);
+    let logs = format!("{}{}", server.logged().await, added.stderr);
+    server.kill9().await;
 
     let lines: Vec<&str> = logs.lines().collect();
     assert!(lines.len() > 10, "debug logging produced output:\n{logs}");
@@ -430,7 +431,8 @@ async fn serve_delivers_a_code_by_email_and_telegram_that_verifies_once() {
     assert_eq!(server.verify("dair", &code).await.status, 200);
     assert_eq!(server.verify("dair", &code).await.status, 401);
 
-    let logs = server.kill9().await;
+    let logs = server.logged().await;
+    server.kill9().await;
     assert!(logs.contains("notification service listening on http://"));
     for secret in [PASSWORD, TOKEN, api_token] {
         assert!(!logs.contains(secret), "{secret} reached the logs");

@@ -240,7 +240,8 @@ async fn nothing_the_process_writes_holds_a_secret_a_token_or_a_code() {
     assert_eq!(s.verify("carol", &wrong(&carol_code), key).await, 401);
     assert_eq!(s.verify("carol", &carol_code, key).await, 200);
 
-    logs.push_str(&server.kill9().await); // no clean shutdown: the WAL keeps what it had
+    logs.push_str(&server.logged().await);
+    server.kill9().await; // no clean shutdown: the WAL keeps what it had
     let stored = stored_data(dir.path()).await;
     needles.codes.sort();
     needles.codes.dedup();
