@@ -82,6 +82,7 @@ pub fn init(format: LogFormat, default_filter: &str, writer: LogWriter) -> LogGu
 struct Rfc3339Micros;
 
 impl FormatTime for Rfc3339Micros {
+    #[expect(clippy::disallowed_methods, reason = "a line's time is the wall clock's, not a test clock's")]
     fn format_time(&self, writer: &mut Writer<'_>) -> std::fmt::Result {
         write!(writer, "{}", humantime::format_rfc3339_micros(std::time::SystemTime::now()))
     }
@@ -111,6 +112,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[expect(clippy::disallowed_methods, reason = "the wall clock the lines are stamped with")]
     fn timestamps_are_rfc3339_utc_to_the_microsecond() {
         let before = std::time::SystemTime::now();
         let mut written = String::new();
