@@ -78,7 +78,7 @@ pub fn init(format: LogFormat, default_filter: &str, writer: LogWriter) -> LogGu
 
 /// A line's time as tracing-subscriber's own `SystemTime` writes it (RFC 3339 in UTC, to the
 /// microsecond), made by humantime in one write: tracing-subscriber's took about 2,300
-/// instructions a line, a third of a line's cost (docs/BENCHMARKS.md, finding 31).
+/// instructions a line, nearly a third of a line's cost (docs/BENCHMARKS.md, finding 31).
 struct Rfc3339Micros;
 
 impl FormatTime for Rfc3339Micros {
