@@ -68,6 +68,9 @@ pub struct TestAppBuilder {
     dir: Option<Dir>,
     /// Where the test clock starts (Unix seconds); [`START`] unless set.
     start_at: u64,
+    /// A binary's log is not read from its start-up until [`TestApp::terminate`] (see
+    /// [`Self::stall_log_reader`]).
+    stall_log_reader: bool,
 }
 
 impl TestAppBuilder {
@@ -116,6 +119,15 @@ impl TestAppBuilder {
         self
     }
 
+    /// A binary whose log nobody reads once it has started, as with a stuck pipe: its
+    /// lines fill the pipe and then queue in the process, until [`TestApp::terminate`] has
+    /// sent SIGTERM and reads them.
+    #[must_use]
+    pub fn stall_log_reader(mut self) -> Self {
+        self.stall_log_reader = true;
+        self
+    }
+
     fn into_parts(self) -> (Dir, Vec<(String, String)>) {
         let dir = self.dir.unwrap_or_else(|| Dir::Owned(tempfile::tempdir().unwrap()));
         (dir, self.vars)
@@ -156,6 +168,7 @@ impl TestAppBuilder {
     /// As [`Self::start_binary`], started through `wrapper` (a program and its arguments,
     /// given the binary's path and the subcommand after them).
     pub async fn start_binary_via(self, subcommand: &str, wrapper: &[&str]) -> TestApp {
+        let stalled = self.stall_log_reader.then(|| Arc::new(tokio::sync::Notify::new()));
         let (dir, extra) = self.into_parts();
         let mut vars = vec![("MFA_BIND".to_string(), "127.0.0.1:0".to_string())];
         vars.push(("NOTIFY_BIND".into(), "127.0.0.1:0".into()));
@@ -182,6 +195,7 @@ impl TestAppBuilder {
         });
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let sink = logs.clone();
+        let mut stall = stalled.clone();
         tokio::spawn(async move {
             let mut tx = Some(tx);
             let mut notifier = None;
@@ -194,9 +208,16 @@ impl TestAppBuilder {
                 {
                     let _ = tx.send((addr, notifier));
                 }
-                let mut logs = sink.lock().unwrap();
-                logs.push_str(&line);
-                logs.push('\n');
+                {
+                    let mut logs = sink.lock().unwrap();
+                    logs.push_str(&line);
+                    logs.push('\n');
+                }
+                if tx.is_none()
+                    && let Some(resume) = stall.take()
+                {
+                    resume.notified().await;
+                }
             }
         });
         let (addr, notify_addr) = match tokio::time::timeout(Duration::from_secs(30), rx).await {
@@ -204,7 +225,7 @@ impl TestAppBuilder {
             _ => panic!("the server did not start; logs:\n{}", logs.lock().unwrap()),
         };
         let pid = child.id().expect("the server runs");
-        let running = Running::Binary { child, logs, pid };
+        let running = Running::Binary { child, logs, pid, stalled };
         TestApp { addr, notify_addr, client: http_client(), settings, dir, running }
     }
 }
@@ -238,6 +259,8 @@ enum Running {
         child: Child,
         logs: Arc<Mutex<String>>,
         pid: u32,
+        /// Set to read the log again, if its reader was stalled.
+        stalled: Option<Arc<tokio::sync::Notify>>,
     },
 }
 
@@ -281,7 +304,7 @@ impl Reply {
 
 impl TestApp {
     pub fn builder() -> TestAppBuilder {
-        TestAppBuilder { vars: Vec::new(), dir: None, start_at: START }
+        TestAppBuilder { vars: Vec::new(), dir: None, start_at: START, stall_log_reader: false }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -493,6 +516,11 @@ impl TestApp {
         let pid = self.pid().to_string();
         let sent = tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
         assert!(sent.success());
+        if let Running::Binary { stalled: Some(resume), .. } = &self.running {
+            // The process has its SIGTERM, and its lines are still queued behind the pipe.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            resume.notify_one();
+        }
         let child = self.child();
         let status = tokio::time::timeout(Duration::from_secs(20), child.wait()).await.expect("exits").unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await; // let the log readers drain
