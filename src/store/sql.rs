@@ -17,8 +17,9 @@ use crate::domain::{Channel, Username};
 use crate::lockout::LockState;
 use crate::otp::{Algorithm, OtpParams};
 
-/// A value bound to a statement's `$n`. NULLs are typed, as PostgreSQL wants them.
-#[derive(Debug, Clone)]
+/// A value bound to a statement's `$n`. NULLs are typed, as PostgreSQL wants them. Ordered
+/// so that a batch of writes can be (PostgreSQL's group writers).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Param {
     Int(Option<i64>),
     Text(Option<String>),
