@@ -275,8 +275,13 @@ impl GroupWriter {
         // rows lock them in the same order and cannot deadlock: the hot path's writes name
         // their user first.
         batch.sort_by(|(a, _), (b, _)| first_param(a).cmp(&first_param(b)));
+        let mut broken = false;
         let outcome = if let [(statements, _)] = batch.as_slice() {
-            run_alone(conn, statements).await.map(|result| vec![result])
+            match run_alone(conn, statements).await {
+                // The statement's own error (a constraint, a deadlock): the connection is fine.
+                Err(e @ sqlx::Error::Database(_)) => Ok(vec![Err(e.into())]),
+                outcome => outcome.map(|result| vec![result]),
+            }
         } else {
             match run_together(conn, &batch).await {
                 // A statement failed, and with it the transaction: nothing of the batch was
@@ -285,7 +290,14 @@ impl GroupWriter {
                     let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
                     let mut results = Vec::with_capacity(batch.len());
                     for (statements, _) in &batch {
-                        results.push(run_alone(conn, statements).await.unwrap_or_else(|e| Err(e.into())));
+                        results.push(match run_alone(conn, statements).await {
+                            Ok(result) => result,
+                            Err(e @ sqlx::Error::Database(_)) => Err(e.into()),
+                            Err(e) => {
+                                broken = true;
+                                Err(StoreError::Unavailable(e.to_string()))
+                            }
+                        });
                     }
                     Ok(results)
                 }
@@ -293,6 +305,10 @@ impl GroupWriter {
             }
         };
         self.used_at = Instant::now();
+        // The connection broke while the batch ran again write by write: a fresh one next time.
+        if broken && self.conn.take().is_some() {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+        }
         match outcome {
             Ok(results) => {
                 for ((_, answer), result) in batch.into_iter().zip(results) {
