@@ -262,13 +262,7 @@ impl GroupWriter {
                     self.open.fetch_add(1, Ordering::Relaxed);
                     empty.insert(conn.detach())
                 }
-                Err(e) => {
-                    let e = StoreError::from(e);
-                    for (_, answer) in batch {
-                        let _ = answer.send(Err(StoreError::Unavailable(e.to_string())));
-                    }
-                    return;
-                }
+                Err(e) => return fail_all(batch, &e),
             },
         };
         // In one order, so that two batches (of this process or another) that change the same
@@ -320,12 +314,16 @@ impl GroupWriter {
                 if self.conn.take().is_some() {
                     self.open.fetch_sub(1, Ordering::Relaxed);
                 }
-                let e = StoreError::from(e);
-                for (_, answer) in batch {
-                    let _ = answer.send(Err(StoreError::Unavailable(e.to_string())));
-                }
+                fail_all(batch, &e);
             }
         }
+    }
+}
+
+/// Answers every write of a batch that could not run: the database is out of reach.
+fn fail_all(batch: Vec<(Vec<Statement>, Answer)>, e: &sqlx::Error) {
+    for (_, answer) in batch {
+        let _ = answer.send(Err(StoreError::Unavailable(e.to_string())));
     }
 }
 
@@ -480,6 +478,16 @@ fn row_values(row: &PgRow) -> Result<Vec<Value>, sqlx::Error> {
         .collect()
 }
 
+impl Postgres {
+    /// A write: through the group writers, or (a single connection) on it, on its own.
+    async fn write(&self, statements: Vec<Statement>) -> Result<Vec<u64>, StoreError> {
+        match &self.writers {
+            Some(writers) => writers.submit(statements).await,
+            None => self.hot.run(move |conn| Box::pin(async move { run_alone(conn, &statements).await })).await?,
+        }
+    }
+}
+
 #[async_trait]
 impl Driver for Postgres {
     async fn query(&self, statement: Statement) -> Result<Vec<Vec<Value>>, StoreError> {
@@ -491,41 +499,11 @@ impl Driver for Postgres {
     }
 
     async fn execute(&self, statement: Statement) -> Result<u64, StoreError> {
-        if let Some(writers) = &self.writers {
-            let changed = writers.submit(vec![statement]).await?;
-            return Ok(changed.first().copied().unwrap_or(0));
-        }
-        let must_change = statement.must_change;
-        let rows = self
-            .hot
-            .run(move |conn| Box::pin(async move { Ok(bound(statement).execute(conn).await?.rows_affected()) }))
-            .await?;
-        if must_change && rows == 0 { Err(StoreError::Conflict) } else { Ok(rows) }
+        Ok(self.write(vec![statement]).await?.first().copied().unwrap_or(0))
     }
 
     async fn execute_all(&self, statements: Vec<Statement>) -> Result<Vec<u64>, StoreError> {
-        if let Some(writers) = &self.writers {
-            return writers.submit(statements).await;
-        }
-        self.hot
-            .run(move |conn| {
-                Box::pin(async move {
-                    let mut tx = conn.begin().await?;
-                    let mut changed = Vec::with_capacity(statements.len());
-                    for statement in statements {
-                        let must_change = statement.must_change;
-                        let rows = bound(statement).execute(&mut *tx).await?.rows_affected();
-                        if must_change && rows == 0 {
-                            tx.rollback().await?;
-                            return Ok(Err(StoreError::Conflict));
-                        }
-                        changed.push(rows);
-                    }
-                    tx.commit().await?;
-                    Ok(Ok(changed))
-                })
-            })
-            .await?
+        self.write(statements).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
