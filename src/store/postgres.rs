@@ -146,8 +146,9 @@ const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 impl GroupWriters {
     /// A quarter of the connections write (one to four); the rest read. More writers let
-    /// more batches wait on their commits at once (wrong codes at 256 connections, 16
-    /// connections: 9.1k req/s with two writers, 9.9k with four).
+    /// more batches wait on their commits at once (wrong codes at 256 connections, a
+    /// throw-away build with the writers beside 16 readers: 5.2-5.7k req/s with one writer,
+    /// 9.1k with two, 9.9k with four; docs/BENCHMARKS.md, finding 32).
     fn count_for(connections: u32) -> usize {
         if connections < 2 { 0 } else { usize::try_from(connections / 4).unwrap_or(4).clamp(1, 4) }
     }
