@@ -491,6 +491,8 @@ impl Postgres {
 
 #[async_trait]
 impl Driver for Postgres {
+    const LOCK_ROWS_READ: bool = true;
+
     async fn query(&self, statement: Statement) -> Result<Vec<Vec<Value>>, StoreError> {
         self.hot
             .run(move |conn| {

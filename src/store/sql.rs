@@ -77,6 +77,10 @@ impl Statement {
 /// What a backend provides: statements run against its connections.
 #[async_trait]
 pub(crate) trait Driver: Send + Sync + 'static {
+    /// Whether a statement that checks a row it does not write must lock it (`FOR SHARE`)
+    /// to keep another transaction from changing it before the commit: on PostgreSQL, where
+    /// writers run side by side. SQLite's writer holds the whole database's write lock.
+    const LOCK_ROWS_READ: bool = false;
     /// Every row of a query, each as its columns' values in order.
     async fn query(&self, statement: Statement) -> Result<Vec<Vec<Value>>, StoreError>;
     /// A write; the rows it changed. It is durable when this returns.
@@ -157,6 +161,21 @@ fn lock_guard(username: &Username, expected: LockState) -> Statement {
     let mut params = vec![Param::user(username)];
     params.extend(lock_params(expected));
     Statement::new(LOCK_GUARD, params).must_change()
+}
+
+/// [`LOCK_GUARD`]'s condition inside the write it guards, for a write whose own parameters
+/// are `$1` (the user) to `$5`: the state expected is `$6` to `$8`. One statement instead of
+/// four in a batch (a savepoint, the guard, the write, the release), and the user's row is
+/// not written. On PostgreSQL the row is locked `FOR SHARE` (see
+/// [`Driver::LOCK_ROWS_READ`]), which blocks a failure's update of it until the commit as
+/// the guard's own update did; the uncorrelated `EXISTS` is evaluated once, before the
+/// write's scan, so the user's row is still locked before the authenticator's. The caller
+/// closes the parenthesis, after `FOR SHARE` or not.
+macro_rules! lock_state_is {
+    () => {
+        " AND EXISTS (SELECT 1 FROM users WHERE username = $1 AND failed_attempts = $6 \
+         AND locked_until IS NOT DISTINCT FROM $7 AND last_failed_at IS NOT DISTINCT FROM $8"
+    };
 }
 
 /// Fails the transaction unless the user exists (and marks the user changed).
@@ -360,23 +379,57 @@ fn insert_authenticator(username: &Username, a: &AuthenticatorRecord) -> Stateme
     Statement::new(INSERT_AUTHENTICATOR, params).must_change()
 }
 
+/// A TOTP code's use: the step, drift and time of use (`$3` to `$5`), if the replay guard
+/// is still below the step and the authenticator active or its confirmation not expired.
+macro_rules! totp_use {
+    () => {
+        "UPDATE authenticators SET last_step = $3, drift_steps = $4, last_used_at = $5, status = 'active', \
+         expires_at = NULL, replaces = NULL WHERE username = $1 AND id = $2 AND kind = 'totp' \
+         AND (last_step IS NULL OR last_step < $3) AND (status = 'active' OR expires_at > $5)"
+    };
+}
+
+/// An HOTP code's use: from counter `$3` to `$4` at `$5`, under the same conditions.
+macro_rules! hotp_use {
+    () => {
+        "UPDATE authenticators SET counter = $4, last_used_at = $5, status = 'active', expires_at = NULL, \
+         replaces = NULL WHERE username = $1 AND id = $2 AND kind = 'hotp' AND counter = $3 \
+         AND (status = 'active' OR expires_at > $5)"
+    };
+}
+
+/// A code's use (as [`advance`] with a time of use) only while the user's lockout state is
+/// still `expected`, as one statement (see [`lock_state_is`]).
+fn guarded_use(
+    username: &Username,
+    id: &str,
+    to: Advance,
+    expected: LockState,
+    now: UnixTime,
+    lock_row: bool,
+) -> Statement {
+    let sql = match (to, lock_row) {
+        (Advance::Totp { .. }, false) => concat!(totp_use!(), lock_state_is!(), ")"),
+        (Advance::Totp { .. }, true) => concat!(totp_use!(), lock_state_is!(), " FOR SHARE)"),
+        (Advance::Hotp { .. }, false) => concat!(hotp_use!(), lock_state_is!(), ")"),
+        (Advance::Hotp { .. }, true) => concat!(hotp_use!(), lock_state_is!(), " FOR SHARE)"),
+    };
+    let mut params = advance(username, id, to, Some(now)).params;
+    params.extend(lock_params(expected));
+    Statement::new(sql, params).must_change()
+}
+
 /// The statement that moves an authenticator's replay guard by `advance`, if the guard is
 /// still as read; with `used_at`, also records a use and confirms it.
 fn advance(username: &Username, id: &str, advance: Advance, used_at: Option<UnixTime>) -> Statement {
     let (user, id) = (Param::user(username), Param::text(id));
     match (advance, used_at) {
-        (Advance::Totp { step, drift_steps }, Some(now)) => Statement::new(
-            "UPDATE authenticators SET last_step = $3, drift_steps = $4, last_used_at = $5, status = 'active', \
-             expires_at = NULL, replaces = NULL WHERE username = $1 AND id = $2 AND kind = 'totp' \
-             AND (last_step IS NULL OR last_step < $3) AND (status = 'active' OR expires_at > $5)",
-            [user, id, Param::int(step), Param::Int(Some(drift_steps)), Param::int(now)],
-        ),
-        (Advance::Hotp { expected, next }, Some(now)) => Statement::new(
-            "UPDATE authenticators SET counter = $4, last_used_at = $5, status = 'active', expires_at = NULL, \
-             replaces = NULL WHERE username = $1 AND id = $2 AND kind = 'hotp' AND counter = $3 \
-             AND (status = 'active' OR expires_at > $5)",
-            [user, id, Param::int(expected), Param::int(next), Param::int(now)],
-        ),
+        (Advance::Totp { step, drift_steps }, Some(now)) => {
+            Statement::new(totp_use!(), [user, id, Param::int(step), Param::Int(Some(drift_steps)), Param::int(now)])
+        }
+        (Advance::Hotp { expected, next }, Some(now)) => {
+            Statement::new(hotp_use!(), [user, id, Param::int(expected), Param::int(next), Param::int(now)])
+        }
         (Advance::Totp { step, drift_steps }, None) => Statement::new(
             "UPDATE authenticators SET last_step = $3, drift_steps = $4 WHERE username = $1 AND id = $2 \
              AND kind = 'totp' AND (last_step IS NULL OR last_step < $3)",
@@ -679,6 +732,10 @@ impl<D: Driver> Store for SqlStore<D> {
         expected: LockState,
         now: UnixTime,
     ) -> Result<bool, StoreError> {
+        if retires.is_none() {
+            let write = guarded_use(username, id, to, expected, now, D::LOCK_ROWS_READ);
+            return raced(self.driver.execute_all(vec![write]).await);
+        }
         let mut writes = vec![lock_guard(username, expected)];
         if let Some(retired) = retires {
             let retire = "DELETE FROM authenticators WHERE username = $1 AND id = $2";

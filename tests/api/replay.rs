@@ -104,3 +104,74 @@ async fn replay_state_survives_a_restart_of_the_server() {
 
     assert_eq!(second.verify("alice", &code).await.status, 401);
 }
+
+/// The store's half of accepting a code, on both databases: the replay guard moves only
+/// while the lockout state is still the one the code was checked against (a failure
+/// counted in between makes the caller read again), and each TOTP step or HOTP counter
+/// moves it once.
+#[tokio::test]
+async fn the_store_accepts_a_code_only_against_the_lockout_state_it_was_checked_against_and_once() {
+    use mfa::lockout::LockState;
+    use mfa::otp::{Algorithm, OtpParams};
+    use mfa::store::{Advance, AuthenticatorRecord, AuthenticatorStatus, Factor, UserProfile, UserSource};
+
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings_for(dir.path(), [("RUST_LOG", "warn")]);
+    let store = mfa::store::open(&settings.database).await.unwrap();
+    let alice = mfa::domain::Username::parse("alice").unwrap();
+    let profile = UserProfile { username: alice.clone(), email: None, telegram_id: None, source: UserSource::Cli };
+    let authenticator = |id: &str, factor| AuthenticatorRecord {
+        id: id.into(),
+        name: id.into(),
+        sealed_secret: vec![1; 40],
+        factor,
+        status: AuthenticatorStatus::Active,
+        replaces: None,
+        created_at: 1,
+        last_used_at: None,
+        expires_at: None,
+    };
+    let totp = Factor::Totp { params: OtpParams::default(), last_step: None, drift_steps: 0 };
+    store.insert_user(&profile, &authenticator("app", totp), 1).await.unwrap();
+    let hotp = Factor::Hotp { algorithm: Algorithm::Sha1, digits: 6, counter: 5 };
+    assert!(store.add_authenticator(&alice, &authenticator("token", hotp), 1).await.unwrap());
+    let read = LockState::default();
+    let failed = LockState { failed_attempts: 1, locked_until: None, last_failed_at: Some(50) };
+    assert!(store.swap_lock(&alice, read, failed, &["192.0.2.1".to_string()]).await.unwrap());
+    let factors = || async {
+        let user = store.user(&alice).await.unwrap().unwrap();
+        user.authenticators.iter().map(|a| (a.id.clone(), a.factor.clone(), a.last_used_at)).collect::<Vec<_>>()
+    };
+    let untouched = factors().await;
+    let step = |step| Advance::Totp { step, drift_steps: 1 };
+    let counter = Advance::Hotp { expected: 5, next: 6 };
+
+    for stale in
+        [read, LockState { last_failed_at: Some(49), ..failed }, LockState { locked_until: Some(99), ..failed }]
+    {
+        assert!(!store.accept_code(&alice, "app", step(100), None, stale, 60).await.unwrap(), "{stale:?}");
+        assert!(!store.accept_code(&alice, "token", counter, None, stale, 60).await.unwrap(), "{stale:?}");
+    }
+    assert_eq!(factors().await, untouched, "nothing moved against a lockout state that changed");
+
+    assert!(store.accept_code(&alice, "app", step(100), None, failed, 60).await.unwrap());
+    assert!(store.accept_code(&alice, "token", counter, None, failed, 61).await.unwrap());
+    let used = factors().await;
+    assert_eq!(
+        used,
+        vec![
+            (
+                "app".into(),
+                Factor::Totp { params: OtpParams::default(), last_step: Some(100), drift_steps: 1 },
+                Some(60)
+            ),
+            ("token".into(), Factor::Hotp { algorithm: Algorithm::Sha1, digits: 6, counter: 6 }, Some(61)),
+        ]
+    );
+    assert!(!store.accept_code(&alice, "app", step(100), None, failed, 62).await.unwrap(), "a step once");
+    assert!(!store.accept_code(&alice, "app", step(99), None, failed, 62).await.unwrap(), "nor an earlier one");
+    assert!(!store.accept_code(&alice, "token", counter, None, failed, 62).await.unwrap(), "a counter once");
+    assert_eq!(factors().await, used);
+    assert_eq!(store.user(&alice).await.unwrap().unwrap().lock, failed, "accepting changed no lockout state");
+    store.close().await;
+}
