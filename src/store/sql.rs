@@ -77,9 +77,10 @@ impl Statement {
 /// What a backend provides: statements run against its connections.
 #[async_trait]
 pub(crate) trait Driver: Send + Sync + 'static {
-    /// Whether a statement that checks a row it does not write must lock it (`FOR SHARE`)
-    /// to keep another transaction from changing it before the commit: on PostgreSQL, where
-    /// writers run side by side. SQLite's writer holds the whole database's write lock.
+    /// Whether a statement that checks a row it does not write must lock it (`FOR NO KEY
+    /// UPDATE`) to keep another transaction from changing it before the commit: on
+    /// PostgreSQL, where writers run side by side. SQLite's writer holds the whole
+    /// database's write lock.
     const LOCK_ROWS_READ: bool = false;
     /// Every row of a query, each as its columns' values in order.
     async fn query(&self, statement: Statement) -> Result<Vec<Vec<Value>>, StoreError>;
@@ -166,11 +167,13 @@ fn lock_guard(username: &Username, expected: LockState) -> Statement {
 /// [`LOCK_GUARD`]'s condition inside the write it guards, for a write whose own parameters
 /// are `$1` (the user) to `$5`: the state expected is `$6` to `$8`. One statement instead of
 /// four in a batch (a savepoint, the guard, the write, the release), and the user's row is
-/// not written. On PostgreSQL the row is locked `FOR SHARE` (see
-/// [`Driver::LOCK_ROWS_READ`]), which blocks a failure's update of it until the commit as
-/// the guard's own update did; the uncorrelated `EXISTS` is evaluated once, before the
-/// write's scan, so the user's row is still locked before the authenticator's. The caller
-/// closes the parenthesis, after `FOR SHARE` or not.
+/// not written. On PostgreSQL the row is locked `FOR NO KEY UPDATE` (see
+/// [`Driver::LOCK_ROWS_READ`]), the lock the guard's own update took: it holds off a
+/// failure's update, and another code's acceptance, of the user until the commit. (`FOR
+/// SHARE` would let two acceptances share it, and one batch that then also counted a
+/// failure of that user would deadlock with the other.) The uncorrelated `EXISTS` is
+/// evaluated once, before the write's scan, so the user's row is still locked before the
+/// authenticator's. The caller closes the parenthesis, after the lock or not.
 macro_rules! lock_state_is {
     () => {
         " AND EXISTS (SELECT 1 FROM users WHERE username = $1 AND failed_attempts = $6 \
@@ -410,9 +413,9 @@ fn guarded_use(
 ) -> Statement {
     let sql = match (to, lock_row) {
         (Advance::Totp { .. }, false) => concat!(totp_use!(), lock_state_is!(), ")"),
-        (Advance::Totp { .. }, true) => concat!(totp_use!(), lock_state_is!(), " FOR SHARE)"),
+        (Advance::Totp { .. }, true) => concat!(totp_use!(), lock_state_is!(), " FOR NO KEY UPDATE)"),
         (Advance::Hotp { .. }, false) => concat!(hotp_use!(), lock_state_is!(), ")"),
-        (Advance::Hotp { .. }, true) => concat!(hotp_use!(), lock_state_is!(), " FOR SHARE)"),
+        (Advance::Hotp { .. }, true) => concat!(hotp_use!(), lock_state_is!(), " FOR NO KEY UPDATE)"),
     };
     let mut params = advance(username, id, to, Some(now)).params;
     params.extend(lock_params(expected));
