@@ -140,7 +140,7 @@ async fn the_store_accepts_a_code_only_against_the_lockout_state_it_was_checked_
     assert!(store.swap_lock(&alice, read, failed, &["192.0.2.1".to_string()]).await.unwrap());
     let factors = || async {
         let user = store.user(&alice).await.unwrap().unwrap();
-        user.authenticators.iter().map(|a| (a.id.clone(), a.factor.clone(), a.last_used_at)).collect::<Vec<_>>()
+        user.authenticators.iter().map(|a| (a.id.clone(), a.factor, a.last_used_at)).collect::<Vec<_>>()
     };
     let untouched = factors().await;
     let step = |step| Advance::Totp { step, drift_steps: 1 };
