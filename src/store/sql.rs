@@ -735,18 +735,18 @@ impl<D: Driver> Store for SqlStore<D> {
         expected: LockState,
         now: UnixTime,
     ) -> Result<bool, StoreError> {
-        if retires.is_none() {
+        let Some(retired) = retires else {
             let write = guarded_use(username, id, to, expected, now, D::LOCK_ROWS_READ);
             return raced(self.driver.execute_all(vec![write]).await);
-        }
-        let mut writes = vec![lock_guard(username, expected)];
-        if let Some(retired) = retires {
-            let retire = "DELETE FROM authenticators WHERE username = $1 AND id = $2";
-            writes.push(Statement::new(retire, [Param::user(username), Param::text(retired)]));
-        }
-        // Last: if the guard moved (another request accepted this code first, or confirmed
-        // this authenticator), nothing of it is written.
-        writes.push(advance(username, id, to, Some(now)));
+        };
+        let retire = "DELETE FROM authenticators WHERE username = $1 AND id = $2";
+        let writes = vec![
+            lock_guard(username, expected),
+            Statement::new(retire, [Param::user(username), Param::text(retired)]),
+            // Last: if the guard moved (another request accepted this code first, or
+            // confirmed this authenticator), nothing of it is written.
+            advance(username, id, to, Some(now)),
+        ];
         raced(self.driver.execute_all(writes).await)
     }
 
