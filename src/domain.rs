@@ -59,7 +59,8 @@ pub const RECOVERY_CODE_PATTERN: &str = r"^[ -]*(?:[0-9a-tv-zA-TV-Z][ -]*){12}$"
 
 impl OtpCode {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let code: String = raw.chars().filter(|c| *c != ' ').collect();
+        // Most codes come without spaces: copied whole, not char by char.
+        let code: String = if raw.contains(' ') { raw.chars().filter(|c| *c != ' ').collect() } else { raw.to_owned() };
         if !(6..=8).contains(&code.len()) || !code.bytes().all(|b| b.is_ascii_digit()) {
             return Err("token must be a string of 6 to 8 digits".into());
         }

@@ -1,10 +1,9 @@
 //! The MFA server's endpoints: thin handlers that parse, call the service, and answer.
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
@@ -12,7 +11,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::Admitted;
 use crate::domain::{Channel, Token, Username};
-use crate::http::{AppJson, ErrorBody, InvalidRequest};
+use crate::http::{AppJson, ErrorBody, InvalidRequest, JsonReply, json_bytes};
 use crate::metrics::Metrics;
 use crate::verify::Accepted;
 
@@ -122,12 +121,12 @@ pub async fn request_otp(
     State(state): State<AppState>,
     Admitted(ip): Admitted,
     AppJson(body): AppJson<RequestOtpBody>,
-) -> Result<Json<RequestOtpReply>, ApiError> {
+) -> Result<JsonReply<RequestOtpReply>, ApiError> {
     let (username, only) = body.validate()?;
     let span = tracing::info_span!("request_otp", username = %username, client_ip = %ip);
     let sent = state.verify.request_otp(&username, only).instrument(span).await?;
     let status = if sent.queued { "queued" } else { "sent" };
-    Ok(Json(RequestOtpReply { status, channels: sent.channels, expires_in: sent.expires_in }))
+    Ok(JsonReply(RequestOtpReply { status, channels: sent.channels, expires_in: sent.expires_in }))
 }
 
 /// Checks a code of one of the user's authenticators, a sent code or a recovery code;
@@ -150,7 +149,7 @@ pub async fn verify(
     State(state): State<AppState>,
     Admitted(ip): Admitted,
     AppJson(body): AppJson<VerifyBody>,
-) -> Result<Json<VerifyReply>, ApiError> {
+) -> Result<JsonReply<VerifyReply>, ApiError> {
     let (username, token) = body.validate()?;
     let span = tracing::info_span!("verify", username = %username, client_ip = %ip);
     let accepted = state.verify.verify(&username, &token, ip).instrument(span).await?;
@@ -158,7 +157,7 @@ pub async fn verify(
         Accepted::Recovery { remaining } => Some(remaining),
         _ => None,
     };
-    Ok(Json(VerifyReply { valid: true, method: accepted.method(), recovery_codes_remaining }))
+    Ok(JsonReply(VerifyReply { valid: true, method: accepted.method(), recovery_codes_remaining }))
 }
 
 /// Prometheus metrics, with the database connections read now.
@@ -192,7 +191,7 @@ pub async fn healthcheck(State(state): State<AppState>) -> Response {
         };
         serde_json::to_vec(&report).map(Bytes::from).unwrap_or_default()
     });
-    (code, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+    json_bytes(code, body)
 }
 
 /// The last `/healthcheck` body, given again while the second and the answer are the same.

@@ -5,10 +5,9 @@
 //! (`crate::api::error` for the MFA server, `crate::notify::api` for the notification
 //! service); [`ErrorBody::respond`] then writes the response and its headers.
 
-use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -91,7 +90,7 @@ impl ErrorBody {
     pub fn respond(self, status: StatusCode) -> Response {
         let retry_after = self.retry_after;
         let unauthorized = self.error == ErrorCode::Unauthorized;
-        let mut response = (status, Json(self)).into_response();
+        let mut response = super::reply::json_response(status, &self);
         let headers = response.headers_mut();
         if let Some(seconds) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));

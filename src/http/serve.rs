@@ -4,8 +4,11 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
+use atomic_waker::AtomicWaker;
 use axum::Router;
 use axum::extract::{ConnectInfo, Request};
 use axum::http::Extensions;
@@ -186,14 +189,38 @@ async fn serve_connection(
     let header_timeout = limits.header_timeout;
     let timer = tokio::time::sleep(header_timeout);
     let mut timer = std::pin::pin!(timer);
+    let watch = Arc::new(Watch::default());
+    let watch_waker = Waker::from(watch.clone());
     let outcome = loop {
-        tokio::select! {
-            outcome = connection.as_mut() => break outcome,
-            () = stop.as_mut(), if !stopping => {
+        // The connection first, then the timer and the stop, but those two only when one of
+        // them woke the task: `tokio::select!` polled both at every wake-up of the
+        // connection, a few times a request (about 420 instructions of each, callgrind;
+        // docs/BENCHMARKS.md, finding 34). They are polled with `watch_waker`, which marks
+        // them woken before it wakes the task.
+        let event = std::future::poll_fn(|cx| {
+            if let Poll::Ready(outcome) = connection.as_mut().poll(cx) {
+                return Poll::Ready(Event::Closed(outcome));
+            }
+            watch.task.register(cx.waker());
+            if watch.woken.swap(false, Ordering::AcqRel) {
+                let mut own = Context::from_waker(&watch_waker);
+                if !stopping && stop.as_mut().poll(&mut own).is_ready() {
+                    return Poll::Ready(Event::Stop);
+                }
+                if timer.as_mut().poll(&mut own).is_ready() {
+                    return Poll::Ready(Event::Timer);
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        match event {
+            Event::Closed(outcome) => break outcome,
+            Event::Stop => {
                 stopping = true;
                 connection.as_mut().graceful_shutdown();
             }
-            () = timer.as_mut() => {
+            Event::Timer => {
                 let now = Instant::now();
                 match activity.idle_for(now.into_std()) {
                     Some(idle) if idle >= header_timeout => {
@@ -205,9 +232,43 @@ async fn serve_connection(
                 }
             }
         }
+        // What just happened is looked at again at once: the connection after a graceful
+        // shutdown, and a timer that was reset registers itself when it is next polled.
+        watch.woken.store(true, Ordering::Release);
     };
     if let Err(e) = outcome {
         tracing::debug!(client = %peer, error = %e, "connection closed with an error");
+    }
+}
+
+/// What woke a connection's loop.
+enum Event<T> {
+    Closed(T),
+    Stop,
+    Timer,
+}
+
+/// Whether a connection's timer or stop has woken its task since they were last polled.
+struct Watch {
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Default for Watch {
+    /// Woken: the first poll registers them.
+    fn default() -> Self {
+        Self { woken: AtomicBool::new(true), task: AtomicWaker::new() }
+    }
+}
+
+impl Wake for Watch {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
     }
 }
 
