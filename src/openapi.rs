@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::response::{IntoResponse, Response};
 use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -15,7 +14,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseB
 use utoipa::{OpenApi, PartialSchema, ToSchema};
 
 use crate::domain::{TELEGRAM_CHAT_PATTERN, TelegramChat, USERNAME_PATTERN, Username};
-use crate::http::{ErrorBody, ErrorCode};
+use crate::http::{ErrorBody, ErrorCode, JsonReply};
 use crate::otp::Algorithm;
 
 /// `crate::domain::EmailAddress` as a pattern: at most 64 characters before the `@` (the
@@ -201,5 +200,5 @@ fn default_description(status: &str) -> &'static str {
 
 /// The `/openapi.json` response.
 pub fn response(doc: &Document) -> Response {
-    Json(doc).into_response()
+    JsonReply(doc).into_response()
 }

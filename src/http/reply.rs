@@ -1,4 +1,5 @@
-//! JSON answers, built with one header insert.
+//! JSON answers, built with one header insert: every JSON answer of both services goes
+//! through here.
 //!
 //! axum's `Json` (and a `(status, [(CONTENT_TYPE, ...)], body)` tuple) first makes the body
 //! a response of `application/octet-stream` and then replaces that content type: two

@@ -7,12 +7,12 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -25,7 +25,7 @@ use super::{Channels, DeliveryError, FailureKind, Notifier};
 use crate::config::Sensitive;
 use crate::domain::Channel;
 use crate::http::{
-    AppJson, AuthFailures, AuthRefusal, ErrorBody, ErrorCode, HttpFault, InvalidRequest, ServiceState,
+    AppJson, AuthFailures, AuthRefusal, ErrorBody, ErrorCode, HttpFault, InvalidRequest, JsonReply, ServiceState,
     with_common_layers,
 };
 use crate::metrics::Metrics;
@@ -171,7 +171,7 @@ async fn require_token(State(state): State<NotifyState>, request: Request, next:
 pub async fn send(
     State(state): State<NotifyState>,
     AppJson(body): AppJson<SendRequest>,
-) -> Result<Json<SendReply>, NotifyError> {
+) -> Result<JsonReply<SendReply>, NotifyError> {
     let delivery = body.validate(&state.default_subject)?;
     let channel = delivery.channel;
     match state.channels.deliver(&delivery).await {
@@ -179,7 +179,7 @@ pub async fn send(
             let attempts = sent.attempts;
             state.metrics.delivery(channel.as_str(), "sent", attempts);
             tracing::info!(event = "delivery", %channel, recipient = %delivery.recipient, outcome = "sent", attempts);
-            Ok(Json(SendReply { attempts, channel, recipient_moved_to: sent.moved_to, status: SendStatus::Sent }))
+            Ok(JsonReply(SendReply { attempts, channel, recipient_moved_to: sent.moved_to, status: SendStatus::Sent }))
         }
         Err(error) => {
             let outcome = match error.kind {
@@ -214,18 +214,18 @@ fn telegram_of(state: &NotifyState) -> Result<&Arc<super::telegram::TelegramChan
         (status = 502, description = "delivery_failed: Telegram did not answer `getMe`", body = ErrorBody),
         (status = 503, description = "channel_not_configured: no TELEGRAM_TOKEN", body = ErrorBody),
     ))]
-pub async fn telegram_bot(State(state): State<NotifyState>) -> Result<Json<TelegramBot>, NotifyError> {
+pub async fn telegram_bot(State(state): State<NotifyState>) -> Result<JsonReply<TelegramBot>, NotifyError> {
     let telegram = telegram_of(&state)?;
     let linking = state.updates.receiving;
     if let Some(username) = state.updates.bot_username.get() {
-        return Ok(Json(TelegramBot { linking, username: username.clone() }));
+        return Ok(JsonReply(TelegramBot { linking, username: username.clone() }));
     }
     let username = telegram.check().await.map_err(|why| NotifyError::Delivery {
         channel: Channel::Telegram,
         error: DeliveryError { kind: FailureKind::Transient, why, attempts: 1 },
     })?;
     let username = state.updates.bot_username.get_or_init(|| username).clone();
-    Ok(Json(TelegramBot { linking, username }))
+    Ok(JsonReply(TelegramBot { linking, username }))
 }
 
 /// Takes the `/start <token>` messages the bot received (each is given out once, oldest
@@ -238,9 +238,9 @@ pub async fn telegram_bot(State(state): State<NotifyState>) -> Result<Json<Teleg
             headers(("Retry-After" = u64, description = "seconds"))),
         (status = 503, description = "channel_not_configured: no TELEGRAM_TOKEN", body = ErrorBody),
     ))]
-pub async fn take_starts(State(state): State<NotifyState>) -> Result<Json<LinkStarts>, NotifyError> {
+pub async fn take_starts(State(state): State<NotifyState>) -> Result<JsonReply<LinkStarts>, NotifyError> {
     telegram_of(&state)?;
-    Ok(Json(LinkStarts { starts: state.updates.starts.take() }))
+    Ok(JsonReply(LinkStarts { starts: state.updates.starts.take() }))
 }
 
 /// Telegram's webhook (`TELEGRAM_UPDATES=webhook`): one update, which must carry the
@@ -275,7 +275,7 @@ async fn webhook(
 /// last check or the SMTP server did not answer.
 #[utoipa::path(get, path = "/healthcheck", tag = "monitoring",
     responses((status = 200, description = "`status` is `ok`, or `degraded` (a channel failed its check, or the SMTP server did not answer)", body = NotifierHealth)))]
-pub async fn healthcheck(State(state): State<NotifyState>) -> Json<NotifierHealth> {
+pub async fn healthcheck(State(state): State<NotifyState>) -> JsonReply<NotifierHealth> {
     let smtp = state.channels.email.as_ref().map(super::email::EmailChannel::reachability);
     let health = |channel: Channel, configured: bool, smtp: Option<Reachability>| {
         let check = state.checks.last(channel).filter(|_| configured).map(ChannelCheck::from);
@@ -287,7 +287,7 @@ pub async fn healthcheck(State(state): State<NotifyState>) -> Json<NotifierHealt
     };
     let failed_check = [&channels.email, &channels.telegram].iter().any(|c| c.check.as_ref().is_some_and(|c| !c.ok));
     let degraded = failed_check || smtp == Some(Reachability::Unreachable);
-    Json(NotifierHealth {
+    JsonReply(NotifierHealth {
         channels,
         status: if degraded { "degraded" } else { "ok" },
         version: env!("CARGO_PKG_VERSION"),

@@ -5,7 +5,6 @@
 
 mod wire;
 
-use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -17,7 +16,9 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::ClientIp;
 use crate::domain::Username;
-use crate::http::{AppJson, AppPath, AppQuery, AuthRefusal, ErrorBody, InvalidRequest, LOGGED_PATH_CHARS};
+use crate::http::{
+    AppJson, AppPath, AppQuery, AuthRefusal, ErrorBody, InvalidRequest, JsonReply, LOGGED_PATH_CHARS, json_response,
+};
 use crate::telemetry::printable;
 use crate::users::{Enrollment, UserSource, qr_svg};
 pub use wire::{
@@ -33,7 +34,7 @@ fn username(raw: &str) -> Result<Username, ApiError> {
 /// The one-time view of a new secret: the user, the secret, its URI and QR code.
 fn enrollment_response(status: StatusCode, enrollment: &Enrollment) -> Result<Response, ApiError> {
     let body = AdminEnrollment::new(enrollment, qr_svg(&enrollment.otpauth_uri)?);
-    Ok(no_store((status, Json(body)).into_response()))
+    Ok(no_store(json_response(status, &body)))
 }
 
 fn no_store(mut response: Response) -> Response {
@@ -70,10 +71,10 @@ pub async fn create_user(
 pub async fn list_users(
     State(state): State<AppState>,
     AppQuery(page): AppQuery<Page>,
-) -> Result<Json<AdminUserPage>, ApiError> {
+) -> Result<JsonReply<AdminUserPage>, ApiError> {
     let (limit, after) = page.validate()?;
     let page = state.users.page(after.as_ref(), limit).await?;
-    Ok(Json(AdminUserPage::from(&page)))
+    Ok(JsonReply(AdminUserPage::from(&page)))
 }
 
 /// One user, never the secret.
@@ -84,9 +85,9 @@ pub async fn list_users(
 pub async fn show_user(
     State(state): State<AppState>,
     AppPath(name): AppPath<String>,
-) -> Result<Json<AdminUser>, ApiError> {
+) -> Result<JsonReply<AdminUser>, ApiError> {
     let user = state.users.find(&username(&name)?).await?;
-    Ok(Json(AdminUser::from(&user)))
+    Ok(JsonReply(AdminUser::from(&user)))
 }
 
 /// Changes contact details: a field that is absent is kept, `null` clears it.
@@ -104,12 +105,12 @@ pub async fn update_user(
     ClientIp(ip): ClientIp,
     AppPath(name): AppPath<String>,
     AppJson(body): AppJson<ContactUpdate>,
-) -> Result<Json<AdminUser>, ApiError> {
+) -> Result<JsonReply<AdminUser>, ApiError> {
     let name = username(&name)?;
     state.users.find(&name).await?; // an unknown user is 404 whatever the body holds
     let user = state.users.update_contact(&name, body.validate()?).await?;
     tracing::info!(event = "admin", action = "update_user", username = %name, client_ip = %ip);
-    Ok(Json(AdminUser::from(&user)))
+    Ok(JsonReply(AdminUser::from(&user)))
 }
 
 /// Issues a new secret, shown once, as a pending authenticator: the old one keeps working
@@ -142,11 +143,11 @@ pub async fn unlock_user(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     AppPath(name): AppPath<String>,
-) -> Result<Json<AdminUser>, ApiError> {
+) -> Result<JsonReply<AdminUser>, ApiError> {
     let name = username(&name)?;
     let user = state.users.unlock(&name).await?;
     tracing::info!(event = "admin", action = "unlock", username = %name, client_ip = %ip);
-    Ok(Json(AdminUser::from(&user)))
+    Ok(JsonReply(AdminUser::from(&user)))
 }
 
 /// Removes a user.
@@ -187,9 +188,9 @@ fn authenticator_id(raw: &str) -> Result<String, ApiError> {
 pub async fn list_authenticators(
     State(state): State<AppState>,
     AppPath(name): AppPath<String>,
-) -> Result<Json<AdminAuthenticatorList>, ApiError> {
+) -> Result<JsonReply<AdminAuthenticatorList>, ApiError> {
     let list = state.users.authenticators(&username(&name)?).await?;
-    Ok(Json(AdminAuthenticatorList { authenticators: list.iter().map(AdminAuthenticator::from).collect() }))
+    Ok(JsonReply(AdminAuthenticatorList { authenticators: list.iter().map(AdminAuthenticator::from).collect() }))
 }
 
 /// Adds an authenticator with a fresh 160-bit secret, shown once. It is `pending` until its
@@ -217,7 +218,7 @@ pub async fn create_authenticator(
     let id = &enrolled.authenticator.id;
     tracing::info!(event = "admin", action = "add_authenticator", username = %name, authenticator = %id, client_ip = %ip);
     let body = AdminAuthenticatorEnrollment::new(&enrolled, qr_svg(&enrolled.otpauth_uri)?);
-    Ok(no_store((StatusCode::CREATED, Json(body)).into_response()))
+    Ok(no_store(json_response(StatusCode::CREATED, &body)))
 }
 
 /// Removes an authenticator: its codes stop working at once.
@@ -259,12 +260,12 @@ pub async fn resync_authenticator(
     ClientIp(ip): ClientIp,
     AppPath((name, id)): AppPath<(String, String)>,
     AppJson(body): AppJson<ResyncRequest>,
-) -> Result<Json<AdminAuthenticator>, ApiError> {
+) -> Result<JsonReply<AdminAuthenticator>, ApiError> {
     let (name, id) = (username(&name)?, authenticator_id(&id)?);
     let codes = body.validate()?;
     let synced = state.users.resync(&name, &id, &codes).await?;
     tracing::info!(event = "admin", action = "resync_authenticator", username = %name, authenticator = %id, client_ip = %ip);
-    Ok(Json(AdminAuthenticator::from(&synced)))
+    Ok(JsonReply(AdminAuthenticator::from(&synced)))
 }
 
 /// Generates 10 new recovery codes, shown once, replacing any earlier ones. Each works
@@ -285,7 +286,7 @@ pub async fn create_recovery_codes(
     let codes = state.users.new_recovery_codes(&name).await?;
     tracing::info!(event = "admin", action = "new_recovery_codes", username = %name, client_ip = %ip);
     let body = RecoveryCodeSet { codes: codes.iter().map(|c| c.display()).collect() };
-    Ok(no_store((StatusCode::CREATED, Json(body)).into_response()))
+    Ok(no_store(json_response(StatusCode::CREATED, &body)))
 }
 
 /// How many of the user's recovery codes are unused.
@@ -297,9 +298,9 @@ pub async fn create_recovery_codes(
 pub async fn recovery_codes_left(
     State(state): State<AppState>,
     AppPath(name): AppPath<String>,
-) -> Result<Json<RecoveryCodesLeft>, ApiError> {
+) -> Result<JsonReply<RecoveryCodesLeft>, ApiError> {
     let remaining = state.users.recovery_codes_remaining(&username(&name)?).await?;
-    Ok(Json(RecoveryCodesLeft { remaining }))
+    Ok(JsonReply(RecoveryCodesLeft { remaining }))
 }
 
 /// A link for the user's Telegram chat: opened in Telegram, it offers Start, which links
@@ -323,7 +324,7 @@ pub async fn create_telegram_link(
     let link = state.users.telegram_link(&name).await?;
     tracing::info!(event = "admin", action = "telegram_link", username = %name, client_ip = %ip);
     let body = TelegramLinkReply { expires_in: link.expires_in, url: link.url };
-    Ok(no_store((StatusCode::CREATED, Json(body)).into_response()))
+    Ok(no_store(json_response(StatusCode::CREATED, &body)))
 }
 
 /// The enrollment QR code of the user's newest authenticator, while it is fresh: until its
